@@ -1,0 +1,57 @@
+//! Inference backends: the interface the element drives, the pixel layouts it hands over,
+//! and the CPU backend. The CUDA backend lives in [`crate::cuda`] behind the same trait.
+//!
+//! A backend owns a few frame *slots*. The element loads each new input frame into a slot once
+//! ([`Backend::load_frame`], which converts it to the network's planar float RGB), then asks for
+//! the frames between slots `window[1]` and `window[2]` ([`Backend::interpolate`]), written back
+//! in the input's pixel layout. A frame therefore crosses to the backend once and serves the four
+//! windows it belongs to.
+
+pub mod cpu;
+pub mod pixels;
+
+pub use pixels::{FrameLayout, PixelFormat, YuvMatrix};
+
+/// Number of frame slots a backend keeps; the element addresses them `0..SLOTS`.
+/// Four for the window, plus room for the next frame while the window is still in use.
+pub const SLOTS: usize = 6;
+
+/// What went wrong inside a backend. Each message names the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("no usable GPU: {0}")]
+    NoDevice(String),
+    #[error("GPU library missing or unusable: {0}")]
+    Library(String),
+    #[error("out of GPU memory: {0}")]
+    OutOfMemory(String),
+    #[error("frame layout not supported: {0}")]
+    Layout(String),
+    #[error("backend failure: {0}")]
+    Failed(String),
+}
+
+/// A frame-interpolation engine.
+pub trait Backend: Send {
+    /// Short name for logs ("cpu", "cuda:0 fp16").
+    fn name(&self) -> String;
+
+    /// Interpolated frames the network makes per window (1 for a 2x model).
+    fn n_outputs(&self) -> usize;
+
+    /// Plans for frames of this layout (sizes need not be multiples of 8: the backend pads and
+    /// crops). Called again when caps change; slots are invalid afterwards.
+    fn configure(&mut self, layout: &FrameLayout) -> Result<(), BackendError>;
+
+    /// Converts one input frame (bytes laid out as `layout` says) into slot `slot`.
+    fn load_frame(&mut self, slot: usize, frame: &[u8]) -> Result<(), BackendError>;
+
+    /// Runs the network on slots `window` (frames i-1, i, i+1, i+2) and writes the
+    /// `n_outputs()` frames between `window[1]` and `window[2]`, in time order, into `outputs`
+    /// (each a buffer of `layout.size` bytes in the configured layout).
+    fn interpolate(
+        &mut self,
+        window: [usize; 4],
+        outputs: &mut [&mut [u8]],
+    ) -> Result<(), BackendError>;
+}

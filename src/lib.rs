@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! gst-flavr: frame-rate interpolation with the FLAVR network.
+//!
+//! Where things live:
+//! - [`flavrinterp`]: the GStreamer element (the only module that knows GStreamer).
+//! - [`window`]: the four-frame window and the output schedule (timestamps, drain).
+//! - [`model`]: the network description, weights and checkpoint loaders.
+//! - [`backend`]: the inference interface, the CPU backend and the pixel conversions.
+//! - [`cuda`]: the CUDA engine (the only module that touches cudarc).
+#![allow(clippy::too_many_arguments)]
+
+pub mod backend;
+pub mod cuda;
+pub mod error;
+pub mod flavrinterp;
+pub mod model;
+pub mod window;
+
+use gst::glib;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    flavrinterp::register(plugin)
+}
+
+gst::plugin_define!(
+    flavrinterp,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MIT/X11",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

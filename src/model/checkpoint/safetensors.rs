@@ -1,0 +1,155 @@
+//! safetensors: `u64` little-endian header length, a JSON header
+//! `{"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, "__metadata__": {...}}`,
+//! then the data. Only the header is read when opening.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use super::{Checkpoint, DType, ReadSeek, TensorEntry};
+use crate::model::LoadError;
+use crate::model::tensor::{Tensor, numel};
+
+/// Largest header accepted (the format's own limit is 100 MB).
+const MAX_HEADER: u64 = 100 << 20;
+
+struct Located {
+    entry: TensorEntry,
+    /// Absolute byte range in the file.
+    begin: u64,
+    end: u64,
+}
+
+pub struct SafeTensors {
+    reader: Box<dyn ReadSeek>,
+    tensors: Vec<Located>,
+    entries: Vec<TensorEntry>,
+}
+
+/// True when `head` (the file's first bytes) looks like safetensors.
+pub fn sniff(head: &[u8]) -> bool {
+    head.len() >= 9 && head[8] == b'{' && u64::from_le_bytes(head[..8].try_into().unwrap()) >= 2
+}
+
+pub fn open(mut reader: Box<dyn ReadSeek>) -> Result<Box<dyn Checkpoint>, LoadError> {
+    let len = reader.seek(SeekFrom::End(0)).map_err(io)?;
+    reader.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut n = [0u8; 8];
+    reader
+        .read_exact(&mut n)
+        .map_err(|_| LoadError::Truncated("safetensors header length".into()))?;
+    let n = u64::from_le_bytes(n);
+    if n > MAX_HEADER {
+        return Err(LoadError::Malformed(format!(
+            "safetensors header of {n} bytes"
+        )));
+    }
+    if 8 + n > len {
+        return Err(LoadError::Truncated(format!(
+            "safetensors header of {n} bytes in a {len}-byte file"
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    reader.read_exact(&mut header).map_err(io)?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| LoadError::Malformed(format!("safetensors header is not JSON: {e}")))?;
+    let obj = json
+        .as_object()
+        .ok_or_else(|| LoadError::Malformed("safetensors header is not a JSON object".into()))?;
+    let data_start = 8 + n;
+    let mut tensors = Vec::new();
+    for (name, info) in obj {
+        if name == "__metadata__" {
+            continue;
+        }
+        let bad = |what: &str| LoadError::Malformed(format!("safetensors entry `{name}`: {what}"));
+        let dtype = match info
+            .get("dtype")
+            .and_then(|d| d.as_str())
+            .ok_or_else(|| bad("no dtype"))?
+        {
+            "F32" => DType::F32,
+            "F16" => DType::F16,
+            "BF16" => DType::BF16,
+            other => DType::Other(other.to_string()),
+        };
+        let shape = info
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .ok_or_else(|| bad("no shape"))?
+            .iter()
+            .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| bad("shape is not a list of sizes"))?;
+        let offsets = info
+            .get("data_offsets")
+            .and_then(|s| s.as_array())
+            .filter(|a| a.len() == 2)
+            .and_then(|a| Some((a[0].as_u64()?, a[1].as_u64()?)))
+            .ok_or_else(|| bad("data_offsets is not [begin, end]"))?;
+        let (begin, end) = (
+            data_start
+                .checked_add(offsets.0)
+                .ok_or_else(|| bad("offset overflows"))?,
+            data_start
+                .checked_add(offsets.1)
+                .ok_or_else(|| bad("offset overflows"))?,
+        );
+        if begin > end {
+            return Err(bad("data_offsets decrease"));
+        }
+        if end > len {
+            return Err(LoadError::Truncated(format!(
+                "tensor `{name}` ends at byte {end} of a {len}-byte file"
+            )));
+        }
+        if let Some(size) = dtype.size() {
+            let bytes = numel(&shape).and_then(|n| n.checked_mul(size));
+            if bytes != Some((end - begin) as usize) {
+                return Err(bad("data size does not match its shape and dtype"));
+            }
+        }
+        tensors.push(Located {
+            entry: TensorEntry {
+                name: name.clone(),
+                dtype,
+                shape,
+            },
+            begin,
+            end,
+        });
+    }
+    let entries = tensors.iter().map(|t| t.entry.clone()).collect();
+    Ok(Box::new(SafeTensors {
+        reader,
+        tensors,
+        entries,
+    }))
+}
+
+fn io(e: std::io::Error) -> LoadError {
+    LoadError::Io(e.to_string())
+}
+
+impl Checkpoint for SafeTensors {
+    fn format(&self) -> &'static str {
+        "safetensors"
+    }
+
+    fn entries(&self) -> &[TensorEntry] {
+        &self.entries
+    }
+
+    fn read_f32(&mut self, name: &str) -> Result<Tensor, LoadError> {
+        let t = self
+            .tensors
+            .iter()
+            .find(|t| t.entry.name == name)
+            .ok_or_else(|| LoadError::MissingKey(name.to_string()))?;
+        let mut bytes = vec![0u8; (t.end - t.begin) as usize];
+        self.reader.seek(SeekFrom::Start(t.begin)).map_err(io)?;
+        self.reader
+            .read_exact(&mut bytes)
+            .map_err(|_| LoadError::Truncated(format!("tensor `{name}`")))?;
+        let data = super::decode(&t.entry.dtype, &bytes, name)?;
+        Ok(Tensor::new(t.entry.shape.clone(), data).expect("size checked when opening"))
+    }
+}

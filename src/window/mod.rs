@@ -1,0 +1,1 @@
+//! Frame window (being written)
