@@ -55,3 +55,15 @@ pub trait Backend: Send {
         outputs: &mut [&mut [u8]],
     ) -> Result<(), BackendError>;
 }
+
+/// Arithmetic precision of a backend. The CPU backend always computes in `Fp32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Exact mode: float32 everywhere.
+    Fp32,
+    /// float16 tensor cores, float32 accumulation.
+    #[default]
+    Fp16,
+    /// bfloat16 tensor cores, float32 accumulation.
+    Bf16,
+}
