@@ -382,8 +382,8 @@ impl State {
                         let slot = mapped.get_mut(idx).ok_or_else(|| {
                             Error::Buffer(format!("model output {idx} of {n} requested"))
                         })?;
-                        let buf = gst::Buffer::with_size(size)
-                            .map_err(|e| Error::Buffer(format!("cannot allocate a frame: {e}")))?;
+                        // Zeroed, so row padding the backend does not write is not garbage.
+                        let buf = gst::Buffer::from_mut_slice(vec![0u8; size]);
                         *slot = Some(buf.into_mapped_buffer_writable().map_err(|_| {
                             Error::Buffer("cannot map a new frame for writing".into())
                         })?);
