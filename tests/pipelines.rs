@@ -218,10 +218,28 @@ fn flushing_seek_leaves_no_stale_frame() {
     assert_eq!(*outputs.last().unwrap(), *after.last().unwrap());
 }
 
-/// Where cargo put libgstflavrinterp.so for this test build.
+/// Builds the plugin library (`cargo test` builds only the rlib) next to this test binary and
+/// returns its directory, for `GST_PLUGIN_PATH`.
 fn plugin_dir() -> PathBuf {
+    static BUILT: Once = Once::new();
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let target = dir.parent().unwrap().to_path_buf();
+    BUILT.call_once(|| {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--lib", "--target-dir"])
+            .arg(&target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "cargo build --lib failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
     assert!(
         dir.join("libgstflavrinterp.so").exists(),
         "no libgstflavrinterp.so in {}",
