@@ -372,7 +372,10 @@ fn other_bad_files_say_what_is_wrong() {
         Ok(_) => panic!("opened"),
     };
     // Compressed entries (PyTorch stores them).
-    malformed(bytes("tiny_mixed.deflate.pth"), "compressed (deflate)");
+    malformed(
+        bytes("tiny_mixed.deflate.pth"),
+        "entry `data.pkl` is compressed (deflate)",
+    );
     // data.pkl altered in the zip: its CRC no longer matches.
     let pkl = find(&zip, b"a.f32");
     malformed(edit(&zip, pkl, b"a.f32", b"a.f33"), "CRC");

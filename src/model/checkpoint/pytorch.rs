@@ -922,6 +922,8 @@ pub fn open_zip(mut reader: Box<dyn ReadSeek>) -> Result<Box<dyn Checkpoint>, Lo
         }
     };
     let entry = |name: &str| dir.get(&format!("{prefix}/{name}"));
+    let pkl = entry("data.pkl").ok_or_else(|| LoadError::Malformed("data.pkl vanished".into()))?;
+    let bytes = zip_read(reader.as_mut(), len, "data.pkl", pkl, MAX_PICKLE)?;
     if let Some(e) = entry("byteorder") {
         let order = zip_read(reader.as_mut(), len, "byteorder", e, 64)?;
         if order != b"little" {
@@ -931,8 +933,6 @@ pub fn open_zip(mut reader: Box<dyn ReadSeek>) -> Result<Box<dyn Checkpoint>, Lo
             )));
         }
     }
-    let pkl = entry("data.pkl").ok_or_else(|| LoadError::Malformed("data.pkl vanished".into()))?;
-    let bytes = zip_read(reader.as_mut(), len, "data.pkl", pkl, MAX_PICKLE)?;
     let p = pickle::load_slice(&bytes, Limits::default())?;
     drop(bytes);
     let tensors = state_dict(&p)?;
