@@ -97,7 +97,8 @@ pub struct Pickle {
 
 /// Reads one pickle from `input`, which may hold at most `available` more bytes (the rest of
 /// the file: lengths claimed beyond it are reported as truncation before anything is
-/// allocated). Reads nothing past the `STOP` opcode.
+/// allocated). Reads nothing past the `STOP` opcode. Error messages say what went wrong where
+/// in the pickle; the caller says which pickle it was.
 pub fn load(input: &mut dyn Read, available: u64, limits: Limits) -> Result<Pickle, LoadError> {
     let mut vm = Machine {
         src: Source {
@@ -128,7 +129,7 @@ pub fn load_slice(bytes: &[u8], limits: Limits) -> Result<Pickle, LoadError> {
 }
 
 fn malformed(what: impl std::fmt::Display) -> LoadError {
-    LoadError::Malformed(format!("pickle: {what}"))
+    LoadError::Malformed(what.to_string())
 }
 
 /// The input with its position and its end.
@@ -145,7 +146,7 @@ impl Source<'_> {
 
     fn truncated(&self, what: &str) -> LoadError {
         LoadError::Truncated(format!(
-            "pickle: {what} at byte {} runs past the end of the data",
+            "{what} at byte {} runs past the end of the data",
             self.pos
         ))
     }

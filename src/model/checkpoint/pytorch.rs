@@ -55,6 +55,15 @@ pub fn sniff_legacy(head: &[u8]) -> bool {
     rest.starts_with(&[0x8a, 0x0a]) && rest[2..].starts_with(&LEGACY_MAGIC)
 }
 
+/// `e` with `what` (which pickle) in front of its message.
+fn context(e: LoadError, what: &str) -> LoadError {
+    match e {
+        LoadError::Truncated(m) => LoadError::Truncated(format!("{what}: {m}")),
+        LoadError::Malformed(m) => LoadError::Malformed(format!("{what}: {m}")),
+        e => e,
+    }
+}
+
 fn io(e: std::io::Error) -> LoadError {
     if e.kind() == std::io::ErrorKind::UnexpectedEof {
         LoadError::Truncated(e.to_string())
@@ -565,15 +574,11 @@ pub fn open_legacy(mut reader: Box<dyn ReadSeek>) -> Result<Box<dyn Checkpoint>,
         let mut input = BufReader::new(&mut reader);
         let mut pos = 0u64;
         let mut next = |what: &str| -> Result<Pickle, LoadError> {
-            let p = pickle::load(&mut input, len - pos, limits).map_err(|e| match e {
-                LoadError::Truncated(m) => LoadError::Truncated(format!("{what}: {m}")),
-                LoadError::Malformed(m) => LoadError::Malformed(format!("{what}: {m}")),
-                e => e,
-            })?;
+            let p = pickle::load(&mut input, len - pos, limits).map_err(|e| context(e, what))?;
             pos += p.len;
             Ok(p)
         };
-        let magic = next("legacy magic number")?;
+        let magic = next("legacy magic number pickle")?;
         match magic.get(magic.root) {
             Some(Obj::BigInt(b)) if **b == LEGACY_MAGIC => {}
             _ => {
@@ -582,14 +587,14 @@ pub fn open_legacy(mut reader: Box<dyn ReadSeek>) -> Result<Box<dyn Checkpoint>,
                 ));
             }
         }
-        let version = next("legacy protocol version")?;
+        let version = next("legacy protocol version pickle")?;
         if version.int(version.root) != Some(LEGACY_PROTOCOL) {
             return Err(LoadError::Malformed(format!(
                 "legacy protocol version is {}, expected {LEGACY_PROTOCOL}",
                 version.describe(version.root)
             )));
         }
-        let sys = next("legacy sys_info")?;
+        let sys = next("legacy sys_info pickle")?;
         if let Some(le) = sys.dict_get(sys.root, "little_endian")
             && sys.get(le) != Some(&Obj::Bool(true))
         {
@@ -597,8 +602,8 @@ pub fn open_legacy(mut reader: Box<dyn ReadSeek>) -> Result<Box<dyn Checkpoint>,
                 "the file was written on a big-endian machine; only little-endian is read".into(),
             ));
         }
-        let main = next("main pickle")?;
-        let keys = next("storage key list")?;
+        let main = next("legacy main pickle")?;
+        let keys = next("legacy storage key list pickle")?;
         (main, keys, pos)
     };
     let tensors = state_dict(&main)?;
@@ -933,7 +938,7 @@ pub fn open_zip(mut reader: Box<dyn ReadSeek>) -> Result<Box<dyn Checkpoint>, Lo
             )));
         }
     }
-    let p = pickle::load_slice(&bytes, Limits::default())?;
+    let p = pickle::load_slice(&bytes, Limits::default()).map_err(|e| context(e, "data.pkl"))?;
     drop(bytes);
     let tensors = state_dict(&p)?;
     drop(p);
