@@ -13,9 +13,8 @@ const MAX_HEADER: u64 = 100 << 20;
 
 struct Located {
     entry: TensorEntry,
-    /// Absolute byte range in the file.
+    /// Absolute byte offset of the data in the file (its size was checked when opening).
     begin: u64,
-    end: u64,
 }
 
 pub struct SafeTensors {
@@ -26,7 +25,10 @@ pub struct SafeTensors {
 
 /// True when `head` (the file's first bytes) looks like safetensors.
 pub fn sniff(head: &[u8]) -> bool {
-    head.len() >= 9 && head[8] == b'{' && u64::from_le_bytes(head[..8].try_into().unwrap()) >= 2
+    match head.first_chunk::<8>() {
+        Some(n) => head.get(8) == Some(&b'{') && u64::from_le_bytes(*n) >= 2,
+        None => false,
+    }
 }
 
 pub fn open(mut reader: Box<dyn ReadSeek>) -> Result<Box<dyn Checkpoint>, LoadError> {
@@ -114,7 +116,6 @@ pub fn open(mut reader: Box<dyn ReadSeek>) -> Result<Box<dyn Checkpoint>, LoadEr
                 shape,
             },
             begin,
-            end,
         });
     }
     let entries = tensors.iter().map(|t| t.entry.clone()).collect();
@@ -144,12 +145,12 @@ impl Checkpoint for SafeTensors {
             .iter()
             .find(|t| t.entry.name == name)
             .ok_or_else(|| LoadError::MissingKey(name.to_string()))?;
-        let mut bytes = vec![0u8; (t.end - t.begin) as usize];
+        let count = numel(&t.entry.shape)
+            .ok_or_else(|| LoadError::Malformed(format!("tensor `{name}`: size overflows")))?;
         self.reader.seek(SeekFrom::Start(t.begin)).map_err(io)?;
-        self.reader
-            .read_exact(&mut bytes)
-            .map_err(|_| LoadError::Truncated(format!("tensor `{name}`")))?;
-        let data = super::decode(&t.entry.dtype, &bytes, name)?;
-        Ok(Tensor::new(t.entry.shape.clone(), data).expect("size checked when opening"))
+        let data = super::read_values(self.reader.as_mut(), &t.entry.dtype, count, name)?;
+        Tensor::new(t.entry.shape.clone(), data).ok_or_else(|| {
+            LoadError::Malformed(format!("tensor `{name}`: element count does not match"))
+        })
     }
 }
