@@ -94,12 +94,14 @@ fn naive_conv(
     (out, od)
 }
 
+/// (cin, cout, kernel, pad, stride, input [t, h, w])
+type Case = (usize, usize, [usize; 3], [usize; 3], usize, [usize; 3]);
+
 #[test]
 fn conv3d_matches_direct_loops() {
     on_threads(|| {
         let mut rng = SplitMix::new(1);
-        // (cin, cout, kernel, pad, stride, input t, h, w)
-        let cases: [(usize, usize, [usize; 3], [usize; 3], usize, [usize; 3]); 7] = [
+        let cases: [Case; 7] = [
             (3, 5, [3, 3, 3], [1, 1, 1], 1, [4, 9, 41]),
             (4, 6, [3, 3, 3], [1, 1, 1], 2, [4, 12, 38]),
             (3, 4, [3, 7, 7], [1, 3, 3], 2, [4, 16, 24]),
