@@ -529,18 +529,12 @@ mod tests {
     #[test]
     fn rounding_and_clamping() {
         let layout = FrameLayout::packed(PixelFormat::Rgb, 2, 1, YuvMatrix::BT601);
-        let rgb = [
-            -0.5,
-            2.0,
-            0.5 / 255.0,
-            1.49 / 255.0,
-            f32::NAN,
-            254.5 / 255.0,
-        ];
+        // Planar R = [-0.5, 2], G = [0.5, 0.25], B = [NaN, 1.49 / 255].
+        let rgb = [-0.5, 2.0, 0.5, 0.25, f32::NAN, 1.49 / 255.0];
         let mut out = [0u8; 6];
         from_planar_rgb(&layout, &rgb, &mut out).unwrap();
-        // Planar [R R G G B B] -> packed [R G B R G B].
-        assert_eq!(out, [0, 1, 255, 0, 1, 255]);
+        // Clamped; 127.5 rounds up to 128; 63.75 to 64; NaN gives 0; 1.49 to 1.
+        assert_eq!(out, [0, 128, 0, 255, 64, 1]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod ops;
 pub mod random;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use conv::{Act, Conv, ConvTranspose, Dims};
 
@@ -63,6 +64,13 @@ impl Up {
         match self {
             Up::Conv(c) => c.out_dims(x),
             Up::Transposed(c) => c.out_dims(x),
+        }
+    }
+
+    fn macs(&self, x: Dims) -> Result<f64, String> {
+        match self {
+            Up::Conv(c) => c.macs(x),
+            Up::Transposed(c) => c.macs(x),
         }
     }
 
@@ -169,6 +177,17 @@ impl CpuModel {
     /// `[n_out, 3, h, w]`, not clamped. Pads right/bottom by edge replication to a multiple
     /// of 8, normalises by the per-channel mean of the padded window, crops the result back.
     pub fn forward(&self, frames: &[f32], h: usize, w: usize) -> Result<Vec<f32>, BackendError> {
+        Ok(self.forward_timed(frames, h, w)?.0)
+    }
+
+    /// [`CpuModel::forward`], also returning the time and work of each step.
+    pub fn forward_timed(
+        &self,
+        frames: &[f32],
+        h: usize,
+        w: usize,
+    ) -> Result<(Vec<f32>, Vec<Step>), BackendError> {
+        let mut clock = Clock::new();
         if h == 0 || w == 0 {
             return Err(BackendError::Layout(format!("frame size {w}x{h}")));
         }
@@ -192,7 +211,8 @@ impl CpuModel {
             .collect();
         let neg: Vec<f32> = mean.iter().map(|m| -m).collect();
         ops::add_per_channel(&mut x, &neg);
-        let y = self.network(&x, hp, wp).map_err(err)?;
+        clock.lap("pad, normalise", 0.0);
+        let y = self.network(&x, hp, wp, &mut clock).map_err(err)?;
         // y: [3n, hp, wp] -> [n, 3, h, w] + mean.
         let n = self.spec.n_out;
         let mut out = vec![0.0f32; n * 3 * plane];
@@ -205,12 +225,19 @@ impl CpuModel {
                 }
             }
         }
-        Ok(out)
+        clock.lap("add mean, crop", 0.0);
+        Ok((out, clock.steps))
     }
 
     /// The network on a normalised `[3, 4, hp, wp]` window (sizes multiples of 8); returns
     /// `[3n, hp, wp]` before the mean is added back.
-    fn network(&self, x: &[f32], hp: usize, wp: usize) -> Result<Vec<f32>, String> {
+    fn network(
+        &self,
+        x: &[f32],
+        hp: usize,
+        wp: usize,
+        clock: &mut Clock,
+    ) -> Result<Vec<f32>, String> {
         let s = &self.spec;
         let xd = Dims::new(3, WINDOW, hp, wp);
         // Encoder shapes: x0 [stem, 4, H/2, W/2], x1, x2 [.., H/4, W/4], x3, x4 [.., H/8, W/8].
@@ -255,21 +282,27 @@ impl CpuModel {
             let (c1, c2, c3, c4) = (&mut c1[0], &mut c2[0], &mut c3[0], &mut c4[0]);
             let x0 = &mut c4[heads[3].len()..];
             self.stem.run(x, xd, x0, Act::Relu, false)?;
+            clock.lap("stem", self.stem.macs(xd)?);
             let x0 = &c4[heads[3].len()..];
             let x1 = &mut c3[heads[2].len()..];
             run_layer(&self.layers[0], x0, x0d, x1)?;
+            clock.lap("layer1", layer_macs(&self.layers[0], x0d)?);
             let x1 = &c3[heads[2].len()..];
             let x2 = &mut c2[heads[1].len()..];
             run_layer(&self.layers[1], x1, x1d, x2)?;
+            clock.lap("layer2", layer_macs(&self.layers[1], x1d)?);
             let x2 = &c2[heads[1].len()..];
             let x3 = &mut c1[heads[0].len()..];
             run_layer(&self.layers[2], x2, x2d, x3)?;
+            clock.lap("layer3", layer_macs(&self.layers[2], x2d)?);
         }
         let mut x4 = vec![0.0f32; x4d.len()];
         run_layer(&self.layers[3], &cat[0][heads[0].len()..], x3d, &mut x4)?;
+        clock.lap("layer4", layer_macs(&self.layers[3], x3d)?);
 
         // Decoder: each stage writes the head of the next concatenation buffer.
         stage(&self.decoder[0], &x4, x4d, &mut cat[0][..heads[0].len()])?;
+        clock.lap("d0", self.decoder[0].conv.macs(x4d)?);
         drop(x4);
         let mut y = vec![0.0f32; yd.len()];
         for d in 1..5 {
@@ -280,6 +313,7 @@ impl CpuModel {
                 &mut y[..]
             };
             stage(&self.decoder[d], &input, cat_d[d - 1], out)?;
+            clock.lap(format!("d{d}"), self.decoder[d].conv.macs(cat_d[d - 1])?);
         }
         drop(cat);
 
@@ -288,6 +322,7 @@ impl CpuModel {
         let fod = self.fuse.out_dims(fd)?;
         let mut f = vec![0.0f32; fod.len()];
         self.fuse.run(&y, fd, &mut f, Act::LeakyRelu, false)?;
+        clock.lap("feature_fuse", self.fuse.macs(fd)?);
         drop(y);
         let p = 3;
         let fp = ops::reflection_pad(&f, fod.c, hp, wp, p)?;
@@ -299,6 +334,7 @@ impl CpuModel {
         }
         let mut o = vec![0.0f32; od.len()];
         self.outconv.run(&fp, pd, &mut o, Act::None, false)?;
+        clock.lap("reflection pad, outconv", self.outconv.macs(pd)?);
         Ok(o)
     }
 }
@@ -306,6 +342,55 @@ impl CpuModel {
 /// Output shape of a layer (two blocks).
 fn layer_out(blocks: &[Block; 2], x: Dims) -> Result<Dims, String> {
     block_out(&blocks[1], block_out(&blocks[0], x)?)
+}
+
+/// Multiply-adds of a layer's convolutions.
+fn layer_macs(blocks: &[Block; 2], x: Dims) -> Result<f64, String> {
+    let mut m = 0.0;
+    let mut xd = x;
+    for b in blocks {
+        let y1 = b.conv1.out_dims(xd)?;
+        m += b.conv1.macs(xd)? + b.conv2.macs(y1)?;
+        if let Some(ds) = &b.downsample {
+            m += ds.macs(xd)?;
+        }
+        xd = block_out(b, xd)?;
+    }
+    Ok(m)
+}
+
+/// Time and work of one step of a forward pass.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub name: String,
+    pub seconds: f64,
+    /// Floating-point operations of the step's convolutions (2 per multiply-add).
+    pub flops: f64,
+}
+
+struct Clock {
+    last: Instant,
+    steps: Vec<Step>,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            last: Instant::now(),
+            steps: Vec::new(),
+        }
+    }
+
+    /// Ends a step begun at the previous lap.
+    fn lap(&mut self, name: impl Into<String>, macs: f64) {
+        let now = Instant::now();
+        self.steps.push(Step {
+            name: name.into(),
+            seconds: (now - self.last).as_secs_f64(),
+            flops: 2.0 * macs,
+        });
+        self.last = now;
+    }
 }
 
 /// Output shape of a block.
