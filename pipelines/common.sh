@@ -18,7 +18,7 @@ flavr_element() {
     echo "$e"
 }
 
-# Runs gst-launch-1.0 with messages on; on success prints the element's summary
+# Runs gst-launch-1.0 with messages on; on success prints warnings and the element's summary
 # ("flavrinterp: N frames in, M out, backend ..., X fps out ..."), on failure its whole log.
 launch() {
     local log rc=0
@@ -30,6 +30,7 @@ launch() {
         echo "pipeline failed" >&2
         return 1
     fi
+    grep '^WARNING: ' "$log" || true
     grep -o 'summary=(string)"[^"]*"' "$log" |
         sed -e 's/^summary=(string)"//' -e 's/"$//' -e 's/\\//g'
     rm -f "$log"

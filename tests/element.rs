@@ -708,14 +708,10 @@ fn start_errors_name_the_cause() {
     assert!(e.contains("junk.pth"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 
-    // PyTorch containers load too.
-    for m in ["flavr2x_w8.pth", "flavr2x_w8.legacy.pth"] {
+    // PyTorch containers (zip and legacy) load too.
+    for m in ["flavr2x_w8.pth", "flavr2x_w8.legacy.pth", "flavr4x_w16.pth"] {
         let el = element(m, 2);
-        if let Some(e) = start_error(&el) {
-            // The PyTorch loaders live on another branch until merged.
-            assert!(!e.contains("panicked"), "{m}: {e}");
-            eprintln!("note: {m} does not load yet: {e}");
-        }
+        assert_eq!(start_error(&el), None, "{m}");
     }
 }
 

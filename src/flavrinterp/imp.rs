@@ -8,7 +8,7 @@
  * either end of the stream.
  *
  * ## Example launch line
- * ```
+ * ```text
  * gst-launch-1.0 videotestsrc pattern=ball num-buffers=60 ! \
  *     video/x-raw,format=RGB,width=320,height=240,framerate=30/1 ! \
  *     flavrinterp factor=2 model-location=FLAVR_2x.pth ! videoconvert ! autovideosink
