@@ -484,7 +484,7 @@ impl FlavrInterp {
 
     /// Ends the current run: makes every frame still missing and pushes everything queued.
     fn drain(&self, why: &str) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let buffers: Vec<gst::Buffer> = {
+        let drained: Result<Vec<gst::Buffer>, Error> = {
             let mut guard = self.state.lock().unwrap();
             let Some(state) = guard.as_mut() else {
                 return Ok(gst::FlowSuccess::Ok);
@@ -495,18 +495,18 @@ impl FlavrInterp {
             if !stream.window.is_empty() {
                 gst::debug!(CAT, imp = self, "draining ({why})");
             }
-            let steps = match stream.window.drain() {
-                Ok(s) => s,
-                Err(e) => return Err(self.fail(&e.into())),
-            };
-            if let Err(e) = state.run_steps(steps) {
-                return Err(self.fail(&e));
-            }
-            match state.stream.as_mut() {
-                Some(s) => s.queue.drain(..).collect(),
-                None => Vec::new(),
-            }
+            stream
+                .window
+                .drain()
+                .map_err(Error::from)
+                .and_then(|steps| state.run_steps(steps))
+                .map(|()| match state.stream.as_mut() {
+                    Some(s) => s.queue.drain(..).collect(),
+                    None => Vec::new(),
+                })
         };
+        // Errors are posted and buffers pushed without the state lock held.
+        let buffers = drained.map_err(|e| self.fail(&e))?;
         let srcpad = self.obj().src_pad().clone();
         for buf in buffers {
             if let Err(e) = srcpad.push(buf) {
