@@ -574,11 +574,13 @@ impl FlavrInterp {
     }
 
     /// Called for every CAPS event before the pad checks it: a reason in words when the caps
-    /// will be refused.
+    /// will be refused. A warning, not an error: upstream may still renegotiate; if it does not,
+    /// its not-negotiated error follows this message.
     fn check_pushed_caps(&self, caps: &gst::CapsRef) {
         let factor = self.settings.lock().unwrap().factor;
         if let Some(reason) = caps_problem(caps, factor) {
-            gst::element_imp_error!(
+            gst::warning!(CAT, imp = self, "refusing {caps}: {reason}");
+            gst::element_imp_warning!(
                 self,
                 gst::CoreError::Negotiation,
                 ("Cannot take these caps: {}", reason),
