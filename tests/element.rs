@@ -749,3 +749,40 @@ fn allocation_asks_for_the_frames_held() {
         assert!(pools.iter().all(|p| p.2 >= min), "{pools:?}");
     }
 }
+
+#[test]
+fn new_segment_drains_the_window() {
+    let caps = caps_str("RGB", 32, 24, "30/1");
+    let info = info_of(&caps);
+    let (mut h, _bus) = harness(M2X, 2, &caps);
+    for i in 0..3 {
+        h.push(buffer(frame_bytes(&info, i), Some(pts30(i)), None))
+            .unwrap();
+    }
+    let mut seg = gst::FormattedSegment::<gst::ClockTime>::new();
+    seg.set_start(gst::ClockTime::from_seconds(5));
+    assert!(h.push_event(gst::event::Segment::new(&seg)));
+    for i in 0..3 {
+        let pts = 5_000_000_000 + pts30(i);
+        h.push(buffer(frame_bytes(&info, 10 + i), Some(pts), None))
+            .unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    let out = pull_all(&mut h);
+    assert_eq!(out.len(), 5 + 5);
+    assert_eq!(out[4].pts().unwrap().nseconds(), pts30(2));
+    assert_eq!(out[5].pts().unwrap().nseconds(), 5_000_000_000);
+}
+
+#[test]
+fn short_buffers_are_an_error_not_a_crash() {
+    let caps = caps_str("RGB", 32, 24, "30/1");
+    let (mut h, bus) = harness(M2X, 2, &caps);
+    let mut results = Vec::new();
+    for i in 0..3 {
+        results.push(h.push(buffer(vec![7u8; 10], Some(pts30(i)), None)));
+    }
+    assert!(results.contains(&Err(gst::FlowError::Error)), "{results:?}");
+    let e = error_text(&bus).unwrap();
+    assert!(e.contains("smaller than"), "{e}");
+}
