@@ -192,10 +192,6 @@ def _to(p, dev):
     return p.to(dev, non_blocking=True) if torch.is_tensor(p) else p
 
 
-def _rot(cos, sin, x, y):
-    return cos * x - sin * y, sin * x + cos * y
-
-
 def _smooth_noise(n, ch, grid, size, gen, device):
     """Low-frequency noise [n,ch,size,size]: grid x grid normals upsampled bicubically."""
     z = torch.randn(n, ch, grid, grid, generator=gen, device=device)
@@ -218,8 +214,8 @@ class ClipGenerator:
         self.max_motion = max_motion      # output px between two INPUT frames (camera and layers)
         self.p_static = 0.08              # camera does not move (layers still may)
         self.p_blur = 0.35                # share of batches rendered with motion blur
-        self.blur_samples = 7             # sub-frame samples in a blurred batch
-        self.max_blur_px = 8.0            # cap on blur streak length (output px)
+        self.blur_samples = 5             # sub-frame samples in a blurred batch
+        self.max_blur_px = 6.0            # cap on blur streak length (output px)
         self.layer_probs = (0.3, 0.35, 0.2, 0.15)  # 0, 1, 2, 3 foreground layers
         self.p_warp = 0.35                # non-rigid low-frequency motion
         self.p_photometric = 0.3          # exposure drift
@@ -335,22 +331,28 @@ class ClipGenerator:
         pc = self._params(n, g)
         p = _to(pc, dev)
         W, f, S = self.crop, self.ss, self.bank.canvas
+        size = (n, 3, W * f, W * f)
 
         canv = self.bank.canvases(pc["photo"], pc["oy"], pc["ox"], pc["rot"])
-        layers = [(L, Lc) for L, Lc in zip(p["layers"], pc["layers"]) if bool(Lc["on"].any())]
-        srcs = [self.bank.canvases(Lc["src"], Lc["soy"], Lc["sox"], torch.zeros(n, dtype=torch.long))
-                for _, Lc in layers]
-        shape_noise = [_smooth_noise(n, 1, 6, 32, gd, dev) for _ in layers]
+        # Each layer is rendered only for the clips that have it.
+        layers = []
+        for L, Lc in zip(p["layers"], pc["layers"]):
+            idx = Lc["on"].nonzero()[:, 0]
+            if idx.numel() == 0:
+                continue
+            m = idx.numel()
+            sub = {k: v[idx.to(dev)] for k, v in L.items()}
+            src = self.bank.canvases(Lc["src"][idx], Lc["soy"][idx], Lc["sox"][idx], torch.zeros(m, dtype=torch.long))
+            layers.append((idx.to(dev), sub, src, _smooth_noise(m, 1, 6, 32, gd, dev)))
         warp = None
         if bool((pc["warp"] > 0).any()):
-            warp = _smooth_noise(n, 2, 5, W * f, gd, dev) * p["warp"][:, None, None, None]
+            # canvas px -> normalised units, channels last like a sampling grid
+            warp = (_smooth_noise(n, 2, 5, W * f, gd, dev) * (p["warp"] * 2 / S)[:, None, None, None]).permute(0, 2, 3, 1)
 
-        # Output sample positions (output px, relative to the crop centre), f x f per pixel.
-        r = (torch.arange(W * f, device=dev, dtype=torch.float32) + 0.5) / f - W / 2
-        vy, ux = torch.meshgrid(r, r, indexing="ij")
-        ux, vy = ux[None], vy[None]  # [1, Wf, Wf]
-        T = lambda a: a[:, None, None]  # noqa: E731  [n] -> [n,1,1]
-
+        # Sampling grids are affine maps of the output's normalised coordinates x_n, y_n in
+        # [-1, 1] (affine_grid, align_corners=False: f x f samples per output pixel); output px
+        # relative to the crop centre are u = x_n W/2, v = y_n W/2.
+        h = W / 2
         K = self.blur_samples if pc["blur"] else 1
         offs = torch.linspace(-0.5, 0.5, K).tolist() if K > 1 else [0.0]
         frames = []
@@ -359,45 +361,49 @@ class ClipGenerator:
             for o in offs:
                 tau = (k - 3) + p["shutter"] * o  # [n] time of this sample, 0 = the target
                 tau2 = tau * tau
-                # Camera: canvas position of every output sample.
-                s = p["s"] * torch.exp(p["zeta"] * tau + 0.5 * p["zeta2"] * tau2)
+                # Camera: X = S/2 + s0 pos(tau) + s(tau) R(theta(tau)) (u, v), in canvas px.
+                sc = p["s"] * torch.exp(p["zeta"] * tau + 0.5 * p["zeta2"] * tau2) * (2 / S) * h
                 th = p["theta0"] + p["omega"] * tau + 0.5 * p["alpha"] * tau2
-                pos = (p["v"] * tau[:, None] + 0.5 * p["acc"] * tau2[:, None]) * p["s"][:, None]
-                X, Y = _rot(T(torch.cos(th)), T(torch.sin(th)), ux, vy)
-                X = S / 2 + T(pos[:, 0]) + T(s) * X
-                Y = S / 2 + T(pos[:, 1]) + T(s) * Y
+                pos = (p["v"] * tau[:, None] + 0.5 * p["acc"] * tau2[:, None]) * (p["s"] * 2 / S)[:, None]
+                c, sn = torch.cos(th) * sc, torch.sin(th) * sc
+                theta = torch.stack([torch.stack([c, -sn, pos[:, 0]], 1), torch.stack([sn, c, pos[:, 1]], 1)], 1)
+                grid = F.affine_grid(theta, size, align_corners=False)
                 if warp is not None:
-                    wt = T(tau + 0.5 * p["warp2"] * tau2)
-                    X = X + warp[:, 0] * wt
-                    Y = Y + warp[:, 1] * wt
-                grid = torch.stack([2 * X / S - 1, 2 * Y / S - 1], -1)
+                    grid = grid + warp * (tau + 0.5 * p["warp2"] * tau2)[:, None, None, None]
                 img = F.grid_sample(canv, grid, mode="bicubic", padding_mode="reflection", align_corners=False)
                 # Foreground layers, back to front.
-                for (L, _), src, sh in zip(layers, srcs, shape_noise):
-                    lc = L["c0"] + L["v"] * tau[:, None] + 0.5 * L["acc"] * tau2[:, None]
-                    phi = L["phi0"] + L["omega"] * tau + 0.5 * L["alpha"] * tau2
-                    size = L["size"] * torch.exp(L["zeta"] * tau)
+                for idx, L, src, sh in layers:
+                    t, t2 = tau[idx], tau2[idx]
+                    lc = L["c0"] + L["v"] * t[:, None] + 0.5 * L["acc"] * t2[:, None]
+                    phi = L["phi0"] + L["omega"] * t + 0.5 * L["alpha"] * t2
+                    size_l = L["size"] * torch.exp(L["zeta"] * t)
                     asp = L["aspect"].sqrt()
-                    px, py = _rot(T(torch.cos(phi)), T(-torch.sin(phi)), ux - T(lc[:, 0]), vy - T(lc[:, 1]))
-                    px = px / T(size * asp)  # layer coordinates: the shape lives in [-1, 1]^2
-                    py = py / T(size / asp)
-                    nz = F.grid_sample(sh, torch.stack([px, py], -1), mode="bilinear",
-                                       padding_mode="border", align_corners=True)[:, 0]
-                    shape = 1 - (px * px + py * py) + 0.45 * nz
-                    shape = torch.where(torch.maximum(px.abs(), py.abs()) > 0.97, -1.0, shape)
+                    cp, sp = torch.cos(phi), torch.sin(phi)
+                    ax, ay = 1 / (size_l * asp), asp / size_l
+                    # layer coords (the shape lives in [-1,1]^2): R(-phi) ((u,v) - lc) / (size asp, size / asp)
+                    th_l = torch.stack([
+                        torch.stack([cp * h * ax, sp * h * ax, -(cp * lc[:, 0] + sp * lc[:, 1]) * ax], 1),
+                        torch.stack([-sp * h * ay, cp * h * ay, -(-sp * lc[:, 0] + cp * lc[:, 1]) * ay], 1)], 1)
+                    gl = F.affine_grid(th_l, (idx.numel(), 1, W * f, W * f), align_corners=False)
+                    nz = F.grid_sample(sh, gl, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
+                    shape = 1 - (gl * gl).sum(-1) + 0.45 * nz
+                    shape = torch.where(gl.abs().amax(-1) > 0.97, -1.0, shape)
                     # |d shape / d output px| is about 2 / size at the rim: edge = 1 gives a
                     # 1-pixel transition, smaller values a defocused one.
-                    a = (0.5 + shape * T(size * L["edge"]) / 2).clamp(0, 1) * T(L["on"].float())
-                    # Texture, rigidly attached to the layer (tscale canvas px per output px).
-                    qx, qy = _rot(T(torch.cos(L["tpsi"])), T(torch.sin(L["tpsi"])), px * T(asp), py / T(asp))
-                    ts = T(L["tscale"] * size)
+                    a = (0.5 + shape * (size_l * L["edge"] / 2)[:, None, None]).clamp_(0, 1)
+                    # Texture, rigidly attached to the layer (tscale canvas px per output px):
+                    # canvas = tc + tscale size R(psi) (px asp, py / asp), normalised by 2/S.
+                    ts = L["tscale"] * size_l * (2 / S)
+                    cq, sq = torch.cos(L["tpsi"]) * ts, torch.sin(L["tpsi"]) * ts
+                    m2 = torch.stack([torch.stack([cq * asp, -sq / asp], 1), torch.stack([sq * asp, cq / asp], 1)], 1)
                     span = ((S / 2 - 4) - L["tscale"] * L["size"] * 1.5).clamp(min=0)
-                    TX = T(S / 2 + (L["sox"] - 0.5) * 2 * span) + ts * qx
-                    TY = T(S / 2 + (L["soy"] - 0.5) * 2 * span) + ts * qy
-                    tex = F.grid_sample(src, torch.stack([2 * TX / S - 1, 2 * TY / S - 1], -1), mode="bicubic",
-                                        padding_mode="reflection", align_corners=False)
-                    tex = tex * L["gain"][:, None, None, None]
-                    img = img + a[:, None] * (tex - img)
+                    off = torch.stack([(L["sox"] - 0.5), (L["soy"] - 0.5)], 1) * (2 * span * 2 / S)[:, None]
+                    th_t = m2 @ th_l
+                    th_t[:, :, 2] += off
+                    gt = F.affine_grid(th_t, (idx.numel(), 3, W * f, W * f), align_corners=False)
+                    tex = F.grid_sample(src, gt, mode="bicubic", padding_mode="reflection", align_corners=False)
+                    sub = img[idx]
+                    img = img.index_copy(0, idx, sub + a[:, None] * (tex * L["gain"][:, None, None, None] - sub))
                 gain = torch.exp(p["g1"] * tau + 0.5 * p["g2"] * tau2)
                 img = img * gain[:, None, None, None]
                 acc = acc + (F.avg_pool2d(img, f) if f > 1 else img)

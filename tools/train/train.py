@@ -71,6 +71,7 @@ def parse_args(argv=None):
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--no-amp", action="store_true", help="float32 instead of bf16 autocast")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the training forward (validation runs eager)")
     args = ap.parse_args(argv)
     args.widths = tuple(int(w) for w in args.widths.split(","))
     if len(args.widths) != 4:
@@ -225,10 +226,12 @@ def load_state(folder, model, opt, device, log):
                     have_m = True
                 else:
                     m = torch.zeros_like(p)
+                # empty_like keeps the parameter's layout (channels-last 3D): the fused AdamW
+                # kernel wants parameters and moments alike
                 opt.state[p] = {
                     "step": torch.tensor(float(step), dtype=torch.float32, device=p.device if fused else "cpu"),
-                    "exp_avg": m.to(p.dtype).contiguous(),
-                    "exp_avg_sq": v.to(p.dtype).contiguous(),
+                    "exp_avg": torch.empty_like(p).copy_(m),
+                    "exp_avg_sq": torch.empty_like(p).copy_(v),
                 }
             rewarm = 0 if have_m else 20
             log(f"restored AdamW moments ({'m and v' if have_m else 'v; m rebuilt'}) at step {step}")
@@ -294,13 +297,16 @@ def main(argv=None):
 
     torch.manual_seed(args.seed)  # the initial weights (a resumed call overwrites them)
     model = build_model(args.widths).to(dev)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last_3d)
+    if cuda:  # channels-last for the 3D convolutions (the 2D ones and the biases stay as they are)
+        for mod in model.modules():
+            if isinstance(mod, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
+                mod.weight.data = mod.weight.data.contiguous(memory_format=torch.channels_last_3d)
     decay = [p for n, p in model.named_parameters() if p.dim() > 1]
     no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.wd}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, args.beta2), eps=1e-8, fused=cuda)
 
+    fwd = torch.compile(model, dynamic=False) if args.compile else model
     meta = {"step": 0, "samples": 0, "train_seconds": 0.0, "calls": 0, "history": []}
     rewarm = 0
     if have_state:
@@ -367,7 +373,7 @@ def main(argv=None):
         for gi in opt.param_groups:
             gi["lr"] = lr
         with torch.autocast(device_type=dev.split(":")[0], dtype=torch.bfloat16, enabled=amp):
-            out = model(x)[0]
+            out = fwd(x)[0]
         out = out.float()
         if args.loss == "mse":
             loss = F.mse_loss(out, y)
@@ -394,8 +400,9 @@ def main(argv=None):
                 ok = False
                 break
             dt = time.time() - t_log
+            mem = f", {torch.cuda.max_memory_allocated() / 1e9:.1f} GB" if cuda else ""
             log(f"step {step} loss {l:.5f} lr {lr:.2e} {samples_log / dt:.1f} samples/s "
-                f"({dt / run_n * 1000:.0f} ms/step, of which data ~{data_time * 1000:.0f} ms)")
+                f"({dt / run_n * 1000:.0f} ms/step, of which data ~{data_time * 1000:.0f} ms{mem})")
             run_loss.zero_()
             run_n = 0
             t_log = time.time()
