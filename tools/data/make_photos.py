@@ -13,7 +13,8 @@ Steps (deterministic for the same package versions):
    on chroma subsampling).
 3. Photos marked `val` go to `val/` (held out: validation clips only), the others to `train/`.
 4. Write `sources.tsv` (split, output, package, version, path in the package, source size,
-   sha256 of the source file) and `SUMMARY.txt` (counts and bytes) beside them.
+   sha256 of the source file) and `SUMMARY.txt` (counts and bytes) beside them, and compare
+   sources.tsv with the committed tools/data/photos-sources.tsv (a warning if they differ).
 
 Needs Pillow (Debian: python3-pil; or `pip install pillow`).
 """
@@ -200,10 +201,25 @@ def main():
         rows.append((split, f"{split}/{name}", kind, pkg, version, rel, src_size,
                      "x".join(map(str, size)), sha256(src)))
         print(f"{split:5s} {len(data) // 1024:5d} KiB {size[0]}x{size[1]} {name}")
+    header = "split\tfile\tkind\tpackage\tversion\tpath\tsource_size\tsize\tsource_sha256\n"
+    text = header + "".join("\t".join(r) + "\n" for r in rows)
     with open(os.path.join(args.out, "sources.tsv"), "w") as f:
-        f.write("split\tfile\tkind\tpackage\tversion\tpath\tsource_size\tsize\tsource_sha256\n")
-        for r in rows:
-            f.write("\t".join(r) + "\n")
+        f.write(text)
+    # The committed list of the set the model was trained on: say so if this one differs
+    # (another package version, or other settings).
+    ref = os.path.join(os.path.dirname(os.path.abspath(__file__)), "photos-sources.tsv")
+    if os.path.isfile(ref):
+        with open(ref) as f:
+            old = f.read()
+        if old != text:
+            a, b = set(old.splitlines()), set(text.splitlines())
+            print(f"WARNING: differs from {ref}:", file=sys.stderr)
+            for line in sorted(a - b):
+                print(f"  was: {line}", file=sys.stderr)
+            for line in sorted(b - a):
+                print(f"  now: {line}", file=sys.stderr)
+        else:
+            print(f"same sources and sizes as {os.path.basename(ref)}")
     summary = (f"train: {count['train']} images, {total['train'] / 1e6:.1f} MB; "
                f"val: {count['val']} images, {total['val'] / 1e6:.1f} MB; "
                f"short side {args.short}, JPEG q{args.quality} 4:4:4\n")

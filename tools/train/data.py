@@ -116,10 +116,10 @@ def _rand_dir(g, n):
     return torch.stack([torch.cos(a), torch.sin(a)], 1)
 
 
-def _sample_speed(g, n, vmax, p_static):
-    """Output-pixel displacement between two INPUT frames: 0 for a share p_static, else vmax*u^2
-    (most clips slow, some fast: P(d < vmax/4) = 1/2)."""
-    d = vmax * torch.rand(n, generator=g) ** 2
+def _sample_speed(g, n, vmax, p_static, power=2.0):
+    """Output-pixel displacement between two INPUT frames: 0 for a share p_static, else
+    vmax * u^power (most clips slow, some fast: with power 2, P(d < vmax/4) = 1/2)."""
+    d = vmax * torch.rand(n, generator=g) ** power
     return torch.where(_bern(g, n, p_static), torch.zeros(n), d)
 
 
@@ -269,7 +269,9 @@ class ClipGenerator:
         layers = []
         for j in range(len(self.layer_probs) - 1):
             L = {"on": nl > j}
-            lspeed = _sample_speed(g, n, self.max_motion, 0.1) / 2
+            # layers a little slower (u^3): with several per clip the fastest one sets the
+            # clip's motion, and it should not be large in most clips
+            lspeed = _sample_speed(g, n, self.max_motion, 0.1, power=3.0) / 2
             L["c0"] = (torch.rand(n, 2, generator=g) - 0.5) * W * 0.9
             L["v"] = _rand_dir(g, n) * lspeed[:, None]
             L["acc"] = torch.randn(n, 2, generator=g) * (0.15 * lspeed[:, None] + 0.2)
@@ -296,7 +298,15 @@ class ClipGenerator:
         sh = _u(g, n, 0.2, 1.0)
         p["shutter"] = torch.minimum(sh, self.max_blur_px / (fastest + 1e-3))
         p["blur"] = bool(torch.rand(1, generator=g) < self.p_blur)
-        # Degradations and augmentation.
+        # Motion of the clip in output px between inputs 2 and 3 (frames 2 and 4), for reports.
+        lay = torch.stack([2 * L["v"].norm(dim=1) * L["on"] for L in layers], 1).amax(1)
+        p["motion"] = torch.maximum(2 * v.norm(dim=1), lay)
+        return self._override(p)
+
+    def _aug_params(self, n, g):
+        """Augmentation and degradation parameters (CPU tensors), drawn apart from the scene so a
+        rendered clip can be finished again with other ones (train.py --reuse)."""
+        p = {}
         p["c420"] = _bern(g, n, self.p_420)
         p["noise"] = torch.where(_bern(g, n, self.p_noise), _loguniform(g, n, 0.002, self.max_noise), torch.zeros(n))
         p["shot"] = _u(g, n, 0.0, 1.0)
@@ -308,23 +318,28 @@ class ClipGenerator:
         p["perm"] = torch.stack([torch.randperm(3, generator=g) for _ in range(n)])
         p["dup_first"] = _bern(g, n, self.p_dup_first)
         p["dup_last"] = _bern(g, n, self.p_dup_last)
-        # Motion of the clip in output px between inputs 2 and 3 (frames 2 and 4), for reports.
-        lay = torch.stack([2 * L["v"].norm(dim=1) * L["on"] for L in layers], 1).amax(1)
-        p["motion"] = torch.maximum(2 * v.norm(dim=1), lay)
+        return self._override(p)
+
+    def _override(self, p):
         for k, val in self.fixed.items():
             if k.startswith("layer"):  # "layer0.on" etc.
                 j, name = k[5:].split(".")
-                layers[int(j)][name] = val
-            else:
+                if "layers" in p:
+                    p["layers"][int(j)][name] = val
+            elif k in p:
                 p[k] = val
         return p
 
     # -- rendering ------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def batch(self, n, seed):
         """n clips from `seed`: inputs [n,3,4,H,W], target [n,3,H,W] (both 8-bit values in
         [0,1]) and info {motion [n] (output px between inputs 2 and 3), layers [n], blur}."""
+        return self.finish(self.render(n, seed), seed)
+
+    @torch.no_grad()
+    def render(self, n, seed):
+        """The expensive part: (clean 7-frame clips [n,7,3,H,W], scene parameters)."""
         dev = self.bank.device
         g = torch.Generator().manual_seed(int(seed))
         gd = torch.Generator(device=dev).manual_seed(int(seed) + 7919)
@@ -409,11 +424,19 @@ class ClipGenerator:
                 acc = acc + (F.avg_pool2d(img, f) if f > 1 else img)
             frames.append((acc / len(offs)).clamp(0, 1))
         clip = torch.stack(frames, 1)  # [n, 7, 3, W, W]
-        return self._finish(clip, pc, p, gd)
+        return clip, pc
 
-    def _finish(self, clip, pc, p, gd):
+    @torch.no_grad()
+    def finish(self, rendered, seed):
+        """Augment and degrade rendered clips with parameters drawn from `seed` (the same seed
+        as the render for a plain batch, another one to reuse a render)."""
+        clip, scene = rendered
         dev = clip.device
         n, t, _, h, w = clip.shape
+        g = torch.Generator().manual_seed(int(seed) + 104729)
+        gd = torch.Generator(device=dev).manual_seed(int(seed) + 15485863)
+        pc = self._aug_params(n, g)
+        p = _to(pc, dev)
         # Augment: time reversal, flips, transpose, channel order.
         rev = p["reverse"][:, None, None, None, None]
         clip = torch.where(rev, clip.flip(1), clip)
@@ -449,8 +472,8 @@ class ClipGenerator:
         q = lambda x: torch.round(x.clamp(0, 1) * 255) / 255  # noqa: E731
         inputs = q(inputs).permute(0, 2, 1, 3, 4).contiguous()  # [n, 3, 4, h, w]
         target = q(target)
-        info = {"motion": pc["motion"], "layers": sum(L["on"].long() for L in pc["layers"]),
-                "blur": pc["blur"]}
+        info = {"motion": scene["motion"], "layers": sum(L["on"].long() for L in scene["layers"]),
+                "blur": scene["blur"]}
         return inputs, target, info
 
 

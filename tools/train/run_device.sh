@@ -8,7 +8,8 @@
 # a minute), writes the new state (weights 2 parts, optimizer 1 part, 2 manifests, train.log) to
 # $OUT/state and to $STATE, and prints a summary. Refuses to start from scratch unless FRESH=1,
 # so a call that forgot to carry the state fails instead of silently starting over.
-# Env: PHOTOS (default .gpu-train/photos), STATE, FRESH, PY (default python3).
+# INIT=weights.safetensors (an export.py file) starts from those weights instead.
+# Env: PHOTOS (default .gpu-train/photos), STATE, FRESH, INIT, PY (default python3).
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 MINUTES="${1:-8}"
@@ -28,6 +29,9 @@ fi
 if [ -f "$STATE/model.json" ]; then
     "$PY" "$HERE/state.py" verify "$STATE" || exit 2
     REQ=--require-state
+elif [ -n "${INIT:-}" ]; then
+    echo "no state in $STATE: starting from the weights $INIT"
+    REQ="--init $INIT"
 elif [ "${FRESH:-0}" = 1 ]; then
     echo "no state in $STATE: starting from scratch (FRESH=1)"
     REQ=

@@ -45,9 +45,12 @@ def parse_args(argv=None):
     ap.add_argument("--state", required=True, help="state folder: loaded if it holds a state, saved to")
     ap.add_argument("--out-state", default=None, help="also save the state here (e.g. $OUT/state)")
     ap.add_argument("--require-state", action="store_true", help="fail if --state holds no state")
+    ap.add_argument("--init", default=None,
+                    help="with no state in --state: start from these weights (an export.py file; its "
+                         "'step' metadata, if any, continues the schedule); moments start fresh")
     ap.add_argument("--minutes", type=float, default=8.0, help="training time of this call")
     ap.add_argument("--max-steps", type=int, default=None, help="stop this call after this many steps")
-    ap.add_argument("--total-steps", type=int, default=60000, help="cosine schedule length (kept in the state)")
+    ap.add_argument("--total-steps", type=int, default=20000, help="cosine schedule length (kept in the state)")
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--min-lr", type=float, default=1e-6)
@@ -57,6 +60,9 @@ def parse_args(argv=None):
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--max-motion", type=float, default=48.0, help="px between two input frames")
+    ap.add_argument("--reuse", type=int, default=1,
+                    help="render a batch every N steps; the steps between re-augment it (flips, time, "
+                         "channels, noise, compression): use 2 if the log shows data taking much of a step")
     ap.add_argument("--widths", default="32,64,128,256")
     ap.add_argument("--loss", choices=["charb", "mse"], default="charb")
     ap.add_argument("--w-census", type=float, default=0.0)
@@ -309,7 +315,20 @@ def main(argv=None):
     fwd = torch.compile(model, dynamic=False) if args.compile else model
     meta = {"step": 0, "samples": 0, "train_seconds": 0.0, "calls": 0, "history": []}
     rewarm = 0
-    if have_state:
+    if not have_state and args.init:
+        from safetensors import safe_open
+
+        with safe_open(args.init, "pt") as f:
+            md = f.metadata() or {}
+            model.load_state_dict({k: f.get_tensor(k).float() for k in f.keys()}, strict=True)
+        if md.get("widths") and tuple(int(w) for w in md["widths"].split(",")) != args.widths:
+            sys.exit(f"{args.init} has widths {md['widths']}, --widths says {args.widths}")
+        meta["step"] = int(md.get("step") or 0)
+        meta["samples"] = int(md.get("samples") or 0)
+        meta["widths"] = list(args.widths)
+        rewarm = 200
+        log(f"initialised from {args.init} (step {meta['step']}); fresh moments, re-warm over {rewarm} steps")
+    elif have_state:
         meta, rewarm = load_state(args.state, model, opt, dev, log)
         if tuple(meta["widths"]) != args.widths:
             sys.exit(f"state has widths {meta['widths']}, --widths says {args.widths}")
@@ -350,6 +369,7 @@ def main(argv=None):
     samples_log = 0
     data_time = 0.0
     ok = True
+    rendered = None
     while True:
         if step >= args.total_steps:
             log(f"reached --total-steps {args.total_steps}")
@@ -362,7 +382,14 @@ def main(argv=None):
         if timed and cuda:
             torch.cuda.synchronize()
         t0 = time.time()
-        x, y, _ = gen.batch(args.batch, seed=(args.seed * 1_000_003 + step) % (1 << 62))
+        seed = (args.seed * 1_000_003 + step) % (1 << 62)
+        if args.reuse <= 1:
+            x, y, _ = gen.batch(args.batch, seed=seed)
+        else:
+            r_step = step - step % args.reuse  # a resumed call re-renders the same scene
+            if rendered is None or rendered[0] != r_step:
+                rendered = (r_step, gen.render(args.batch, (args.seed * 1_000_003 + r_step) % (1 << 62)))
+            x, y, _ = gen.finish(rendered[1], seed)
         if timed:
             if cuda:
                 torch.cuda.synchronize()
