@@ -15,8 +15,7 @@ pub mod conv;
 pub mod ops;
 pub mod random;
 
-use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use conv::{Act, Conv, ConvTranspose, Dims};
@@ -99,102 +98,6 @@ pub struct CpuModel {
     decoder: Vec<Stage>,
     fuse: Conv,
     outconv: Conv,
-    pool: Pool,
-}
-
-/// Activation buffers kept from one window to the next, so that big buffers are not returned
-/// to the system and faulted in again for every frame (that cost about 5% of the time).
-/// Buffers come back dirty: every user overwrites all of its buffer. The pool is emptied when
-/// the frame size changes.
-#[derive(Default)]
-struct Pool {
-    inner: Mutex<PoolInner>,
-}
-
-#[derive(Default)]
-struct PoolInner {
-    size: (usize, usize),
-    free: Vec<Vec<f32>>,
-}
-
-impl Clone for Pool {
-    fn clone(&self) -> Pool {
-        Pool::default()
-    }
-}
-
-impl std::fmt::Debug for Pool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Pool")
-    }
-}
-
-impl Pool {
-    fn lock(&self) -> std::sync::MutexGuard<'_, PoolInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Forgets the buffers if the frame size is not `size`.
-    fn resize_for(&self, size: (usize, usize)) {
-        let mut p = self.lock();
-        if p.size != size {
-            p.free.clear();
-            p.size = size;
-        }
-    }
-
-    /// A buffer of `len` values (contents unspecified), returned to the pool when dropped.
-    fn take(&self, len: usize) -> Buf<'_> {
-        let mut p = self.lock();
-        let best = p
-            .free
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.capacity() >= len)
-            .min_by_key(|(_, v)| v.capacity())
-            .map(|(i, _)| i);
-        let v = match best {
-            Some(i) => {
-                let mut v = p.free.swap_remove(i);
-                if v.len() >= len {
-                    v.truncate(len);
-                } else {
-                    v.resize(len, 0.0);
-                }
-                v
-            }
-            None => vec![0.0f32; len],
-        };
-        Buf { pool: self, v }
-    }
-}
-
-/// A buffer on loan from a [`Pool`].
-struct Buf<'a> {
-    pool: &'a Pool,
-    v: Vec<f32>,
-}
-
-impl Deref for Buf<'_> {
-    type Target = [f32];
-    fn deref(&self) -> &[f32] {
-        &self.v
-    }
-}
-
-impl DerefMut for Buf<'_> {
-    fn deref_mut(&mut self) -> &mut [f32] {
-        &mut self.v
-    }
-}
-
-impl Drop for Buf<'_> {
-    fn drop(&mut self) {
-        let v = std::mem::take(&mut self.v);
-        if v.capacity() > 0 {
-            self.pool.lock().free.push(v);
-        }
-    }
 }
 
 fn err(e: String) -> BackendError {
@@ -262,7 +165,6 @@ impl CpuModel {
             decoder,
             fuse,
             outconv,
-            pool: Pool::default(),
         })
     }
 
@@ -311,9 +213,7 @@ impl CpuModel {
         }
         let hp = h.div_ceil(SIZE_MULTIPLE) * SIZE_MULTIPLE;
         let wp = w.div_ceil(SIZE_MULTIPLE) * SIZE_MULTIPLE;
-        let pool = &self.pool;
-        pool.resize_for((hp, wp));
-        let mut x = pool.take(3 * WINDOW * hp * wp);
+        let mut x = vec![0.0f32; 3 * WINDOW * hp * wp];
         if (hp, wp) == (h, w) {
             x.copy_from_slice(frames);
         } else {
@@ -352,7 +252,7 @@ impl CpuModel {
         hp: usize,
         wp: usize,
         clock: &mut Clock<'_>,
-    ) -> Result<Buf<'_>, String> {
+    ) -> Result<Vec<f32>, String> {
         let s = &self.spec;
         let xd = Dims::new(3, WINDOW, hp, wp);
         // Encoder shapes: x0 [stem, 4, H/2, W/2], x1, x2 [.., H/4, W/4], x3, x4 [.., H/8, W/8].
@@ -387,8 +287,8 @@ impl CpuModel {
         if yd.c != s.decoder[4] || (yd.t, yd.h, yd.w) != (WINDOW, hp, wp) {
             return Err(format!("the decoder makes {yd:?} from a {hp}x{wp} window"));
         }
-        let pool = &self.pool;
-        let mut cat: Vec<Option<Buf>> = cat_d.iter().map(|d| Some(pool.take(d.len()))).collect();
+        let mut cat: Vec<Option<Vec<f32>>> =
+            cat_d.iter().map(|d| Some(vec![0.0f32; d.len()])).collect();
         let missing = || "concatenation buffer already released".to_string();
 
         // Encoder; each layer's output goes to the tail of its concatenation buffer.
@@ -406,27 +306,27 @@ impl CpuModel {
             clock.lap("stem", self.stem.macs(xd)?);
             let x0 = &c4[heads[3].len()..];
             let x1 = &mut c3[heads[2].len()..];
-            run_layer(&self.layers[0], x0, x0d, x1, pool)?;
+            run_layer(&self.layers[0], x0, x0d, x1)?;
             clock.lap("layer1", layer_macs(&self.layers[0], x0d)?);
             let x1 = &c3[heads[2].len()..];
             let x2 = &mut c2[heads[1].len()..];
-            run_layer(&self.layers[1], x1, x1d, x2, pool)?;
+            run_layer(&self.layers[1], x1, x1d, x2)?;
             clock.lap("layer2", layer_macs(&self.layers[1], x1d)?);
             let x2 = &c2[heads[1].len()..];
             let x3 = &mut c1[heads[0].len()..];
-            run_layer(&self.layers[2], x2, x2d, x3, pool)?;
+            run_layer(&self.layers[2], x2, x2d, x3)?;
             clock.lap("layer3", layer_macs(&self.layers[2], x2d)?);
         }
-        let mut x4 = pool.take(x4d.len());
+        let mut x4 = vec![0.0f32; x4d.len()];
         let cat1 = cat[0].as_mut().ok_or_else(missing)?;
-        run_layer(&self.layers[3], &cat1[heads[0].len()..], x3d, &mut x4, pool)?;
+        run_layer(&self.layers[3], &cat1[heads[0].len()..], x3d, &mut x4)?;
         clock.lap("layer4", layer_macs(&self.layers[3], x3d)?);
 
         // Decoder: each stage writes the head of the next concatenation buffer.
         stage(&self.decoder[0], &x4, x4d, &mut cat1[..heads[0].len()])?;
         clock.lap("d0", self.decoder[0].conv.macs(x4d)?);
         drop(x4);
-        let mut y = pool.take(yd.len());
+        let mut y = vec![0.0f32; yd.len()];
         for d in 1..5 {
             let input = cat[d - 1].take().ok_or_else(missing)?;
             let out = if d < 4 {
@@ -442,20 +342,20 @@ impl CpuModel {
         // Fold time into channels (by the fuse weights' order), fuse, then the output conv.
         let fd = Dims::new(yd.c * yd.t, 1, hp, wp);
         let fod = self.fuse.out_dims(fd)?;
-        let mut f = pool.take(fod.len());
+        let mut f = vec![0.0f32; fod.len()];
         self.fuse.run(&y, fd, &mut f, Act::LeakyRelu, false)?;
         clock.lap("feature_fuse", self.fuse.macs(fd)?);
         drop(y);
         let p = 3;
         let pd = Dims::new(fod.c, 1, hp + 2 * p, wp + 2 * p);
-        let mut fp = pool.take(pd.len());
+        let mut fp = vec![0.0f32; pd.len()];
         ops::reflection_pad(&f, fod.c, hp, wp, p, &mut fp)?;
         drop(f);
         let od = self.outconv.out_dims(pd)?;
         if (od.h, od.w) != (hp, wp) || od.c != 3 * s.n_out {
             return Err(format!("output conv makes {od:?} from a {hp}x{wp} frame"));
         }
-        let mut o = pool.take(od.len());
+        let mut o = vec![0.0f32; od.len()];
         self.outconv.run(&fp, pd, &mut o, Act::None, false)?;
         clock.lap("reflection pad, outconv", self.outconv.macs(pd)?);
         Ok(o)
@@ -524,12 +424,12 @@ fn block_out(b: &Block, x: Dims) -> Result<Dims, String> {
 }
 
 /// One residual block: `relu(SE(conv2(relu(conv1(x)))) + shortcut(x))` into `out`.
-fn run_block(b: &Block, x: &[f32], xd: Dims, out: &mut [f32], pool: &Pool) -> Result<Dims, String> {
+fn run_block(b: &Block, x: &[f32], xd: Dims, out: &mut [f32]) -> Result<Dims, String> {
     let y1d = b.conv1.out_dims(xd)?;
-    let mut y1 = pool.take(y1d.len());
+    let mut y1 = vec![0.0f32; y1d.len()];
     b.conv1.run(x, xd, &mut y1, Act::Relu, false)?;
     let y2d = b.conv2.out_dims(y1d)?;
-    let mut y2 = pool.take(y2d.len());
+    let mut y2 = vec![0.0f32; y2d.len()];
     let sums = b.conv2.run(&y1, y1d, &mut y2, Act::None, true)?;
     drop(y1);
     let g = b.gate.apply(&sums, y2d.plane());
@@ -544,7 +444,7 @@ fn run_block(b: &Block, x: &[f32], xd: Dims, out: &mut [f32], pool: &Pool) -> Re
                     "shortcut {sd:?} does not match the block output {y2d:?}"
                 ));
             }
-            let mut short = pool.take(sd.len());
+            let mut short = vec![0.0f32; sd.len()];
             ds.run(x, xd, &mut short, Act::None, false)?;
             ops::gate_add_relu(&y2, y2d, &g, &short, out);
         }
@@ -561,17 +461,11 @@ fn run_block(b: &Block, x: &[f32], xd: Dims, out: &mut [f32], pool: &Pool) -> Re
 }
 
 /// Two blocks; the second writes into `out`.
-fn run_layer(
-    blocks: &[Block; 2],
-    x: &[f32],
-    xd: Dims,
-    out: &mut [f32],
-    pool: &Pool,
-) -> Result<Dims, String> {
+fn run_layer(blocks: &[Block; 2], x: &[f32], xd: Dims, out: &mut [f32]) -> Result<Dims, String> {
     let md = block_out(&blocks[0], xd)?;
-    let mut mid = pool.take(md.len());
-    run_block(&blocks[0], x, xd, &mut mid, pool)?;
-    run_block(&blocks[1], &mid, md, out, pool)
+    let mut mid = vec![0.0f32; md.len()];
+    run_block(&blocks[0], x, xd, &mut mid)?;
+    run_block(&blocks[1], &mid, md, out)
 }
 
 /// A decoder stage: `lrelu(SE(conv(x)))` into `out`.

@@ -69,15 +69,6 @@ pub fn gate_add_relu(y: &[f32], d: Dims, g: &[f32], shortcut: &[f32], out: &mut 
         });
 }
 
-/// In place: `x = act(x)`.
-pub fn act_inplace(x: &mut [f32], act: Act) {
-    x.par_chunks_mut(PAR_PLANE).for_each(|p| {
-        for v in p {
-            *v = act.apply(*v);
-        }
-    });
-}
-
 fn min_len(plane: usize) -> usize {
     PAR_PLANE.div_ceil(plane).max(1)
 }
