@@ -240,8 +240,9 @@ fn reflection_pad_matches_torch_semantics() {
     let mut rng = SplitMix::new(4);
     let (planes, h, w, p) = (3, 5, 8, 3);
     let x = rand_vec(planes * h * w, &mut rng);
-    let out = ops::reflection_pad(&x, planes, h, w, p).unwrap();
     let (hp, wp) = (h + 2 * p, w + 2 * p);
+    let mut out = vec![f32::NAN; planes * hp * wp];
+    ops::reflection_pad(&x, planes, h, w, p, &mut out).unwrap();
     // ReflectionPad2d: index -i maps to i, n - 1 + i maps to n - 1 - i.
     let reflect = |i: isize, n: isize| -> usize {
         let mut i = i;
@@ -263,27 +264,23 @@ fn reflection_pad_matches_torch_semantics() {
         }
     }
     // Explicit small example: [1 2 3 4] padded by 3 is [4 3 2 1 2 3 4 3 2 1].
-    let row = ops::reflection_pad(
-        &[
-            1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0,
-        ],
-        1,
-        4,
-        4,
-        3,
-    )
-    .unwrap();
+    let src: Vec<f32> = (1..=16).map(|v| v as f32).collect();
+    let mut row = vec![0.0; 100];
+    ops::reflection_pad(&src, 1, 4, 4, 3, &mut row).unwrap();
     assert_eq!(
         &row[3 * 10..4 * 10],
         &[4.0, 3.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 2.0, 1.0]
     );
-    assert!(ops::reflection_pad(&x, planes, h, w, 5).is_err());
+    let mut big = vec![0.0; planes * (h + 10) * (w + 10)];
+    assert!(ops::reflection_pad(&x, planes, h, w, 5, &mut big).is_err());
+    assert!(ops::reflection_pad(&x, planes, h, w, p, &mut out[1..]).is_err());
 }
 
 #[test]
 fn replicate_pad_repeats_the_last_row_and_column() {
     let x: Vec<f32> = (0..6).map(|v| v as f32).collect(); // 2 planes of 1x3
-    let out = ops::replicate_pad(&x, 2, 1, 3, 2, 5);
+    let mut out = vec![f32::NAN; 20];
+    ops::replicate_pad(&x, 2, (1, 3), (2, 5), &mut out).unwrap();
     assert_eq!(
         out,
         vec![
@@ -291,6 +288,7 @@ fn replicate_pad_repeats_the_last_row_and_column() {
             5.0, 5.0, 5.0
         ]
     );
+    assert!(ops::replicate_pad(&x, 2, (1, 3), (1, 2), &mut out).is_err());
 }
 
 #[test]

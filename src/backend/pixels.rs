@@ -2,7 +2,16 @@
 //! planar RGB float in [0, 1], and back with clamping and rounding.
 //!
 //! The conversions here are the CPU reference; the CUDA kernels in `kernels/` do the same
-//! arithmetic.
+//! arithmetic. The conventions, in short:
+//! - 8-bit to float: `v / 255`; float to 8-bit: `floor(clamp(v, 0, 1) * 255 + 0.5)` (NaN gives
+//!   0). Packed RGB formats therefore round-trip bit-exactly.
+//! - Alpha (RGBA, BGRA) and padding (RGBx, BGRx) bytes are ignored on input and written as 255
+//!   on output: interpolated frames are opaque.
+//! - I420 / NV12 chroma planes are `ceil(w / 2) x ceil(h / 2)`. Input chroma is upsampled by
+//!   replication (pixel `(x, y)` takes sample `(x / 2, y / 2)`); output chroma is the
+//!   Y'CbCr of the mean R'G'B' of each 2x2 block (fewer pixels at odd right/bottom edges).
+//! - The matrix arithmetic, step by step, is on [`YuvCoeffs`]; decoded R'G'B' is clamped to
+//!   [0, 1]. No gamma handling: the network sees gamma-encoded values, as in training.
 
 /// Raw video formats the element negotiates (the same format goes out).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

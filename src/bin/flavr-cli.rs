@@ -244,7 +244,14 @@ fn bench(o: &Options) -> Result<(), String> {
     let mut gemm_cpu = Vec::with_capacity(runs);
     let mut steps: Vec<Vec<Step>> = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let (r, wall, cpu) = timed(|| prepared.forward_timed(&x, h, w));
+        let cpu_clock = || cpu_seconds().unwrap_or(0.0) / threads as f64;
+        let (r, wall, cpu) = timed(|| {
+            if o.steps {
+                prepared.forward_profiled(&x, h, w, &cpu_clock)
+            } else {
+                prepared.forward_timed(&x, h, w)
+            }
+        });
         steps.push(r.map_err(|e| e.to_string())?.1);
         fwd_wall.push(wall);
         fwd_cpu.extend(cpu);
@@ -271,8 +278,9 @@ fn bench(o: &Options) -> Result<(), String> {
         flops / 1e9,
     );
     if o.steps {
-        // The run with the median time.
+        // The run with the median time; its steps are timed by CPU time / threads.
         let i = fwd_wall.iter().position(|&v| v == t).unwrap_or(0);
+        println!("  steps (CPU time / {threads} threads):");
         println!(
             "  {:<26} {:>9} {:>8} {:>9}",
             "step", "ms", "GFLOP", "GFLOP/s"

@@ -180,14 +180,27 @@ impl CpuModel {
         Ok(self.forward_timed(frames, h, w)?.0)
     }
 
-    /// [`CpuModel::forward`], also returning the time and work of each step.
+    /// [`CpuModel::forward`], also returning the (wall) time and work of each step.
     pub fn forward_timed(
         &self,
         frames: &[f32],
         h: usize,
         w: usize,
     ) -> Result<(Vec<f32>, Vec<Step>), BackendError> {
-        let mut clock = Clock::new();
+        let t0 = Instant::now();
+        self.forward_profiled(frames, h, w, &|| t0.elapsed().as_secs_f64())
+    }
+
+    /// [`CpuModel::forward`], timing each step with the clock `now` (seconds; a CPU-time
+    /// clock, say, on a shared machine).
+    pub fn forward_profiled(
+        &self,
+        frames: &[f32],
+        h: usize,
+        w: usize,
+        now: &dyn Fn() -> f64,
+    ) -> Result<(Vec<f32>, Vec<Step>), BackendError> {
+        let mut clock = Clock::new(now);
         if h == 0 || w == 0 {
             return Err(BackendError::Layout(format!("frame size {w}x{h}")));
         }
@@ -200,11 +213,12 @@ impl CpuModel {
         }
         let hp = h.div_ceil(SIZE_MULTIPLE) * SIZE_MULTIPLE;
         let wp = w.div_ceil(SIZE_MULTIPLE) * SIZE_MULTIPLE;
-        let mut x = if (hp, wp) == (h, w) {
-            frames.to_vec()
+        let mut x = vec![0.0f32; 3 * WINDOW * hp * wp];
+        if (hp, wp) == (h, w) {
+            x.copy_from_slice(frames);
         } else {
-            ops::replicate_pad(frames, 3 * WINDOW, h, w, hp, wp)
-        };
+            ops::replicate_pad(frames, 3 * WINDOW, (h, w), (hp, wp), &mut x).map_err(err)?;
+        }
         let mean: Vec<f32> = ops::channel_means(&x, 3)
             .iter()
             .map(|&m| m as f32)
@@ -213,6 +227,7 @@ impl CpuModel {
         ops::add_per_channel(&mut x, &neg);
         clock.lap("pad, normalise", 0.0);
         let y = self.network(&x, hp, wp, &mut clock).map_err(err)?;
+        drop(x);
         // y: [3n, hp, wp] -> [n, 3, h, w] + mean.
         let n = self.spec.n_out;
         let mut out = vec![0.0f32; n * 3 * plane];
@@ -236,7 +251,7 @@ impl CpuModel {
         x: &[f32],
         hp: usize,
         wp: usize,
-        clock: &mut Clock,
+        clock: &mut Clock<'_>,
     ) -> Result<Vec<f32>, String> {
         let s = &self.spec;
         let xd = Dims::new(3, WINDOW, hp, wp);
@@ -272,14 +287,20 @@ impl CpuModel {
         if yd.c != s.decoder[4] || (yd.t, yd.h, yd.w) != (WINDOW, hp, wp) {
             return Err(format!("the decoder makes {yd:?} from a {hp}x{wp} window"));
         }
-        let mut cat: Vec<Vec<f32>> = cat_d.iter().map(|d| vec![0.0f32; d.len()]).collect();
+        let mut cat: Vec<Option<Vec<f32>>> =
+            cat_d.iter().map(|d| Some(vec![0.0f32; d.len()])).collect();
+        let missing = || "concatenation buffer already released".to_string();
 
         // Encoder; each layer's output goes to the tail of its concatenation buffer.
         {
             let (c1, rest) = cat.split_at_mut(1);
             let (c2, rest) = rest.split_at_mut(1);
             let (c3, c4) = rest.split_at_mut(1);
-            let (c1, c2, c3, c4) = (&mut c1[0], &mut c2[0], &mut c3[0], &mut c4[0]);
+            let [Some(c1), Some(c2), Some(c3), Some(c4)] =
+                [&mut c1[0], &mut c2[0], &mut c3[0], &mut c4[0]]
+            else {
+                return Err(missing());
+            };
             let x0 = &mut c4[heads[3].len()..];
             self.stem.run(x, xd, x0, Act::Relu, false)?;
             clock.lap("stem", self.stem.macs(xd)?);
@@ -297,18 +318,19 @@ impl CpuModel {
             clock.lap("layer3", layer_macs(&self.layers[2], x2d)?);
         }
         let mut x4 = vec![0.0f32; x4d.len()];
-        run_layer(&self.layers[3], &cat[0][heads[0].len()..], x3d, &mut x4)?;
+        let cat1 = cat[0].as_mut().ok_or_else(missing)?;
+        run_layer(&self.layers[3], &cat1[heads[0].len()..], x3d, &mut x4)?;
         clock.lap("layer4", layer_macs(&self.layers[3], x3d)?);
 
         // Decoder: each stage writes the head of the next concatenation buffer.
-        stage(&self.decoder[0], &x4, x4d, &mut cat[0][..heads[0].len()])?;
+        stage(&self.decoder[0], &x4, x4d, &mut cat1[..heads[0].len()])?;
         clock.lap("d0", self.decoder[0].conv.macs(x4d)?);
         drop(x4);
         let mut y = vec![0.0f32; yd.len()];
         for d in 1..5 {
-            let input = std::mem::take(&mut cat[d - 1]);
+            let input = cat[d - 1].take().ok_or_else(missing)?;
             let out = if d < 4 {
-                &mut cat[d][..heads[d].len()]
+                &mut cat[d].as_mut().ok_or_else(missing)?[..heads[d].len()]
             } else {
                 &mut y[..]
             };
@@ -325,9 +347,10 @@ impl CpuModel {
         clock.lap("feature_fuse", self.fuse.macs(fd)?);
         drop(y);
         let p = 3;
-        let fp = ops::reflection_pad(&f, fod.c, hp, wp, p)?;
-        drop(f);
         let pd = Dims::new(fod.c, 1, hp + 2 * p, wp + 2 * p);
+        let mut fp = vec![0.0f32; pd.len()];
+        ops::reflection_pad(&f, fod.c, hp, wp, p, &mut fp)?;
+        drop(f);
         let od = self.outconv.out_dims(pd)?;
         if (od.h, od.w) != (hp, wp) || od.c != 3 * s.n_out {
             return Err(format!("output conv makes {od:?} from a {hp}x{wp} frame"));
@@ -368,25 +391,27 @@ pub struct Step {
     pub flops: f64,
 }
 
-struct Clock {
-    last: Instant,
+struct Clock<'a> {
+    now: &'a dyn Fn() -> f64,
+    last: f64,
     steps: Vec<Step>,
 }
 
-impl Clock {
-    fn new() -> Clock {
+impl<'a> Clock<'a> {
+    fn new(now: &'a dyn Fn() -> f64) -> Clock<'a> {
         Clock {
-            last: Instant::now(),
+            now,
+            last: now(),
             steps: Vec::new(),
         }
     }
 
     /// Ends a step begun at the previous lap.
     fn lap(&mut self, name: impl Into<String>, macs: f64) {
-        let now = Instant::now();
+        let now = (self.now)();
         self.steps.push(Step {
             name: name.into(),
-            seconds: (now - self.last).as_secs_f64(),
+            seconds: now - self.last,
             flops: 2.0 * macs,
         });
         self.last = now;

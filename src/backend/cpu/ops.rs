@@ -69,39 +69,32 @@ pub fn gate_add_relu(y: &[f32], d: Dims, g: &[f32], shortcut: &[f32], out: &mut 
         });
 }
 
-/// In place: `x = act(x)`.
-pub fn act_inplace(x: &mut [f32], act: Act) {
-    x.par_chunks_mut(PAR_PLANE).for_each(|p| {
-        for v in p {
-            *v = act.apply(*v);
-        }
-    });
-}
-
 fn min_len(plane: usize) -> usize {
     PAR_PLANE.div_ceil(plane).max(1)
 }
 
 /// Reflection padding of `p` pixels on every side of each `h x w` plane of `x` (like
-/// `torch.nn.ReflectionPad2d`: the edge pixel is not repeated). Needs `p < h` and `p < w`.
+/// `torch.nn.ReflectionPad2d`: the edge pixel is not repeated) into `out`
+/// (`planes x (h + 2p) x (w + 2p)`). Needs `p < h` and `p < w`.
 pub fn reflection_pad(
     x: &[f32],
     planes: usize,
     h: usize,
     w: usize,
     p: usize,
-) -> Result<Vec<f32>, String> {
+    out: &mut [f32],
+) -> Result<(), String> {
     if p >= h || p >= w {
         return Err(format!("reflection padding {p} of a {h}x{w} plane"));
     }
-    if x.len() != planes * h * w {
+    let (hp, wp) = (h + 2 * p, w + 2 * p);
+    if x.len() != planes * h * w || out.len() != planes * hp * wp {
         return Err(format!(
-            "reflection pad: {} elements for {planes} planes of {h}x{w}",
-            x.len()
+            "reflection pad: {} and {} elements for {planes} planes of {h}x{w} padded by {p}",
+            x.len(),
+            out.len()
         ));
     }
-    let (hp, wp) = (h + 2 * p, w + 2 * p);
-    let mut out = vec![0.0f32; planes * hp * wp];
     let reflect = |i: isize, n: usize| -> usize {
         let n = n as isize;
         let r = if i < 0 {
@@ -127,19 +120,28 @@ pub fn reflection_pad(
                 }
             }
         });
-    Ok(out)
+    Ok(())
 }
 
-/// Edge-replication padding of each `h x w` plane to `hp x wp` (right and bottom).
+/// Edge-replication padding of each `h x w` plane of `x` to `hp x wp` (right and bottom)
+/// into `out`. Needs `hp >= h >= 1`, `wp >= w >= 1`.
 pub fn replicate_pad(
     x: &[f32],
     planes: usize,
-    h: usize,
-    w: usize,
-    hp: usize,
-    wp: usize,
-) -> Vec<f32> {
-    let mut out = vec![0.0f32; planes * hp * wp];
+    (h, w): (usize, usize),
+    (hp, wp): (usize, usize),
+    out: &mut [f32],
+) -> Result<(), String> {
+    if h == 0 || w == 0 || hp < h || wp < w {
+        return Err(format!("replication padding of {h}x{w} to {hp}x{wp}"));
+    }
+    if x.len() != planes * h * w || out.len() != planes * hp * wp {
+        return Err(format!(
+            "replication pad: {} and {} elements for {planes} planes of {h}x{w} -> {hp}x{wp}",
+            x.len(),
+            out.len()
+        ));
+    }
     out.par_chunks_mut(hp * wp)
         .zip(x.par_chunks(h * w))
         .for_each(|(o, src)| {
@@ -150,7 +152,7 @@ pub fn replicate_pad(
                 orow[w..].fill(srow[w - 1]);
             }
         });
-    out
+    Ok(())
 }
 
 /// Reorders the columns of a 1x1 conv weight that reads time-folded channels
