@@ -57,14 +57,22 @@ fn check(model_file: &str, golden: &str, n_out: usize) -> f32 {
     worst
 }
 
+// The same weights in each container the loader reads: the released files' zip and legacy
+// (pre-1.6) PyTorch containers, and safetensors.
+const CONTAINERS: [&str; 3] = ["pth", "legacy.pth", "safetensors"];
+
 #[test]
-fn golden_2x_safetensors() {
-    let e = check("flavr2x_w8.safetensors", "golden2x.safetensors", 1);
-    println!("2x worst {e:.3e}");
+fn golden_2x_every_container() {
+    for ext in CONTAINERS {
+        let e = check(&format!("flavr2x_w8.{ext}"), "golden2x.safetensors", 1);
+        println!("2x {ext} worst {e:.3e}");
+    }
 }
 
 #[test]
-fn golden_4x_safetensors() {
-    let e = check("flavr4x_w16.safetensors", "golden4x.safetensors", 3);
-    println!("4x worst {e:.3e}");
+fn golden_4x_every_container() {
+    for ext in CONTAINERS {
+        let e = check(&format!("flavr4x_w16.{ext}"), "golden4x.safetensors", 3);
+        println!("4x {ext} worst {e:.3e}");
+    }
 }
