@@ -1,0 +1,268 @@
+// Pixel formats in and out of the network.
+//
+// A frame slot is float32 [ph, pw, 4] (R, G, B, 0) in [0, 1], the input frame replicate-padded
+// right/bottom to (ph, pw), multiples of 8. Per slot we keep the sum of each colour channel over
+// the padded frame, so a window's mean (over its four padded frames) costs 12 additions.
+//
+// The arithmetic is the CPU reference's (src/backend/pixels.rs):
+// - 8-bit RGB in: v / 255.
+// - Y'CbCr in (I420, NV12; chroma nearest-neighbour upsampled, one sample per 2x2 pixels):
+//   limited range y = (Y - 16) / 219, pb = (U - 128) / 224, pr = (V - 128) / 224;
+//   full range y = Y / 255, pb = (U - 128) / 255, pr = (V - 128) / 255;
+//   R = y + 2 (1 - Kr) pr, B = y + 2 (1 - Kb) pb, G = (y - Kr R - Kb B) / (1 - Kr - Kb);
+//   each clamped to [0, 1].
+// - out: clamp to [0, 1]; RGB bytes round(v * 255); Y'CbCr: y = Kr R + (1 - Kr - Kb) G + Kb B,
+//   pb = (B - y) / (2 (1 - Kb)), pr = (R - y) / (2 (1 - Kr)), chroma from the average RGB of
+//   the (up to 4) pixels of its 2x2 block; limited range round(16 + 219 y),
+//   round(128 + 224 pb); full range round(255 y), round(128 + 255 pb); clamped to 0..255.
+//   round(x) = floor(x + 0.5).
+
+#define FMT_RGB 0
+#define FMT_RGBA 1
+#define FMT_BGRA 2
+#define FMT_RGBX 3
+#define FMT_BGRX 4
+#define FMT_I420 5
+#define FMT_NV12 6
+
+// Mirrors `FrameParams` in src/cuda/launch.rs (#[repr(C)]).
+struct FrameParams {
+    i64 off[3];     // byte offset of each plane
+    int stride[3];  // bytes per row of each plane
+    int format, width, height, pw, ph;
+    float kr, kb;
+    int full_range;
+};
+
+__device__ __forceinline__ float clamp01(float v) { return fminf(fmaxf(v, 0.f), 1.f); }
+__device__ __forceinline__ u8 round_byte(float v) {
+    return (u8)floorf(fminf(fmaxf(v, 0.f), 255.f) + 0.5f);
+}
+
+__device__ float3 yuv_to_rgb(float Y, float U, float V, const FrameParams &p) {
+    float y, pb, pr;
+    if (p.full_range) {
+        y = Y / 255.f;
+        pb = (U - 128.f) / 255.f;
+        pr = (V - 128.f) / 255.f;
+    } else {
+        y = (Y - 16.f) / 219.f;
+        pb = (U - 128.f) / 224.f;
+        pr = (V - 128.f) / 224.f;
+    }
+    const float r = y + 2.f * (1.f - p.kr) * pr;
+    const float b = y + 2.f * (1.f - p.kb) * pb;
+    const float g = (y - p.kr * r - p.kb * b) / (1.f - p.kr - p.kb);
+    return make_float3(clamp01(r), clamp01(g), clamp01(b));
+}
+
+// Reads pixel (x, y) (inside the frame) as RGB in [0, 1].
+__device__ float3 read_pixel(const u8 *src, const FrameParams &p, int x, int y) {
+    switch (p.format) {
+    case FMT_I420: {
+        const float Y = src[p.off[0] + (i64)y * p.stride[0] + x];
+        const float U = src[p.off[1] + (i64)(y / 2) * p.stride[1] + x / 2];
+        const float V = src[p.off[2] + (i64)(y / 2) * p.stride[2] + x / 2];
+        return yuv_to_rgb(Y, U, V, p);
+    }
+    case FMT_NV12: {
+        const float Y = src[p.off[0] + (i64)y * p.stride[0] + x];
+        const u8 *uv = src + p.off[1] + (i64)(y / 2) * p.stride[1] + (x / 2) * 2;
+        return yuv_to_rgb(Y, uv[0], uv[1], p);
+    }
+    default: {
+        const int bpp = p.format == FMT_RGB ? 3 : 4;
+        const u8 *px = src + p.off[0] + (i64)y * p.stride[0] + (i64)x * bpp;
+        const bool bgr = p.format == FMT_BGRA || p.format == FMT_BGRX;
+        const float r = px[bgr ? 2 : 0], g = px[1], b = px[bgr ? 0 : 2];
+        return make_float3(r / 255.f, g / 255.f, b / 255.f);
+    }
+    }
+}
+
+// One thread per padded pixel: slot[y * pw + x] = pixel(min(x, w-1), min(y, h-1)).
+extern "C" __global__ void frame_to_slot(const u8 *src, const FrameParams p, float4 *slot) {
+    const int n = p.pw * p.ph;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const int y = i / p.pw, x = i - y * p.pw;
+        const float3 c = read_pixel(src, p, min(x, p.width - 1), min(y, p.height - 1));
+        slot[i] = make_float4(c.x, c.y, c.z, 0.f);
+    }
+}
+
+// The same from planar float [3, h, w] (tests and tools feed exact float frames this way).
+extern "C" __global__ void f32_to_slot(const float *src, const FrameParams p, float4 *slot) {
+    const int n = p.pw * p.ph;
+    const i64 plane = (i64)p.width * p.height;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const int y = i / p.pw, x = i - y * p.pw;
+        const i64 s = (i64)min(y, p.height - 1) * p.width + min(x, p.width - 1);
+        slot[i] = make_float4(src[s], src[plane + s], src[2 * plane + s], 0.f);
+    }
+}
+
+// Per-block partial channel sums of a slot: partial[blockIdx.x * 3 + c]. blockDim.x = 256.
+extern "C" __global__ void slot_sum(const float4 *slot, int npix, float *partial) {
+    __shared__ float sm[3][256];
+    float r = 0.f, g = 0.f, b = 0.f;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < npix; i += gridDim.x * blockDim.x) {
+        const float4 v = slot[i];
+        r += v.x;
+        g += v.y;
+        b += v.z;
+    }
+    sm[0][threadIdx.x] = r;
+    sm[1][threadIdx.x] = g;
+    sm[2][threadIdx.x] = b;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s /= 2) {
+        if (threadIdx.x < s) {
+            for (int c = 0; c < 3; c++) sm[c][threadIdx.x] += sm[c][threadIdx.x + s];
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x < 3) partial[blockIdx.x * 3 + threadIdx.x] = sm[threadIdx.x][0];
+}
+
+// sums[c] = sum over blocks of partial (in double). One block, threads 0..2.
+extern "C" __global__ void slot_sum_final(const float *partial, int nblk, double *sums) {
+    const int c = threadIdx.x;
+    if (c >= 3) return;
+    double s = 0.0;
+    for (int b = 0; b < nblk; b++) s += partial[b * 3 + c];
+    sums[c] = s;
+}
+
+// The window's mean: mean[c] = sum over its 4 slots of sums[slot * 4 + c] / (4 * npix).
+extern "C" __global__ void window_mean(const double *sums, const int *win, int npix, float *mean) {
+    const int c = threadIdx.x;
+    if (c >= 3) return;
+    double s = 0.0;
+    for (int t = 0; t < 4; t++) s += sums[win[t] * 4 + c];
+    mean[c] = (float)(s / (4.0 * npix));
+}
+
+// Network input x [4, ph, pw, S::V] (channels-last; channels 3.. are zero):
+// x[t, p] = slot[win[t]][p] - mean.
+template <class S>
+__device__ void assemble_t(const float4 *slots, i64 slot_elems, const int *win, const float *mean,
+                           int npix, void *out_) {
+    typedef typename S::T T;
+    T *out = (T *)out_;
+    const unsigned n = 4u * npix;
+    const float m0 = mean[0], m1 = mean[1], m2 = mean[2];
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const unsigned t = i / npix, px = i - t * npix;
+        const float4 v = slots[win[t] * slot_elems + px];
+        float f[S::V];
+#pragma unroll
+        for (int k = 0; k < S::V; k++) f[k] = 0.f;
+        f[0] = v.x - m0;
+        f[1] = v.y - m1;
+        f[2] = v.z - m2;
+        stv<S>(out + (i64)i * S::V, f);
+    }
+}
+
+INSTANTIATE3(assemble,
+             (const float4 *slots, i64 slot_elems, const int *win, const float *mean, int npix,
+              void *out),
+             (slots, slot_elems, win, mean, npix, out))
+
+// Reads output frame k's pixel (x, y) from the outconv result y [ph, pw, kpad], adds the conv
+// bias and the window mean (not clamped).
+template <class S>
+__device__ __forceinline__ float3 net_pixel(const typename S::T *y, int kpad, const float *bias,
+                                            const float *mean, int k, int pw, int x, int yy) {
+    const typename S::T *px = y + ((i64)yy * pw + x) * kpad + 3 * k;
+    return make_float3(S::ld(px[0]) + bias[3 * k] + mean[0],
+                       S::ld(px[1]) + bias[3 * k + 1] + mean[1],
+                       S::ld(px[2]) + bias[3 * k + 2] + mean[2]);
+}
+
+// Output frame k in the frame's own format (cropped to width x height). Packed RGB: one thread
+// per pixel; I420/NV12: one thread per 2x2 block (one chroma sample).
+template <class S>
+__device__ void out_frame_t(const void *y_, int kpad, const float *bias, const float *mean, int k,
+                            const FrameParams p, u8 *dst) {
+    typedef typename S::T T;
+    const T *y = (const T *)y_;
+    const bool yuv = p.format == FMT_I420 || p.format == FMT_NV12;
+    const int gw = yuv ? (p.width + 1) / 2 : p.width;
+    const int gh = yuv ? (p.height + 1) / 2 : p.height;
+    const int n = gw * gh;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const int gy = i / gw, gx = i - gy * gw;
+        if (!yuv) {
+            const float3 c = net_pixel<S>(y, kpad, bias, mean, k, p.pw, gx, gy);
+            const int bpp = p.format == FMT_RGB ? 3 : 4;
+            u8 *px = dst + p.off[0] + (i64)gy * p.stride[0] + (i64)gx * bpp;
+            const bool bgr = p.format == FMT_BGRA || p.format == FMT_BGRX;
+            px[bgr ? 2 : 0] = round_byte(clamp01(c.x) * 255.f);
+            px[1] = round_byte(clamp01(c.y) * 255.f);
+            px[bgr ? 0 : 2] = round_byte(clamp01(c.z) * 255.f);
+            if (bpp == 4) px[3] = 255;
+            continue;
+        }
+        const float kr = p.kr, kb = p.kb, kg = 1.f - p.kr - p.kb;
+        float sr = 0.f, sg = 0.f, sb = 0.f;
+        int cnt = 0;
+        for (int dy = 0; dy < 2; dy++) {
+            for (int dx = 0; dx < 2; dx++) {
+                const int x = 2 * gx + dx, yy = 2 * gy + dy;
+                if (x >= p.width || yy >= p.height) continue;
+                const float3 c = net_pixel<S>(y, kpad, bias, mean, k, p.pw, x, yy);
+                const float r = clamp01(c.x), g = clamp01(c.y), b = clamp01(c.z);
+                const float luma = kr * r + kg * g + kb * b;
+                dst[p.off[0] + (i64)yy * p.stride[0] + x] =
+                    round_byte(p.full_range ? 255.f * luma : 16.f + 219.f * luma);
+                sr += r;
+                sg += g;
+                sb += b;
+                cnt++;
+            }
+        }
+        const float r = sr / cnt, g = sg / cnt, b = sb / cnt;
+        const float luma = kr * r + kg * g + kb * b;
+        const float pb = (b - luma) / (2.f * (1.f - kb));
+        const float pr = (r - luma) / (2.f * (1.f - kr));
+        const float cs = p.full_range ? 255.f : 224.f;
+        const u8 u = round_byte(128.f + cs * pb), v = round_byte(128.f + cs * pr);
+        if (p.format == FMT_I420) {
+            dst[p.off[1] + (i64)gy * p.stride[1] + gx] = u;
+            dst[p.off[2] + (i64)gy * p.stride[2] + gx] = v;
+        } else {
+            u8 *uv = dst + p.off[1] + (i64)gy * p.stride[1] + 2 * gx;
+            uv[0] = u;
+            uv[1] = v;
+        }
+    }
+}
+
+INSTANTIATE3(out_frame,
+             (const void *y, int kpad, const float *bias, const float *mean, int k,
+              const FrameParams p, u8 *dst),
+             (y, kpad, bias, mean, k, p, dst))
+
+// All n output frames as planar float [n, 3, height, width], not clamped (tests, PSNR).
+template <class S>
+__device__ void out_f32_t(const void *y_, int kpad, const float *bias, const float *mean, int nout,
+                          const FrameParams p, float *dst) {
+    const typename S::T *y = (const typename S::T *)y_;
+    const int n = p.width * p.height;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const int yy = i / p.width, x = i - yy * p.width;
+        for (int k = 0; k < nout; k++) {
+            const float3 c = net_pixel<S>(y, kpad, bias, mean, k, p.pw, x, yy);
+            float *d = dst + (i64)k * 3 * n + i;
+            d[0] = c.x;
+            d[n] = c.y;
+            d[2 * n] = c.z;
+        }
+    }
+}
+
+INSTANTIATE3(out_f32,
+             (const void *y, int kpad, const float *bias, const float *mean, int nout,
+              const FrameParams p, float *dst),
+             (y, kpad, bias, mean, nout, p, dst))

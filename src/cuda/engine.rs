@@ -1,0 +1,1240 @@
+//! The FLAVR network on one GPU: weights uploaded once at open; at configure, the whole
+//! forward pass planned as a list of steps over arena buffers (allocated once, reused by
+//! liveness), cuDNN algorithms chosen per convolution shape; per window, a fixed sequence of
+//! launches on one stream, no allocation.
+//!
+//! Layout: every activation is channels-last `[t, h, w, c]` (batch 1). The network input is
+//! made per window from the frame slots (one per loaded frame, converted once).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaEvent, CudaStream, result, sys::CUevent_flags};
+
+use super::cudnn::{self, Candidate, Dnn};
+use super::error::{CudaError, DriverContext, Result};
+use super::kernels::Kernels;
+use super::launch::{self, ACT_LRELU, ACT_RELU, EpiParams, FrameParams};
+use super::memory::{self, DeviceBuf, Lifetime, PinnedBuf, align_up};
+use super::weights::{ConvW, GateW, NetWeights, elem_bytes, vec_elems};
+use crate::backend::{FrameLayout, PixelFormat, Precision, SLOTS};
+use crate::model::Flavr;
+use crate::model::spec::SIZE_MULTIPLE;
+
+/// Largest cuDNN workspace an algorithm may use (bytes). Faster algorithms that need more are
+/// passed over, so that peak memory stays low.
+pub const DEFAULT_WORKSPACE_CAP: usize = 512 << 20;
+
+/// One step of the forward pass. Buffers are indices into the plan's buffer table.
+#[derive(Clone, Debug)]
+enum Op {
+    /// y = conv_i(x) (cuDNN).
+    Conv { i: usize, x: usize, y: usize },
+    /// SE gate of x (+ conv bias) into the gate scratch vector.
+    Gate {
+        x: usize,
+        rows: usize,
+        c: usize,
+        bias: Option<usize>,
+        gate: GateW,
+    },
+    /// out = act((x + bias) * gate + resid), optionally twice (see `EpiParams`).
+    Epi {
+        x: usize,
+        rows: usize,
+        c: usize,
+        bias: Option<usize>,
+        gate: bool,
+        resid: Option<usize>,
+        act: i32,
+        out: Dst,
+        out2: Option<Dst>,
+    },
+    /// Reflection pad 3 with LeakyReLU of x [h, w, c] into y.
+    Pad {
+        x: usize,
+        y: usize,
+        h: usize,
+        w: usize,
+        c: usize,
+    },
+}
+
+/// Where an epilogue writes: buffer, row stride and channel offset (elements).
+#[derive(Clone, Copy, Debug)]
+struct Dst {
+    buf: usize,
+    stride: usize,
+    off: usize,
+}
+
+impl Op {
+    fn buffers(&self) -> Vec<usize> {
+        match self {
+            Op::Conv { x, y, .. } => vec![*x, *y],
+            Op::Gate { x, .. } => vec![*x],
+            Op::Epi {
+                x,
+                resid,
+                out,
+                out2,
+                ..
+            } => {
+                let mut v = vec![*x, out.buf];
+                v.extend(resid);
+                v.extend(out2.map(|d| d.buf));
+                v
+            }
+            Op::Pad { x, y, .. } => vec![*x, *y],
+        }
+    }
+}
+
+/// A convolution of the plan: its weights and the cuDNN shapes.
+struct ConvStep {
+    w: ConvW,
+    x_dims: [usize; 5],
+    y_dims: [usize; 5],
+}
+
+/// The forward pass as data, before any allocation.
+struct Graph {
+    bufs: Vec<usize>,
+    ops: Vec<Op>,
+    convs: Vec<ConvStep>,
+    /// Network input [4, hp, wp, cin] and outconv output [hp, wp, kout].
+    xin: usize,
+    y: usize,
+    /// Widest SE gate.
+    cmax: usize,
+}
+
+struct Builder<'a> {
+    net: &'a NetWeights,
+    esz: usize,
+    g: Graph,
+}
+
+impl Builder<'_> {
+    fn buf(&mut self, elems: usize) -> usize {
+        self.g.bufs.push(elems * self.esz);
+        self.g.bufs.len() - 1
+    }
+
+    fn conv(&mut self, w: ConvW, x: usize, x_dims: [usize; 5]) -> (usize, [usize; 5]) {
+        let s = w.shape;
+        let [_, _, d, h, wd] = x_dims;
+        let y_dims = if s.transposed {
+            [1, s.cout(), d, h * 2, wd * 2]
+        } else {
+            let o = |n: usize, i: usize| (n + 2 * s.pad[i] - s.taps[i]) / s.stride[i] + 1;
+            [1, s.cout(), o(d, 0), o(h, 1), o(wd, 2)]
+        };
+        let y = self.buf(y_dims.iter().product());
+        self.g.convs.push(ConvStep { w, x_dims, y_dims });
+        self.g.ops.push(Op::Conv {
+            i: self.g.convs.len() - 1,
+            x,
+            y,
+        });
+        (y, y_dims)
+    }
+
+    fn gate(&mut self, x: usize, dims: [usize; 5], bias: Option<usize>, gate: GateW) {
+        self.g.cmax = self.g.cmax.max(gate.c);
+        self.g.ops.push(Op::Gate {
+            x,
+            rows: rows(&dims),
+            c: dims[1],
+            bias,
+            gate,
+        });
+    }
+
+    fn epi(
+        &mut self,
+        x: usize,
+        dims: [usize; 5],
+        bias: Option<usize>,
+        gate: bool,
+        resid: Option<usize>,
+        act: i32,
+        out: Dst,
+        out2: Option<Dst>,
+    ) {
+        self.g.ops.push(Op::Epi {
+            x,
+            rows: rows(&dims),
+            c: dims[1],
+            bias,
+            gate,
+            resid,
+            act,
+            out,
+            out2,
+        });
+    }
+}
+
+fn rows(dims: &[usize; 5]) -> usize {
+    dims[0] * dims[2] * dims[3] * dims[4]
+}
+
+fn inplace(buf: usize, c: usize) -> Dst {
+    Dst {
+        buf,
+        stride: c,
+        off: 0,
+    }
+}
+
+/// Plans the forward pass for a padded frame size.
+fn build_graph(net: &NetWeights, spec: &crate::model::ModelSpec, hp: usize, wp: usize) -> Graph {
+    let mut b = Builder {
+        net,
+        esz: elem_bytes(net.precision),
+        g: Graph {
+            bufs: Vec::new(),
+            ops: Vec::new(),
+            convs: Vec::new(),
+            xin: 0,
+            y: 0,
+            cmax: 0,
+        },
+    };
+    let xin_dims = [1, b.net.cin, 4, hp, wp];
+    let xin = b.buf(xin_dims.iter().product());
+    b.g.xin = xin;
+    // Concatenation buffers [decoder output d_k, skip]: the skips are written into them by the
+    // encoder, the decoder outputs later; nothing is copied.
+    let cat_c = [
+        spec.decoder[0] + spec.widths[2],
+        spec.decoder[1] + spec.widths[1],
+        spec.decoder[2] + spec.widths[0],
+        spec.decoder[3] + spec.stem,
+    ];
+    let px = |s: usize| 4 * (hp / s) * (wp / s);
+    let (x0, x0_dims) = b.conv(net.stem, xin, xin_dims);
+    let cat3 = b.buf(px(2) * cat_c[3]);
+    let stem_bias = net.stem.bias;
+    b.epi(
+        x0,
+        x0_dims,
+        stem_bias,
+        false,
+        None,
+        ACT_RELU,
+        inplace(x0, x0_dims[1]),
+        Some(Dst {
+            buf: cat3,
+            stride: cat_c[3],
+            off: spec.decoder[3],
+        }),
+    );
+    let cat2 = b.buf(px(2) * cat_c[2]);
+    let cat1 = b.buf(px(4) * cat_c[1]);
+    let cat0 = b.buf(px(8) * cat_c[0]);
+    let skips = [
+        (cat2, cat_c[2], spec.decoder[2]),
+        (cat1, cat_c[1], spec.decoder[1]),
+        (cat0, cat_c[0], spec.decoder[0]),
+    ];
+    let (mut cur, mut cur_dims) = (x0, x0_dims);
+    for (l, pair) in net.blocks.iter().enumerate() {
+        for (bi, blk) in pair.iter().enumerate() {
+            let (t1, t1_dims) = b.conv(blk.conv1, cur, cur_dims);
+            let c = t1_dims[1];
+            b.epi(
+                t1,
+                t1_dims,
+                blk.conv1.bias,
+                false,
+                None,
+                ACT_RELU,
+                inplace(t1, c),
+                None,
+            );
+            let (t2, t2_dims) = b.conv(blk.conv2, t1, t1_dims);
+            let resid = match blk.ds {
+                Some(ds) => b.conv(ds, cur, cur_dims).0,
+                None => cur,
+            };
+            b.gate(t2, t2_dims, blk.conv2.bias, blk.gate);
+            let skip = (bi == 1 && l < 3).then(|| {
+                let (buf, stride, off) = skips[l];
+                Dst { buf, stride, off }
+            });
+            b.epi(
+                t2,
+                t2_dims,
+                blk.conv2.bias,
+                true,
+                Some(resid),
+                ACT_RELU,
+                inplace(t2, c),
+                skip,
+            );
+            (cur, cur_dims) = (t2, t2_dims);
+        }
+    }
+    // Decoder: stage k reads cat_{k-1} (x4 for d0) and writes its output into cat_k[.., :d_k].
+    let mut input = (cur, cur_dims);
+    let cats = [cat0, cat1, cat2, cat3];
+    for (d, stage) in net.dec.iter().enumerate() {
+        let (raw, raw_dims) = b.conv(stage.conv, input.0, input.1);
+        let bias = stage.conv.bias;
+        b.gate(raw, raw_dims, bias, stage.gate);
+        let c = raw_dims[1];
+        if d < 4 {
+            let out = Dst {
+                buf: cats[d],
+                stride: cat_c[d],
+                off: 0,
+            };
+            b.epi(raw, raw_dims, bias, true, None, ACT_LRELU, out, None);
+            let mut dims = raw_dims;
+            dims[1] = cat_c[d];
+            input = (cats[d], dims);
+        } else {
+            b.epi(
+                raw,
+                raw_dims,
+                bias,
+                true,
+                None,
+                ACT_LRELU,
+                inplace(raw, c),
+                None,
+            );
+            input = (raw, raw_dims);
+        }
+    }
+    // Time fold + feature_fuse as one (4, 1, 1) conv, then pad (with the LeakyReLU), outconv.
+    let (f, f_dims) = b.conv(net.fuse, input.0, input.1);
+    let fc = f_dims[1];
+    let pad_dims = [1, fc, 1, hp + 6, wp + 6];
+    let padded = b.buf(pad_dims.iter().product());
+    b.g.ops.push(Op::Pad {
+        x: f,
+        y: padded,
+        h: hp,
+        w: wp,
+        c: fc,
+    });
+    let (y, _) = b.conv(net.out, padded, pad_dims);
+    b.g.y = y;
+    b.g
+}
+
+/// Lifetimes of the graph's buffers: from the first step that touches each to the last; the
+/// input is live from the start, the output until the end (the output kernels read it).
+fn lifetimes(g: &Graph) -> Vec<Lifetime> {
+    let mut lt: Vec<Option<(usize, usize)>> = vec![None; g.bufs.len()];
+    for (i, op) in g.ops.iter().enumerate() {
+        for b in op.buffers() {
+            lt[b] = Some(match lt[b] {
+                Some((f, l)) => (f.min(i), l.max(i)),
+                None => (i, i),
+            });
+        }
+    }
+    let end = g.ops.len();
+    g.bufs
+        .iter()
+        .enumerate()
+        .map(|(i, &bytes)| {
+            let (mut first, mut last) = lt[i].unwrap_or((0, 0));
+            if i == g.xin {
+                first = 0;
+            }
+            if i == g.y {
+                last = end;
+            }
+            Lifetime { bytes, first, last }
+        })
+        .collect()
+}
+
+/// Bytes the engine holds on the GPU, by use.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MemoryReport {
+    pub weights: usize,
+    /// Activations (one arena shared by liveness).
+    pub arena: usize,
+    /// cuDNN workspace.
+    pub workspace: usize,
+    /// Frame slots, transfer buffers, small scratch.
+    pub io: usize,
+    /// Sum of the activation buffers without reuse (what the arena saves against).
+    pub unshared: usize,
+}
+
+impl MemoryReport {
+    pub fn total(&self) -> usize {
+        self.weights + self.arena + self.workspace + self.io
+    }
+}
+
+/// Per-layer record of the configure-time algorithm search (for logs and notes).
+#[derive(Clone, Debug)]
+pub struct ConvChoice {
+    pub what: String,
+    pub chosen: Candidate,
+}
+
+struct Io {
+    slots: DeviceBuf,
+    sums: DeviceBuf,
+    /// f32 scratch: pool partials | SE mean | gate | window mean | window (i32 x 4) | slot
+    /// partials.
+    scratch: DeviceBuf,
+    partial: u64,
+    se_mean: u64,
+    gate: u64,
+    mean: u64,
+    win: u64,
+    slot_partial: u64,
+    in_dev: [DeviceBuf; 2],
+    in_host: [PinnedBuf; 2],
+    in_done: [CudaEvent; 2],
+    in_next: usize,
+    loaded: CudaEvent,
+    out_dev: DeviceBuf,
+    out_host: PinnedBuf,
+    win_host: PinnedBuf,
+}
+
+struct Plan {
+    layout: FrameLayout,
+    hp: usize,
+    wp: usize,
+    params: FrameParams,
+    ops: Vec<Op>,
+    convs: Vec<cudnn::Conv>,
+    conv_w: Vec<ConvW>,
+    buf_ptr: Vec<u64>,
+    xin: u64,
+    y: u64,
+    _arena: DeviceBuf,
+    ws: Option<DeviceBuf>,
+    io: Io,
+    mem: MemoryReport,
+    choices: Vec<ConvChoice>,
+}
+
+/// The CUDA engine for one device, precision and model.
+pub struct Engine {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    copy: Arc<CudaStream>,
+    k: Kernels,
+    dnn: Dnn,
+    precision: Precision,
+    spec: crate::model::ModelSpec,
+    net: NetWeights,
+    wbuf: DeviceBuf,
+    device_id: u32,
+    plan: Option<Plan>,
+    found: HashMap<String, Candidate>,
+    ws_cap: usize,
+}
+
+/// Opens a context on `device_id`, checking each library first so that a missing one is named.
+fn context(device_id: u32) -> Result<Arc<CudaContext>> {
+    // SAFETY: only probes whether the shared library can be opened.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(CudaError::NoDriver);
+    }
+    result::init().map_err(|e| CudaError::Device {
+        id: device_id,
+        cause: format!("cuInit: {}", super::error::driver_text(&e)),
+    })?;
+    let count = CudaContext::device_count().map_err(|e| CudaError::Device {
+        id: device_id,
+        cause: super::error::driver_text(&e),
+    })?;
+    if device_id as i64 >= count as i64 {
+        return Err(CudaError::NoSuchDevice {
+            id: device_id,
+            count,
+        });
+    }
+    CudaContext::new(device_id as usize).map_err(|e| CudaError::Device {
+        id: device_id,
+        cause: super::error::driver_text(&e),
+    })
+}
+
+impl Engine {
+    pub fn open(model: &Flavr, device_id: u32, precision: Precision) -> Result<Engine> {
+        let ctx = context(device_id)?;
+        cudnn::version()?;
+        let (major, minor) = ctx.compute_capability().during("cuDeviceGetAttribute")?;
+        if major < 7 {
+            return Err(CudaError::Device {
+                id: device_id,
+                cause: format!("compute capability {major}.{minor}; at least 7.0 is needed"),
+            });
+        }
+        if precision == Precision::Bf16 && major < 8 {
+            return Err(CudaError::Device {
+                id: device_id,
+                cause: format!(
+                    "bfloat16 needs compute capability 8.0, this GPU has {major}.{minor}"
+                ),
+            });
+        }
+        // We synchronise our own buffers; cudarc's per-allocation events are not needed.
+        // SAFETY: no cudarc CudaSlice is shared between streams by this engine.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().during("cuStreamCreate")?;
+        let copy = ctx.new_stream().during("cuStreamCreate")?;
+        let k = Kernels::load(&ctx, precision)?;
+        let dnn = Dnn::new(&stream)?;
+        let mut net = NetWeights::pack(model, precision);
+        let wbuf = DeviceBuf::new(&ctx, net.bytes.len(), "weights (cuMemAlloc)")?;
+        // SAFETY: wbuf holds net.bytes.len() bytes; synchronous copy.
+        unsafe { result::memcpy_htod_sync(wbuf.ptr(), &net.bytes) }.during("cuMemcpyHtoD")?;
+        net.bytes = Vec::new();
+        Ok(Engine {
+            ctx,
+            stream,
+            copy,
+            k,
+            dnn,
+            precision,
+            spec: model.spec.clone(),
+            net,
+            wbuf,
+            device_id,
+            plan: None,
+            found: HashMap::new(),
+            ws_cap: std::env::var("FLAVR_CUDA_WORKSPACE_MB")
+                .ok()
+                .and_then(|s| s.parse::<usize>().ok())
+                .map_or(DEFAULT_WORKSPACE_CAP, |mb| mb << 20),
+        })
+    }
+
+    pub fn name(&self) -> String {
+        let p = match self.precision {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+            Precision::Bf16 => "bf16",
+        };
+        format!("cuda:{} {p}", self.device_id)
+    }
+
+    pub fn n_outputs(&self) -> usize {
+        self.spec.n_out
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    pub fn memory(&self) -> MemoryReport {
+        self.plan.as_ref().map(|p| p.mem).unwrap_or(MemoryReport {
+            weights: self.wbuf.bytes(),
+            ..Default::default()
+        })
+    }
+
+    pub fn conv_choices(&self) -> Vec<ConvChoice> {
+        self.plan
+            .as_ref()
+            .map(|p| p.choices.clone())
+            .unwrap_or_default()
+    }
+
+    /// Padded size of the configured layout.
+    pub fn padded_size(&self) -> Option<(usize, usize)> {
+        self.plan.as_ref().map(|p| (p.hp, p.wp))
+    }
+
+    fn w(&self, off: usize) -> u64 {
+        self.wbuf.ptr() + off as u64
+    }
+
+    /// Plans buffers and algorithms for frames of `layout`.
+    pub fn configure(&mut self, layout: &FrameLayout) -> Result<()> {
+        let params = frame_params(layout)?;
+        self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
+        self.stream.synchronize().during("cuStreamSynchronize")?;
+        self.copy.synchronize().during("cuStreamSynchronize")?;
+        // Release the old plan before allocating the new one.
+        self.plan = None;
+        let (hp, wp) = (params.ph as usize, params.pw as usize);
+        let g = build_graph(&self.net, &self.spec, hp, wp);
+        let lts = lifetimes(&g);
+        let arena_plan = memory::plan_arena(&lts);
+        let arena = DeviceBuf::new(&self.ctx, arena_plan.size, "activation arena (cuMemAlloc)")?;
+        // Defined, finite contents for the algorithm search (0x3C3C: about 1.06 in f16).
+        // SAFETY: the arena holds arena.bytes() bytes.
+        unsafe { result::memset_d8_sync(arena.ptr(), 0x3c, arena.bytes()) }.during("cuMemsetD8")?;
+        let buf_ptr: Vec<u64> = arena_plan
+            .offsets
+            .iter()
+            .map(|&o| arena.ptr() + o as u64)
+            .collect();
+        let dt = cudnn::data_type(self.precision);
+        let mut convs = Vec::with_capacity(g.convs.len());
+        for c in &g.convs {
+            let s = c.w.shape;
+            convs.push(cudnn::Conv::new(
+                dt,
+                s.transposed,
+                c.x_dims,
+                s.filter_dims(),
+                c.y_dims,
+                s.pad,
+                s.stride,
+            )?);
+        }
+        // Algorithm search, once per distinct shape (cached across configures).
+        let mut choices = Vec::new();
+        let mut search_ws: Option<DeviceBuf> = None;
+        let mut cap = self.ws_cap;
+        for (ci, op) in g.ops.iter().enumerate() {
+            let Op::Conv { i, x, y } = *op else { continue };
+            let step = &g.convs[i];
+            let key = format!(
+                "{:?} {:?} {:?} {:?} {:?} {:?} {}",
+                self.precision,
+                step.x_dims,
+                step.y_dims,
+                step.w.shape.taps,
+                step.w.shape.stride,
+                step.w.shape.pad,
+                step.w.shape.transposed
+            );
+            let cand = if let Some(c) = self.found.get(&key) {
+                convs[i].use_candidate(self.precision, *c)?;
+                *c
+            } else {
+                if search_ws.is_none() {
+                    // Take what the GPU can give, up to the cap.
+                    loop {
+                        match DeviceBuf::new(&self.ctx, cap.max(1), "cuDNN search workspace") {
+                            Ok(b) => {
+                                search_ws = Some(b);
+                                break;
+                            }
+                            Err(CudaError::OutOfMemory(_)) if cap > (1 << 20) => cap /= 4,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                let ws = search_ws.as_ref().map_or(0, |b| b.ptr());
+                convs[i].find(
+                    &self.dnn,
+                    self.precision,
+                    buf_ptr[x],
+                    self.w(step.w.w),
+                    buf_ptr[y],
+                    ws,
+                    cap,
+                )?;
+                let c = convs[i]
+                    .chosen
+                    .ok_or_else(|| CudaError::Unsupported("no algorithm chosen".into()))?;
+                self.found.insert(key.clone(), c);
+                c
+            };
+            let _ = ci;
+            choices.push(ConvChoice {
+                what: key,
+                chosen: cand,
+            });
+        }
+        drop(search_ws);
+        let ws_bytes = choices
+            .iter()
+            .map(|c| c.chosen.workspace)
+            .max()
+            .unwrap_or(0);
+        let ws = if ws_bytes > 0 {
+            Some(DeviceBuf::new(
+                &self.ctx,
+                ws_bytes,
+                "cuDNN workspace (cuMemAlloc)",
+            )?)
+        } else {
+            None
+        };
+        let io = self.make_io(layout, hp, wp, g.cmax)?;
+        let io_bytes = io.slots.bytes()
+            + io.sums.bytes()
+            + io.scratch.bytes()
+            + io.in_dev.iter().map(|b| b.bytes()).sum::<usize>()
+            + io.out_dev.bytes();
+        let mem = MemoryReport {
+            weights: self.wbuf.bytes(),
+            arena: arena.bytes(),
+            workspace: ws.as_ref().map_or(0, |b| b.bytes()),
+            io: io_bytes,
+            unshared: g.bufs.iter().map(|&b| align_up(b)).sum(),
+        };
+        self.plan = Some(Plan {
+            layout: layout.clone(),
+            hp,
+            wp,
+            params,
+            conv_w: g.convs.iter().map(|c| c.w).collect(),
+            xin: buf_ptr[g.xin],
+            y: buf_ptr[g.y],
+            ops: g.ops,
+            convs,
+            buf_ptr,
+            _arena: arena,
+            ws,
+            io,
+            mem,
+            choices,
+        });
+        Ok(())
+    }
+
+    fn make_io(&self, layout: &FrameLayout, hp: usize, wp: usize, cmax: usize) -> Result<Io> {
+        let npix = hp * wp;
+        let slots = DeviceBuf::new(&self.ctx, SLOTS * npix * 16, "frame slots (cuMemAlloc)")?;
+        let sums = DeviceBuf::new(&self.ctx, SLOTS * 4 * 8, "slot sums (cuMemAlloc)")?;
+        // SAFETY: sums holds SLOTS * 4 doubles; zero is a valid (empty) sum.
+        unsafe { result::memset_d8_sync(sums.ptr(), 0, sums.bytes()) }.during("cuMemsetD8")?;
+        let cm = cmax.max(4);
+        let sizes = [
+            launch::POOL_BLOCKS * cm * 4,
+            cm * 4,
+            cm * 4,
+            16,
+            16,
+            launch::SLOT_BLOCKS * 3 * 4,
+        ];
+        let mut offs = Vec::new();
+        let mut total = 0;
+        for s in sizes {
+            offs.push(total);
+            total += align_up(s);
+        }
+        let scratch = DeviceBuf::new(&self.ctx, total, "scratch (cuMemAlloc)")?;
+        let at = |i: usize| scratch.ptr() + offs[i] as u64;
+        let size = layout.size;
+        let n = self.spec.n_out;
+        let ev = || {
+            self.ctx
+                .new_event(Some(CUevent_flags::CU_EVENT_DISABLE_TIMING))
+                .during("cuEventCreate")
+        };
+        Ok(Io {
+            partial: at(0),
+            se_mean: at(1),
+            gate: at(2),
+            mean: at(3),
+            win: at(4),
+            slot_partial: at(5),
+            slots,
+            sums,
+            in_dev: [
+                DeviceBuf::new(&self.ctx, size, "input staging (cuMemAlloc)")?,
+                DeviceBuf::new(&self.ctx, size, "input staging (cuMemAlloc)")?,
+            ],
+            in_host: [
+                PinnedBuf::new(&self.ctx, size)?,
+                PinnedBuf::new(&self.ctx, size)?,
+            ],
+            in_done: [ev()?, ev()?],
+            in_next: 0,
+            loaded: ev()?,
+            out_dev: DeviceBuf::new(&self.ctx, n * size, "output staging (cuMemAlloc)")?,
+            out_host: PinnedBuf::new(&self.ctx, n * size)?,
+            win_host: PinnedBuf::new(&self.ctx, 16)?,
+            scratch,
+        })
+    }
+
+    fn plan(&self) -> Result<&Plan> {
+        self.plan.as_ref().ok_or_else(|| {
+            CudaError::Layout("configure() must be called before frames are loaded".into())
+        })
+    }
+
+    fn check_slot(slot: usize) -> Result<()> {
+        if slot >= SLOTS {
+            return Err(CudaError::Layout(format!(
+                "slot {slot} out of range (0..{SLOTS})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Uploads a frame (bytes as the layout says) into `slot` and converts it there. Returns
+    /// once the upload is queued; the transfer and conversion run on the copy stream.
+    pub fn load_frame(&mut self, slot: usize, frame: &[u8]) -> Result<()> {
+        Self::check_slot(slot)?;
+        self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
+        let Some(plan) = self.plan.as_mut() else {
+            return Err(CudaError::Layout(
+                "configure() must be called before frames are loaded".into(),
+            ));
+        };
+        let size = plan.layout.size;
+        if frame.len() < size {
+            return Err(CudaError::Layout(format!(
+                "frame has {} bytes, the layout needs {size}",
+                frame.len()
+            )));
+        }
+        let io = &mut plan.io;
+        let i = io.in_next;
+        io.in_next ^= 1;
+        // The staging pair alternates; wait until this one's previous upload has finished.
+        io.in_done[i].synchronize().during("cuEventSynchronize")?;
+        io.in_host[i].as_mut_slice()[..size].copy_from_slice(&frame[..size]);
+        // SAFETY: pinned source of `size` bytes, device staging of at least `size` bytes; the
+        // pinned buffer is not touched again before in_done[i] completes.
+        unsafe {
+            result::memcpy_htod_async(
+                io.in_dev[i].ptr(),
+                &io.in_host[i].as_slice()[..size],
+                self.copy.cu_stream(),
+            )
+        }
+        .during("cuMemcpyHtoDAsync")?;
+        let npix = plan.hp * plan.wp;
+        let slot_ptr = io.slots.ptr() + (slot * npix * 16) as u64;
+        launch::frame_to_slot(
+            &self.copy,
+            &self.k,
+            io.in_dev[i].ptr(),
+            &plan.params,
+            slot_ptr,
+        )?;
+        launch::slot_sums(
+            &self.copy,
+            &self.k,
+            slot_ptr,
+            npix,
+            io.slot_partial,
+            io.sums.ptr() + (slot * 32) as u64,
+        )?;
+        io.in_done[i].record(&self.copy).during("cuEventRecord")?;
+        io.loaded.record(&self.copy).during("cuEventRecord")?;
+        Ok(())
+    }
+
+    /// Loads a frame given as planar float32 `[3, height, width]` (tests and tools).
+    pub fn load_frame_f32(&mut self, slot: usize, planar: &[f32]) -> Result<()> {
+        Self::check_slot(slot)?;
+        self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
+        let plan = self.plan()?;
+        let (w, h) = (plan.layout.width, plan.layout.height);
+        if planar.len() != 3 * w * h {
+            return Err(CudaError::Layout(format!(
+                "planar frame has {} values, expected 3 x {h} x {w}",
+                planar.len()
+            )));
+        }
+        let src = DeviceBuf::new(&self.ctx, planar.len() * 4, "float frame (cuMemAlloc)")?;
+        // SAFETY: src holds planar.len() floats; synchronous copy.
+        unsafe { result::memcpy_htod_sync(src.ptr(), planar) }.during("cuMemcpyHtoD")?;
+        let npix = plan.hp * plan.wp;
+        let slot_ptr = plan.io.slots.ptr() + (slot * npix * 16) as u64;
+        launch::f32_to_slot(&self.copy, &self.k, src.ptr(), &plan.params, slot_ptr)?;
+        launch::slot_sums(
+            &self.copy,
+            &self.k,
+            slot_ptr,
+            npix,
+            plan.io.slot_partial,
+            plan.io.sums.ptr() + (slot * 32) as u64,
+        )?;
+        plan.io.loaded.record(&self.copy).during("cuEventRecord")?;
+        self.copy.synchronize().during("cuStreamSynchronize")?;
+        Ok(())
+    }
+
+    /// A slot's contents, float32 `[ph, pw, 4]` (tests).
+    pub fn read_slot(&mut self, slot: usize) -> Result<Vec<f32>> {
+        Self::check_slot(slot)?;
+        self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
+        self.copy.synchronize().during("cuStreamSynchronize")?;
+        let plan = self.plan()?;
+        let n = plan.hp * plan.wp * 4;
+        let mut out = vec![0f32; n];
+        // SAFETY: slot `slot` holds n floats; the copy stream that writes it is synchronised.
+        unsafe { result::memcpy_dtoh_sync(&mut out, plan.io.slots.ptr() + (slot * n * 4) as u64) }
+            .during("cuMemcpyDtoH")?;
+        Ok(out)
+    }
+
+    /// Queues the network on `window` up to the outconv result (window mean, input assembly,
+    /// every layer). The caller synchronises.
+    fn enqueue_network(&mut self, window: [usize; 4]) -> Result<()> {
+        for s in window {
+            Self::check_slot(s)?;
+        }
+        let Some(plan) = self.plan.as_mut() else {
+            return Err(CudaError::Layout(
+                "configure() must be called before interpolating".into(),
+            ));
+        };
+        let win: Vec<u8> = window
+            .iter()
+            .flat_map(|&s| (s as i32).to_le_bytes())
+            .collect();
+        // The previous use of win_host has finished: every call synchronises before returning.
+        plan.io.win_host.as_mut_slice()[..16].copy_from_slice(&win);
+        let plan = self.plan()?;
+        let io = &plan.io;
+        // SAFETY: 16 pinned bytes to the 16-byte window buffer.
+        unsafe {
+            result::memcpy_htod_async(
+                io.win,
+                &io.win_host.as_slice()[..16],
+                self.stream.cu_stream(),
+            )
+        }
+        .during("cuMemcpyHtoDAsync")?;
+        self.stream.wait(&io.loaded).during("cuStreamWaitEvent")?;
+        let npix = plan.hp * plan.wp;
+        launch::window_mean(&self.stream, &self.k, io.sums.ptr(), io.win, npix, io.mean)?;
+        launch::assemble(
+            &self.stream,
+            &self.k,
+            io.slots.ptr(),
+            npix,
+            io.win,
+            io.mean,
+            npix,
+            plan.xin,
+        )?;
+        self.run_ops(plan)
+    }
+
+    fn run_ops(&self, plan: &Plan) -> Result<()> {
+        let v = vec_elems(self.precision);
+        let bp = &plan.buf_ptr;
+        let (ws, ws_bytes) = plan.ws.as_ref().map_or((0, 0), |b| (b.ptr(), b.bytes()));
+        for op in &plan.ops {
+            match *op {
+                Op::Conv { i, x, y } => {
+                    // SAFETY: buffers planned for this conv's shapes; workspace >= chosen need.
+                    unsafe {
+                        plan.convs[i].run(
+                            &self.dnn,
+                            bp[x],
+                            self.w(plan.conv_w[i].w),
+                            bp[y],
+                            ws,
+                            ws_bytes,
+                        )
+                    }?;
+                }
+                Op::Gate {
+                    x,
+                    rows,
+                    c,
+                    bias,
+                    gate,
+                } => {
+                    launch::se(
+                        &self.stream,
+                        &self.k,
+                        v,
+                        bp[x],
+                        rows,
+                        c,
+                        bias.map_or(0, |o| self.w(o)),
+                        self.w(gate.w),
+                        self.w(gate.b),
+                        plan.io.partial,
+                        plan.io.se_mean,
+                        plan.io.gate,
+                    )?;
+                }
+                Op::Epi {
+                    x,
+                    rows,
+                    c,
+                    bias,
+                    gate,
+                    resid,
+                    act,
+                    out,
+                    out2,
+                } => {
+                    let p = EpiParams {
+                        x: bp[x],
+                        resid: resid.map_or(0, |r| bp[r]),
+                        bias: bias.map_or(0, |o| self.w(o)),
+                        gate: if gate { plan.io.gate } else { 0 },
+                        out: bp[out.buf],
+                        out2: out2.map_or(0, |d| bp[d.buf]),
+                        rows: rows as i64,
+                        c: c as i32,
+                        act,
+                        out_stride: out.stride as i32,
+                        out_off: out.off as i32,
+                        out2_stride: out2.map_or(0, |d| d.stride as i32),
+                        out2_off: out2.map_or(0, |d| d.off as i32),
+                    };
+                    launch::epilogue(&self.stream, &self.k, &p, v)?;
+                }
+                Op::Pad { x, y, h, w, c } => {
+                    launch::reflect_pad(&self.stream, &self.k, bp[x], bp[y], h, w, c, 3, v)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn out_bias(&self) -> Result<u64> {
+        self.net
+            .out
+            .bias
+            .map(|o| self.w(o))
+            .ok_or_else(|| CudaError::Unsupported("outconv has no bias".into()))
+    }
+
+    /// Runs the network on `window` and writes the interpolated frames into `outputs` in the
+    /// configured layout.
+    pub fn interpolate(&mut self, window: [usize; 4], outputs: &mut [&mut [u8]]) -> Result<()> {
+        self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
+        let n = self.spec.n_out;
+        let plan = self.plan()?;
+        let size = plan.layout.size;
+        if outputs.len() != n || outputs.iter().any(|o| o.len() < size) {
+            return Err(CudaError::Layout(format!(
+                "expected {n} output buffers of {size} bytes"
+            )));
+        }
+        self.enqueue_network(window)?;
+        let plan = self.plan()?;
+        let bias = self.out_bias()?;
+        for f in 0..n {
+            let dst = plan.io.out_dev.ptr() + (f * size) as u64;
+            launch::out_frame(
+                &self.stream,
+                &self.k,
+                plan.y,
+                self.net.kout,
+                bias,
+                plan.io.mean,
+                f,
+                &plan.params,
+                dst,
+            )?;
+        }
+        let plan = self
+            .plan
+            .as_mut()
+            .ok_or_else(|| CudaError::Layout("not configured".into()))?;
+        let host = &mut plan.io.out_host.as_mut_slice()[..n * size];
+        // SAFETY: pinned destination of n*size bytes; the stream is synchronised below before
+        // the host reads it.
+        unsafe { result::memcpy_dtoh_async(host, plan.io.out_dev.ptr(), self.stream.cu_stream()) }
+            .during("cuMemcpyDtoHAsync")?;
+        self.stream.synchronize().during("cuStreamSynchronize")?;
+        let host = &plan.io.out_host.as_slice()[..n * size];
+        for (f, out) in outputs.iter_mut().enumerate() {
+            out[..size].copy_from_slice(&host[f * size..(f + 1) * size]);
+        }
+        Ok(())
+    }
+
+    /// The interpolated frames as planar float32 `[n, 3, height, width]`, not clamped.
+    pub fn interpolate_f32(&mut self, window: [usize; 4]) -> Result<Vec<f32>> {
+        self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
+        self.enqueue_network(window)?;
+        let plan = self.plan()?;
+        let n = self.spec.n_out;
+        let count = n * 3 * plan.layout.width * plan.layout.height;
+        let dst = DeviceBuf::new(&self.ctx, count * 4, "float output (cuMemAlloc)")?;
+        launch::out_f32(
+            &self.stream,
+            &self.k,
+            plan.y,
+            self.net.kout,
+            self.out_bias()?,
+            plan.io.mean,
+            n,
+            &plan.params,
+            dst.ptr(),
+        )?;
+        self.stream.synchronize().during("cuStreamSynchronize")?;
+        let mut out = vec![0f32; count];
+        // SAFETY: dst holds `count` floats, written by the synchronised stream.
+        unsafe { result::memcpy_dtoh_sync(&mut out, dst.ptr()) }.during("cuMemcpyDtoH")?;
+        Ok(out)
+    }
+
+    /// Times the network alone (window mean, input assembly, all layers, output conversion of
+    /// every frame into device memory) `runs` times with CUDA events, after the caller's
+    /// warm-up. Milliseconds per run.
+    pub fn time_network(&mut self, window: [usize; 4], runs: usize) -> Result<Vec<f32>> {
+        self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
+        let start = self
+            .ctx
+            .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .during("cuEventCreate")?;
+        let end = self
+            .ctx
+            .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+            .during("cuEventCreate")?;
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            start.record(&self.stream).during("cuEventRecord")?;
+            self.enqueue_network(window)?;
+            let plan = self.plan()?;
+            let size = plan.layout.size;
+            let bias = self.out_bias()?;
+            for f in 0..self.spec.n_out {
+                let dst = plan.io.out_dev.ptr() + (f * size) as u64;
+                launch::out_frame(
+                    &self.stream,
+                    &self.k,
+                    plan.y,
+                    self.net.kout,
+                    bias,
+                    plan.io.mean,
+                    f,
+                    &plan.params,
+                    dst,
+                )?;
+            }
+            end.record(&self.stream).during("cuEventRecord")?;
+            times.push(start.elapsed_ms(&end).during("cuEventElapsedTime")?);
+        }
+        Ok(times)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Let queued work finish before buffers are freed.
+        let _ = self.ctx.bind_to_thread();
+        let _ = self.stream.synchronize();
+        let _ = self.copy.synchronize();
+        self.plan = None;
+    }
+}
+
+/// Kernel parameters of a frame layout, checked against its size.
+pub fn frame_params(l: &FrameLayout) -> Result<FrameParams> {
+    let bad = |m: String| Err(CudaError::Layout(m));
+    let (w, h) = (l.width, l.height);
+    if w == 0 || h == 0 {
+        return bad(format!("empty frame {w}x{h}"));
+    }
+    if w > 16384 || h > 16384 {
+        return bad(format!("frame {w}x{h} too large (at most 16384 per side)"));
+    }
+    let (format, planes): (i32, Vec<(usize, usize)>) = match l.format {
+        PixelFormat::Rgb => (0, vec![(w * 3, h)]),
+        PixelFormat::Rgba => (1, vec![(w * 4, h)]),
+        PixelFormat::Bgra => (2, vec![(w * 4, h)]),
+        PixelFormat::Rgbx => (3, vec![(w * 4, h)]),
+        PixelFormat::Bgrx => (4, vec![(w * 4, h)]),
+        PixelFormat::I420 => (
+            5,
+            vec![
+                (w, h),
+                (w.div_ceil(2), h.div_ceil(2)),
+                (w.div_ceil(2), h.div_ceil(2)),
+            ],
+        ),
+        PixelFormat::Nv12 => (6, vec![(w, h), (2 * w.div_ceil(2), h.div_ceil(2))]),
+    };
+    if l.offsets.len() < planes.len() || l.strides.len() < planes.len() {
+        return bad(format!(
+            "{:?} needs {} planes, the layout has {} offsets and {} strides",
+            l.format,
+            planes.len(),
+            l.offsets.len(),
+            l.strides.len()
+        ));
+    }
+    let mut p = FrameParams::default();
+    for (i, &(row, rows)) in planes.iter().enumerate() {
+        let (off, stride) = (l.offsets[i], l.strides[i]);
+        if stride < row || stride > i32::MAX as usize {
+            return bad(format!(
+                "plane {i}: stride {stride} for rows of {row} bytes"
+            ));
+        }
+        if off + (rows - 1) * stride + row > l.size {
+            return bad(format!("plane {i} ends past the frame's {} bytes", l.size));
+        }
+        p.off[i] = off as i64;
+        p.stride[i] = stride as i32;
+    }
+    let m = SIZE_MULTIPLE;
+    p.format = format;
+    p.width = w as i32;
+    p.height = h as i32;
+    p.pw = w.div_ceil(m) as i32 * m as i32;
+    p.ph = h.div_ceil(m) as i32 * m as i32;
+    p.kr = l.yuv.kr;
+    p.kb = l.yuv.kb;
+    p.full_range = l.yuv.full_range as i32;
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ModelSpec;
+
+    fn fake_net(spec: &ModelSpec, p: Precision) -> NetWeights {
+        let model = crate::cuda::synth::synthetic_model(spec, 1).expect("synthetic model");
+        NetWeights::pack(&model, p)
+    }
+
+    #[test]
+    fn plan_of_full_width_1080p_fits_far_below_pytorch() {
+        let spec = ModelSpec::released(1);
+        let net = fake_net(&spec, Precision::Fp16);
+        let g = build_graph(&net, &spec, 1080, 1920);
+        let lts = lifetimes(&g);
+        let plan = memory::plan_arena(&lts);
+        let unshared: usize = g.bufs.iter().sum();
+        // The d4 output alone is 1.06 GB in fp16.
+        let d4 = 64 * 4 * 1080 * 1920 * 2;
+        assert!(g.bufs.contains(&d4));
+        assert!(plan.size < 2_300_000_000, "arena {} bytes", plan.size);
+        assert!(
+            plan.size < unshared / 2,
+            "arena {} vs unshared {unshared}",
+            plan.size
+        );
+        // Every conv's shapes chain: the output of each op feeds the next ones.
+        assert_eq!(
+            g.convs.last().map(|c| c.y_dims),
+            Some([1, net.kout, 1, 1080, 1920])
+        );
+    }
+
+    #[test]
+    fn layouts_are_checked() {
+        let mut l = FrameLayout {
+            format: PixelFormat::I420,
+            width: 5,
+            height: 3,
+            offsets: vec![0, 15, 21],
+            strides: vec![5, 3, 3],
+            size: 27,
+            yuv: crate::backend::YuvMatrix::BT709,
+        };
+        let p = frame_params(&l).expect("valid I420");
+        assert_eq!((p.pw, p.ph), (8, 8));
+        l.size = 26;
+        assert!(frame_params(&l).is_err());
+        l.size = 27;
+        l.strides[1] = 2;
+        assert!(frame_params(&l).is_err());
+    }
+}

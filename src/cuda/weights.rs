@@ -1,0 +1,343 @@
+//! The network's weights rearranged for the GPU, on the host: convolution filters in cuDNN's
+//! channels-last filter layout `[k, t, r, s, c]` and the engine's precision (channel counts
+//! padded where the tensor cores want multiples), biases and SE gates in float32. Everything is
+//! packed into one byte buffer that is uploaded once.
+
+use crate::backend::Precision;
+use crate::model::{Conv, Flavr, Gate, Tensor};
+
+/// Shape of one convolution as cuDNN sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Output channels (for a transposed conv: its input channels, cuDNN's k).
+    pub k: usize,
+    /// Input channels (for a transposed conv: its output channels, cuDNN's c).
+    pub c: usize,
+    pub taps: [usize; 3],
+    pub pad: [usize; 3],
+    pub stride: [usize; 3],
+    pub transposed: bool,
+}
+
+impl ConvShape {
+    /// Channels the layer reads.
+    pub fn cin(&self) -> usize {
+        if self.transposed { self.k } else { self.c }
+    }
+
+    /// Channels the layer writes.
+    pub fn cout(&self) -> usize {
+        if self.transposed { self.c } else { self.k }
+    }
+
+    /// Filter dims `[k, c, t, r, s]`.
+    pub fn filter_dims(&self) -> [usize; 5] {
+        [self.k, self.c, self.taps[0], self.taps[1], self.taps[2]]
+    }
+}
+
+/// A convolution's weights inside the packed buffer (byte offsets).
+#[derive(Clone, Copy, Debug)]
+pub struct ConvW {
+    pub shape: ConvShape,
+    pub w: usize,
+    /// float32 `[cout]`, when the layer has a bias.
+    pub bias: Option<usize>,
+}
+
+/// SE gate: float32 `w [c, c]` (out x in) and `b [c]`.
+#[derive(Clone, Copy, Debug)]
+pub struct GateW {
+    pub c: usize,
+    pub w: usize,
+    pub b: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct BlockW {
+    pub conv1: ConvW,
+    pub conv2: ConvW,
+    pub ds: Option<ConvW>,
+    pub gate: GateW,
+    /// Spatial stride (1 or 2).
+    pub stride: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct DecW {
+    pub conv: ConvW,
+    pub gate: GateW,
+}
+
+/// All weights, packed.
+pub struct NetWeights {
+    pub precision: Precision,
+    /// Input channels of the stem (3 colours, zero-padded to a 16-byte vector).
+    pub cin: usize,
+    pub stem: ConvW,
+    pub blocks: Vec<[BlockW; 2]>,
+    pub dec: Vec<DecW>,
+    pub fuse: ConvW,
+    /// outconv, output channels padded to `kout` (3n rounded up).
+    pub out: ConvW,
+    pub kout: usize,
+    pub n_out: usize,
+    pub bytes: Vec<u8>,
+}
+
+/// Elements of the activation type in 16 bytes (the kernels' vector width).
+pub fn vec_elems(p: Precision) -> usize {
+    16 / elem_bytes(p)
+}
+
+pub fn elem_bytes(p: Precision) -> usize {
+    match p {
+        Precision::Fp32 => 4,
+        Precision::Fp16 | Precision::Bf16 => 2,
+    }
+}
+
+/// A PyTorch weight `[d0, d1, t, r, s]` (d0 = cuDNN's k, d1 = its c) rearranged to
+/// `[kp, t, r, s, cp]`, zero where k >= d0 or c >= d1.
+pub fn to_khwc(src: &Tensor, kp: usize, cp: usize) -> Vec<f32> {
+    let s = &src.shape;
+    let (k0, c0) = (s[0], s[1]);
+    let taps: usize = s[2..].iter().product();
+    let mut out = vec![0f32; kp * taps * cp];
+    for k in 0..k0 {
+        for c in 0..c0 {
+            for t in 0..taps {
+                out[(k * taps + t) * cp + c] = src.data[(k * c0 + c) * taps + t];
+            }
+        }
+    }
+    out
+}
+
+struct Packer {
+    precision: Precision,
+    bytes: Vec<u8>,
+}
+
+impl Packer {
+    fn align(&mut self) {
+        let n = super::memory::align_up(self.bytes.len());
+        self.bytes.resize(n, 0);
+    }
+
+    /// Values in the activation precision.
+    fn act(&mut self, v: &[f32]) -> usize {
+        self.align();
+        let at = self.bytes.len();
+        match self.precision {
+            Precision::Fp32 => v.iter().for_each(|x| self.bytes.extend(x.to_le_bytes())),
+            Precision::Fp16 => v
+                .iter()
+                .for_each(|x| self.bytes.extend(half::f16::from_f32(*x).to_le_bytes())),
+            Precision::Bf16 => v
+                .iter()
+                .for_each(|x| self.bytes.extend(half::bf16::from_f32(*x).to_le_bytes())),
+        }
+        at
+    }
+
+    /// Values in float32.
+    fn f32s(&mut self, v: &[f32]) -> usize {
+        self.align();
+        let at = self.bytes.len();
+        v.iter().for_each(|x| self.bytes.extend(x.to_le_bytes()));
+        at
+    }
+
+    fn bias(&mut self, b: Option<&Tensor>, n: usize) -> Option<usize> {
+        b.map(|b| {
+            let mut v = b.data.clone();
+            v.resize(n, 0.0);
+            self.f32s(&v)
+        })
+    }
+
+    /// A Conv3d / ConvTranspose3d with `taps`, `pad`, `stride`; channels padded to `kp`, `cp`.
+    fn conv(&mut self, c: &Conv, shape: ConvShape) -> ConvW {
+        let w = self.act(&to_khwc(&c.weight, shape.k, shape.c));
+        let bias = self.bias(c.bias.as_ref(), shape.cout());
+        ConvW { shape, w, bias }
+    }
+
+    fn gate(&mut self, g: &Gate) -> GateW {
+        let c = g.bias.data.len();
+        GateW {
+            c,
+            w: self.f32s(&g.weight.data),
+            b: self.f32s(&g.bias.data),
+        }
+    }
+}
+
+fn conv3(k: usize, c: usize, stride: usize) -> ConvShape {
+    ConvShape {
+        k,
+        c,
+        taps: [3, 3, 3],
+        pad: [1, 1, 1],
+        stride: [1, stride, stride],
+        transposed: false,
+    }
+}
+
+impl NetWeights {
+    pub fn pack(model: &Flavr, precision: Precision) -> NetWeights {
+        let spec = &model.spec;
+        let v = vec_elems(precision);
+        let mut p = Packer {
+            precision,
+            bytes: Vec::new(),
+        };
+        let cin = v.max(3);
+        let stem = p.conv(
+            &model.stem,
+            ConvShape {
+                k: spec.stem,
+                c: cin,
+                taps: [3, 7, 7],
+                pad: [1, 3, 3],
+                stride: [1, 2, 2],
+                transposed: false,
+            },
+        );
+        let mut blocks = Vec::new();
+        for (l, layer) in model.layers.iter().enumerate() {
+            let mut pair = Vec::new();
+            for (b, block) in layer.iter().enumerate() {
+                let c = spec.widths[l];
+                let ci = spec.block_in(l + 1, b);
+                let s = block.stride;
+                let conv1 = p.conv(&block.conv1, conv3(c, ci, s));
+                let conv2 = p.conv(&block.conv2, conv3(c, c, 1));
+                let gate = p.gate(&block.gate);
+                let ds = block.downsample.as_ref().map(|w| {
+                    let conv = Conv {
+                        weight: w.clone(),
+                        bias: None,
+                    };
+                    p.conv(
+                        &conv,
+                        ConvShape {
+                            k: c,
+                            c: ci,
+                            taps: [1, 1, 1],
+                            pad: [0, 0, 0],
+                            stride: [1, s, s],
+                            transposed: false,
+                        },
+                    )
+                });
+                pair.push(BlockW {
+                    conv1,
+                    conv2,
+                    ds,
+                    gate,
+                    stride: s,
+                });
+            }
+            blocks.push([pair[0], pair[1]]);
+        }
+        let mut dec = Vec::new();
+        for (d, stage) in model.decoder.iter().enumerate() {
+            let (ci, co) = (spec.decoder_in(d), spec.decoder[d]);
+            let shape = if stage.transposed {
+                ConvShape {
+                    k: ci,
+                    c: co,
+                    taps: [3, 4, 4],
+                    pad: [1, 1, 1],
+                    stride: [1, 2, 2],
+                    transposed: true,
+                }
+            } else {
+                conv3(co, ci, 1)
+            };
+            let conv = p.conv(&stage.conv, shape);
+            let gate = p.gate(&stage.gate);
+            dec.push(DecW { conv, gate });
+        }
+        // feature_fuse [f, 4*c4, 1, 1], in-channel `c4 * t + c`: read as a (4, 1, 1) conv over
+        // time on [t, h, w, c4] (the time fold without a copy); its channels-last filter
+        // [f, 4, 1, 1, c4] has exactly the PyTorch weight's memory order.
+        let c4 = spec.decoder[4];
+        let fuse = ConvW {
+            shape: ConvShape {
+                k: spec.fuse,
+                c: c4,
+                taps: [4, 1, 1],
+                pad: [0, 0, 0],
+                stride: [1, 1, 1],
+                transposed: false,
+            },
+            w: p.act(&model.fuse.data),
+            bias: None,
+        };
+        let n3 = 3 * spec.n_out;
+        let kout = n3.div_ceil(v) * v;
+        let ow = &model.outconv.weight;
+        let out_t = Tensor {
+            shape: vec![ow.shape[0], ow.shape[1], 1, ow.shape[2], ow.shape[3]],
+            data: ow.data.clone(),
+        };
+        let out = p.conv(
+            &Conv {
+                weight: out_t,
+                bias: model.outconv.bias.clone(),
+            },
+            ConvShape {
+                k: kout,
+                c: spec.fuse,
+                taps: [1, 7, 7],
+                pad: [0, 0, 0],
+                stride: [1, 1, 1],
+                transposed: false,
+            },
+        );
+        p.align();
+        NetWeights {
+            precision,
+            cin,
+            stem,
+            blocks,
+            dec,
+            fuse,
+            out,
+            kout,
+            n_out: spec.n_out,
+            bytes: p.bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn khwc_moves_channels_last_and_pads() {
+        // [k=2, c=3, t=1, r=2, s=2], value encodes its PyTorch index.
+        let shape = vec![2, 3, 1, 2, 2];
+        let data: Vec<f32> = (0..24).map(|i| i as f32).collect();
+        let t = Tensor { shape, data };
+        let out = to_khwc(&t, 3, 4);
+        assert_eq!(out.len(), 3 * 4 * 4);
+        for k in 0..3 {
+            for tap in 0..4 {
+                for c in 0..4 {
+                    let got = out[(k * 4 + tap) * 4 + c];
+                    let want = if k < 2 && c < 3 {
+                        ((k * 3 + c) * 4 + tap) as f32
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(got, want, "k {k} tap {tap} c {c}");
+                }
+            }
+        }
+    }
+}
