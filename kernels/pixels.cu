@@ -142,32 +142,50 @@ extern "C" __global__ void window_mean(const double *sums, const int *win, int n
     mean[c] = (float)(s / (4.0 * npix));
 }
 
-// Network input x [4, ph, pw, S::V] (channels-last; channels 3.. are zero):
-// x[t, p] = slot[win[t]][p] - mean.
+// Network input in space-to-depth form (see `stem_s2d` in src/cuda/weights.rs):
+// x [4, ph/2 + 3, pw/2 + 3, cin], block (by, bx) channel (py*2 + px)*3 + c =
+// slot[win[t]][2(by-2) + py, 2(bx-2) + px][c] - mean[c], zero outside the padded frame and for
+// channels 12..cin (cin = 12 or 16, a multiple of S::V).
 template <class S>
 __device__ void assemble_t(const float4 *slots, i64 slot_elems, const int *win, const float *mean,
-                           int npix, void *out_) {
+                           int pw, int ph, int cin, void *out_) {
     typedef typename S::T T;
     T *out = (T *)out_;
-    const unsigned n = 4u * npix;
-    const float m0 = mean[0], m1 = mean[1], m2 = mean[2];
+    const int bh = ph / 2 + 3, bw = pw / 2 + 3;
+    const unsigned nb = (unsigned)bh * bw;
+    const unsigned n = 4u * nb;
+    const float m[3] = {mean[0], mean[1], mean[2]};
     for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        const unsigned t = i / npix, px = i - t * npix;
-        const float4 v = slots[win[t] * slot_elems + px];
-        float f[S::V];
+        const unsigned t = i / nb, b = i - t * nb;
+        const int by = (int)(b / bw), bx = (int)(b - (unsigned)by * bw);
+        const float4 *slot = slots + win[t] * slot_elems;
+        float f[16];
 #pragma unroll
-        for (int k = 0; k < S::V; k++) f[k] = 0.f;
-        f[0] = v.x - m0;
-        f[1] = v.y - m1;
-        f[2] = v.z - m2;
-        stv<S>(out + (i64)i * S::V, f);
+        for (int k = 0; k < 16; k++) f[k] = 0.f;
+#pragma unroll
+        for (int py = 0; py < 2; py++) {
+#pragma unroll
+            for (int px = 0; px < 2; px++) {
+                const int y = 2 * by - 4 + py, x = 2 * bx - 4 + px;
+                if (y >= 0 && y < ph && x >= 0 && x < pw) {
+                    const float4 v = slot[(i64)y * pw + x];
+                    f[(py * 2 + px) * 3 + 0] = v.x - m[0];
+                    f[(py * 2 + px) * 3 + 1] = v.y - m[1];
+                    f[(py * 2 + px) * 3 + 2] = v.z - m[2];
+                }
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < 16; g += S::V) {
+            if (g < cin) stv<S>(out + (i64)i * cin + g, f + g);
+        }
     }
 }
 
 INSTANTIATE3(assemble,
-             (const float4 *slots, i64 slot_elems, const int *win, const float *mean, int npix,
-              void *out),
-             (slots, slot_elems, win, mean, npix, out))
+             (const float4 *slots, i64 slot_elems, const int *win, const float *mean, int pw,
+              int ph, int cin, void *out),
+             (slots, slot_elems, win, mean, pw, ph, cin, out))
 
 // Reads output frame k's pixel (x, y) from the outconv result y [ph, pw, kpad], adds the conv
 // bias and the window mean (not clamped).

@@ -204,9 +204,26 @@ pub enum Algo {
 #[derive(Clone, Copy, Debug)]
 pub struct Candidate {
     pub algo: Algo,
+    pub status: sys::cudnnStatus_t,
     pub ms: f32,
     pub workspace: usize,
     pub math: sys::cudnnMathType_t,
+}
+
+/// The fastest successful candidate whose workspace fits `ws_cap` and whose arithmetic the
+/// precision allows (float32: FMA only, no TF32 tensor cores).
+pub fn choose(precision: Precision, found: &[Candidate], ws_cap: usize) -> Option<Candidate> {
+    use sys::cudnnMathType_t::*;
+    found
+        .iter()
+        .filter(|c| {
+            c.status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS
+                && c.workspace <= ws_cap
+                && (precision != Precision::Fp32
+                    || matches!(c.math, CUDNN_FMA_MATH | CUDNN_DEFAULT_MATH))
+        })
+        .min_by(|a, b| a.ms.total_cmp(&b.ms))
+        .copied()
 }
 
 /// A convolution ready to run: descriptors for input, filter and output. A transposed
@@ -268,8 +285,8 @@ impl Conv {
         Ok(conv)
     }
 
-    /// Times the algorithms on real buffers and keeps the fastest whose workspace fits
-    /// `ws_cap` and whose arithmetic the precision allows (float32: no TF32 tensor cores).
+    /// Times the algorithms on real buffers (workspace `ws` of `ws_cap` bytes); every
+    /// candidate cuDNN reports, with its status. See [`choose`].
     pub fn find(
         &mut self,
         dnn: &Dnn,
@@ -315,14 +332,13 @@ impl Conv {
                 "cudnnFindConvolutionBackwardDataAlgorithmEx",
             )?;
             for p in &perf[..n.max(0) as usize] {
-                if p.status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
-                    found.push(Candidate {
-                        algo: Algo::BwdData(p.algo),
-                        ms: p.time,
-                        workspace: p.memory,
-                        math: p.mathType,
-                    });
-                }
+                found.push(Candidate {
+                    algo: Algo::BwdData(p.algo),
+                    status: p.status,
+                    ms: p.time,
+                    workspace: p.memory,
+                    math: p.mathType,
+                });
             }
         } else {
             let mut perf = [unsafe { std::mem::zeroed::<sys::cudnnConvolutionFwdAlgoPerf_t>() }; 8];
@@ -348,33 +364,15 @@ impl Conv {
                 "cudnnFindConvolutionForwardAlgorithmEx",
             )?;
             for p in &perf[..n.max(0) as usize] {
-                if p.status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS {
-                    found.push(Candidate {
-                        algo: Algo::Fwd(p.algo),
-                        ms: p.time,
-                        workspace: p.memory,
-                        math: p.mathType,
-                    });
-                }
+                found.push(Candidate {
+                    algo: Algo::Fwd(p.algo),
+                    status: p.status,
+                    ms: p.time,
+                    workspace: p.memory,
+                    math: p.mathType,
+                });
             }
         }
-        let allowed = |c: &Candidate| {
-            c.workspace <= ws_cap
-                && (precision != Precision::Fp32
-                    || matches!(c.math, CUDNN_FMA_MATH | CUDNN_DEFAULT_MATH))
-        };
-        let best = found
-            .iter()
-            .filter(|c| allowed(c))
-            .min_by(|a, b| a.ms.total_cmp(&b.ms))
-            .copied()
-            .ok_or_else(|| {
-                CudaError::Unsupported(format!(
-                    "cuDNN found no usable algorithm for this convolution ({} candidates: {found:?})",
-                    found.len()
-                ))
-            })?;
-        self.use_candidate(precision, best)?;
         Ok(found)
     }
 

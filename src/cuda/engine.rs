@@ -102,7 +102,8 @@ struct Graph {
     bufs: Vec<usize>,
     ops: Vec<Op>,
     convs: Vec<ConvStep>,
-    /// Network input [4, hp, wp, cin] and outconv output [hp, wp, kout].
+    /// Network input (space-to-depth, `[4, hp/2 + 3, wp/2 + 3, cin]`) and outconv output
+    /// `[hp, wp, kout]`.
     xin: usize,
     y: usize,
     /// Widest SE gate.
@@ -202,7 +203,8 @@ fn build_graph(net: &NetWeights, spec: &crate::model::ModelSpec, hp: usize, wp: 
             cmax: 0,
         },
     };
-    let xin_dims = [1, b.net.cin, 4, hp, wp];
+    // Space-to-depth input of the stem (see weights::stem_s2d).
+    let xin_dims = [1, b.net.cin, 4, hp / 2 + 3, wp / 2 + 3];
     let xin = b.buf(xin_dims.iter().product());
     b.g.xin = xin;
     // Concatenation buffers [decoder output d_k, skip]: the skips are written into them by the
@@ -630,18 +632,33 @@ impl Engine {
                     }
                 }
                 let ws = search_ws.as_ref().map_or(0, |b| b.ptr());
-                convs[i].find(
-                    &self.dnn,
-                    self.precision,
-                    buf_ptr[x],
-                    self.w(step.w.w),
-                    buf_ptr[y],
-                    ws,
-                    cap,
-                )?;
-                let c = convs[i]
-                    .chosen
-                    .ok_or_else(|| CudaError::Unsupported("no algorithm chosen".into()))?;
+                let (xp, wp_, yp) = (buf_ptr[x], self.w(step.w.w), buf_ptr[y]);
+                let found = convs[i].find(&self.dnn, self.precision, xp, wp_, yp, ws, cap)?;
+                let c = match cudnn::choose(self.precision, &found, cap) {
+                    Some(c) => c,
+                    None => {
+                        // Nothing fits the cap (float32 NDHWC may need an explicit-GEMM
+                        // workspace): search again with what the GPU has to spare.
+                        let (free, _) = self.ctx.mem_get_info().during("cuMemGetInfo")?;
+                        let big = (free / 2).min(8 << 30);
+                        let buf = DeviceBuf::new(&self.ctx, big, "cuDNN search workspace")?;
+                        let again = convs[i].find(
+                            &self.dnn,
+                            self.precision,
+                            xp,
+                            wp_,
+                            yp,
+                            buf.ptr(),
+                            big,
+                        )?;
+                        cudnn::choose(self.precision, &again, big).ok_or_else(|| {
+                            CudaError::Unsupported(format!(
+                                "cuDNN has no usable algorithm for convolution {key}: {again:?}"
+                            ))
+                        })?
+                    }
+                };
+                convs[i].use_candidate(self.precision, c)?;
                 self.found.insert(key.clone(), c);
                 c
             };
@@ -909,7 +926,9 @@ impl Engine {
             npix,
             io.win,
             io.mean,
-            npix,
+            plan.wp,
+            plan.hp,
+            self.net.cin,
             plan.xin,
         )?;
         self.run_ops(plan)

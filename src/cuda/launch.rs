@@ -249,6 +249,7 @@ pub fn window_mean(
     launch!(s, &k.window_mean, blocks(1), &sums, &win, &npix_i, &mean)
 }
 
+/// The space-to-depth network input of a window (kernels/pixels.cu `assemble`).
 #[allow(clippy::too_many_arguments)]
 pub fn assemble(
     s: &CudaStream,
@@ -257,19 +258,24 @@ pub fn assemble(
     slot_elems: usize,
     win: u64,
     mean: u64,
-    npix: usize,
+    pw: usize,
+    ph: usize,
+    cin: usize,
     out: u64,
 ) -> Result<()> {
-    let (se, np) = (slot_elems as i64, npix as i32);
+    let n = 4 * (ph / 2 + 3) * (pw / 2 + 3);
+    let (se, pw, ph, cin) = (slot_elems as i64, pw as i32, ph as i32, cin as i32);
     launch!(
         s,
         &k.assemble,
-        grid(4 * npix),
+        grid(n),
         &slots,
         &se,
         &win,
         &mean,
-        &np,
+        &pw,
+        &ph,
+        &cin,
         &out
     )
 }

@@ -72,7 +72,8 @@ pub struct DecW {
 /// All weights, packed.
 pub struct NetWeights {
     pub precision: Precision,
-    /// Input channels of the stem (3 colours, zero-padded to a 16-byte vector).
+    /// Input channels of the stem: 2x2 pixel blocks of 3 colours (12), zero-padded to a
+    /// 16-byte vector.
     pub cin: usize,
     pub stem: ConvW,
     pub blocks: Vec<[BlockW; 2]>,
@@ -112,6 +113,46 @@ pub fn to_khwc(src: &Tensor, kp: usize, cp: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+/// The stem Conv3d k(3,7,7) s(1,2,2) p(1,3,3) on `[t, h, w, 3]` is computed as a stride-1
+/// Conv3d k(3,4,4) p(1,0,0) on the space-to-depth input `[t, h/2 + 3, w/2 + 3, 12]`: channel
+/// `(py*2 + px)*3 + c` of block `(by, bx)` holds colour c of pixel `(2(by-2) + py, 2(bx-2) + px)`
+/// (zero outside the frame: two blocks of padding before, one after). Output `(i, j)` reads
+/// blocks `i..i+4`, so tap `by` with parity `py` is the original tap `ky = 2 by - 1 + py`
+/// (none when that falls outside 0..7). Same products, in another order; tensor cores get
+/// 12 input channels instead of 3 and a stride of 1.
+///
+/// Returns the weight as a PyTorch-layout `[k, 12, 3, 4, 4]` tensor.
+pub fn stem_s2d(w: &Tensor) -> Tensor {
+    let (k0, c0) = (w.shape[0], w.shape[1]);
+    let mut out = vec![0f32; k0 * 12 * 3 * 16];
+    for k in 0..k0 {
+        for c in 0..c0.min(3) {
+            for t in 0..3 {
+                for by in 0..4 {
+                    for bx in 0..4 {
+                        for py in 0..2 {
+                            for px in 0..2 {
+                                let (ky, kx) = (2 * by + py, 2 * bx + px);
+                                if ky == 0 || kx == 0 {
+                                    continue; // 2 by - 1 + py < 0
+                                }
+                                let (ky, kx) = (ky - 1, kx - 1);
+                                let ci = (py * 2 + px) * 3 + c;
+                                out[(((k * 12 + ci) * 3 + t) * 4 + by) * 4 + bx] =
+                                    w.data[(((k * c0 + c) * 3 + t) * 7 + ky) * 7 + kx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Tensor {
+        shape: vec![k0, 12, 3, 4, 4],
+        data: out,
+    }
 }
 
 struct Packer {
@@ -193,15 +234,20 @@ impl NetWeights {
             precision,
             bytes: Vec::new(),
         };
-        let cin = v.max(3);
+        // The stem runs on the space-to-depth input (see `stem_s2d`): 12 channels padded to a
+        // 16-byte vector.
+        let cin = 12usize.div_ceil(v) * v;
         let stem = p.conv(
-            &model.stem,
+            &Conv {
+                weight: stem_s2d(&model.stem.weight),
+                bias: model.stem.bias.clone(),
+            },
             ConvShape {
                 k: spec.stem,
                 c: cin,
-                taps: [3, 7, 7],
-                pad: [1, 3, 3],
-                stride: [1, 2, 2],
+                taps: [3, 4, 4],
+                pad: [1, 0, 0],
+                stride: [1, 1, 1],
                 transposed: false,
             },
         );
@@ -336,6 +382,107 @@ mod tests {
                         0.0
                     };
                     assert_eq!(got, want, "k {k} tap {tap} c {c}");
+                }
+            }
+        }
+    }
+
+    /// Direct stem convolution (k(3,7,7), s(1,2,2), p(1,3,3)) at output (t, i, j, k).
+    fn stem_direct(
+        w: &Tensor,
+        x: &[f32],
+        h: usize,
+        wd: usize,
+        t: usize,
+        i: usize,
+        j: usize,
+        k: usize,
+    ) -> f32 {
+        let mut s = 0f32;
+        for c in 0..3 {
+            for dt in 0..3 {
+                for ky in 0..7 {
+                    for kx in 0..7 {
+                        let (tt, y, xx) = (
+                            t as i64 + dt as i64 - 1,
+                            2 * i as i64 + ky as i64 - 3,
+                            2 * j as i64 + kx as i64 - 3,
+                        );
+                        if tt < 0 || tt >= 4 || y < 0 || y >= h as i64 || xx < 0 || xx >= wd as i64
+                        {
+                            continue;
+                        }
+                        let v = x[((tt as usize * h + y as usize) * wd + xx as usize) * 3 + c];
+                        s += w.data[(((k * 3 + c) * 3 + dt) * 7 + ky) * 7 + kx] * v;
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn space_to_depth_stem_is_the_same_convolution() {
+        let (h, wd, k0) = (8, 12, 2);
+        let mut z = 12345u32;
+        let mut rnd = || {
+            z ^= z << 13;
+            z ^= z >> 17;
+            z ^= z << 5;
+            (z % 2000) as f32 / 1000.0 - 1.0
+        };
+        let w = Tensor {
+            shape: vec![k0, 3, 3, 7, 7],
+            data: (0..k0 * 3 * 3 * 49).map(|_| rnd()).collect(),
+        };
+        let x: Vec<f32> = (0..4 * h * wd * 3).map(|_| rnd()).collect();
+        let s2d = stem_s2d(&w);
+        // Space-to-depth input as kernels/pixels.cu `assemble` writes it.
+        let (bh, bw) = (h / 2 + 3, wd / 2 + 3);
+        let mut xs = vec![0f32; 4 * bh * bw * 12];
+        for t in 0..4 {
+            for by in 0..bh {
+                for bx in 0..bw {
+                    for py in 0..2 {
+                        for px in 0..2 {
+                            let (y, xx) = (2 * by as i64 - 4 + py, 2 * bx as i64 - 4 + px);
+                            if y < 0 || y >= h as i64 || xx < 0 || xx >= wd as i64 {
+                                continue;
+                            }
+                            let (y, xx, ch) = (y as usize, xx as usize, (py * 2 + px) as usize * 3);
+                            for c in 0..3 {
+                                xs[((t * bh + by) * bw + bx) * 12 + ch + c] =
+                                    x[((t * h + y) * wd + xx) * 3 + c];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for t in 0..4 {
+            for i in 0..h / 2 {
+                for j in 0..wd / 2 {
+                    for k in 0..k0 {
+                        let mut s = 0f32;
+                        for dt in 0..3 {
+                            let tt = t as i64 + dt as i64 - 1;
+                            if !(0..4).contains(&tt) {
+                                continue;
+                            }
+                            for by in 0..4 {
+                                for bx in 0..4 {
+                                    for ci in 0..12 {
+                                        let v = xs
+                                            [((tt as usize * bh + i + by) * bw + j + bx) * 12 + ci];
+                                        s += s2d.data[(((k * 12 + ci) * 3 + dt) * 4 + by) * 4 + bx]
+                                            * v;
+                                    }
+                                }
+                            }
+                        }
+                        let d = stem_direct(&w, &x, h, wd, t, i, j, k);
+                        assert!((s - d).abs() < 1e-4, "t {t} i {i} j {j} k {k}: {s} vs {d}");
+                    }
                 }
             }
         }

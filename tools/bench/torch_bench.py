@@ -39,6 +39,16 @@ def frames_input(w, h, dtype, device):
     return x.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last_3d)
 
 
+def channels_last(model):
+    """Channels-last weights: 3-D convs as channels_last_3d, 2-D ones as channels_last."""
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
+            m.to(memory_format=torch.channels_last_3d)
+        elif isinstance(m, torch.nn.Conv2d):
+            m.to(memory_format=torch.channels_last)
+    return model
+
+
 def time_model(fn, x, runs, warmup=3):
     with torch.no_grad():
         for _ in range(warmup):
@@ -87,7 +97,7 @@ def bench(args):
     print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name()}",
           flush=True)
     rows = []
-    m16 = base.to(dev).half().to(memory_format=torch.channels_last_3d)
+    m16 = channels_last(base.to(dev).half())
     for w, h in args.sizes:
         x = frames_input(w, h, torch.float16, dev)
         ms, mem = time_model(m16, x, args.runs)
@@ -106,7 +116,7 @@ def bench(args):
     del m16
     if args.tf32:
         torch.backends.cudnn.allow_tf32 = True
-        m32 = base.to(dev).float().to(memory_format=torch.channels_last_3d)
+        m32 = channels_last(base.to(dev).float())
         for w, h in args.tf32:
             x = frames_input(w, h, torch.float32, dev)
             ms, mem = time_model(m32, x, max(3, args.runs // 4))
