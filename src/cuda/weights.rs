@@ -408,8 +408,10 @@ mod tests {
                             2 * i as i64 + ky as i64 - 3,
                             2 * j as i64 + kx as i64 - 3,
                         );
-                        if tt < 0 || tt >= 4 || y < 0 || y >= h as i64 || xx < 0 || xx >= wd as i64
-                        {
+                        let inside = (0..4).contains(&tt)
+                            && (0..h as i64).contains(&y)
+                            && (0..wd as i64).contains(&xx);
+                        if !inside {
                             continue;
                         }
                         let v = x[((tt as usize * h + y as usize) * wd + xx as usize) * 3 + c];
