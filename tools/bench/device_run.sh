@@ -2,7 +2,7 @@
 # Runs on the GPU machine from the staged folder (tools/bench/stage.sh): GPU tests, PSNR on real
 # frames (ours and PyTorch's), the bench program and the PyTorch reference timings, in one call.
 # usage: bash .gpu-cuda/tools/bench/device_run.sh [STEPS]   STEPS: comma list of
-#        tests,psnr,bench,bench32,torch,compile (default: all but compile)
+#        tests,psnr,bench,torch,compile,bench32 (run in that order; default: all but compile)
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -23,13 +23,13 @@ fi
 if has bench; then
   FLAVR_BENCH_VERBOSE=1 ./bench --precisions fp16,bf16 --runs ${RUNS:-20} 2>&1 | tee "$OUT/bench.log"
 fi
-if has bench32; then
-  ./bench --precisions fp32 --runs 8 ${SIZES32:+--sizes $SIZES32} 2>&1 | tee "$OUT/bench32.log"
-fi
 if has torch; then
   python3 tools/bench/torch_bench.py --runs ${RUNS:-20} 2>&1 | tee "$OUT/torch.log"
 fi
 if has compile; then
-  python3 tools/bench/torch_bench.py --sizes "" --compile 1920x1080 --compile-mode ${MODE:-max-autotune} --runs ${RUNS:-20} 2>&1 | tee "$OUT/compile.log"
+  python3 tools/bench/torch_bench.py --sizes "" --compile 1920x1080 --compile-mode ${MODE:-default} --runs ${RUNS:-20} 2>&1 | tee "$OUT/compile.log"
+fi
+if has bench32; then
+  ./bench --precisions fp32 --runs 8 ${SIZES32:+--sizes $SIZES32} 2>&1 | tee "$OUT/bench32.log"
 fi
 echo "=== summary"; grep -h -E "^ +[0-9]+x[0-9]+ |^psnr|PyTorch fp32|test result" "$OUT"/*.log
