@@ -15,7 +15,16 @@ struct EpiParams {
     void *out2;         // or null
     i64 rows;
     int c, act, out_stride, out_off, out2_stride, out2_off;
+    // Time unfold of x (0: none): x is [fold_p, fold_t, c] and row r = t * fold_p + p of the
+    // output reads x row p * fold_t + t (the stem's output, time folded into channels).
+    int fold_t, fold_p;
 };
+
+__device__ __forceinline__ i64 x_row(const EpiParams &p, unsigned row) {
+    if (p.fold_t == 0) return row;
+    const unsigned t = row / p.fold_p, q = row - t * p.fold_p;
+    return (i64)q * p.fold_t + t;
+}
 
 // Vectorised: S::V channels per thread. Needs c, strides and offsets multiples of S::V.
 template <class S> __device__ void epilogue_t(const EpiParams p) {
@@ -31,7 +40,7 @@ template <class S> __device__ void epilogue_t(const EpiParams p) {
         const unsigned row = i / cv;
         const int c0 = (int)(i - row * cv) * V;
         float v[V];
-        ldv<S>(x + (i64)row * p.c + c0, v);
+        ldv<S>(x + x_row(p, row) * p.c + c0, v);
         if (p.bias) {
 #pragma unroll
             for (int k = 0; k < V; k++) v[k] += p.bias[c0 + k];
@@ -64,7 +73,7 @@ template <class S> __device__ void epilogue1_t(const EpiParams p) {
     for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
         const unsigned row = i / p.c;
         const int c = (int)(i - row * p.c);
-        float v = S::ld(x[i]);
+        float v = S::ld(x[x_row(p, row) * p.c + c]);
         if (p.bias) v += p.bias[c];
         if (p.gate) v *= p.gate[c];
         if (r) v += S::ld(r[i]);
@@ -81,7 +90,9 @@ __device__ __forceinline__ int reflect(int i, int n) {
     return i < 0 ? -i : (i >= n ? 2 * n - 2 - i : i);
 }
 
-// in [h, w, c] -> out [h + 2*pad, w + 2*pad, c], out = lrelu(in[reflect(y - pad), reflect(x - pad)]).
+// in [h, w, c] -> out [(h + 2 pad)/2, (w + 2 pad)/2, 4c]: the reflection-padded map (LeakyReLU
+// applied) in 2x2 space-to-depth form, channel (py*2 + px)*c + ci of block (by, bx) = padded
+// pixel (2by + py, 2bx + px) = in[reflect(2by + py - pad), reflect(2bx + px - pad)].
 // Vectorised when c % S::V == 0 (vec = 1), else one element per thread (vec = 0).
 template <class S>
 __device__ void reflect_pad_t(const void *in_, void *out_, int h, int w, int c, int pad, int vec) {
@@ -89,16 +100,17 @@ __device__ void reflect_pad_t(const void *in_, void *out_, int h, int w, int c, 
     const T *in = (const T *)in_;
     T *out = (T *)out_;
     const int V = vec ? S::V : 1;
-    const int cv = c / V;
-    const int ow = w + 2 * pad;
-    const unsigned n = (unsigned)(h + 2 * pad) * ow * cv;
+    const int cv = 4 * c / V;  // vectors per block
+    const int bw = (w + 2 * pad) / 2;
+    const unsigned n = (unsigned)((h + 2 * pad) / 2) * bw * cv;
     for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        const unsigned px = i / cv;
-        const int c0 = (int)(i - px * cv) * V;
-        const int y = (int)(px / ow), x = (int)(px - (unsigned)y * ow);
-        const int sy = reflect(y - pad, h), sx = reflect(x - pad, w);
+        const unsigned blk = i / cv;
+        const int e = (int)(i - blk * cv) * V;  // element within the block's 4c
+        const int q = e / c, c0 = e - q * c;
+        const int by = (int)(blk / bw), bx = (int)(blk - (unsigned)by * bw);
+        const int sy = reflect(2 * by + q / 2 - pad, h), sx = reflect(2 * bx + q % 2 - pad, w);
         const i64 src = ((i64)sy * w + sx) * c + c0;
-        const i64 dst = (i64)px * c + c0;
+        const i64 dst = (i64)blk * 4 * c + e;
         if (vec) {
             float v[S::V];
             ldv<S>(in + src, v);

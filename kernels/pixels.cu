@@ -142,57 +142,60 @@ extern "C" __global__ void window_mean(const double *sums, const int *win, int n
     mean[c] = (float)(s / (4.0 * npix));
 }
 
-// Network input in space-to-depth form (see `stem_s2d` in src/cuda/weights.rs):
-// x [4, ph/2 + 3, pw/2 + 3, cin], block (by, bx) channel (py*2 + px)*3 + c =
-// slot[win[t]][2(by-2) + py, 2(bx-2) + px][c] - mean[c], zero outside the padded frame and for
-// channels 12..cin (cin = 12 or 16, a multiple of S::V).
+// Network input in space-to-depth form with time folded into channels (see `stem_fold` in
+// src/cuda/weights.rs): x [ph/2 + 3, pw/2 + 3, 48], block (by, bx) channel
+// t*12 + (py*2 + px)*3 + c = slot[win[t]][2(by-2) + py, 2(bx-2) + px][c] - mean[c], zero outside
+// the padded frame.
 template <class S>
 __device__ void assemble_t(const float4 *slots, i64 slot_elems, const int *win, const float *mean,
-                           int pw, int ph, int cin, void *out_) {
+                           int pw, int ph, void *out_) {
     typedef typename S::T T;
     T *out = (T *)out_;
     const int bh = ph / 2 + 3, bw = pw / 2 + 3;
-    const unsigned nb = (unsigned)bh * bw;
-    const unsigned n = 4u * nb;
+    const unsigned n = (unsigned)bh * bw;
     const float m[3] = {mean[0], mean[1], mean[2]};
+    const int w4[4] = {win[0], win[1], win[2], win[3]};
     for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        const unsigned t = i / nb, b = i - t * nb;
-        const int by = (int)(b / bw), bx = (int)(b - (unsigned)by * bw);
-        const float4 *slot = slots + win[t] * slot_elems;
-        float f[16];
+        const int by = (int)(i / bw), bx = (int)(i - (unsigned)by * bw);
+        float f[48];
 #pragma unroll
-        for (int k = 0; k < 16; k++) f[k] = 0.f;
+        for (int t = 0; t < 4; t++) {
+            const float4 *slot = slots + w4[t] * slot_elems;
 #pragma unroll
-        for (int py = 0; py < 2; py++) {
+            for (int py = 0; py < 2; py++) {
 #pragma unroll
-            for (int px = 0; px < 2; px++) {
-                const int y = 2 * by - 4 + py, x = 2 * bx - 4 + px;
-                if (y >= 0 && y < ph && x >= 0 && x < pw) {
-                    const float4 v = slot[(i64)y * pw + x];
-                    f[(py * 2 + px) * 3 + 0] = v.x - m[0];
-                    f[(py * 2 + px) * 3 + 1] = v.y - m[1];
-                    f[(py * 2 + px) * 3 + 2] = v.z - m[2];
+                for (int px = 0; px < 2; px++) {
+                    const int y = 2 * by - 4 + py, x = 2 * bx - 4 + px;
+                    const int ch = t * 12 + (py * 2 + px) * 3;
+                    if (y >= 0 && y < ph && x >= 0 && x < pw) {
+                        const float4 v = slot[(i64)y * pw + x];
+                        f[ch] = v.x - m[0];
+                        f[ch + 1] = v.y - m[1];
+                        f[ch + 2] = v.z - m[2];
+                    } else {
+                        f[ch] = f[ch + 1] = f[ch + 2] = 0.f;
+                    }
                 }
             }
         }
 #pragma unroll
-        for (int g = 0; g < 16; g += S::V) {
-            if (g < cin) stv<S>(out + (i64)i * cin + g, f + g);
-        }
+        for (int g = 0; g < 48; g += S::V) stv<S>(out + (i64)i * 48 + g, f + g);
     }
 }
 
 INSTANTIATE3(assemble,
              (const float4 *slots, i64 slot_elems, const int *win, const float *mean, int pw,
-              int ph, int cin, void *out),
-             (slots, slot_elems, win, mean, pw, ph, cin, out))
+              int ph, void *out),
+             (slots, slot_elems, win, mean, pw, ph, out))
 
-// Reads output frame k's pixel (x, y) from the outconv result y [ph, pw, kpad], adds the conv
-// bias and the window mean (not clamped).
+// Reads output frame k's pixel (x, y) from the outconv result y [ph/2, pw/2, kpad] (2x2 blocks:
+// channel ((y%2)*2 + x%2)*n3 + 3k + c), adds the conv bias and the window mean (not clamped).
 template <class S>
-__device__ __forceinline__ float3 net_pixel(const typename S::T *y, int kpad, const float *bias,
-                                            const float *mean, int k, int pw, int x, int yy) {
-    const typename S::T *px = y + ((i64)yy * pw + x) * kpad + 3 * k;
+__device__ __forceinline__ float3 net_pixel(const typename S::T *y, int kpad, int n3,
+                                            const float *bias, const float *mean, int k, int pw,
+                                            int x, int yy) {
+    const typename S::T *px = y + ((i64)(yy / 2) * (pw / 2) + x / 2) * kpad +
+                              ((yy % 2) * 2 + x % 2) * n3 + 3 * k;
     return make_float3(S::ld(px[0]) + bias[3 * k] + mean[0],
                        S::ld(px[1]) + bias[3 * k + 1] + mean[1],
                        S::ld(px[2]) + bias[3 * k + 2] + mean[2]);
@@ -201,8 +204,8 @@ __device__ __forceinline__ float3 net_pixel(const typename S::T *y, int kpad, co
 // Output frame k in the frame's own format (cropped to width x height). Packed RGB: one thread
 // per pixel; I420/NV12: one thread per 2x2 block (one chroma sample).
 template <class S>
-__device__ void out_frame_t(const void *y_, int kpad, const float *bias, const float *mean, int k,
-                            const FrameParams p, u8 *dst) {
+__device__ void out_frame_t(const void *y_, int kpad, int n3, const float *bias, const float *mean,
+                            int k, const FrameParams p, u8 *dst) {
     typedef typename S::T T;
     const T *y = (const T *)y_;
     const bool yuv = p.format == FMT_I420 || p.format == FMT_NV12;
@@ -212,7 +215,7 @@ __device__ void out_frame_t(const void *y_, int kpad, const float *bias, const f
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
         const int gy = i / gw, gx = i - gy * gw;
         if (!yuv) {
-            const float3 c = net_pixel<S>(y, kpad, bias, mean, k, p.pw, gx, gy);
+            const float3 c = net_pixel<S>(y, kpad, n3, bias, mean, k, p.pw, gx, gy);
             const int bpp = p.format == FMT_RGB ? 3 : 4;
             u8 *px = dst + p.off[0] + (i64)gy * p.stride[0] + (i64)gx * bpp;
             const bool bgr = p.format == FMT_BGRA || p.format == FMT_BGRX;
@@ -229,7 +232,7 @@ __device__ void out_frame_t(const void *y_, int kpad, const float *bias, const f
             for (int dx = 0; dx < 2; dx++) {
                 const int x = 2 * gx + dx, yy = 2 * gy + dy;
                 if (x >= p.width || yy >= p.height) continue;
-                const float3 c = net_pixel<S>(y, kpad, bias, mean, k, p.pw, x, yy);
+                const float3 c = net_pixel<S>(y, kpad, n3, bias, mean, k, p.pw, x, yy);
                 const float r = clamp01(c.x), g = clamp01(c.y), b = clamp01(c.z);
                 const float luma = kr * r + kg * g + kb * b;
                 dst[p.off[0] + (i64)yy * p.stride[0] + x] =
@@ -258,20 +261,21 @@ __device__ void out_frame_t(const void *y_, int kpad, const float *bias, const f
 }
 
 INSTANTIATE3(out_frame,
-             (const void *y, int kpad, const float *bias, const float *mean, int k,
+             (const void *y, int kpad, int n3, const float *bias, const float *mean, int k,
               const FrameParams p, u8 *dst),
-             (y, kpad, bias, mean, k, p, dst))
+             (y, kpad, n3, bias, mean, k, p, dst))
 
 // All n output frames as planar float [n, 3, height, width], not clamped (tests, PSNR).
 template <class S>
 __device__ void out_f32_t(const void *y_, int kpad, const float *bias, const float *mean, int nout,
                           const FrameParams p, float *dst) {
+    const int n3 = 3 * nout;
     const typename S::T *y = (const typename S::T *)y_;
     const int n = p.width * p.height;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
         const int yy = i / p.width, x = i - yy * p.width;
         for (int k = 0; k < nout; k++) {
-            const float3 c = net_pixel<S>(y, kpad, bias, mean, k, p.pw, x, yy);
+            const float3 c = net_pixel<S>(y, kpad, n3, bias, mean, k, p.pw, x, yy);
             float *d = dst + (i64)k * 3 * n + i;
             d[0] = c.x;
             d[n] = c.y;

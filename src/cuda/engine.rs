@@ -49,8 +49,10 @@ enum Op {
         act: i32,
         out: Dst,
         out2: Option<Dst>,
+        /// x is `[p, t, c]` (time folded into channels): (t, p).
+        fold: Option<(usize, usize)>,
     },
-    /// Reflection pad 3 with LeakyReLU of x [h, w, c] into y.
+    /// Reflection pad 3 with LeakyReLU of x [h, w, c] into y, in 2x2 space-to-depth form.
     Pad {
         x: usize,
         y: usize,
@@ -102,8 +104,8 @@ struct Graph {
     bufs: Vec<usize>,
     ops: Vec<Op>,
     convs: Vec<ConvStep>,
-    /// Network input (space-to-depth, `[4, hp/2 + 3, wp/2 + 3, cin]`) and outconv output
-    /// `[hp, wp, kout]`.
+    /// Network input (space-to-depth with time in channels, `[hp/2 + 3, wp/2 + 3, 48]`) and
+    /// outconv output `[hp/2, wp/2, kout]` (2x2 blocks of pixels).
     xin: usize,
     y: usize,
     /// Widest SE gate.
@@ -173,6 +175,7 @@ impl Builder<'_> {
             act,
             out,
             out2,
+            fold: None,
         });
     }
 }
@@ -203,8 +206,9 @@ fn build_graph(net: &NetWeights, spec: &crate::model::ModelSpec, hp: usize, wp: 
             cmax: 0,
         },
     };
-    // Space-to-depth input of the stem (see weights::stem_s2d).
-    let xin_dims = [1, b.net.cin, 4, hp / 2 + 3, wp / 2 + 3];
+    // Stem: a 2-D conv on the space-to-depth input with time in channels (weights::stem_fold),
+    // then bias + ReLU while unfolding time into x0 [4, h/2, w/2, c] and its copy in cat3.
+    let xin_dims = [1, b.net.cin, 1, hp / 2 + 3, wp / 2 + 3];
     let xin = b.buf(xin_dims.iter().product());
     b.g.xin = xin;
     // Concatenation buffers [decoder output d_k, skip]: the skips are written into them by the
@@ -216,23 +220,26 @@ fn build_graph(net: &NetWeights, spec: &crate::model::ModelSpec, hp: usize, wp: 
         spec.decoder[3] + spec.stem,
     ];
     let px = |s: usize| 4 * (hp / s) * (wp / s);
-    let (x0, x0_dims) = b.conv(net.stem, xin, xin_dims);
+    let (s0, _) = b.conv(net.stem, xin, xin_dims);
+    let x0_dims = [1, spec.stem, 4, hp / 2, wp / 2];
+    let x0 = b.buf(x0_dims.iter().product());
     let cat3 = b.buf(px(2) * cat_c[3]);
-    let stem_bias = net.stem.bias;
-    b.epi(
-        x0,
-        x0_dims,
-        stem_bias,
-        false,
-        None,
-        ACT_RELU,
-        inplace(x0, x0_dims[1]),
-        Some(Dst {
+    b.g.ops.push(Op::Epi {
+        x: s0,
+        rows: rows(&x0_dims),
+        c: spec.stem,
+        bias: net.stem_bias,
+        gate: false,
+        resid: None,
+        act: ACT_RELU,
+        out: inplace(x0, spec.stem),
+        out2: Some(Dst {
             buf: cat3,
             stride: cat_c[3],
             off: spec.decoder[3],
         }),
-    );
+        fold: Some((4, (hp / 2) * (wp / 2))),
+    });
     let cat2 = b.buf(px(2) * cat_c[2]);
     let cat1 = b.buf(px(4) * cat_c[1]);
     let cat0 = b.buf(px(8) * cat_c[0]);
@@ -314,7 +321,8 @@ fn build_graph(net: &NetWeights, spec: &crate::model::ModelSpec, hp: usize, wp: 
     // Time fold + feature_fuse as one (4, 1, 1) conv, then pad (with the LeakyReLU), outconv.
     let (f, f_dims) = b.conv(net.fuse, input.0, input.1);
     let fc = f_dims[1];
-    let pad_dims = [1, fc, 1, hp + 6, wp + 6];
+    // The padded map in space-to-depth form for the per-2x2-block outconv (weights::outconv_s2d).
+    let pad_dims = [1, 4 * fc, 1, hp / 2 + 3, wp / 2 + 3];
     let padded = b.buf(pad_dims.iter().product());
     b.g.ops.push(Op::Pad {
         x: f,
@@ -810,7 +818,7 @@ impl Engine {
         io.in_next ^= 1;
         // The staging pair alternates; wait until this one's previous upload has finished.
         io.in_done[i].synchronize().during("cuEventSynchronize")?;
-        io.in_host[i].as_mut_slice()[..size].copy_from_slice(&frame[..size]);
+        par_copy(&mut io.in_host[i].as_mut_slice()[..size], &frame[..size]);
         // SAFETY: pinned source of `size` bytes, device staging of at least `size` bytes; the
         // pinned buffer is not touched again before in_done[i] completes.
         unsafe {
@@ -928,7 +936,6 @@ impl Engine {
             io.mean,
             plan.wp,
             plan.hp,
-            self.net.cin,
             plan.xin,
         )?;
         self.run_ops(plan)
@@ -985,8 +992,11 @@ impl Engine {
                     act,
                     out,
                     out2,
+                    fold,
                 } => {
                     let p = EpiParams {
+                        fold_t: fold.map_or(0, |f| f.0 as i32),
+                        fold_p: fold.map_or(0, |f| f.1 as i32),
                         x: bp[x],
                         resid: resid.map_or(0, |r| bp[r]),
                         bias: bias.map_or(0, |o| self.w(o)),
@@ -1041,6 +1051,7 @@ impl Engine {
                 &self.k,
                 plan.y,
                 self.net.kout,
+                self.spec.n_out,
                 bias,
                 plan.io.mean,
                 f,
@@ -1060,7 +1071,7 @@ impl Engine {
         self.stream.synchronize().during("cuStreamSynchronize")?;
         let host = &plan.io.out_host.as_slice()[..n * size];
         for (f, out) in outputs.iter_mut().enumerate() {
-            out[..size].copy_from_slice(&host[f * size..(f + 1) * size]);
+            par_copy(&mut out[..size], &host[f * size..(f + 1) * size]);
         }
         Ok(())
     }
@@ -1118,6 +1129,7 @@ impl Engine {
                     &self.k,
                     plan.y,
                     self.net.kout,
+                    self.spec.n_out,
                     bias,
                     plan.io.mean,
                     f,
@@ -1140,6 +1152,20 @@ impl Drop for Engine {
         let _ = self.copy.synchronize();
         self.plan = None;
     }
+}
+
+/// Copies a frame between host buffers on several threads (one thread copies at a fraction
+/// of the memory bandwidth; this is on the per-frame path).
+fn par_copy(dst: &mut [u8], src: &[u8]) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 19;
+    if src.len() < 4 * CHUNK {
+        dst.copy_from_slice(src);
+        return;
+    }
+    dst.par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .for_each(|(d, s)| d.copy_from_slice(s));
 }
 
 /// Kernel parameters of a frame layout, checked against its size.
@@ -1233,7 +1259,7 @@ mod tests {
         // Every conv's shapes chain: the output of each op feeds the next ones.
         assert_eq!(
             g.convs.last().map(|c| c.y_dims),
-            Some([1, net.kout, 1, 1080, 1920])
+            Some([1, net.kout, 1, 540, 960])
         );
     }
 

@@ -33,6 +33,8 @@ pub struct EpiParams {
     pub out_off: i32,
     pub out2_stride: i32,
     pub out2_off: i32,
+    pub fold_t: i32,
+    pub fold_p: i32,
 }
 // SAFETY: plain old data, same layout as the CUDA struct.
 unsafe impl DeviceRepr for EpiParams {}
@@ -107,6 +109,7 @@ pub fn epilogue(s: &CudaStream, k: &Kernels, p: &EpiParams, v: usize) -> Result<
     launch!(s, f, grid(n), p)
 }
 
+/// Reflection pad `pad` with LeakyReLU, written in 2x2 space-to-depth form.
 pub fn reflect_pad(
     s: &CudaStream,
     k: &Kernels,
@@ -249,7 +252,8 @@ pub fn window_mean(
     launch!(s, &k.window_mean, blocks(1), &sums, &win, &npix_i, &mean)
 }
 
-/// The space-to-depth network input of a window (kernels/pixels.cu `assemble`).
+/// The network input of a window, space-to-depth with time in channels (kernels/pixels.cu
+/// `assemble`).
 #[allow(clippy::too_many_arguments)]
 pub fn assemble(
     s: &CudaStream,
@@ -260,11 +264,10 @@ pub fn assemble(
     mean: u64,
     pw: usize,
     ph: usize,
-    cin: usize,
     out: u64,
 ) -> Result<()> {
-    let n = 4 * (ph / 2 + 3) * (pw / 2 + 3);
-    let (se, pw, ph, cin) = (slot_elems as i64, pw as i32, ph as i32, cin as i32);
+    let n = (ph / 2 + 3) * (pw / 2 + 3);
+    let (se, pw, ph) = (slot_elems as i64, pw as i32, ph as i32);
     launch!(
         s,
         &k.assemble,
@@ -275,7 +278,6 @@ pub fn assemble(
         &mean,
         &pw,
         &ph,
-        &cin,
         &out
     )
 }
@@ -286,6 +288,7 @@ pub fn out_frame(
     k: &Kernels,
     y: u64,
     kpad: usize,
+    n_out: usize,
     bias: u64,
     mean: u64,
     frame: usize,
@@ -298,13 +301,14 @@ pub fn out_frame(
     } else {
         (p.width * p.height) as usize
     };
-    let (kp, fr) = (kpad as i32, frame as i32);
+    let (kp, n3, fr) = (kpad as i32, 3 * n_out as i32, frame as i32);
     launch!(
         s,
         &k.out_frame,
         grid(n),
         &y,
         &kp,
+        &n3,
         &bias,
         &mean,
         &fr,

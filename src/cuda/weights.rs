@@ -72,14 +72,17 @@ pub struct DecW {
 /// All weights, packed.
 pub struct NetWeights {
     pub precision: Precision,
-    /// Input channels of the stem: 2x2 pixel blocks of 3 colours (12), zero-padded to a
-    /// 16-byte vector.
+    /// Input channels of the stem: 4 frames x 2x2 pixel blocks x 3 colours.
     pub cin: usize,
+    /// The stem as a 2-D conv, output `[h/2, w/2, 4 * stem]` (time in channels).
     pub stem: ConvW,
+    /// The stem's own bias (`[stem]`), applied after the time unfold.
+    pub stem_bias: Option<usize>,
     pub blocks: Vec<[BlockW; 2]>,
     pub dec: Vec<DecW>,
     pub fuse: ConvW,
-    /// outconv, output channels padded to `kout` (3n rounded up).
+    /// outconv per 2x2 output block, `kout` output channels (4 x 3n rounded up); its bias is
+    /// the original `[3n]`.
     pub out: ConvW,
     pub kout: usize,
     pub n_out: usize,
@@ -151,6 +154,74 @@ pub fn stem_s2d(w: &Tensor) -> Tensor {
     }
     Tensor {
         shape: vec![k0, 12, 3, 4, 4],
+        data: out,
+    }
+}
+
+/// The space-to-depth stem `[k, 12, 3, 4, 4]` (conv over t with padding 1) as a 2-D conv over
+/// the four frames stacked in channels: output channel `t_o * k + o`, input channel
+/// `t_i * 12 + c`, weight `s2d[o][c][t_i - t_o + 1]` when `|t_i - t_o| <= 1` (the time padding is
+/// the zero weights). Returns `[4 k, 48, 1, 4, 4]` in PyTorch layout.
+pub fn stem_fold(s2d: &Tensor) -> Tensor {
+    let k0 = s2d.shape[0];
+    let mut out = vec![0f32; 4 * k0 * 48 * 16];
+    for to in 0..4 {
+        for o in 0..k0 {
+            for ti in 0..4 {
+                let dt = ti as i64 - to as i64 + 1;
+                if !(0..3).contains(&dt) {
+                    continue;
+                }
+                for c in 0..12 {
+                    for tap in 0..16 {
+                        out[((to * k0 + o) * 48 + ti * 12 + c) * 16 + tap] =
+                            s2d.data[((o * 12 + c) * 3 + dt as usize) * 16 + tap];
+                    }
+                }
+            }
+        }
+    }
+    Tensor {
+        shape: vec![4 * k0, 48, 1, 4, 4],
+        data: out,
+    }
+}
+
+/// outconv (7x7 on the reflection-padded map, `[n3, c, 7, 7]`) computed per 2x2 block of
+/// outputs, as a 4x4 conv on the padded map in space-to-depth form (`[h/2 + 3, w/2 + 3, 4c]`,
+/// channel `(py*2 + px)*c + ci` of block (by, bx) = padded pixel (2by + py, 2bx + px)): output
+/// channel `(a*2 + b)*n3 + o` is output pixel (2i + a, 2j + b), tap (by, bx, py, px) is the
+/// original tap (2by + py - a, 2bx + px - b) when inside 0..7. Returns `[4 n3, 4c, 1, 4, 4]`.
+pub fn outconv_s2d(w: &Tensor) -> Tensor {
+    let (n3, c0) = (w.shape[0], w.shape[1]);
+    let mut out = vec![0f32; 4 * n3 * 4 * c0 * 16];
+    for a in 0..2 {
+        for b in 0..2 {
+            for o in 0..n3 {
+                for by in 0..4 {
+                    for bx in 0..4 {
+                        for py in 0..2 {
+                            for px in 0..2 {
+                                let ky = (2 * by + py) as i64 - a as i64;
+                                let kx = (2 * bx + px) as i64 - b as i64;
+                                if !(0..7).contains(&ky) || !(0..7).contains(&kx) {
+                                    continue;
+                                }
+                                for ci in 0..c0 {
+                                    let oc = (a * 2 + b) * n3 + o;
+                                    let ic = (py * 2 + px) * c0 + ci;
+                                    out[(oc * 4 * c0 + ic) * 16 + by * 4 + bx] =
+                                        w.data[((o * c0 + ci) * 7 + ky as usize) * 7 + kx as usize];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Tensor {
+        shape: vec![4 * n3, 4 * c0, 1, 4, 4],
         data: out,
     }
 }
@@ -234,23 +305,24 @@ impl NetWeights {
             precision,
             bytes: Vec::new(),
         };
-        // The stem runs on the space-to-depth input (see `stem_s2d`): 12 channels padded to a
-        // 16-byte vector.
-        let cin = 12usize.div_ceil(v) * v;
+        // The stem runs as a 2-D conv on the space-to-depth input with time in channels (see
+        // `stem_fold`): 48 channels in, 4 x stem channels out.
+        let cin = 48;
         let stem = p.conv(
             &Conv {
-                weight: stem_s2d(&model.stem.weight),
-                bias: model.stem.bias.clone(),
+                weight: stem_fold(&stem_s2d(&model.stem.weight)),
+                bias: None,
             },
             ConvShape {
-                k: spec.stem,
+                k: 4 * spec.stem,
                 c: cin,
-                taps: [3, 4, 4],
-                pad: [1, 0, 0],
+                taps: [1, 4, 4],
+                pad: [0, 0, 0],
                 stride: [1, 1, 1],
                 transposed: false,
             },
         );
+        let stem_bias = p.bias(model.stem.bias.as_ref(), spec.stem);
         let mut blocks = Vec::new();
         for (l, layer) in model.layers.iter().enumerate() {
             let mut pair = Vec::new();
@@ -323,32 +395,31 @@ impl NetWeights {
             w: p.act(&model.fuse.data),
             bias: None,
         };
+        // outconv per 2x2 output block (see `outconv_s2d`).
         let n3 = 3 * spec.n_out;
-        let kout = n3.div_ceil(v) * v;
-        let ow = &model.outconv.weight;
-        let out_t = Tensor {
-            shape: vec![ow.shape[0], ow.shape[1], 1, ow.shape[2], ow.shape[3]],
-            data: ow.data.clone(),
-        };
-        let out = p.conv(
-            &Conv {
-                weight: out_t,
-                bias: model.outconv.bias.clone(),
-            },
-            ConvShape {
+        let kout = (4 * n3).div_ceil(v) * v;
+        let out = ConvW {
+            shape: ConvShape {
                 k: kout,
-                c: spec.fuse,
-                taps: [1, 7, 7],
+                c: 4 * spec.fuse,
+                taps: [1, 4, 4],
                 pad: [0, 0, 0],
                 stride: [1, 1, 1],
                 transposed: false,
             },
-        );
+            w: p.act(&to_khwc(
+                &outconv_s2d(&model.outconv.weight),
+                kout,
+                4 * spec.fuse,
+            )),
+            bias: p.bias(model.outconv.bias.as_ref(), n3),
+        };
         p.align();
         NetWeights {
             precision,
             cin,
             stem,
+            stem_bias,
             blocks,
             dec,
             fuse,
@@ -439,6 +510,7 @@ mod tests {
         };
         let x: Vec<f32> = (0..4 * h * wd * 3).map(|_| rnd()).collect();
         let s2d = stem_s2d(&w);
+        let fold = stem_fold(&s2d);
         // Space-to-depth input as kernels/pixels.cu `assemble` writes it.
         let (bh, bw) = (h / 2 + 3, wd / 2 + 3);
         let mut xs = vec![0f32; 4 * bh * bw * 12];
@@ -484,7 +556,81 @@ mod tests {
                         }
                         let d = stem_direct(&w, &x, h, wd, t, i, j, k);
                         assert!((s - d).abs() < 1e-4, "t {t} i {i} j {j} k {k}: {s} vs {d}");
+                        // The time-folded 2-D form: input channel ti * 12 + c.
+                        let mut f = 0f32;
+                        for by in 0..4 {
+                            for bx in 0..4 {
+                                for ti in 0..4 {
+                                    for c in 0..12 {
+                                        let v = xs[((ti * bh + i + by) * bw + j + bx) * 12 + c];
+                                        let wi =
+                                            (((t * k0 + k) * 48 + ti * 12 + c) * 4 + by) * 4 + bx;
+                                        f += fold.data[wi] * v;
+                                    }
+                                }
+                            }
+                        }
+                        assert!(
+                            (f - d).abs() < 1e-4,
+                            "folded t {t} i {i} j {j} k {k}: {f} vs {d}"
+                        );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn block_outconv_is_the_same_convolution() {
+        let (n3, c0, h, wd) = (3, 2, 6, 8);
+        let mut z = 999u32;
+        let mut rnd = || {
+            z ^= z << 13;
+            z ^= z >> 17;
+            z ^= z << 5;
+            (z % 2000) as f32 / 1000.0 - 1.0
+        };
+        let w = Tensor {
+            shape: vec![n3, c0, 7, 7],
+            data: (0..n3 * c0 * 49).map(|_| rnd()).collect(),
+        };
+        // A padded map [h + 6, w + 6, c0] (any values).
+        let (ph, pw) = (h + 6, wd + 6);
+        let f: Vec<f32> = (0..ph * pw * c0).map(|_| rnd()).collect();
+        let s = outconv_s2d(&w);
+        for y in 0..h {
+            for x in 0..wd {
+                for o in 0..n3 {
+                    let mut d = 0f32;
+                    for ci in 0..c0 {
+                        for ky in 0..7 {
+                            for kx in 0..7 {
+                                d += w.data[((o * c0 + ci) * 7 + ky) * 7 + kx]
+                                    * f[((y + ky) * pw + x + kx) * c0 + ci];
+                            }
+                        }
+                    }
+                    let (i, j, a, b) = (y / 2, x / 2, y % 2, x % 2);
+                    let oc = (a * 2 + b) * n3 + o;
+                    let mut g = 0f32;
+                    for by in 0..4 {
+                        for bx in 0..4 {
+                            for py in 0..2 {
+                                for px in 0..2 {
+                                    for ci in 0..c0 {
+                                        let v = f[((2 * (i + by) + py) * pw + 2 * (j + bx) + px)
+                                            * c0
+                                            + ci];
+                                        g += s.data[(oc * 4 * c0 + (py * 2 + px) * c0 + ci) * 16
+                                            + by * 4
+                                            + bx]
+                                            * v;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    assert!((g - d).abs() < 1e-4, "y {y} x {x} o {o}: {g} vs {d}");
                 }
             }
         }

@@ -6,7 +6,7 @@ comparison of the CUDA engine's outputs with the PyTorch reference on the same w
         [--compare DIR --frames FILE.rgb --frame-size WxH]
 
 Model: the full-width 2x architecture of tools/reference/flavr_ref.py with the synthetic weights
-of synth.py (seed 1), identical to the ones `bench` uses. Timing: fp16 channels-last eager (and
+of synth.py (seed 1), identical to the ones `bench` uses. Timing: fp16 channels-last eager (cudnn.benchmark off, the default, and on; and
 torch.compile, and TF32 where asked), no_grad, CUDA events, median over --runs after warm-up;
 peak memory = torch.cuda.max_memory_allocated during the timed runs (weights included).
 --compare: PSNR of `bench --dump DIR` outputs (ours_<precision>_<i>.f32, [n, 3, H, W] float32)
@@ -102,6 +102,12 @@ def bench(args):
         x = frames_input(w, h, torch.float16, dev)
         ms, mem = time_model(m16, x, args.runs)
         rows.append((f"{w}x{h}", "fp16 eager", ms, flops(w, h) / ms / 1e9, mem))
+        print(rows[-1], flush=True)
+    torch.backends.cudnn.benchmark = True
+    for w, h in args.sizes:
+        x = frames_input(w, h, torch.float16, dev)
+        ms, mem = time_model(m16, x, args.runs)
+        rows.append((f"{w}x{h}", "fp16 eager cudnn.benchmark", ms, flops(w, h) / ms / 1e9, mem))
         print(rows[-1], flush=True)
     for w, h in args.compile:
         t0 = time.time()
