@@ -60,3 +60,609 @@ pub struct FrameLayout {
     /// Used by I420 and NV12.
     pub yuv: YuvMatrix,
 }
+
+use super::BackendError;
+
+impl PixelFormat {
+    /// Bytes per pixel and the byte positions of R, G, B in a pixel, for packed formats.
+    pub fn packed(self) -> Option<(usize, [usize; 3])> {
+        match self {
+            PixelFormat::Rgb => Some((3, [0, 1, 2])),
+            PixelFormat::Rgba | PixelFormat::Rgbx => Some((4, [0, 1, 2])),
+            PixelFormat::Bgra | PixelFormat::Bgrx => Some((4, [2, 1, 0])),
+            PixelFormat::I420 | PixelFormat::Nv12 => None,
+        }
+    }
+
+    /// Number of planes in a frame.
+    pub fn planes(self) -> usize {
+        match self {
+            PixelFormat::I420 => 3,
+            PixelFormat::Nv12 => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The arithmetic constants of a [`YuvMatrix`], computed once in f64 and stored as f32.
+/// `#[repr(C)]` so a GPU kernel can take the same struct as a parameter.
+///
+/// Y'CbCr to R'G'B' (8-bit `Y`, `U`, `V` as f32, all steps in f32, left to right):
+/// ```text
+/// y  = (Y - y_off) * y_scale          cb = (U - 128) * c_scale      cr = (V - 128) * c_scale
+/// R  = y + r_cr * cr                  G  = y + g_cb * cb + g_cr * cr B = y + b_cb * cb
+/// ```
+/// then each of R, G, B clamped to [0, 1]. R'G'B' to Y'CbCr (R, G, B clamped to [0, 1] first):
+/// ```text
+/// y  = kr * R + kg * G + kb * B       Y = floor(y_off + y * y_range + 0.5)
+/// cb = (B - y) * cb_scale             U = floor(128 + cb * c_range + 0.5)
+/// cr = (R - y) * cr_scale             V = floor(128 + cr * c_range + 0.5)
+/// ```
+/// each clamped to [0, 255] (NaN gives 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct YuvCoeffs {
+    pub y_off: f32,
+    pub y_scale: f32,
+    pub c_scale: f32,
+    pub r_cr: f32,
+    pub g_cb: f32,
+    pub g_cr: f32,
+    pub b_cb: f32,
+    pub kr: f32,
+    pub kg: f32,
+    pub kb: f32,
+    pub cb_scale: f32,
+    pub cr_scale: f32,
+    pub y_range: f32,
+    pub c_range: f32,
+}
+
+impl YuvMatrix {
+    pub const BT601_FULL: YuvMatrix = YuvMatrix {
+        full_range: true,
+        ..YuvMatrix::BT601
+    };
+
+    /// The conversion constants (see [`YuvCoeffs`]).
+    pub fn coeffs(&self) -> YuvCoeffs {
+        let (kr, kb) = (self.kr as f64, self.kb as f64);
+        let kg = 1.0 - kr - kb;
+        let (y_off, y_range, c_range) = if self.full_range {
+            (0.0, 255.0, 255.0)
+        } else {
+            (16.0, 219.0, 224.0)
+        };
+        YuvCoeffs {
+            y_off: y_off as f32,
+            y_scale: (1.0 / y_range) as f32,
+            c_scale: (1.0 / c_range) as f32,
+            r_cr: (2.0 * (1.0 - kr)) as f32,
+            g_cb: (-2.0 * kb * (1.0 - kb) / kg) as f32,
+            g_cr: (-2.0 * kr * (1.0 - kr) / kg) as f32,
+            b_cb: (2.0 * (1.0 - kb)) as f32,
+            kr: kr as f32,
+            kg: kg as f32,
+            kb: kb as f32,
+            cb_scale: (1.0 / (2.0 * (1.0 - kb))) as f32,
+            cr_scale: (1.0 / (2.0 * (1.0 - kr))) as f32,
+            y_range: y_range as f32,
+            c_range: c_range as f32,
+        }
+    }
+}
+
+impl YuvCoeffs {
+    /// One pixel from 8-bit Y, U, V to R, G, B in [0, 1].
+    #[inline]
+    pub fn to_rgb(&self, y: u8, u: u8, v: u8) -> [f32; 3] {
+        let yv = (y as f32 - self.y_off) * self.y_scale;
+        let cb = (u as f32 - 128.0) * self.c_scale;
+        let cr = (v as f32 - 128.0) * self.c_scale;
+        let r = yv + self.r_cr * cr;
+        let g = yv + self.g_cb * cb + self.g_cr * cr;
+        let b = yv + self.b_cb * cb;
+        [r.clamp(0.0, 1.0), g.clamp(0.0, 1.0), b.clamp(0.0, 1.0)]
+    }
+
+    /// Luma of R, G, B (already clamped to [0, 1]) as the 8-bit `Y`.
+    #[inline]
+    pub fn luma(&self, rgb: [f32; 3]) -> u8 {
+        let yv = self.kr * rgb[0] + self.kg * rgb[1] + self.kb * rgb[2];
+        to_u8(self.y_off + yv * self.y_range)
+    }
+
+    /// Chroma of R, G, B (clamped to [0, 1]) as the 8-bit `U`, `V`.
+    #[inline]
+    pub fn chroma(&self, rgb: [f32; 3]) -> (u8, u8) {
+        let yv = self.kr * rgb[0] + self.kg * rgb[1] + self.kb * rgb[2];
+        let cb = (rgb[2] - yv) * self.cb_scale;
+        let cr = (rgb[0] - yv) * self.cr_scale;
+        (
+            to_u8(128.0 + cb * self.c_range),
+            to_u8(128.0 + cr * self.c_range),
+        )
+    }
+}
+
+/// `floor(v + 0.5)` clamped to [0, 255]; NaN gives 0.
+#[inline]
+fn to_u8(v: f32) -> u8 {
+    (v + 0.5).floor().clamp(0.0, 255.0) as u8
+}
+
+/// A network value to an 8-bit channel: `floor(clamp(v, 0, 1) * 255 + 0.5)`; NaN gives 0.
+#[inline]
+pub fn unit_to_u8(v: f32) -> u8 {
+    (v.clamp(0.0, 1.0) * 255.0 + 0.5).floor() as u8
+}
+
+/// An 8-bit channel to the network's range: `v / 255`.
+#[inline]
+pub fn u8_to_unit(v: u8) -> f32 {
+    v as f32 / 255.0
+}
+
+/// Extent of a plane: (bytes of pixel data per row, rows).
+fn plane_extent(layout: &FrameLayout, plane: usize) -> (usize, usize) {
+    let (w, h) = (layout.width, layout.height);
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    match (layout.format.packed(), layout.format, plane) {
+        (Some((bpp, _)), _, _) => (bpp * w, h),
+        (None, _, 0) => (w, h),
+        (None, PixelFormat::I420, _) => (cw, ch),
+        _ => (2 * cw, ch), // NV12 interleaved UV
+    }
+}
+
+/// Checks that every plane of `layout` lies inside `layout.size` bytes, with strides at least
+/// a row long. Conversions assume this.
+pub fn check_layout(layout: &FrameLayout) -> Result<(), BackendError> {
+    let bad = |what: String| {
+        BackendError::Layout(format!(
+            "{:?} {}x{}: {what}",
+            layout.format, layout.width, layout.height
+        ))
+    };
+    if layout.width == 0 || layout.height == 0 {
+        return Err(bad("empty frame".into()));
+    }
+    let planes = layout.format.planes();
+    if layout.offsets.len() < planes || layout.strides.len() < planes {
+        return Err(bad(format!(
+            "{} offsets and {} strides for {planes} planes",
+            layout.offsets.len(),
+            layout.strides.len()
+        )));
+    }
+    for p in 0..planes {
+        let (row, rows) = plane_extent(layout, p);
+        let (off, stride) = (layout.offsets[p], layout.strides[p]);
+        if stride < row {
+            return Err(bad(format!(
+                "plane {p} stride {stride} is shorter than a row ({row} bytes)"
+            )));
+        }
+        let end = stride
+            .checked_mul(rows - 1)
+            .and_then(|v| v.checked_add(off))
+            .and_then(|v| v.checked_add(row));
+        match end {
+            Some(end) if end <= layout.size => {}
+            _ => {
+                return Err(bad(format!(
+                    "plane {p} (offset {off}, stride {stride}, {rows} rows of {row} bytes) \
+                     does not fit in {} bytes",
+                    layout.size
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_buffers(layout: &FrameLayout, frame: usize, rgb: usize) -> Result<(), BackendError> {
+    check_layout(layout)?;
+    if frame < layout.size {
+        return Err(BackendError::Layout(format!(
+            "frame buffer of {frame} bytes for a {}-byte layout",
+            layout.size
+        )));
+    }
+    let want = 3 * layout.width * layout.height;
+    if rgb != want {
+        return Err(BackendError::Layout(format!(
+            "planar RGB buffer of {rgb} values for {want}"
+        )));
+    }
+    Ok(())
+}
+
+/// Converts one frame to planar RGB `[3, height, width]` in [0, 1].
+///
+/// - Packed RGB formats: `v / 255`; alpha and padding bytes are ignored.
+/// - I420 / NV12: chroma is upsampled by replication (pixel `(x, y)` takes chroma sample
+///   `(x / 2, y / 2)`), then converted as [`YuvCoeffs`] says (clamped to [0, 1]).
+pub fn to_planar_rgb(
+    layout: &FrameLayout,
+    frame: &[u8],
+    rgb: &mut [f32],
+) -> Result<(), BackendError> {
+    check_buffers(layout, frame.len(), rgb.len())?;
+    let (w, h) = (layout.width, layout.height);
+    let plane = w * h;
+    let (r_out, rest) = rgb.split_at_mut(plane);
+    let (g_out, b_out) = rest.split_at_mut(plane);
+    if let Some((bpp, [ri, gi, bi])) = layout.format.packed() {
+        let (off, stride) = (layout.offsets[0], layout.strides[0]);
+        for y in 0..h {
+            let row = &frame[off + y * stride..][..bpp * w];
+            for (x, px) in row.chunks_exact(bpp).enumerate() {
+                r_out[y * w + x] = u8_to_unit(px[ri]);
+                g_out[y * w + x] = u8_to_unit(px[gi]);
+                b_out[y * w + x] = u8_to_unit(px[bi]);
+            }
+        }
+        return Ok(());
+    }
+    let k = layout.yuv.coeffs();
+    let (yo, ys) = (layout.offsets[0], layout.strides[0]);
+    for y in 0..h {
+        let yrow = &frame[yo + y * ys..][..w];
+        for x in 0..w {
+            let (u, v) = chroma_at(layout, frame, x / 2, y / 2);
+            let [r, g, b] = k.to_rgb(yrow[x], u, v);
+            r_out[y * w + x] = r;
+            g_out[y * w + x] = g;
+            b_out[y * w + x] = b;
+        }
+    }
+    Ok(())
+}
+
+/// The (U, V) sample at chroma position (cx, cy) of an I420 or NV12 frame.
+#[inline]
+fn chroma_at(layout: &FrameLayout, frame: &[u8], cx: usize, cy: usize) -> (u8, u8) {
+    if layout.format == PixelFormat::I420 {
+        let u = frame[layout.offsets[1] + cy * layout.strides[1] + cx];
+        let v = frame[layout.offsets[2] + cy * layout.strides[2] + cx];
+        (u, v)
+    } else {
+        let i = layout.offsets[1] + cy * layout.strides[1] + 2 * cx;
+        (frame[i], frame[i + 1])
+    }
+}
+
+/// Writes planar RGB `[3, height, width]` (any values; clamped to [0, 1]) into `frame` in
+/// `layout`. Bytes outside the planes' pixels (row padding) are left as they are.
+///
+/// - Packed RGB formats: [`unit_to_u8`]; the alpha of RGBA/BGRA and the padding byte of
+///   RGBx/BGRx are set to 255 (interpolated frames are opaque).
+/// - I420 / NV12: luma per pixel; chroma per 2x2 block (1x2, 2x1 or 1x1 at an odd right or
+///   bottom edge) from the block's mean R, G, B (summed in row-major order, divided by the
+///   pixel count), as [`YuvCoeffs`] says.
+pub fn from_planar_rgb(
+    layout: &FrameLayout,
+    rgb: &[f32],
+    frame: &mut [u8],
+) -> Result<(), BackendError> {
+    check_buffers(layout, frame.len(), rgb.len())?;
+    let (w, h) = (layout.width, layout.height);
+    let plane = w * h;
+    let at = |c: usize, x: usize, y: usize| rgb[c * plane + y * w + x].clamp(0.0, 1.0);
+    if let Some((bpp, [ri, gi, bi])) = layout.format.packed() {
+        let (off, stride) = (layout.offsets[0], layout.strides[0]);
+        for y in 0..h {
+            let row = &mut frame[off + y * stride..][..bpp * w];
+            for (x, px) in row.chunks_exact_mut(bpp).enumerate() {
+                px[ri] = unit_to_u8(at(0, x, y));
+                px[gi] = unit_to_u8(at(1, x, y));
+                px[bi] = unit_to_u8(at(2, x, y));
+                if bpp == 4 {
+                    px[3] = 255;
+                }
+            }
+        }
+        return Ok(());
+    }
+    let k = layout.yuv.coeffs();
+    let (yo, ys) = (layout.offsets[0], layout.strides[0]);
+    for y in 0..h {
+        for x in 0..w {
+            frame[yo + y * ys + x] = k.luma([at(0, x, y), at(1, x, y), at(2, x, y)]);
+        }
+    }
+    for cy in 0..h.div_ceil(2) {
+        for cx in 0..w.div_ceil(2) {
+            let mut sum = [0.0f32; 3];
+            let mut n = 0usize;
+            for y in 2 * cy..(2 * cy + 2).min(h) {
+                for x in 2 * cx..(2 * cx + 2).min(w) {
+                    for (c, s) in sum.iter_mut().enumerate() {
+                        *s += at(c, x, y);
+                    }
+                    n += 1;
+                }
+            }
+            let mean = sum.map(|s| s / n as f32);
+            let (u, v) = k.chroma(mean);
+            if layout.format == PixelFormat::I420 {
+                frame[layout.offsets[1] + cy * layout.strides[1] + cx] = u;
+                frame[layout.offsets[2] + cy * layout.strides[2] + cx] = v;
+            } else {
+                let i = layout.offsets[1] + cy * layout.strides[1] + 2 * cx;
+                frame[i] = u;
+                frame[i + 1] = v;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl FrameLayout {
+    /// A tightly packed layout (rows not padded, planes back to back) of `format`, for tests
+    /// and tools. GStreamer's own layouts pad rows to 4 bytes; the element passes those.
+    pub fn packed(format: PixelFormat, width: usize, height: usize, yuv: YuvMatrix) -> FrameLayout {
+        let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
+        let (offsets, strides, size) = match format.packed() {
+            Some((bpp, _)) => (vec![0], vec![bpp * width], bpp * width * height),
+            None if format == PixelFormat::I420 => {
+                let y = width * height;
+                (
+                    vec![0, y, y + cw * ch],
+                    vec![width, cw, cw],
+                    y + 2 * cw * ch,
+                )
+            }
+            None => {
+                let y = width * height;
+                (vec![0, y], vec![width, 2 * cw], y + 2 * cw * ch)
+            }
+        };
+        FrameLayout {
+            format,
+            width,
+            height,
+            offsets,
+            strides,
+            size,
+            yuv,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PACKED: [PixelFormat; 5] = [
+        PixelFormat::Rgb,
+        PixelFormat::Rgba,
+        PixelFormat::Bgra,
+        PixelFormat::Rgbx,
+        PixelFormat::Bgrx,
+    ];
+
+    /// A layout with padded rows and a gap before each plane, to catch stride and offset bugs.
+    fn padded(format: PixelFormat, w: usize, h: usize, yuv: YuvMatrix) -> FrameLayout {
+        let tight = FrameLayout::packed(format, w, h, yuv);
+        let mut offsets = Vec::new();
+        let mut strides = Vec::new();
+        let mut off = 5;
+        for p in 0..format.planes() {
+            let (row, rows) = plane_extent(&tight, p);
+            let stride = row + 7;
+            offsets.push(off);
+            strides.push(stride);
+            off += stride * rows + 3;
+        }
+        FrameLayout {
+            offsets,
+            strides,
+            size: off,
+            ..tight
+        }
+    }
+
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (s >> 56) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packed_round_trip_is_exact() {
+        for format in PACKED {
+            for (w, h) in [(1, 1), (5, 3), (16, 9)] {
+                let layout = padded(format, w, h, YuvMatrix::BT601);
+                check_layout(&layout).unwrap();
+                let src = noise(layout.size, (w * 31 + h) as u64);
+                let mut rgb = vec![0.0; 3 * w * h];
+                to_planar_rgb(&layout, &src, &mut rgb).unwrap();
+                assert!(rgb.iter().all(|v| (0.0..=1.0).contains(v)));
+                let mut dst = vec![0u8; layout.size];
+                from_planar_rgb(&layout, &rgb, &mut dst).unwrap();
+                let (bpp, _) = format.packed().unwrap();
+                for y in 0..h {
+                    for x in 0..w {
+                        let i = layout.offsets[0] + y * layout.strides[0] + x * bpp;
+                        assert_eq!(&dst[i..i + 3], &src[i..i + 3], "{format:?} ({x},{y})");
+                        if bpp == 4 {
+                            assert_eq!(dst[i + 3], 255, "{format:?} alpha");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_channel_order() {
+        let px = [10u8, 20, 30, 40];
+        let expect = [10.0 / 255.0, 20.0 / 255.0, 30.0 / 255.0];
+        for (format, order) in [
+            (PixelFormat::Rgb, [0, 1, 2]),
+            (PixelFormat::Rgba, [0, 1, 2]),
+            (PixelFormat::Rgbx, [0, 1, 2]),
+            (PixelFormat::Bgra, [2, 1, 0]),
+            (PixelFormat::Bgrx, [2, 1, 0]),
+        ] {
+            let layout = FrameLayout::packed(format, 1, 1, YuvMatrix::BT601);
+            let mut rgb = [0.0f32; 3];
+            to_planar_rgb(&layout, &px[..layout.size], &mut rgb).unwrap();
+            assert_eq!(
+                rgb,
+                [expect[order[0]], expect[order[1]], expect[order[2]]],
+                "{format:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rounding_and_clamping() {
+        let layout = FrameLayout::packed(PixelFormat::Rgb, 2, 1, YuvMatrix::BT601);
+        // Planar R = [-0.5, 2], G = [0.5, 0.25], B = [NaN, 1.49 / 255].
+        let rgb = [-0.5, 2.0, 0.5, 0.25, f32::NAN, 1.49 / 255.0];
+        let mut out = [0u8; 6];
+        from_planar_rgb(&layout, &rgb, &mut out).unwrap();
+        // Clamped; 127.5 rounds up to 128; 63.75 to 64; NaN gives 0; 1.49 to 1.
+        assert_eq!(out, [0, 128, 0, 255, 64, 1]);
+    }
+
+    #[test]
+    fn known_yuv_colours() {
+        let k = YuvMatrix::BT601.coeffs();
+        let close = |a: [f32; 3], b: [f32; 3]| a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6);
+        assert!(close(k.to_rgb(16, 128, 128), [0.0, 0.0, 0.0]));
+        assert!(close(k.to_rgb(235, 128, 128), [1.0, 1.0, 1.0]));
+        assert!(close(k.to_rgb(126, 128, 128), [110.0 / 219.0; 3]));
+        // BT.601 limited-range red is (81, 90, 240).
+        let red = k.to_rgb(81, 90, 240);
+        assert!(
+            (red[0] - 1.0).abs() < 0.01 && red[1] < 0.01 && red[2] < 0.01,
+            "{red:?}"
+        );
+        assert_eq!(k.luma([1.0, 0.0, 0.0]), 81);
+        assert_eq!(k.chroma([1.0, 0.0, 0.0]), (90, 240));
+        assert_eq!(k.luma([0.0; 3]), 16);
+        assert_eq!(k.luma([1.0; 3]), 235);
+        assert_eq!(k.chroma([0.5; 3]), (128, 128));
+        // Full range: 0 / 255 are black / white; BT.709 limited-range blue is (41, 240, 110).
+        let f = YuvMatrix::BT601_FULL.coeffs();
+        assert!(close(f.to_rgb(0, 128, 128), [0.0; 3]));
+        assert!(close(f.to_rgb(255, 128, 128), [1.0; 3]));
+        let b = YuvMatrix::BT709.coeffs();
+        assert_eq!(b.luma([0.0, 0.0, 1.0]), 32);
+        assert_eq!(b.chroma([0.0, 0.0, 1.0]), (240, 118));
+    }
+
+    #[test]
+    fn yuv_round_trip() {
+        for format in [PixelFormat::I420, PixelFormat::Nv12] {
+            for yuv in [
+                YuvMatrix::BT601,
+                YuvMatrix::BT709,
+                YuvMatrix::BT2020,
+                YuvMatrix::BT601_FULL,
+            ] {
+                for (w, h) in [(1, 1), (7, 5), (16, 8)] {
+                    let layout = padded(format, w, h, yuv);
+                    check_layout(&layout).unwrap();
+                    // Smooth colours, constant over each 2x2 block: the chroma survives the
+                    // down-sampling, so a round trip is within rounding.
+                    let mut rgb = vec![0.0f32; 3 * w * h];
+                    for c in 0..3 {
+                        for y in 0..h {
+                            for x in 0..w {
+                                let v = 0.1
+                                    + 0.8 * (((x / 2) * 3 + (y / 2) * 5 + c * 7) % 11) as f32
+                                        / 10.0;
+                                rgb[c * w * h + y * w + x] = v;
+                            }
+                        }
+                    }
+                    let mut frame = vec![0u8; layout.size];
+                    from_planar_rgb(&layout, &rgb, &mut frame).unwrap();
+                    let mut back = vec![0.0f32; 3 * w * h];
+                    to_planar_rgb(&layout, &frame, &mut back).unwrap();
+                    let err = rgb
+                        .iter()
+                        .zip(&back)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f32::max);
+                    // Half a code of Y and of each chroma, times the largest matrix gain.
+                    assert!(err < 0.02, "{format:?} {yuv:?} {w}x{h}: {err}");
+
+                    // YUV -> RGB -> YUV is stable on real-world (random) luma.
+                    let mut src = noise(layout.size, 7);
+                    // Keep chroma neutral so no RGB clamping happens, luma inside the range.
+                    let y_lo = if yuv.full_range { 0 } else { 16 };
+                    for y in 0..h {
+                        for x in 0..w {
+                            let i = layout.offsets[0] + y * layout.strides[0] + x;
+                            src[i] = y_lo + src[i] % 200;
+                        }
+                    }
+                    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+                    for cy in 0..ch {
+                        for cx in 0..cw {
+                            if format == PixelFormat::I420 {
+                                src[layout.offsets[1] + cy * layout.strides[1] + cx] = 128;
+                                src[layout.offsets[2] + cy * layout.strides[2] + cx] = 128;
+                            } else {
+                                let i = layout.offsets[1] + cy * layout.strides[1] + 2 * cx;
+                                src[i] = 128;
+                                src[i + 1] = 128;
+                            }
+                        }
+                    }
+                    let mut rgb = vec![0.0f32; 3 * w * h];
+                    to_planar_rgb(&layout, &src, &mut rgb).unwrap();
+                    let mut again = src.clone();
+                    from_planar_rgb(&layout, &rgb, &mut again).unwrap();
+                    assert_eq!(again, src, "{format:?} {yuv:?} {w}x{h}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chroma_is_averaged_over_blocks() {
+        // 3x1 I420: the first chroma sample is the mean of pixels 0 and 1, the second pixel 2.
+        let layout = FrameLayout::packed(PixelFormat::I420, 3, 1, YuvMatrix::BT601);
+        let rgb = [
+            1.0, 0.0, 0.0, /* G */ 0.0, 0.0, 1.0, /* B */ 0.0, 1.0, 0.0,
+        ];
+        let mut frame = vec![0u8; layout.size];
+        from_planar_rgb(&layout, &rgb, &mut frame).unwrap();
+        let k = YuvMatrix::BT601.coeffs();
+        let (u0, v0) = k.chroma([0.5, 0.0, 0.5]);
+        let (u1, v1) = k.chroma([0.0, 1.0, 0.0]);
+        assert_eq!(frame[3..], [u0, u1, v0, v1]);
+    }
+
+    #[test]
+    fn bad_layouts_are_errors() {
+        let mut l = FrameLayout::packed(PixelFormat::Rgbx, 4, 4, YuvMatrix::BT601);
+        l.size -= 1;
+        assert!(matches!(check_layout(&l), Err(BackendError::Layout(_))));
+        let mut l = FrameLayout::packed(PixelFormat::Nv12, 4, 4, YuvMatrix::BT601);
+        l.strides[1] = 3;
+        assert!(check_layout(&l).is_err());
+        let mut l = FrameLayout::packed(PixelFormat::I420, 4, 4, YuvMatrix::BT601);
+        l.offsets.pop();
+        assert!(check_layout(&l).is_err());
+        let l = FrameLayout::packed(PixelFormat::Rgb, 4, 4, YuvMatrix::BT601);
+        let mut rgb = vec![0.0; 48];
+        assert!(to_planar_rgb(&l, &[0u8; 47], &mut rgb).is_err());
+        assert!(to_planar_rgb(&l, &[0u8; 48], &mut rgb[..47]).is_err());
+    }
+}

@@ -40,6 +40,12 @@ pub enum LoadError {
     DType { key: String, dtype: String },
 }
 
+/// The checkpoint built into the plugin, used when `model-location` is empty. This build has
+/// none yet (`None`); the trained default model will be embedded here.
+pub fn default_model() -> Option<&'static [u8]> {
+    None
+}
+
 /// A convolution's weights, in PyTorch layout.
 #[derive(Clone, Debug)]
 pub struct Conv {

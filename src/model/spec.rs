@@ -114,9 +114,9 @@ impl ModelSpec {
                 }
             }
         }
-        for d in 0..5 {
+        for (d, &transposed) in DECODER_TRANSPOSED.iter().enumerate() {
             let (cin, cout) = (self.decoder_in(d), self.decoder[d]);
-            if DECODER_TRANSPOSED[d] {
+            if transposed {
                 // ConvTranspose3d stores its weight as [in, out, ...].
                 conv(
                     format!("decoder.{d}.upconv.0"),

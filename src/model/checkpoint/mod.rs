@@ -88,7 +88,9 @@ pub fn open_bytes(
 
 /// Opens a checkpoint from any seekable reader, choosing the format from its first bytes.
 pub fn open_reader(mut reader: Box<dyn ReadSeek>) -> Result<Box<dyn Checkpoint>, LoadError> {
-    let mut head = [0u8; 16];
+    // 32 bytes: a legacy file written with pickle protocol 4 or 5 starts with a FRAME header
+    // before its magic number.
+    let mut head = [0u8; 32];
     let mut got = 0;
     while got < head.len() {
         match reader.read(&mut head[got..]) {
@@ -118,26 +120,66 @@ pub fn open_reader(mut reader: Box<dyn ReadSeek>) -> Result<Box<dyn Checkpoint>,
     }
 }
 
-/// Decodes little-endian `dtype` values to float32; `name` is for the error message.
-pub(crate) fn decode(dtype: &DType, bytes: &[u8], name: &str) -> Result<Vec<f32>, LoadError> {
-    Ok(match dtype {
-        DType::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        DType::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        DType::BF16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
+/// Decodes little-endian `dtype` values to float32 at the end of `out`.
+pub(crate) fn decode_append(
+    dtype: &DType,
+    bytes: &[u8],
+    out: &mut Vec<f32>,
+    name: &str,
+) -> Result<(), LoadError> {
+    match dtype {
+        DType::F32 => out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        ),
+        DType::F16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+        ),
+        DType::BF16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+        ),
         DType::Other(d) => {
             return Err(LoadError::DType {
                 key: name.to_string(),
                 dtype: d.clone(),
             });
         }
-    })
+    }
+    Ok(())
+}
+
+/// Reads `count` consecutive `dtype` values at the reader's position as float32, through a
+/// small buffer (the raw bytes are never held whole). `name` is for error messages.
+pub(crate) fn read_values(
+    reader: &mut dyn ReadSeek,
+    dtype: &DType,
+    count: usize,
+    name: &str,
+) -> Result<Vec<f32>, LoadError> {
+    let size = dtype.size().ok_or_else(|| LoadError::DType {
+        key: name.to_string(),
+        dtype: dtype.to_string(),
+    })?;
+    let mut out = Vec::with_capacity(count);
+    let mut buf = vec![0u8; count.min((64 << 10) / size) * size];
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(buf.len() / size);
+        let chunk = &mut buf[..n * size];
+        reader.read_exact(chunk).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                LoadError::Truncated(format!("the data of tensor `{name}` is cut short"))
+            } else {
+                LoadError::Io(e.to_string())
+            }
+        })?;
+        decode_append(dtype, chunk, &mut out, name)?;
+        left -= n;
+    }
+    Ok(out)
 }

@@ -13,9 +13,8 @@ const MAX_HEADER: u64 = 100 << 20;
 
 struct Located {
     entry: TensorEntry,
-    /// Absolute byte range in the file.
+    /// Absolute byte offset of the data in the file (its size was checked when opening).
     begin: u64,
-    end: u64,
 }
 
 pub struct SafeTensors {
@@ -26,7 +25,10 @@ pub struct SafeTensors {
 
 /// True when `head` (the file's first bytes) looks like safetensors.
 pub fn sniff(head: &[u8]) -> bool {
-    head.len() >= 9 && head[8] == b'{' && u64::from_le_bytes(head[..8].try_into().unwrap()) >= 2
+    match head.first_chunk::<8>() {
+        Some(n) => head.get(8) == Some(&b'{') && u64::from_le_bytes(*n) >= 2,
+        None => false,
+    }
 }
 
 pub fn open(mut reader: Box<dyn ReadSeek>) -> Result<Box<dyn Checkpoint>, LoadError> {
@@ -114,7 +116,6 @@ pub fn open(mut reader: Box<dyn ReadSeek>) -> Result<Box<dyn Checkpoint>, LoadEr
                 shape,
             },
             begin,
-            end,
         });
     }
     let entries = tensors.iter().map(|t| t.entry.clone()).collect();
@@ -144,12 +145,114 @@ impl Checkpoint for SafeTensors {
             .iter()
             .find(|t| t.entry.name == name)
             .ok_or_else(|| LoadError::MissingKey(name.to_string()))?;
-        let mut bytes = vec![0u8; (t.end - t.begin) as usize];
+        let count = numel(&t.entry.shape)
+            .ok_or_else(|| LoadError::Malformed(format!("tensor `{name}`: size overflows")))?;
         self.reader.seek(SeekFrom::Start(t.begin)).map_err(io)?;
-        self.reader
-            .read_exact(&mut bytes)
-            .map_err(|_| LoadError::Truncated(format!("tensor `{name}`")))?;
-        let data = super::decode(&t.entry.dtype, &bytes, name)?;
-        Ok(Tensor::new(t.entry.shape.clone(), data).expect("size checked when opening"))
+        let data = super::read_values(self.reader.as_mut(), &t.entry.dtype, count, name)?;
+        Tensor::new(t.entry.shape.clone(), data).ok_or_else(|| {
+            LoadError::Malformed(format!("tensor `{name}`: element count does not match"))
+        })
+    }
+}
+
+/// Serialises float32 tensors `(name, shape, data)` as a safetensors file image (`F32`,
+/// little-endian, in the given order), with optional `__metadata__` string pairs. The header
+/// is padded with spaces to a multiple of 8 bytes, as the reference writer does.
+pub fn to_bytes(
+    tensors: &[(&str, &[usize], &[f32])],
+    metadata: &[(&str, &str)],
+) -> std::io::Result<Vec<u8>> {
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        let meta = metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect();
+        header.insert("__metadata__".into(), serde_json::Value::Object(meta));
+    }
+    let mut offset = 0usize;
+    for (name, shape, data) in tensors {
+        if numel(shape) != Some(data.len()) {
+            return Err(invalid(format!(
+                "tensor `{name}`: {} values for shape {shape:?}",
+                data.len()
+            )));
+        }
+        if *name == "__metadata__" || header.contains_key(*name) {
+            return Err(invalid(format!(
+                "tensor name `{name}` used twice or reserved"
+            )));
+        }
+        let end = offset + 4 * data.len();
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
+    }
+    let mut json = serde_json::to_vec(&serde_json::Value::Object(header))
+        .map_err(|e| invalid(format!("safetensors header: {e}")))?;
+    while json.len() % 8 != 0 {
+        json.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + json.len() + offset);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    for (_, _, data) in tensors {
+        for v in data.iter() {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    Ok(out)
+}
+
+/// Writes float32 tensors as a safetensors file (see [`to_bytes`]).
+pub fn write(
+    path: &std::path::Path,
+    tensors: &[(&str, &[usize], &[f32])],
+    metadata: &[(&str, &str)],
+) -> std::io::Result<()> {
+    std::fs::write(path, to_bytes(tensors, metadata)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_files_read_back() {
+        let a: Vec<f32> = (0..24).map(|v| v as f32 * 0.5 - 3.0).collect();
+        let b = [f32::MIN_POSITIVE, -0.0, 1e30];
+        let bytes = to_bytes(
+            &[
+                ("a", &[2, 3, 4], &a),
+                ("b.x", &[3], &b),
+                ("empty", &[0, 2], &[]),
+            ],
+            &[("format", "pt")],
+        )
+        .unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        assert_eq!(n % 8, 0);
+        assert_eq!(bytes.len(), 8 + n + 4 * 27);
+        let mut ck = crate::model::checkpoint::open_bytes(bytes).unwrap();
+        assert_eq!(ck.format(), "safetensors");
+        let ta = ck.read_f32("a").unwrap();
+        assert_eq!((ta.shape, ta.data), (vec![2, 3, 4], a));
+        let tb = ck.read_f32("b.x").unwrap();
+        assert_eq!(
+            tb.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.map(f32::to_bits)
+        );
+        assert_eq!(ck.read_f32("empty").unwrap().shape, vec![0, 2]);
+        assert_eq!(ck.entries().len(), 3);
+    }
+
+    #[test]
+    fn bad_tensors_are_refused() {
+        assert!(to_bytes(&[("a", &[2, 2], &[1.0; 3])], &[]).is_err());
+        assert!(to_bytes(&[("a", &[1], &[1.0]), ("a", &[1], &[2.0])], &[]).is_err());
+        assert!(to_bytes(&[("__metadata__", &[1], &[1.0])], &[]).is_err());
     }
 }

@@ -1,0 +1,614 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Tests of the window against a simulated element and backend.
+//!
+//! The simulated frames carry their exact position in the run (in input frames); the simulated
+//! network makes output `k` of window `(w0, w1, w2, w3)` at `w1 + (w2 - w1) * (k + 1) / (n + 1)`.
+//! If the schedule reads the right neighbours, every pushed frame carries its own tick's
+//! position, which is checked independently of the schedule's own arithmetic.
+
+use std::collections::HashMap;
+
+use super::*;
+
+const MS: u64 = 1_000_000;
+
+#[derive(Clone, Debug, PartialEq)]
+struct Out {
+    key: Key,
+    pts: u64,
+    duration: Option<u64>,
+    original: bool,
+    /// Position in the run, in input frames.
+    pos: f64,
+    /// For originals: the input frame number.
+    input: Option<u64>,
+}
+
+struct Sim {
+    w: Window,
+    n: usize,
+    /// Frames the element holds: position in run, and input number for originals.
+    held: HashMap<Key, (f64, Option<u64>)>,
+    slots: Vec<Option<(Key, f64)>>,
+    out: Vec<Out>,
+    loads: HashMap<Key, usize>,
+    /// Windows run, as positions (and the run they belong to).
+    windows: Vec<(u64, [f64; 4])>,
+    inputs: u64,
+    max_held_inputs: usize,
+}
+
+impl Sim {
+    fn new(factor: u32, n: usize, frame_duration: Option<u64>) -> Sim {
+        let plan = Plan::new(factor, n).unwrap();
+        Sim {
+            w: Window::new(plan, 6, frame_duration),
+            n,
+            held: HashMap::new(),
+            slots: vec![None; 6],
+            out: Vec::new(),
+            loads: HashMap::new(),
+            windows: Vec::new(),
+            inputs: 0,
+            max_held_inputs: 0,
+        }
+    }
+
+    fn factor(&self) -> u64 {
+        self.w.plan().factor()
+    }
+
+    fn push(&mut self, pts: Option<u64>, duration: Option<u64>, discont: bool) -> Pushed {
+        let p = self
+            .w
+            .push(FrameIn {
+                pts,
+                duration,
+                discont,
+            })
+            .unwrap();
+        self.store(&p);
+        p
+    }
+
+    fn store(&mut self, p: &Pushed) {
+        let pos = p.key.tick as f64 / self.factor() as f64;
+        self.held.insert(p.key, (pos, Some(self.inputs)));
+        self.inputs += 1;
+        let held_inputs = self.held.values().filter(|v| v.1.is_some()).count();
+        self.max_held_inputs = self.max_held_inputs.max(held_inputs);
+        self.apply(&p.steps);
+    }
+
+    fn drain(&mut self) {
+        let steps = self.w.drain().unwrap();
+        self.apply(&steps);
+        assert!(self.held.is_empty(), "drain left {:?}", self.held);
+        assert_eq!(self.w.held(), 0);
+    }
+
+    fn apply(&mut self, steps: &[Step]) {
+        for s in steps {
+            match s {
+                Step::Load { key, slot } => {
+                    let (pos, _) = self.held[key];
+                    self.slots[*slot] = Some((*key, pos));
+                    *self.loads.entry(*key).or_default() += 1;
+                }
+                Step::Run { window, outputs } => {
+                    let frames = window.map(|s| self.slots[s].unwrap());
+                    let run = frames[0].0.run;
+                    assert!(frames.iter().all(|f| f.0.run == run), "window mixes runs");
+                    let pos = frames.map(|f| f.1);
+                    self.windows.push((run, pos));
+                    for &(idx, key) in outputs {
+                        assert!(idx < self.n);
+                        let v =
+                            pos[1] + (pos[2] - pos[1]) * (idx as f64 + 1.0) / (self.n as f64 + 1.0);
+                        assert!(
+                            self.held.insert(key, (v, None)).is_none(),
+                            "{key:?} made twice"
+                        );
+                    }
+                }
+                Step::Emit {
+                    key,
+                    pts,
+                    duration,
+                    original,
+                } => {
+                    let (pos, input) = *self.held.get(key).unwrap_or_else(|| panic!("{key:?}"));
+                    self.out.push(Out {
+                        key: *key,
+                        pts: *pts,
+                        duration: *duration,
+                        original: *original,
+                        pos,
+                        input,
+                    });
+                }
+                Step::Release { key } => {
+                    assert!(self.held.remove(key).is_some(), "{key:?} released twice");
+                }
+            }
+        }
+    }
+
+    fn originals(&self) -> Vec<u64> {
+        self.out.iter().filter_map(|o| o.input).collect()
+    }
+}
+
+fn all_plans() -> Vec<(u32, usize)> {
+    let mut v = Vec::new();
+    for f in [2u32, 4, 8] {
+        for n in [1usize, 3, 7] {
+            v.push((f, n));
+        }
+    }
+    v
+}
+
+fn check_stream(sim: &Sim) {
+    let f = sim.factor();
+    // Every pushed frame carries its own position: the windows read the right neighbours.
+    for o in &sim.out {
+        let want = o.key.tick as f64 / f as f64;
+        assert!(
+            (o.pos - want).abs() < 1e-9,
+            "frame {:?} has content of position {} (want {want})",
+            o.key,
+            o.pos
+        );
+        assert_eq!(o.original, o.key.tick % f == 0);
+        assert_eq!(o.original, o.input.is_some());
+    }
+    // Originals: every input once, in order.
+    let originals = sim.originals();
+    assert_eq!(originals, (0..sim.inputs).collect::<Vec<_>>());
+    // Times strictly increase; inside a run each frame ends where the next starts.
+    for pair in sim.out.windows(2) {
+        assert!(pair[1].pts > pair[0].pts, "{pair:?}");
+        if pair[0].key.run == pair[1].key.run {
+            assert_eq!(pair[0].pts + pair[0].duration.unwrap(), pair[1].pts);
+        }
+    }
+}
+
+#[test]
+fn frame_counts_for_every_plan_and_length() {
+    for (f, n) in all_plans() {
+        for len in 1..=12u64 {
+            let mut sim = Sim::new(f, n, Some(40 * MS));
+            for i in 0..len {
+                sim.push(Some(i * 40 * MS), Some(40 * MS), i == 0);
+            }
+            sim.drain();
+            let want = len + (len - 1) * (u64::from(f) - 1);
+            assert_eq!(
+                sim.out.len() as u64,
+                want,
+                "factor {f}, n {n}, {len} frames"
+            );
+            check_stream(&sim);
+            // 40 ms at factor 2/4/8: 20/10/5 ms, exactly.
+            for o in &sim.out {
+                assert_eq!(o.duration, Some(40 * MS / u64::from(f)), "{o:?}");
+                assert_eq!(o.pts, o.key.tick * 40 * MS / u64::from(f));
+            }
+            assert!(
+                sim.max_held_inputs as u64 <= sim.w.plan().max_held_inputs(),
+                "held {} inputs, plan says {}",
+                sim.max_held_inputs,
+                sim.w.plan().max_held_inputs()
+            );
+        }
+    }
+}
+
+#[test]
+fn windows_repeat_the_nearest_frame_at_the_ends() {
+    let mut sim = Sim::new(2, 1, None);
+    for i in 0..5 {
+        sim.push(Some(i * 10), None, false);
+    }
+    sim.drain();
+    let w: Vec<[f64; 4]> = sim.windows.iter().map(|w| w.1).collect();
+    assert_eq!(
+        w,
+        vec![
+            [0.0, 0.0, 1.0, 2.0],
+            [0.0, 1.0, 2.0, 3.0],
+            [1.0, 2.0, 3.0, 4.0],
+            [2.0, 3.0, 4.0, 4.0]
+        ]
+    );
+    // Two frames: one window (0, 0, 1, 1). Three: (0, 0, 1, 2), (0, 1, 2, 2).
+    let mut sim = Sim::new(2, 1, None);
+    sim.push(Some(0), None, false);
+    sim.push(Some(10), None, false);
+    sim.drain();
+    assert_eq!(sim.windows, vec![(0, [0.0, 0.0, 1.0, 1.0])]);
+    let mut sim = Sim::new(2, 1, None);
+    for i in 0..3 {
+        sim.push(Some(i * 10), None, false);
+    }
+    sim.drain();
+    let w: Vec<[f64; 4]> = sim.windows.iter().map(|w| w.1).collect();
+    assert_eq!(w, vec![[0.0, 0.0, 1.0, 2.0], [0.0, 1.0, 2.0, 2.0]]);
+}
+
+#[test]
+fn recursion_reads_the_doubled_sequence() {
+    // 4x from a 2x model: the frame at 1.25 comes from (0.5, 1, 1.5, 2), the one at 1.75 from
+    // (1, 1.5, 2, 2.5).
+    let mut sim = Sim::new(4, 1, None);
+    for i in 0..6 {
+        sim.push(Some(i * 40), None, false);
+    }
+    sim.drain();
+    let w: Vec<[f64; 4]> = sim.windows.iter().map(|w| w.1).collect();
+    assert!(w.contains(&[0.5, 1.0, 1.5, 2.0]), "{w:?}");
+    assert!(w.contains(&[1.0, 1.5, 2.0, 2.5]), "{w:?}");
+    assert!(w.contains(&[0.0, 1.0, 2.0, 3.0]), "{w:?}");
+    // Start: (0, 0, 0.5, 1) — the missing -0.5 is the first frame.
+    assert!(w.contains(&[0.0, 0.0, 0.5, 1.0]), "{w:?}");
+    // End: (4.5, 5, 5, 5)? No: the last interval (4, 5) reads (3.5, 4, 4.5, 5).
+    assert!(w.contains(&[3.5, 4.0, 4.5, 5.0]), "{w:?}");
+    assert!(w.contains(&[4.0, 4.5, 5.0, 5.0]), "{w:?}");
+    // One run per level-1 interval and two per level-2 interval.
+    assert_eq!(w.len(), 5 + 10);
+}
+
+#[test]
+fn each_frame_is_converted_once_in_single_level_plans() {
+    for (f, n) in [(2, 1), (4, 3), (8, 7), (4, 7), (2, 7), (2, 3)] {
+        let mut sim = Sim::new(f, n, None);
+        for i in 0..30 {
+            sim.push(Some(i * 100), None, false);
+        }
+        sim.drain();
+        assert_eq!(sim.loads.len(), 30);
+        assert!(
+            sim.loads.values().all(|&c| c == 1),
+            "{f} {n}: {:?}",
+            sim.loads
+        );
+    }
+}
+
+#[test]
+fn recursion_loads_few_frames_twice() {
+    for (f, n) in [(4, 1), (8, 1), (8, 3)] {
+        let mut sim = Sim::new(f, n, None);
+        let len = 40;
+        for i in 0..len {
+            sim.push(Some(i * 1000), None, false);
+        }
+        sim.drain();
+        let total: usize = sim.loads.values().sum();
+        let distinct = sim.loads.len();
+        // Every original and every level frame that some window reads is loaded at least once;
+        // with six slots, reloads stay rare.
+        assert!(
+            total <= distinct + distinct / 2,
+            "{f} {n}: {total} loads of {distinct} frames"
+        );
+        if (f, n) == (4, 1) {
+            assert_eq!(total, distinct, "4x from 2x fits in six slots");
+        }
+    }
+}
+
+#[test]
+fn outputs_leave_as_soon_as_the_window_is_complete() {
+    // Single level: after frame k arrives, everything up to original k - 1 is out.
+    let mut sim = Sim::new(4, 3, None);
+    let mut expect = Vec::new();
+    for k in 0..8u64 {
+        sim.push(Some(k * 100), None, false);
+        expect.push(sim.out.len());
+    }
+    let f = 4;
+    let want: Vec<usize> = (0..8u64)
+        .map(|k| if k < 2 { 0 } else { (1 + (k - 1) * f) as usize })
+        .collect();
+    assert_eq!(expect, want);
+    assert_eq!(sim.w.plan().latency_frames(), 2);
+    // Two levels wait one frame more.
+    let mut sim = Sim::new(4, 1, None);
+    let mut got = Vec::new();
+    for k in 0..8u64 {
+        sim.push(Some(k * 100), None, false);
+        got.push(sim.out.len());
+    }
+    let want: Vec<usize> = (0..8u64)
+        .map(|k| if k < 3 { 0 } else { (1 + (k - 2) * f) as usize })
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(sim.w.plan().latency_frames(), 3);
+}
+
+#[test]
+fn timestamps_follow_variable_frame_rates() {
+    let mut sim = Sim::new(2, 1, None);
+    for pts in [0, 10, 30, 60] {
+        sim.push(Some(pts), None, false);
+    }
+    sim.drain();
+    let times: Vec<(u64, Option<u64>)> = sim.out.iter().map(|o| (o.pts, o.duration)).collect();
+    assert_eq!(
+        times,
+        vec![
+            (0, Some(5)),
+            (5, Some(5)),
+            (10, Some(10)),
+            (20, Some(10)),
+            (30, Some(15)),
+            (45, Some(15)),
+            // Last frame: no duration, no frame rate: the last interval (30) / 2.
+            (60, Some(15)),
+        ]
+    );
+    check_stream(&sim);
+}
+
+#[test]
+fn ntsc_rates_round_evenly() {
+    // 30000/1001 fps: 33_366_667 ns frames (rounded), factor 4.
+    let d = 33_366_667u64;
+    let mut sim = Sim::new(4, 3, Some(d));
+    for i in 0..4 {
+        sim.push(Some(i * 1_000_000_000 * 1001 / 30000), Some(d), false);
+    }
+    sim.drain();
+    check_stream(&sim);
+    for o in &sim.out {
+        let dur = o.duration.unwrap();
+        assert!((8_341_666..=8_341_667).contains(&dur), "{o:?}");
+    }
+}
+
+#[test]
+fn last_frame_duration_rules() {
+    // Its own duration first.
+    let mut sim = Sim::new(2, 1, Some(40));
+    sim.push(Some(0), Some(20), false);
+    sim.drain();
+    assert_eq!(sim.out[0].duration, Some(10));
+    // Then the caps frame duration.
+    let mut sim = Sim::new(2, 1, Some(40));
+    sim.push(Some(0), None, false);
+    sim.drain();
+    assert_eq!(sim.out[0].duration, Some(20));
+    // Nothing known: none.
+    let mut sim = Sim::new(4, 3, None);
+    sim.push(Some(0), None, false);
+    sim.drain();
+    assert_eq!(sim.out[0].duration, None);
+}
+
+#[test]
+fn missing_timestamps_are_derived_or_refused() {
+    let mut w = Window::new(Plan::new(2, 1).unwrap(), 6, None);
+    assert_eq!(
+        w.push(FrameIn::default()),
+        Err(WindowError::NoTimestamp { frame: 0 })
+    );
+    let mut sim = Sim::new(2, 1, Some(40));
+    sim.push(Some(100), None, false);
+    let p = sim.push(None, None, false);
+    assert_eq!(p.derived_pts, Some(140));
+    let p = sim.push(None, Some(10), false);
+    assert_eq!(p.derived_pts, Some(180));
+    let p = sim.push(None, None, false);
+    assert_eq!(p.derived_pts, Some(190));
+    sim.drain();
+    check_stream(&sim);
+    // No frame rate and no duration: the last interval.
+    let mut sim = Sim::new(2, 1, None);
+    sim.push(Some(0), None, false);
+    sim.push(Some(30), None, false);
+    let p = sim.push(None, None, false);
+    assert_eq!(p.derived_pts, Some(60));
+}
+
+#[test]
+fn discont_starts_a_new_run() {
+    for (f, n) in all_plans() {
+        let mut sim = Sim::new(f, n, Some(40));
+        for i in 0..4 {
+            sim.push(Some(i * 40), Some(40), i == 0);
+        }
+        let p = sim.push(Some(1000), Some(40), true);
+        assert_eq!(p.restart, Some(Restart::Discont));
+        for i in 1..3 {
+            sim.push(Some(1000 + i * 40), Some(40), false);
+        }
+        sim.drain();
+        let f = u64::from(f);
+        assert_eq!(sim.out.len() as u64, 4 + 3 * (f - 1) + 3 + 2 * (f - 1));
+        check_stream(&sim);
+        // Nothing between the runs: the last frame of the first run is followed by the first
+        // of the second.
+        let last_a = sim.out.iter().rposition(|o| o.key.run == 0).unwrap();
+        assert_eq!(sim.out[last_a].input, Some(3));
+        assert_eq!(sim.out[last_a + 1].input, Some(4));
+        assert_eq!(sim.out[last_a].duration, Some(40 / f));
+    }
+}
+
+#[test]
+fn timestamps_going_back_start_a_new_run() {
+    let mut sim = Sim::new(2, 1, None);
+    sim.push(Some(0), None, false);
+    sim.push(Some(10), None, false);
+    let p = sim.push(Some(10), None, false);
+    assert_eq!(p.restart, Some(Restart::Backwards));
+    sim.push(Some(20), None, false);
+    sim.drain();
+    assert_eq!(sim.originals(), vec![0, 1, 2, 3]);
+    assert_eq!(sim.out.len(), 3 + 3);
+}
+
+#[test]
+fn gap_buffers_pass_unchanged_and_split_runs() {
+    let mut sim = Sim::new(2, 1, Some(40));
+    sim.push(Some(0), Some(40), false);
+    sim.push(Some(40), Some(40), false);
+    let p = sim.w.push_gap(FrameIn {
+        pts: Some(80),
+        duration: Some(40),
+        discont: false,
+    });
+    let p = p.unwrap();
+    assert_eq!(p.restart, Some(Restart::Gap));
+    sim.store(&p);
+    sim.push(Some(120), Some(40), false);
+    sim.push(Some(160), Some(40), false);
+    sim.drain();
+    let times: Vec<(u64, Option<u64>, bool)> = sim
+        .out
+        .iter()
+        .map(|o| (o.pts, o.duration, o.original))
+        .collect();
+    assert_eq!(
+        times,
+        vec![
+            (0, Some(20), true),
+            (20, Some(20), false),
+            (40, Some(20), true),
+            (80, Some(40), true),
+            (120, Some(20), true),
+            (140, Some(20), false),
+            (160, Some(20), true),
+        ]
+    );
+    // The gap frame is never read by a window.
+    assert!(sim.windows.iter().all(|w| w.1.iter().all(|&p| p <= 1.0)));
+}
+
+#[test]
+fn flush_forgets_everything() {
+    let mut sim = Sim::new(2, 1, None);
+    for i in 0..5 {
+        sim.push(Some(i * 10), None, false);
+    }
+    let before = sim.out.len();
+    sim.w.flush();
+    sim.held.clear();
+    assert_eq!(sim.w.held(), 0);
+    assert!(sim.w.is_empty());
+    for i in 0..3 {
+        sim.push(Some(500 + i * 10), None, i == 0);
+    }
+    sim.drain();
+    // Nothing of the old stream after the flush; the new one complete.
+    let after: Vec<&Out> = sim.out[before..].iter().collect();
+    assert_eq!(after.len(), 3 + 2);
+    assert!(after.iter().all(|o| o.pts >= 500));
+    assert!(sim.windows.iter().rev().take(2).all(|w| w.0 != 0));
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Frame {
+            gap_ms: u64,
+            discont: bool,
+            no_pts: bool,
+        },
+        Gap,
+        Drain,
+        Flush,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (1u64..100, proptest::bool::weighted(0.1), proptest::bool::weighted(0.05))
+                .prop_map(|(gap_ms, discont, no_pts)| Op::Frame { gap_ms, discont, no_pts }),
+            1 => Just(Op::Gap),
+            1 => Just(Op::Drain),
+            1 => Just(Op::Flush),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_stream_keeps_the_invariants(
+            plan in 0usize..9,
+            ops in proptest::collection::vec(op(), 0..60),
+        ) {
+            let (f, n) = all_plans()[plan];
+            let mut sim = Sim::new(f, n, Some(40 * MS));
+            let mut t = 0u64;
+            let mut expected = 0u64;
+            let mut run_len = 0u64;
+            let mut flushed_out = 0usize;
+            let f64_ = u64::from(f);
+            let close = |run_len: &mut u64, expected: &mut u64| {
+                if *run_len > 0 {
+                    *expected += *run_len + (*run_len - 1) * (f64_ - 1);
+                }
+                *run_len = 0;
+            };
+            for op in ops {
+                match op {
+                    Op::Frame { gap_ms, discont, no_pts } => {
+                        t += gap_ms * MS;
+                        let pts = (!no_pts).then_some(t);
+                        let p = sim.w.push(FrameIn { pts, duration: None, discont });
+                        let p = match p {
+                            Ok(p) => p,
+                            Err(WindowError::NoTimestamp { .. }) => continue,
+                            Err(e) => panic!("{e}"),
+                        };
+                        if p.restart.is_some() {
+                            close(&mut run_len, &mut expected);
+                        }
+                        if let Some(d) = p.derived_pts {
+                            t = d;
+                        }
+                        run_len += 1;
+                        sim.store(&p);
+                    }
+                    Op::Gap => {
+                        t += 40 * MS;
+                        let p = sim.w.push_gap(FrameIn { pts: Some(t), duration: Some(MS), discont: false }).unwrap();
+                        close(&mut run_len, &mut expected);
+                        expected += 1;
+                        sim.store(&p);
+                    }
+                    Op::Drain => {
+                        sim.drain();
+                        close(&mut run_len, &mut expected);
+                    }
+                    Op::Flush => {
+                        sim.w.flush();
+                        sim.held.clear();
+                        run_len = 0;
+                        // Frames pushed so far stay out; those of the open run never come.
+                        flushed_out = sim.out.len();
+                        expected = flushed_out as u64;
+                    }
+                }
+                let held_inputs = sim.held.values().filter(|v| v.1.is_some()).count() as u64;
+                prop_assert!(held_inputs <= sim.w.plan().max_held_inputs());
+            }
+            sim.drain();
+            close(&mut run_len, &mut expected);
+            prop_assert_eq!(sim.out.len() as u64, expected);
+            let f = sim.factor();
+            for o in &sim.out {
+                let want = o.key.tick as f64 / f as f64;
+                prop_assert!((o.pos - want).abs() < 1e-9);
+            }
+            for pair in sim.out[flushed_out..].windows(2) {
+                prop_assert!(pair[1].key > pair[0].key);
+            }
+        }
+    }
+}
