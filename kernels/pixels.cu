@@ -4,18 +4,16 @@
 // right/bottom to (ph, pw), multiples of 8. Per slot we keep the sum of each colour channel over
 // the padded frame, so a window's mean (over its four padded frames) costs 12 additions.
 //
-// The arithmetic is the CPU reference's (src/backend/pixels.rs):
-// - 8-bit RGB in: v / 255.
-// - Y'CbCr in (I420, NV12; chroma nearest-neighbour upsampled, one sample per 2x2 pixels):
-//   limited range y = (Y - 16) / 219, pb = (U - 128) / 224, pr = (V - 128) / 224;
-//   full range y = Y / 255, pb = (U - 128) / 255, pr = (V - 128) / 255;
-//   R = y + 2 (1 - Kr) pr, B = y + 2 (1 - Kb) pb, G = (y - Kr R - Kb B) / (1 - Kr - Kb);
-//   each clamped to [0, 1].
-// - out: clamp to [0, 1]; RGB bytes round(v * 255); Y'CbCr: y = Kr R + (1 - Kr - Kb) G + Kb B,
-//   pb = (B - y) / (2 (1 - Kb)), pr = (R - y) / (2 (1 - Kr)), chroma from the average RGB of
-//   the (up to 4) pixels of its 2x2 block; limited range round(16 + 219 y),
-//   round(128 + 224 pb); full range round(255 y), round(128 + 255 pb); clamped to 0..255.
-//   round(x) = floor(x + 0.5).
+// The arithmetic is the CPU reference's, operation for operation (src/backend/pixels.rs; the
+// program is compiled without FMA contraction, so results are bit-identical):
+// - 8-bit RGB in: v / 255; out: floor(clamp(v, 0, 1) * 255 + 0.5).
+// - Y'CbCr (I420, NV12; chroma replicated over its 2x2 pixels) with the constants of
+//   `YuvCoeffs`: y = (Y - y_off) * y_scale, cb = (U - 128) * c_scale, cr = (V - 128) * c_scale,
+//   R = y + r_cr cr, G = y + g_cb cb + g_cr cr, B = y + b_cb cb, each clamped to [0, 1].
+//   Out (R, G, B clamped first): y = kr R + kg G + kb B, Y = floor(y_off + y y_range + 0.5);
+//   chroma from the mean R, G, B of the block's (up to 4) pixels summed in row-major order:
+//   cb = (B - y) cb_scale, U = floor(128 + cb c_range + 0.5) (V likewise with cr, R);
+//   bytes clamped to [0, 255].
 
 #define FMT_RGB 0
 #define FMT_RGBA 1
@@ -25,34 +23,34 @@
 #define FMT_I420 5
 #define FMT_NV12 6
 
+// Mirrors `YuvCoeffs` in src/backend/pixels.rs (#[repr(C)]).
+struct YuvCoeffs {
+    float y_off, y_scale, c_scale, r_cr, g_cb, g_cr, b_cb, kr, kg, kb, cb_scale, cr_scale,
+        y_range, c_range;
+};
+
 // Mirrors `FrameParams` in src/cuda/launch.rs (#[repr(C)]).
 struct FrameParams {
     i64 off[3];     // byte offset of each plane
     int stride[3];  // bytes per row of each plane
     int format, width, height, pw, ph;
-    float kr, kb;
-    int full_range;
+    YuvCoeffs yuv;
 };
 
 __device__ __forceinline__ float clamp01(float v) { return fminf(fmaxf(v, 0.f), 1.f); }
-__device__ __forceinline__ u8 round_byte(float v) {
-    return (u8)floorf(fminf(fmaxf(v, 0.f), 255.f) + 0.5f);
+// floor(v + 0.5) clamped to [0, 255]; NaN gives 0.
+__device__ __forceinline__ u8 to_u8(float v) {
+    return (u8)fminf(fmaxf(floorf(v + 0.5f), 0.f), 255.f);
 }
+__device__ __forceinline__ u8 unit_to_u8(float v) { return (u8)floorf(clamp01(v) * 255.f + 0.5f); }
 
-__device__ float3 yuv_to_rgb(float Y, float U, float V, const FrameParams &p) {
-    float y, pb, pr;
-    if (p.full_range) {
-        y = Y / 255.f;
-        pb = (U - 128.f) / 255.f;
-        pr = (V - 128.f) / 255.f;
-    } else {
-        y = (Y - 16.f) / 219.f;
-        pb = (U - 128.f) / 224.f;
-        pr = (V - 128.f) / 224.f;
-    }
-    const float r = y + 2.f * (1.f - p.kr) * pr;
-    const float b = y + 2.f * (1.f - p.kb) * pb;
-    const float g = (y - p.kr * r - p.kb * b) / (1.f - p.kr - p.kb);
+__device__ float3 yuv_to_rgb(float Y, float U, float V, const YuvCoeffs &k) {
+    const float y = (Y - k.y_off) * k.y_scale;
+    const float cb = (U - 128.f) * k.c_scale;
+    const float cr = (V - 128.f) * k.c_scale;
+    const float r = y + k.r_cr * cr;
+    const float g = y + k.g_cb * cb + k.g_cr * cr;
+    const float b = y + k.b_cb * cb;
     return make_float3(clamp01(r), clamp01(g), clamp01(b));
 }
 
@@ -63,12 +61,12 @@ __device__ float3 read_pixel(const u8 *src, const FrameParams &p, int x, int y) 
         const float Y = src[p.off[0] + (i64)y * p.stride[0] + x];
         const float U = src[p.off[1] + (i64)(y / 2) * p.stride[1] + x / 2];
         const float V = src[p.off[2] + (i64)(y / 2) * p.stride[2] + x / 2];
-        return yuv_to_rgb(Y, U, V, p);
+        return yuv_to_rgb(Y, U, V, p.yuv);
     }
     case FMT_NV12: {
         const float Y = src[p.off[0] + (i64)y * p.stride[0] + x];
         const u8 *uv = src + p.off[1] + (i64)(y / 2) * p.stride[1] + (x / 2) * 2;
-        return yuv_to_rgb(Y, uv[0], uv[1], p);
+        return yuv_to_rgb(Y, uv[0], uv[1], p.yuv);
     }
     default: {
         const int bpp = p.format == FMT_RGB ? 3 : 4;
@@ -219,13 +217,13 @@ __device__ void out_frame_t(const void *y_, int kpad, int n3, const float *bias,
             const int bpp = p.format == FMT_RGB ? 3 : 4;
             u8 *px = dst + p.off[0] + (i64)gy * p.stride[0] + (i64)gx * bpp;
             const bool bgr = p.format == FMT_BGRA || p.format == FMT_BGRX;
-            px[bgr ? 2 : 0] = round_byte(clamp01(c.x) * 255.f);
-            px[1] = round_byte(clamp01(c.y) * 255.f);
-            px[bgr ? 0 : 2] = round_byte(clamp01(c.z) * 255.f);
+            px[bgr ? 2 : 0] = unit_to_u8(c.x);
+            px[1] = unit_to_u8(c.y);
+            px[bgr ? 0 : 2] = unit_to_u8(c.z);
             if (bpp == 4) px[3] = 255;
             continue;
         }
-        const float kr = p.kr, kb = p.kb, kg = 1.f - p.kr - p.kb;
+        const YuvCoeffs &q = p.yuv;
         float sr = 0.f, sg = 0.f, sb = 0.f;
         int cnt = 0;
         for (int dy = 0; dy < 2; dy++) {
@@ -234,21 +232,19 @@ __device__ void out_frame_t(const void *y_, int kpad, int n3, const float *bias,
                 if (x >= p.width || yy >= p.height) continue;
                 const float3 c = net_pixel<S>(y, kpad, n3, bias, mean, k, p.pw, x, yy);
                 const float r = clamp01(c.x), g = clamp01(c.y), b = clamp01(c.z);
-                const float luma = kr * r + kg * g + kb * b;
-                dst[p.off[0] + (i64)yy * p.stride[0] + x] =
-                    round_byte(p.full_range ? 255.f * luma : 16.f + 219.f * luma);
+                const float luma = q.kr * r + q.kg * g + q.kb * b;
+                dst[p.off[0] + (i64)yy * p.stride[0] + x] = to_u8(q.y_off + luma * q.y_range);
                 sr += r;
                 sg += g;
                 sb += b;
                 cnt++;
             }
         }
-        const float r = sr / cnt, g = sg / cnt, b = sb / cnt;
-        const float luma = kr * r + kg * g + kb * b;
-        const float pb = (b - luma) / (2.f * (1.f - kb));
-        const float pr = (r - luma) / (2.f * (1.f - kr));
-        const float cs = p.full_range ? 255.f : 224.f;
-        const u8 u = round_byte(128.f + cs * pb), v = round_byte(128.f + cs * pr);
+        const float r = sr / (float)cnt, g = sg / (float)cnt, b = sb / (float)cnt;
+        const float luma = q.kr * r + q.kg * g + q.kb * b;
+        const float cb = (b - luma) * q.cb_scale;
+        const float cr = (r - luma) * q.cr_scale;
+        const u8 u = to_u8(128.f + cb * q.c_range), v = to_u8(128.f + cr * q.c_range);
         if (p.format == FMT_I420) {
             dst[p.off[1] + (i64)gy * p.stride[1] + gx] = u;
             dst[p.off[2] + (i64)gy * p.stride[2] + gx] = v;

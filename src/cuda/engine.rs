@@ -1168,65 +1168,42 @@ fn par_copy(dst: &mut [u8], src: &[u8]) {
         .for_each(|(d, s)| d.copy_from_slice(s));
 }
 
-/// Kernel parameters of a frame layout, checked against its size.
+/// Kernel parameters of a frame layout, checked against its size (by the CPU reference's
+/// check, so both backends accept the same layouts).
 pub fn frame_params(l: &FrameLayout) -> Result<FrameParams> {
-    let bad = |m: String| Err(CudaError::Layout(m));
+    crate::backend::pixels::check_layout(l).map_err(|e| CudaError::Layout(e.to_string()))?;
     let (w, h) = (l.width, l.height);
-    if w == 0 || h == 0 {
-        return bad(format!("empty frame {w}x{h}"));
+    if w > 16384 || h > 16384 || l.strides.iter().any(|&s| s > i32::MAX as usize) {
+        return Err(CudaError::Layout(format!(
+            "frame {w}x{h} too large (at most 16384 per side)"
+        )));
     }
-    if w > 16384 || h > 16384 {
-        return bad(format!("frame {w}x{h} too large (at most 16384 per side)"));
-    }
-    let (format, planes): (i32, Vec<(usize, usize)>) = match l.format {
-        PixelFormat::Rgb => (0, vec![(w * 3, h)]),
-        PixelFormat::Rgba => (1, vec![(w * 4, h)]),
-        PixelFormat::Bgra => (2, vec![(w * 4, h)]),
-        PixelFormat::Rgbx => (3, vec![(w * 4, h)]),
-        PixelFormat::Bgrx => (4, vec![(w * 4, h)]),
-        PixelFormat::I420 => (
-            5,
-            vec![
-                (w, h),
-                (w.div_ceil(2), h.div_ceil(2)),
-                (w.div_ceil(2), h.div_ceil(2)),
-            ],
-        ),
-        PixelFormat::Nv12 => (6, vec![(w, h), (2 * w.div_ceil(2), h.div_ceil(2))]),
+    let format = match l.format {
+        PixelFormat::Rgb => 0,
+        PixelFormat::Rgba => 1,
+        PixelFormat::Bgra => 2,
+        PixelFormat::Rgbx => 3,
+        PixelFormat::Bgrx => 4,
+        PixelFormat::I420 => 5,
+        PixelFormat::Nv12 => 6,
     };
-    if l.offsets.len() < planes.len() || l.strides.len() < planes.len() {
-        return bad(format!(
-            "{:?} needs {} planes, the layout has {} offsets and {} strides",
-            l.format,
-            planes.len(),
-            l.offsets.len(),
-            l.strides.len()
-        ));
-    }
-    let mut p = FrameParams::default();
-    for (i, &(row, rows)) in planes.iter().enumerate() {
-        let (off, stride) = (l.offsets[i], l.strides[i]);
-        if stride < row || stride > i32::MAX as usize {
-            return bad(format!(
-                "plane {i}: stride {stride} for rows of {row} bytes"
-            ));
-        }
-        if off + (rows - 1) * stride + row > l.size {
-            return bad(format!("plane {i} ends past the frame's {} bytes", l.size));
-        }
-        p.off[i] = off as i64;
-        p.stride[i] = stride as i32;
-    }
     let m = SIZE_MULTIPLE;
-    p.format = format;
-    p.width = w as i32;
-    p.height = h as i32;
-    p.pw = w.div_ceil(m) as i32 * m as i32;
-    p.ph = h.div_ceil(m) as i32 * m as i32;
-    p.kr = l.yuv.kr;
-    p.kb = l.yuv.kb;
-    p.full_range = l.yuv.full_range as i32;
-    Ok(p)
+    let mut off = [0i64; 3];
+    let mut stride = [0i32; 3];
+    for i in 0..l.format.planes() {
+        off[i] = l.offsets[i] as i64;
+        stride[i] = l.strides[i] as i32;
+    }
+    Ok(FrameParams {
+        off,
+        stride,
+        format,
+        width: w as i32,
+        height: h as i32,
+        pw: (w.div_ceil(m) * m) as i32,
+        ph: (h.div_ceil(m) * m) as i32,
+        yuv: l.yuv.coeffs(),
+    })
 }
 
 #[cfg(test)]

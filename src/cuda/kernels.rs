@@ -53,6 +53,8 @@ pub fn compile(major: i32, minor: i32) -> Result<String> {
             "--std=c++17".into(),
         ],
         name: Some("flavr_kernels.cu".into()),
+        // No FMA contraction: the pixel arithmetic must round exactly as the CPU reference's.
+        fmad: Some(false),
         ..Default::default()
     };
     let ptx = compile_ptx_with_opts(program_source(), opts)?.to_src();

@@ -45,7 +45,7 @@ pub const ACT_LRELU: i32 = 2;
 
 /// Mirrors `FrameParams` in kernels/pixels.cu.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct FrameParams {
     pub off: [i64; 3],
     pub stride: [i32; 3],
@@ -54,9 +54,8 @@ pub struct FrameParams {
     pub height: i32,
     pub pw: i32,
     pub ph: i32,
-    pub kr: f32,
-    pub kb: f32,
-    pub full_range: i32,
+    /// The CPU reference's Y'CbCr constants (same struct, same arithmetic).
+    pub yuv: crate::backend::pixels::YuvCoeffs,
 }
 // SAFETY: plain old data, same layout as the CUDA struct.
 unsafe impl DeviceRepr for FrameParams {}

@@ -2,7 +2,8 @@
 # Runs on the GPU machine from the staged folder (tools/bench/stage.sh): GPU tests, PSNR on real
 # frames (ours and PyTorch's), the bench program and the PyTorch reference timings, in one call.
 # usage: bash .gpu-cuda/tools/bench/device_run.sh [STEPS]   STEPS: comma list of
-#        tests,psnr,bench,torch,compile,bench32 (run in that order; default: all but compile)
+#        tests,psnr,bench,torch,compile,pipeline,bench32 (run in that order; default: all but
+#        compile and pipeline)
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -13,7 +14,9 @@ has() { [[ ",$steps," == *",$1,"* ]]; }
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader
 if has tests; then
   ./cuda_parity --test-threads=1 --nocapture 2>&1 | tee "$OUT/parity.log" | grep -E "max abs|test |result|panicked|skipped"
-  ./cuda_pixels --nocapture 2>&1 | tee "$OUT/pixels.log" | grep -E "test |result|panicked|skipped"
+  ./cuda_pixels --nocapture 2>&1 | tee "$OUT/pixels.log" | grep -E "differ|test |result|panicked|skipped"
+  ./cuda_cpu_parity --nocapture 2>&1 | tee "$OUT/cpu_parity.log" | grep -E "error|differ|test |result|panicked|skipped"
+  ./cuda_errors --nocapture 2>&1 | tee "$OUT/errors.log" | grep -v "^$"
 fi
 if has psnr && [ -e frames.rgb.gz ]; then
   gunzip -c frames.rgb.gz > /tmp/frames.rgb; mkdir -p /tmp/dump
@@ -29,7 +32,10 @@ fi
 if has compile; then
   python3 tools/bench/torch_bench.py --sizes "" --compile 1920x1080 --compile-mode ${MODE:-default} --runs ${RUNS:-20} 2>&1 | tee "$OUT/compile.log"
 fi
+if has pipeline; then
+  bash tools/bench/pipeline.sh ${FRAMES:-300} ${PIPE_PRECISIONS:-fp16} ${PIPE_FORMATS:-RGB} 2>&1 | tee "$OUT/pipeline.log"
+fi
 if has bench32; then
   ./bench --precisions fp32 --runs 8 ${SIZES32:+--sizes $SIZES32} 2>&1 | tee "$OUT/bench32.log"
 fi
-echo "=== summary"; grep -h -E "^ +[0-9]+x[0-9]+ |^psnr|PyTorch fp32|test result" "$OUT"/*.log
+echo "=== summary"; grep -h -E "^ +[0-9]+x[0-9]+ |^psnr|PyTorch fp32|test result|^pipeline|^fp16 |^bf16 " "$OUT"/*.log
