@@ -18,12 +18,29 @@ struct EpiParams {
     // Time unfold of x (0: none): x is [fold_p, fold_t, c] and row r = t * fold_p + p of the
     // output reads x row p * fold_t + t (the stem's output, time folded into channels).
     int fold_t, fold_p;
+    // Sub-pixel gather (ph_h = 0: none): x holds the four phases [4][ph_t][ph_h + 1][ph_w + 1]
+    // of a transposed conv (weights::convt_phase); output row r = (t, Y, X) of [ph_t, 2 ph_h,
+    // 2 ph_w] reads phase (Y%2, X%2) at (t, Y/2 + Y%2, X/2 + X%2).
+    int ph_t, ph_h, ph_w, pad_;
 };
 
+__device__ __forceinline__ i64 phase_row(unsigned t, unsigned Y, unsigned X, int nt, int h, int w) {
+    const unsigned a = Y & 1u, b = X & 1u;
+    return ((i64)((a * 2 + b) * nt + t) * (h + 1) + (Y >> 1) + a) * (w + 1) + (X >> 1) + b;
+}
+
 __device__ __forceinline__ i64 x_row(const EpiParams &p, unsigned row) {
-    if (p.fold_t == 0) return row;
-    const unsigned t = row / p.fold_p, q = row - t * p.fold_p;
-    return (i64)q * p.fold_t + t;
+    if (p.fold_t != 0) {
+        const unsigned t = row / p.fold_p, q = row - t * p.fold_p;
+        return (i64)q * p.fold_t + t;
+    }
+    if (p.ph_h != 0) {
+        const unsigned w2 = 2 * p.ph_w, h2 = 2 * p.ph_h;
+        const unsigned X = row % w2, q = row / w2;
+        const unsigned Y = q % h2, t = q / h2;
+        return phase_row(t, Y, X, p.ph_t, p.ph_h, p.ph_w);
+    }
+    return row;
 }
 
 // Vectorised: S::V channels per thread. Needs c, strides and offsets multiples of S::V.
@@ -93,9 +110,11 @@ __device__ __forceinline__ int reflect(int i, int n) {
 // in [h, w, c] -> out [(h + 2 pad)/2, (w + 2 pad)/2, 4c]: the reflection-padded map (LeakyReLU
 // applied) in 2x2 space-to-depth form, channel (py*2 + px)*c + ci of block (by, bx) = padded
 // pixel (2by + py, 2bx + px) = in[reflect(2by + py - pad), reflect(2bx + px - pad)].
-// Vectorised when c % S::V == 0 (vec = 1), else one element per thread (vec = 0).
+// Vectorised when c % S::V == 0 (vec = 1), else one element per thread (vec = 0). phased: `in`
+// is the four sub-pixel phases [4][h/2 + 1][w/2 + 1][c] (see EpiParams) instead of [h][w][c].
 template <class S>
-__device__ void reflect_pad_t(const void *in_, void *out_, int h, int w, int c, int pad, int vec) {
+__device__ void reflect_pad_t(const void *in_, void *out_, int h, int w, int c, int pad, int vec,
+                              int phased) {
     typedef typename S::T T;
     const T *in = (const T *)in_;
     T *out = (T *)out_;
@@ -109,7 +128,8 @@ __device__ void reflect_pad_t(const void *in_, void *out_, int h, int w, int c, 
         const int q = e / c, c0 = e - q * c;
         const int by = (int)(blk / bw), bx = (int)(blk - (unsigned)by * bw);
         const int sy = reflect(2 * by + q / 2 - pad, h), sx = reflect(2 * bx + q % 2 - pad, w);
-        const i64 src = ((i64)sy * w + sx) * c + c0;
+        const i64 src =
+            (phased ? phase_row(0, sy, sx, 1, h / 2, w / 2) : (i64)sy * w + sx) * c + c0;
         const i64 dst = (i64)blk * 4 * c + e;
         if (vec) {
             float v[S::V];
@@ -123,5 +143,6 @@ __device__ void reflect_pad_t(const void *in_, void *out_, int h, int w, int c, 
     }
 }
 
-INSTANTIATE3(reflect_pad, (const void *in, void *out, int h, int w, int c, int pad, int vec),
-             (in, out, h, w, c, pad, vec))
+INSTANTIATE3(reflect_pad,
+             (const void *in, void *out, int h, int w, int c, int pad, int vec, int phased),
+             (in, out, h, w, c, pad, vec, phased))

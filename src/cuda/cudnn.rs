@@ -210,15 +210,40 @@ pub struct Candidate {
     pub math: sys::cudnnMathType_t,
 }
 
-/// The fastest successful candidate whose workspace fits `ws_cap` and whose arithmetic the
-/// precision allows (float32: FMA only, no TF32 tensor cores).
+/// Whether an algorithm computes the convolution as a (direct or implicit) GEMM: the same
+/// products summed in float32. FFT and Winograd algorithms transform the data and round
+/// differently; in float32 (exact mode) one of them gave wrong results for a channels-last
+/// narrow model at 136x72 on cuDNN 9.14, so they are not used unless FLAVR_CUDA_ALL_ALGOS is set.
+pub fn gemm_family(a: Algo) -> bool {
+    use sys::cudnnConvolutionBwdDataAlgo_t as B;
+    use sys::cudnnConvolutionFwdAlgo_t as F;
+    match a {
+        Algo::Fwd(f) => matches!(
+            f,
+            F::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM
+                | F::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM
+                | F::CUDNN_CONVOLUTION_FWD_ALGO_GEMM
+                | F::CUDNN_CONVOLUTION_FWD_ALGO_DIRECT
+        ),
+        Algo::BwdData(b) => matches!(
+            b,
+            B::CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 | B::CUDNN_CONVOLUTION_BWD_DATA_ALGO_1
+        ),
+    }
+}
+
+/// The fastest successful candidate whose workspace fits `ws_cap`, whose algorithm is of the
+/// GEMM family (see [`gemm_family`]) and whose arithmetic the precision allows (float32: FMA
+/// only, no TF32 tensor cores).
 pub fn choose(precision: Precision, found: &[Candidate], ws_cap: usize) -> Option<Candidate> {
     use sys::cudnnMathType_t::*;
+    let all = std::env::var_os("FLAVR_CUDA_ALL_ALGOS").is_some();
     found
         .iter()
         .filter(|c| {
             c.status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS
                 && c.workspace <= ws_cap
+                && (all || gemm_family(c.algo))
                 && (precision != Precision::Fp32
                     || matches!(c.math, CUDNN_FMA_MATH | CUDNN_DEFAULT_MATH))
         })

@@ -28,15 +28,22 @@ pub const DEFAULT_WORKSPACE_CAP: usize = 512 << 20;
 /// One step of the forward pass. Buffers are indices into the plan's buffer table.
 #[derive(Clone, Debug)]
 enum Op {
-    /// y = conv_i(x) (cuDNN).
-    Conv { i: usize, x: usize, y: usize },
-    /// SE gate of x (+ conv bias) into the gate scratch vector.
+    /// y = conv_i(x) (cuDNN), written `y_off` bytes into y.
+    Conv {
+        i: usize,
+        x: usize,
+        y: usize,
+        y_off: usize,
+    },
+    /// SE gate of x (+ conv bias) into the gate scratch vector. `phases`: x holds the four
+    /// sub-pixel phases of a transposed conv's output of `rows` rows, `(t, h, w)` their grid.
     Gate {
         x: usize,
         rows: usize,
         c: usize,
         bias: Option<usize>,
         gate: GateW,
+        phases: Option<(usize, usize, usize)>,
     },
     /// out = act((x + bias) * gate + resid), optionally twice (see `EpiParams`).
     Epi {
@@ -51,14 +58,18 @@ enum Op {
         out2: Option<Dst>,
         /// x is `[p, t, c]` (time folded into channels): (t, p).
         fold: Option<(usize, usize)>,
+        /// x is the four sub-pixel phases of grid `(t, h, w)`, gathered into output order.
+        phases: Option<(usize, usize, usize)>,
     },
-    /// Reflection pad 3 with LeakyReLU of x [h, w, c] into y, in 2x2 space-to-depth form.
+    /// Reflection pad 3 with LeakyReLU of x [h, w, c] (`phased`: in sub-pixel phase layout)
+    /// into y, in 2x2 space-to-depth form.
     Pad {
         x: usize,
         y: usize,
         h: usize,
         w: usize,
         c: usize,
+        phased: bool,
     },
 }
 
@@ -139,8 +150,38 @@ impl Builder<'_> {
             i: self.g.convs.len() - 1,
             x,
             y,
+            y_off: 0,
         });
         (y, y_dims)
+    }
+
+    /// A transposed conv as its four sub-pixel phases (weights::convt_phase) into one buffer
+    /// `[4][t][h + 1][w + 1][c]`. Returns it and the phase grid (t, h, w).
+    fn convt_phases(
+        &mut self,
+        phases: [ConvW; 4],
+        x: usize,
+        x_dims: [usize; 5],
+    ) -> (usize, (usize, usize, usize)) {
+        let [_, _, t, h, w] = x_dims;
+        let c = phases[0].shape.cout();
+        let y_dims = [1, c, t, h + 1, w + 1];
+        let pe: usize = y_dims.iter().product();
+        let y = self.buf(4 * pe);
+        for (ab, pw) in phases.into_iter().enumerate() {
+            self.g.convs.push(ConvStep {
+                w: pw,
+                x_dims,
+                y_dims,
+            });
+            self.g.ops.push(Op::Conv {
+                i: self.g.convs.len() - 1,
+                x,
+                y,
+                y_off: ab * pe * self.esz,
+            });
+        }
+        (y, (t, h, w))
     }
 
     fn gate(&mut self, x: usize, dims: [usize; 5], bias: Option<usize>, gate: GateW) {
@@ -151,6 +192,7 @@ impl Builder<'_> {
             c: dims[1],
             bias,
             gate,
+            phases: None,
         });
     }
 
@@ -176,6 +218,7 @@ impl Builder<'_> {
             out,
             out2,
             fold: None,
+            phases: None,
         });
     }
 }
@@ -193,7 +236,13 @@ fn inplace(buf: usize, c: usize) -> Dst {
 }
 
 /// Plans the forward pass for a padded frame size.
-fn build_graph(net: &NetWeights, spec: &crate::model::ModelSpec, hp: usize, wp: usize) -> Graph {
+fn build_graph(
+    net: &NetWeights,
+    spec: &crate::model::ModelSpec,
+    hp: usize,
+    wp: usize,
+    convt_cudnn: bool,
+) -> Graph {
     let mut b = Builder {
         net,
         esz: elem_bytes(net.precision),
@@ -239,6 +288,7 @@ fn build_graph(net: &NetWeights, spec: &crate::model::ModelSpec, hp: usize, wp: 
             off: spec.decoder[3],
         }),
         fold: Some((4, (hp / 2) * (wp / 2))),
+        phases: None,
     });
     let cat2 = b.buf(px(2) * cat_c[2]);
     let cat1 = b.buf(px(4) * cat_c[1]);
@@ -287,12 +337,33 @@ fn build_graph(net: &NetWeights, spec: &crate::model::ModelSpec, hp: usize, wp: 
         }
     }
     // Decoder: stage k reads cat_{k-1} (x4 for d0) and writes its output into cat_k[.., :d_k].
+    // Transposed stages run as four sub-pixel phase convs unless `convt_cudnn`.
     let mut input = (cur, cur_dims);
+    let mut phased_out = None;
     let cats = [cat0, cat1, cat2, cat3];
     for (d, stage) in net.dec.iter().enumerate() {
-        let (raw, raw_dims) = b.conv(stage.conv, input.0, input.1);
         let bias = stage.conv.bias;
-        b.gate(raw, raw_dims, bias, stage.gate);
+        let (raw, raw_dims, phases) = match stage.phases {
+            Some(ph) if !convt_cudnn => {
+                let (y, (t, h, w)) = b.convt_phases(ph, input.0, input.1);
+                let c = ph[0].shape.cout();
+                b.g.cmax = b.g.cmax.max(stage.gate.c);
+                b.g.ops.push(Op::Gate {
+                    x: y,
+                    rows: t * 4 * h * w,
+                    c,
+                    bias,
+                    gate: stage.gate,
+                    phases: Some((t, h, w)),
+                });
+                (y, [1, c, t, 2 * h, 2 * w], Some((t, h, w)))
+            }
+            _ => {
+                let (raw, raw_dims) = b.conv(stage.conv, input.0, input.1);
+                b.gate(raw, raw_dims, bias, stage.gate);
+                (raw, raw_dims, None)
+            }
+        };
         let c = raw_dims[1];
         if d < 4 {
             let out = Dst {
@@ -300,10 +371,37 @@ fn build_graph(net: &NetWeights, spec: &crate::model::ModelSpec, hp: usize, wp: 
                 stride: cat_c[d],
                 off: 0,
             };
-            b.epi(raw, raw_dims, bias, true, None, ACT_LRELU, out, None);
+            b.g.ops.push(Op::Epi {
+                x: raw,
+                rows: rows(&raw_dims),
+                c,
+                bias,
+                gate: true,
+                resid: None,
+                act: ACT_LRELU,
+                out,
+                out2: None,
+                fold: None,
+                phases,
+            });
             let mut dims = raw_dims;
             dims[1] = cat_c[d];
             input = (cats[d], dims);
+        } else if let Some((t, h, w)) = phases {
+            // In place over the phases (their spare row and column too, which nothing reads).
+            let ph_dims = [1, c, 4 * t, h + 1, w + 1];
+            b.epi(
+                raw,
+                ph_dims,
+                bias,
+                true,
+                None,
+                ACT_LRELU,
+                inplace(raw, c),
+                None,
+            );
+            input = (raw, ph_dims);
+            phased_out = Some(());
         } else {
             b.epi(
                 raw,
@@ -319,7 +417,13 @@ fn build_graph(net: &NetWeights, spec: &crate::model::ModelSpec, hp: usize, wp: 
         }
     }
     // Time fold + feature_fuse as one (4, 1, 1) conv, then pad (with the LeakyReLU), outconv.
-    let (f, f_dims) = b.conv(net.fuse, input.0, input.1);
+    // On phases [4 phases x 4 t, h/2 + 1, w/2 + 1] the fold is a stride-4 conv over that axis,
+    // its output [4 phases, h/2 + 1, w/2 + 1], which the pad gathers.
+    let mut fuse = net.fuse;
+    if phased_out.is_some() {
+        fuse.shape.stride[0] = 4;
+    }
+    let (f, f_dims) = b.conv(fuse, input.0, input.1);
     let fc = f_dims[1];
     // The padded map in space-to-depth form for the per-2x2-block outconv (weights::outconv_s2d).
     let pad_dims = [1, 4 * fc, 1, hp / 2 + 3, wp / 2 + 3];
@@ -330,6 +434,7 @@ fn build_graph(net: &NetWeights, spec: &crate::model::ModelSpec, hp: usize, wp: 
         h: hp,
         w: wp,
         c: fc,
+        phased: phased_out.is_some(),
     });
     let (y, _) = b.conv(net.out, padded, pad_dims);
     b.g.y = y;
@@ -447,6 +552,9 @@ pub struct Engine {
     plan: Option<Plan>,
     found: HashMap<String, Candidate>,
     ws_cap: usize,
+    /// Transposed convs through cuDNN's backward-data instead of sub-pixel phases
+    /// (FLAVR_CUDA_CONVT=cudnn; for comparison).
+    convt_cudnn: bool,
 }
 
 /// Opens a context on `device_id`, checking each library first so that a missing one is named.
@@ -519,6 +627,7 @@ impl Engine {
             device_id,
             plan: None,
             found: HashMap::new(),
+            convt_cudnn: std::env::var("FLAVR_CUDA_CONVT").is_ok_and(|v| v == "cudnn"),
             ws_cap: std::env::var("FLAVR_CUDA_WORKSPACE_MB")
                 .ok()
                 .and_then(|s| s.parse::<usize>().ok())
@@ -579,7 +688,7 @@ impl Engine {
         // Release the old plan before allocating the new one.
         self.plan = None;
         let (hp, wp) = (params.ph as usize, params.pw as usize);
-        let g = build_graph(&self.net, &self.spec, hp, wp);
+        let g = build_graph(&self.net, &self.spec, hp, wp, self.convt_cudnn);
         let lts = lifetimes(&g);
         let arena_plan = memory::plan_arena(&lts);
         let arena = DeviceBuf::new(&self.ctx, arena_plan.size, "activation arena (cuMemAlloc)")?;
@@ -610,7 +719,9 @@ impl Engine {
         let mut search_ws: Option<DeviceBuf> = None;
         let mut cap = self.ws_cap;
         for (ci, op) in g.ops.iter().enumerate() {
-            let Op::Conv { i, x, y } = *op else { continue };
+            let Op::Conv { i, x, y, y_off } = *op else {
+                continue;
+            };
             let step = &g.convs[i];
             let key = format!(
                 "{:?} {:?} {:?} {:?} {:?} {:?} {}",
@@ -640,7 +751,7 @@ impl Engine {
                     }
                 }
                 let ws = search_ws.as_ref().map_or(0, |b| b.ptr());
-                let (xp, wp_, yp) = (buf_ptr[x], self.w(step.w.w), buf_ptr[y]);
+                let (xp, wp_, yp) = (buf_ptr[x], self.w(step.w.w), buf_ptr[y] + y_off as u64);
                 let found = convs[i].find(&self.dnn, self.precision, xp, wp_, yp, ws, cap)?;
                 let c = match cudnn::choose(self.precision, &found, cap) {
                     Some(c) => c,
@@ -732,7 +843,7 @@ impl Engine {
         unsafe { result::memset_d8_sync(sums.ptr(), 0, sums.bytes()) }.during("cuMemsetD8")?;
         let cm = cmax.max(4);
         let sizes = [
-            launch::POOL_BLOCKS * cm * 4,
+            4 * launch::POOL_BLOCKS * cm * 4,
             cm * 4,
             cm * 4,
             16,
@@ -947,14 +1058,14 @@ impl Engine {
         let (ws, ws_bytes) = plan.ws.as_ref().map_or((0, 0), |b| (b.ptr(), b.bytes()));
         for op in &plan.ops {
             match *op {
-                Op::Conv { i, x, y } => {
+                Op::Conv { i, x, y, y_off } => {
                     // SAFETY: buffers planned for this conv's shapes; workspace >= chosen need.
                     unsafe {
                         plan.convs[i].run(
                             &self.dnn,
                             bp[x],
                             self.w(plan.conv_w[i].w),
-                            bp[y],
+                            bp[y] + y_off as u64,
                             ws,
                             ws_bytes,
                         )
@@ -966,20 +1077,59 @@ impl Engine {
                     c,
                     bias,
                     gate,
+                    phases,
                 } => {
-                    launch::se(
+                    let io = &plan.io;
+                    let esz = elem_bytes(self.precision) as u64;
+                    let nblk = match phases {
+                        None => launch::pool(
+                            &self.stream,
+                            &self.k,
+                            v,
+                            bp[x],
+                            rows,
+                            c,
+                            io.partial,
+                            None,
+                        )?,
+                        Some((t, h, w)) => {
+                            // Each phase's own grid, partial sums one after another.
+                            let pe = (t * (h + 1) * (w + 1) * c) as u64 * esz;
+                            let mut n = 0;
+                            for ab in 0..4 {
+                                let geo = launch::PhaseGeo {
+                                    h,
+                                    w,
+                                    a: ab / 2,
+                                    b: ab % 2,
+                                };
+                                let part = io.partial + (n * c * 4) as u64;
+                                n += launch::pool(
+                                    &self.stream,
+                                    &self.k,
+                                    v,
+                                    bp[x] + ab as u64 * pe,
+                                    t * h * w,
+                                    c,
+                                    part,
+                                    Some(geo),
+                                )?;
+                            }
+                            n
+                        }
+                    };
+                    launch::se_finish(
                         &self.stream,
                         &self.k,
-                        v,
-                        bp[x],
+                        io.partial,
+                        nblk,
                         rows,
                         c,
                         bias.map_or(0, |o| self.w(o)),
                         self.w(gate.w),
                         self.w(gate.b),
-                        plan.io.partial,
-                        plan.io.se_mean,
-                        plan.io.gate,
+                        io.se_mean,
+                        io.gate,
                     )?;
                 }
                 Op::Epi {
@@ -993,10 +1143,16 @@ impl Engine {
                     out,
                     out2,
                     fold,
+                    phases,
                 } => {
+                    let (ph_t, ph_h, ph_w) = phases.unwrap_or((0, 0, 0));
                     let p = EpiParams {
                         fold_t: fold.map_or(0, |f| f.0 as i32),
                         fold_p: fold.map_or(0, |f| f.1 as i32),
+                        ph_t: ph_t as i32,
+                        ph_h: ph_h as i32,
+                        ph_w: ph_w as i32,
+                        pad_: 0,
                         x: bp[x],
                         resid: resid.map_or(0, |r| bp[r]),
                         bias: bias.map_or(0, |o| self.w(o)),
@@ -1013,8 +1169,26 @@ impl Engine {
                     };
                     launch::epilogue(&self.stream, &self.k, &p, v)?;
                 }
-                Op::Pad { x, y, h, w, c } => {
-                    launch::reflect_pad(&self.stream, &self.k, bp[x], bp[y], h, w, c, 3, v)?;
+                Op::Pad {
+                    x,
+                    y,
+                    h,
+                    w,
+                    c,
+                    phased,
+                } => {
+                    launch::reflect_pad(
+                        &self.stream,
+                        &self.k,
+                        bp[x],
+                        bp[y],
+                        h,
+                        w,
+                        c,
+                        3,
+                        v,
+                        phased,
+                    )?;
                 }
             }
         }
@@ -1220,24 +1394,31 @@ mod tests {
     fn plan_of_full_width_1080p_fits_far_below_pytorch() {
         let spec = ModelSpec::released(1);
         let net = fake_net(&spec, Precision::Fp16);
-        let g = build_graph(&net, &spec, 1080, 1920);
-        let lts = lifetimes(&g);
-        let plan = memory::plan_arena(&lts);
-        let unshared: usize = g.bufs.iter().sum();
-        // The d4 output alone is 1.06 GB in fp16.
-        let d4 = 64 * 4 * 1080 * 1920 * 2;
-        assert!(g.bufs.contains(&d4));
-        assert!(plan.size < 2_300_000_000, "arena {} bytes", plan.size);
-        assert!(
-            plan.size < unshared / 2,
-            "arena {} vs unshared {unshared}",
-            plan.size
-        );
-        // Every conv's shapes chain: the output of each op feeds the next ones.
-        assert_eq!(
-            g.convs.last().map(|c| c.y_dims),
-            Some([1, net.kout, 1, 540, 960])
-        );
+        for convt_cudnn in [false, true] {
+            let g = build_graph(&net, &spec, 1080, 1920, convt_cudnn);
+            let lts = lifetimes(&g);
+            let plan = memory::plan_arena(&lts);
+            let unshared: usize = g.bufs.iter().sum();
+            // The d4 output alone is 1.06 GB in fp16 (as four sub-pixel phases with a spare row
+            // and column each, slightly more).
+            let d4 = if convt_cudnn {
+                64 * 4 * 1080 * 1920 * 2
+            } else {
+                4 * 64 * 4 * 541 * 961 * 2
+            };
+            assert!(g.bufs.contains(&d4));
+            assert!(plan.size < 2_300_000_000, "arena {} bytes", plan.size);
+            assert!(
+                plan.size < unshared / 2,
+                "arena {} vs unshared {unshared}",
+                plan.size
+            );
+            // The last conv (outconv per 2x2 block) makes the half-resolution block grid.
+            assert_eq!(
+                g.convs.last().map(|c| c.y_dims),
+                Some([1, net.kout, 1, 540, 960])
+            );
+        }
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub struct EpiParams {
     pub out2_off: i32,
     pub fold_t: i32,
     pub fold_p: i32,
+    pub ph_t: i32,
+    pub ph_h: i32,
+    pub ph_w: i32,
+    pub pad_: i32,
 }
 // SAFETY: plain old data, same layout as the CUDA struct.
 unsafe impl DeviceRepr for EpiParams {}
@@ -108,7 +112,8 @@ pub fn epilogue(s: &CudaStream, k: &Kernels, p: &EpiParams, v: usize) -> Result<
     launch!(s, f, grid(n), p)
 }
 
-/// Reflection pad `pad` with LeakyReLU, written in 2x2 space-to-depth form.
+/// Reflection pad `pad` with LeakyReLU, written in 2x2 space-to-depth form; `phased`: the
+/// input is in sub-pixel phase layout.
 pub fn reflect_pad(
     s: &CudaStream,
     k: &Kernels,
@@ -119,35 +124,58 @@ pub fn reflect_pad(
     c: usize,
     pad: usize,
     v: usize,
+    phased: bool,
 ) -> Result<()> {
     let vec = c.is_multiple_of(v);
     let n = (h + 2 * pad) * (w + 2 * pad) * c / if vec { v } else { 1 };
     let (h, w, c, pad, vec) = (h as i32, w as i32, c as i32, pad as i32, vec as i32);
-    launch!(s, &k.reflect_pad, grid(n), &x, &y, &h, &w, &c, &pad, &vec)
+    let phased = phased as i32;
+    launch!(
+        s,
+        &k.reflect_pad,
+        grid(n),
+        &x,
+        &y,
+        &h,
+        &w,
+        &c,
+        &pad,
+        &vec,
+        &phased
+    )
 }
 
-/// SE gate of `x [rows, c]`: pool, mean (+ `bias`), matrix-vector + sigmoid into `gate`.
+/// Sub-pixel phase geometry for [`pool`]: logical grid `[t, h, w]` inside a physical
+/// `[t, h + 1, w + 1]` grid, offset by (a, b).
+#[derive(Clone, Copy, Debug)]
+pub struct PhaseGeo {
+    pub h: usize,
+    pub w: usize,
+    pub a: usize,
+    pub b: usize,
+}
+
+/// Partial channel sums of `x [rows, c]` (or of a phase, see [`PhaseGeo`]) into `partial`;
+/// returns the number of partial rows written.
 #[allow(clippy::too_many_arguments)]
-pub fn se(
+pub fn pool(
     s: &CudaStream,
     k: &Kernels,
     v: usize,
     x: u64,
     rows: usize,
     c: usize,
-    bias: u64,
-    w: u64,
-    b: u64,
     partial: u64,
-    mean: u64,
-    gate: u64,
-) -> Result<()> {
+    geo: Option<PhaseGeo>,
+) -> Result<usize> {
     let lanes = c / v;
     let vec = c.is_multiple_of(v) && lanes > 0 && (THREADS as usize).is_multiple_of(lanes);
     let rpb = rows.div_ceil(POOL_BLOCKS).max(1);
     let nblk = rows.div_ceil(rpb);
-    let (rows_i, c_i, rpb_i, vec_i, nblk_i) =
-        (rows as i64, c as i32, rpb as i32, vec as i32, nblk as i32);
+    let (rows_i, c_i, rpb_i, vec_i) = (rows as i64, c as i32, rpb as i32, vec as i32);
+    let g = geo.map_or([0i32; 4], |g| {
+        [g.h as i32, g.w as i32, g.a as i32, g.b as i32]
+    });
     launch!(
         s,
         &k.pool,
@@ -157,8 +185,32 @@ pub fn se(
         &c_i,
         &rpb_i,
         &partial,
-        &vec_i
+        &vec_i,
+        &g[0],
+        &g[1],
+        &g[2],
+        &g[3]
     )?;
+    Ok(nblk)
+}
+
+/// The SE gate from `nblk` partial rows over `rows` rows: mean (+ `bias`), matrix-vector and
+/// sigmoid into `gate`.
+#[allow(clippy::too_many_arguments)]
+pub fn se_finish(
+    s: &CudaStream,
+    k: &Kernels,
+    partial: u64,
+    nblk: usize,
+    rows: usize,
+    c: usize,
+    bias: u64,
+    w: u64,
+    b: u64,
+    mean: u64,
+    gate: u64,
+) -> Result<()> {
+    let (nblk_i, c_i) = (nblk as i32, c as i32);
     let inv = 1.0f32 / rows as f32;
     launch!(
         s,

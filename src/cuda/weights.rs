@@ -67,6 +67,9 @@ pub struct BlockW {
 pub struct DecW {
     pub conv: ConvW,
     pub gate: GateW,
+    /// For a transposed stage: its four sub-pixel phases as forward convs (see
+    /// `convt_phase`), phase `a*2 + b` making the outputs (2i + a, 2j + b).
+    pub phases: Option<[ConvW; 4]>,
 }
 
 /// All weights, packed.
@@ -226,6 +229,34 @@ pub fn outconv_s2d(w: &Tensor) -> Tensor {
     }
 }
 
+/// One sub-pixel phase of a ConvTranspose3d k(3,4,4) s(1,2,2) p(1,1,1) (weight `[in, out,
+/// 3, 4, 4]`) as a forward conv k(3,2,2) with padding 1 on the input grid: its output
+/// `[t, h + 1, w + 1]` at (i + a, j + b) is the transposed conv's output (2i + a, 2j + b).
+/// Forward tap (kt, ty, tx) reads input (t - 1 + kt, i + a - 1 + ty, j + b - 1 + tx), which
+/// the transposed conv weights with its tap (2 - kt, 3 - a - 2 ty, 3 - b - 2 tx).
+/// Returns `[out, in, 3, 2, 2]` in PyTorch conv layout.
+pub fn convt_phase(w: &Tensor, a: usize, b: usize) -> Tensor {
+    let (ci, co) = (w.shape[0], w.shape[1]);
+    let mut out = vec![0f32; co * ci * 12];
+    for o in 0..co {
+        for c in 0..ci {
+            for kt in 0..3 {
+                for ty in 0..2 {
+                    for tx in 0..2 {
+                        let (ky, kx) = (3 - a - 2 * ty, 3 - b - 2 * tx);
+                        out[(((o * ci + c) * 3 + kt) * 2 + ty) * 2 + tx] =
+                            w.data[(((c * co + o) * 3 + (2 - kt)) * 4 + ky) * 4 + kx];
+                    }
+                }
+            }
+        }
+    }
+    Tensor {
+        shape: vec![co, ci, 3, 2, 2],
+        data: out,
+    }
+}
+
 struct Packer {
     precision: Precision,
     bytes: Vec<u8>,
@@ -376,8 +407,27 @@ impl NetWeights {
                 conv3(co, ci, 1)
             };
             let conv = p.conv(&stage.conv, shape);
+            let phases = stage.transposed.then(|| {
+                let mut phase = |ab: usize| {
+                    let w = convt_phase(&stage.conv.weight, ab / 2, ab % 2);
+                    let shape = ConvShape {
+                        k: co,
+                        c: ci,
+                        taps: [3, 2, 2],
+                        pad: [1, 1, 1],
+                        stride: [1, 1, 1],
+                        transposed: false,
+                    };
+                    ConvW {
+                        shape,
+                        w: p.act(&to_khwc(&w, co, ci)),
+                        bias: conv.bias,
+                    }
+                };
+                [phase(0), phase(1), phase(2), phase(3)]
+            });
             let gate = p.gate(&stage.gate);
-            dec.push(DecW { conv, gate });
+            dec.push(DecW { conv, gate, phases });
         }
         // feature_fuse [f, 4*c4, 1, 1], in-channel `c4 * t + c`: read as a (4, 1, 1) conv over
         // time on [t, h, w, c4] (the time fold without a copy); its channels-last filter
@@ -631,6 +681,103 @@ mod tests {
                         }
                     }
                     assert!((g - d).abs() < 1e-4, "y {y} x {x} o {o}: {g} vs {d}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn subpixel_phases_are_the_transposed_convolution() {
+        let (ci, co, t, h, w) = (3, 2, 4, 3, 5);
+        let mut z = 4242u32;
+        let mut rnd = || {
+            z ^= z << 13;
+            z ^= z >> 17;
+            z ^= z << 5;
+            (z % 2000) as f32 / 1000.0 - 1.0
+        };
+        let wt = Tensor {
+            shape: vec![ci, co, 3, 4, 4],
+            data: (0..ci * co * 48).map(|_| rnd()).collect(),
+        };
+        let x: Vec<f32> = (0..ci * t * h * w).map(|_| rnd()).collect(); // [c, t, h, w]
+        let xi = |c: usize, tt: i64, y: i64, xx: i64| {
+            if tt < 0 || tt >= t as i64 || y < 0 || y >= h as i64 || xx < 0 || xx >= w as i64 {
+                0.0
+            } else {
+                x[((c * t + tt as usize) * h + y as usize) * w + xx as usize]
+            }
+        };
+        // Direct ConvTranspose3d: out[o, T, Y, X] += x[c, t', i', j'] * W[c, o, kt, ky, kx]
+        // where T = t' - 1 + kt, Y = 2 i' - 1 + ky, X = 2 j' - 1 + kx.
+        let (oh, ow) = (2 * h, 2 * w);
+        let mut direct = vec![0f32; co * t * oh * ow];
+        for c in 0..ci {
+            for tp in 0..t {
+                for ip in 0..h {
+                    for jp in 0..w {
+                        for o in 0..co {
+                            for kt in 0..3 {
+                                for ky in 0..4 {
+                                    for kx in 0..4 {
+                                        let tt = tp as i64 - 1 + kt as i64;
+                                        let yy = 2 * ip as i64 - 1 + ky as i64;
+                                        let xx = 2 * jp as i64 - 1 + kx as i64;
+                                        if tt < 0
+                                            || tt >= t as i64
+                                            || yy < 0
+                                            || yy >= oh as i64
+                                            || xx < 0
+                                            || xx >= ow as i64
+                                        {
+                                            continue;
+                                        }
+                                        direct[((o * t + tt as usize) * oh + yy as usize) * ow
+                                            + xx as usize] +=
+                                            xi(c, tp as i64, ip as i64, jp as i64)
+                                                * wt.data
+                                                    [(((c * co + o) * 3 + kt) * 4 + ky) * 4 + kx];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for a in 0..2 {
+            for b in 0..2 {
+                let ph = convt_phase(&wt, a, b);
+                for o in 0..co {
+                    for tt in 0..t {
+                        for i in 0..h {
+                            for j in 0..w {
+                                // Forward conv, padding 1, at output (i + a, j + b).
+                                let mut s = 0f32;
+                                for c in 0..ci {
+                                    for kt in 0..3 {
+                                        for ty in 0..2 {
+                                            for tx in 0..2 {
+                                                let v = xi(
+                                                    c,
+                                                    tt as i64 - 1 + kt as i64,
+                                                    (i + a) as i64 - 1 + ty as i64,
+                                                    (j + b) as i64 - 1 + tx as i64,
+                                                );
+                                                s += v * ph.data
+                                                    [(((o * ci + c) * 3 + kt) * 2 + ty) * 2 + tx];
+                                            }
+                                        }
+                                    }
+                                }
+                                let d = direct[((o * t + tt) * oh + 2 * i + a) * ow + 2 * j + b];
+                                assert!(
+                                    (s - d).abs() < 1e-4,
+                                    "phase {a}{b} o {o} t {tt} i {i} j {j}: {s} vs {d}"
+                                );
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -26,6 +26,14 @@ fi
 if has bench; then
   FLAVR_BENCH_VERBOSE=1 ./bench --precisions fp16,bf16 --runs ${RUNS:-20} 2>&1 | tee "$OUT/bench.log"
 fi
+if has convt; then
+  # The transposed convs through cuDNN backward-data instead of sub-pixel phases, for comparison.
+  FLAVR_CUDA_CONVT=cudnn ./bench --precisions fp16 --runs ${RUNS:-20} 2>&1 | tee "$OUT/bench_convt_cudnn.log" | grep -v "^    "
+fi
+if has allalgos; then
+  # Diagnosis: float32 with every cuDNN algorithm allowed (FFT and Winograd too).
+  FLAVR_CUDA_ALL_ALGOS=1 ./cuda_cpu_parity narrow --nocapture 2>&1 | tee "$OUT/allalgos.log" | grep -E "error|->|test result"
+fi
 if has torch; then
   python3 tools/bench/torch_bench.py --runs ${RUNS:-20} 2>&1 | tee "$OUT/torch.log"
 fi

@@ -26,7 +26,7 @@ for prec in ${precisions//,/ }; do
     echo "$prec $fmt: $summary"
     echo "$summary" | python3 -c '
 import re, sys
-s = sys.stdin.read()
+s = sys.stdin.read().replace(chr(92), "")
 fin, fout = map(int, re.search(r"(\d+) frames in, (\d+) out", s).groups())
 wall = float(re.search(r"([0-9.]+) s since the first frame", s).group(1))
 print(f"pipeline: {fout / wall:.2f} output frames/s, {(fout - fin) / wall:.2f} new frames/s, "
