@@ -167,6 +167,15 @@ fn backends_agree_on_bytes() {
             gpu.interpolate(win, &mut [&mut a[..]]).expect("gpu run");
             cpu.interpolate(win, &mut [&mut b[..]]).expect("cpu run");
             let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+            for (i, _) in a
+                .iter()
+                .zip(&b)
+                .enumerate()
+                .filter(|(_, (x, y))| x != y)
+                .take(8)
+            {
+                eprintln!("    byte {i}: gpu {} cpu {}", a[i], b[i]);
+            }
             let worst = a
                 .iter()
                 .zip(&b)

@@ -527,6 +527,8 @@ struct Plan {
     ops: Vec<Op>,
     convs: Vec<cudnn::Conv>,
     conv_w: Vec<ConvW>,
+    /// Input and output dims of each conv (for FLAVR_CUDA_VERIFY).
+    conv_dims: Vec<([usize; 5], [usize; 5])>,
     buf_ptr: Vec<u64>,
     xin: u64,
     y: u64,
@@ -555,6 +557,8 @@ pub struct Engine {
     /// Transposed convs through cuDNN's backward-data instead of sub-pixel phases
     /// (FLAVR_CUDA_CONVT=cudnn; for comparison).
     convt_cudnn: bool,
+    /// Check every forward convolution against a direct one (FLAVR_CUDA_VERIFY; slow).
+    verify: bool,
 }
 
 /// Opens a context on `device_id`, checking each library first so that a missing one is named.
@@ -611,8 +615,14 @@ impl Engine {
         let dnn = Dnn::new(&stream)?;
         let mut net = NetWeights::pack(model, precision);
         let wbuf = DeviceBuf::new(&ctx, net.bytes.len(), "weights (cuMemAlloc)")?;
-        // SAFETY: wbuf holds net.bytes.len() bytes; synchronous copy.
-        unsafe { result::memcpy_htod_sync(wbuf.ptr(), &net.bytes) }.during("cuMemcpyHtoD")?;
+        // Our streams do not synchronise with the legacy default stream, and a copy from
+        // pageable memory may return before its DMA is done: every copy and memset is ordered
+        // on one of our streams, then waited for.
+        // SAFETY: wbuf holds net.bytes.len() bytes; the stream is synchronised before the host
+        // buffer is dropped.
+        unsafe { result::memcpy_htod_async(wbuf.ptr(), &net.bytes, stream.cu_stream()) }
+            .during("cuMemcpyHtoDAsync")?;
+        stream.synchronize().during("cuStreamSynchronize")?;
         net.bytes = Vec::new();
         Ok(Engine {
             ctx,
@@ -628,6 +638,7 @@ impl Engine {
             plan: None,
             found: HashMap::new(),
             convt_cudnn: std::env::var("FLAVR_CUDA_CONVT").is_ok_and(|v| v == "cudnn"),
+            verify: std::env::var_os("FLAVR_CUDA_VERIFY").is_some(),
             ws_cap: std::env::var("FLAVR_CUDA_WORKSPACE_MB")
                 .ok()
                 .and_then(|s| s.parse::<usize>().ok())
@@ -690,11 +701,23 @@ impl Engine {
         let (hp, wp) = (params.ph as usize, params.pw as usize);
         let g = build_graph(&self.net, &self.spec, hp, wp, self.convt_cudnn);
         let lts = lifetimes(&g);
-        let arena_plan = memory::plan_arena(&lts);
+        let mut arena_plan = memory::plan_arena(&lts);
+        if std::env::var_os("FLAVR_CUDA_NO_REUSE").is_some() {
+            // Diagnosis: every buffer its own bytes.
+            let mut at = 0;
+            for (o, l) in arena_plan.offsets.iter_mut().zip(&lts) {
+                *o = at;
+                at += memory::align_up(l.bytes);
+            }
+            arena_plan.size = at;
+        }
         let arena = DeviceBuf::new(&self.ctx, arena_plan.size, "activation arena (cuMemAlloc)")?;
         // Defined, finite contents for the algorithm search (0x3C3C: about 1.06 in f16).
         // SAFETY: the arena holds arena.bytes() bytes.
-        unsafe { result::memset_d8_sync(arena.ptr(), 0x3c, arena.bytes()) }.during("cuMemsetD8")?;
+        unsafe {
+            result::memset_d8_async(arena.ptr(), 0x3c, arena.bytes(), self.stream.cu_stream())
+        }
+        .during("cuMemsetD8Async")?;
         let buf_ptr: Vec<u64> = arena_plan
             .offsets
             .iter()
@@ -821,6 +844,7 @@ impl Engine {
             wp,
             params,
             conv_w: g.convs.iter().map(|c| c.w).collect(),
+            conv_dims: g.convs.iter().map(|c| (c.x_dims, c.y_dims)).collect(),
             xin: buf_ptr[g.xin],
             y: buf_ptr[g.y],
             ops: g.ops,
@@ -840,7 +864,9 @@ impl Engine {
         let slots = DeviceBuf::new(&self.ctx, SLOTS * npix * 16, "frame slots (cuMemAlloc)")?;
         let sums = DeviceBuf::new(&self.ctx, SLOTS * 4 * 8, "slot sums (cuMemAlloc)")?;
         // SAFETY: sums holds SLOTS * 4 doubles; zero is a valid (empty) sum.
-        unsafe { result::memset_d8_sync(sums.ptr(), 0, sums.bytes()) }.during("cuMemsetD8")?;
+        unsafe { result::memset_d8_async(sums.ptr(), 0, sums.bytes(), self.copy.cu_stream()) }
+            .during("cuMemsetD8Async")?;
+        self.copy.synchronize().during("cuStreamSynchronize")?;
         let cm = cmax.max(4);
         let sizes = [
             4 * launch::POOL_BLOCKS * cm * 4,
@@ -975,8 +1001,10 @@ impl Engine {
             )));
         }
         let src = DeviceBuf::new(&self.ctx, planar.len() * 4, "float frame (cuMemAlloc)")?;
-        // SAFETY: src holds planar.len() floats; synchronous copy.
-        unsafe { result::memcpy_htod_sync(src.ptr(), planar) }.during("cuMemcpyHtoD")?;
+        // SAFETY: src holds planar.len() floats; ordered before the kernel that reads it, and
+        // the stream is synchronised below before `planar` or `src` go away.
+        unsafe { result::memcpy_htod_async(src.ptr(), planar, self.copy.cu_stream()) }
+            .during("cuMemcpyHtoDAsync")?;
         let npix = plan.hp * plan.wp;
         let slot_ptr = plan.io.slots.ptr() + (slot * npix * 16) as u64;
         launch::f32_to_slot(&self.copy, &self.k, src.ptr(), &plan.params, slot_ptr)?;
@@ -1001,9 +1029,17 @@ impl Engine {
         let plan = self.plan()?;
         let n = plan.hp * plan.wp * 4;
         let mut out = vec![0f32; n];
-        // SAFETY: slot `slot` holds n floats; the copy stream that writes it is synchronised.
-        unsafe { result::memcpy_dtoh_sync(&mut out, plan.io.slots.ptr() + (slot * n * 4) as u64) }
-            .during("cuMemcpyDtoH")?;
+        // SAFETY: slot `slot` holds n floats; ordered after the copy stream's writes, and
+        // synchronised before `out` is read.
+        unsafe {
+            result::memcpy_dtoh_async(
+                &mut out,
+                plan.io.slots.ptr() + (slot * n * 4) as u64,
+                self.copy.cu_stream(),
+            )
+        }
+        .during("cuMemcpyDtoHAsync")?;
+        self.copy.synchronize().during("cuStreamSynchronize")?;
         Ok(out)
     }
 
@@ -1070,6 +1106,9 @@ impl Engine {
                             ws_bytes,
                         )
                     }?;
+                    if self.verify {
+                        self.verify_conv(plan, i, bp[x], bp[y] + y_off as u64)?;
+                    }
                 }
                 Op::Gate {
                     x,
@@ -1195,6 +1234,58 @@ impl Engine {
         Ok(())
     }
 
+    /// FLAVR_CUDA_VERIFY: compares conv `i`'s output with a direct convolution and prints the
+    /// largest difference (forward convolutions only).
+    fn verify_conv(&self, plan: &Plan, i: usize, x: u64, y: u64) -> Result<()> {
+        let cw = &plan.conv_w[i];
+        if cw.shape.transposed {
+            return Ok(());
+        }
+        let (xd, yd) = plan.conv_dims[i];
+        let n: usize = yd.iter().product();
+        let refbuf = DeviceBuf::new(&self.ctx, n * 4, "verify")?;
+        let out = DeviceBuf::new(&self.ctx, 16, "verify")?;
+        // SAFETY: 16 bytes; stream-ordered before the kernels.
+        unsafe { result::memset_d8_async(out.ptr(), 0, 16, self.stream.cu_stream()) }
+            .during("cuMemsetD8Async")?;
+        launch::check_conv(
+            &self.stream,
+            &self.k,
+            x,
+            self.w(cw.w),
+            y,
+            refbuf.ptr(),
+            out.ptr(),
+            xd,
+            &cw.shape,
+            yd,
+        )?;
+        let mut r = [0u32; 4];
+        // SAFETY: 16 bytes into r, synchronised below.
+        unsafe { result::memcpy_dtoh_async(&mut r, out.ptr(), self.stream.cu_stream()) }
+            .during("cuMemcpyDtoHAsync")?;
+        self.stream.synchronize().during("cuStreamSynchronize")?;
+        let (d, m) = (f32::from_bits(r[0]), f32::from_bits(r[1]));
+        let [_, k, to, ho, wo] = yd;
+        let at = r[2] as usize;
+        eprintln!(
+            "verify conv {i} {xd:?} -> {yd:?} taps {:?} stride {:?} pad {:?}: max diff {d:.3e} (max |ref| {m:.3e}) at t {} y {} x {} k {}{}",
+            cw.shape.taps,
+            cw.shape.stride,
+            cw.shape.pad,
+            at / (k * wo * ho) % to.max(1),
+            at / (k * wo) % ho,
+            at / k % wo,
+            at % k,
+            if d > 1e-3 * m.max(1.0) {
+                "  <-- MISMATCH"
+            } else {
+                ""
+            }
+        );
+        Ok(())
+    }
+
     fn out_bias(&self) -> Result<u64> {
         self.net
             .out
@@ -1269,10 +1360,12 @@ impl Engine {
             &plan.params,
             dst.ptr(),
         )?;
-        self.stream.synchronize().during("cuStreamSynchronize")?;
         let mut out = vec![0f32; count];
-        // SAFETY: dst holds `count` floats, written by the synchronised stream.
-        unsafe { result::memcpy_dtoh_sync(&mut out, dst.ptr()) }.during("cuMemcpyDtoH")?;
+        // SAFETY: dst holds `count` floats, written on this stream; synchronised before `out`
+        // is read and `dst` dropped.
+        unsafe { result::memcpy_dtoh_async(&mut out, dst.ptr(), self.stream.cu_stream()) }
+            .during("cuMemcpyDtoHAsync")?;
+        self.stream.synchronize().during("cuStreamSynchronize")?;
         Ok(out)
     }
 

@@ -11,7 +11,7 @@ use super::error::{CudaError, DriverContext, Result};
 use crate::backend::Precision;
 
 /// `common.cuh` first, then every kernel file: one NVRTC program.
-const SOURCES: [(&str, &str); 4] = [
+const SOURCES: [(&str, &str); 5] = [
     ("common.cuh", include_str!("../../kernels/common.cuh")),
     (
         "elementwise.cu",
@@ -19,6 +19,7 @@ const SOURCES: [(&str, &str); 4] = [
     ),
     ("se.cu", include_str!("../../kernels/se.cu")),
     ("pixels.cu", include_str!("../../kernels/pixels.cu")),
+    ("check.cu", include_str!("../../kernels/check.cu")),
 ];
 
 /// The whole program's text, with `#line` markers so NVRTC's log names the real file and line.
@@ -89,6 +90,8 @@ pub struct Kernels {
     pub assemble: CudaFunction,
     pub out_frame: CudaFunction,
     pub out_f32: CudaFunction,
+    pub ref_conv: CudaFunction,
+    pub max_diff: CudaFunction,
 }
 
 impl Kernels {
@@ -123,6 +126,8 @@ impl Kernels {
             assemble: t("assemble")?,
             out_frame: t("out_frame")?,
             out_f32: t("out_f32")?,
+            ref_conv: t("ref_conv")?,
+            max_diff: t("max_diff")?,
             _module: module,
         })
     }

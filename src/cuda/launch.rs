@@ -394,3 +394,54 @@ pub fn out_f32(
         &dst
     )
 }
+
+/// Self-check of one convolution (FLAVR_CUDA_VERIFY): the direct convolution of `x` with `w`
+/// into `refbuf` (float32), then max |y - ref|, max |ref| and the index of the largest
+/// difference into `out` (3 x u32, zeroed by the caller).
+#[allow(clippy::too_many_arguments)]
+pub fn check_conv(
+    s: &CudaStream,
+    k: &Kernels,
+    x: u64,
+    w: u64,
+    y: u64,
+    refbuf: u64,
+    out: u64,
+    x_dims: [usize; 5],
+    shape: &super::weights::ConvShape,
+    y_dims: [usize; 5],
+) -> Result<()> {
+    let [_, c, t, h, wd] = x_dims.map(|v| v as i32);
+    let [_, ko, to, ho, wo] = y_dims.map(|v| v as i32);
+    let [kt, kh, kw] = shape.taps.map(|v| v as i32);
+    let [st, sh, sw] = shape.stride.map(|v| v as i32);
+    let [pt, ph, pw] = shape.pad.map(|v| v as i32);
+    let n: usize = y_dims.iter().product();
+    launch!(
+        s,
+        &k.ref_conv,
+        grid(n),
+        &x,
+        &w,
+        &refbuf,
+        &c,
+        &t,
+        &h,
+        &wd,
+        &ko,
+        &kt,
+        &kh,
+        &kw,
+        &st,
+        &sh,
+        &sw,
+        &pt,
+        &ph,
+        &pw,
+        &to,
+        &ho,
+        &wo
+    )?;
+    let n64 = n as i64;
+    launch!(s, &k.max_diff, grid(n), &y, &refbuf, &n64, &out)
+}

@@ -30,6 +30,14 @@ if has convt; then
   # The transposed convs through cuDNN backward-data instead of sub-pixel phases, for comparison.
   FLAVR_CUDA_CONVT=cudnn ./bench --precisions fp16 --runs ${RUNS:-20} 2>&1 | tee "$OUT/bench_convt_cudnn.log" | grep -v "^    "
 fi
+if has diag; then
+  # Diagnosis of GPU/CPU differences: default, cuDNN transposed convs, no arena reuse, and every
+  # forward conv checked against a direct convolution.
+  for env in "X=1" "FLAVR_CUDA_CONVT=cudnn" "FLAVR_CUDA_NO_REUSE=1" "FLAVR_CUDA_VERIFY=1"; do
+    echo "=== $env"
+    env $env ./cuda_cpu_parity --test-threads=1 --nocapture 2>&1 | grep -E "error|differ|bad|^    |MISMATCH|test result"
+  done 2>&1 | tee "$OUT/diag.log"
+fi
 if has allalgos; then
   # Diagnosis: float32 with every cuDNN algorithm allowed (FFT and Winograd too).
   FLAVR_CUDA_ALL_ALGOS=1 ./cuda_cpu_parity narrow --nocapture 2>&1 | tee "$OUT/allalgos.log" | grep -E "error|->|test result"
