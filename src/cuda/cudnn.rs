@@ -66,8 +66,7 @@ unsafe impl Send for TensorDesc {}
 
 impl TensorDesc {
     pub fn ndhwc(dt: sys::cudnnDataType_t, dims: [usize; 5]) -> Result<TensorDesc> {
-        let [n, c, d, h, w] = dims;
-        let _ = n;
+        let [_, c, d, h, w] = dims;
         let dims_i = to_int(&dims)?;
         let strides = to_int(&[d * h * w * c, 1, h * w * c, w * c, c])?;
         let mut t = std::ptr::null_mut();
@@ -212,8 +211,9 @@ pub struct Candidate {
 
 /// Whether an algorithm computes the convolution as a (direct or implicit) GEMM: the same
 /// products summed in float32. FFT and Winograd algorithms transform the data and round
-/// differently; in float32 (exact mode) one of them gave wrong results for a channels-last
-/// narrow model at 136x72 on cuDNN 9.14, so they are not used unless FLAVR_CUDA_ALL_ALGOS is set.
+/// differently (larger errors, unwelcome in the float32 exact mode); with channels-last data
+/// the GEMM family was also the fastest wherever the search could choose freely (fp16/bf16 at
+/// every size measured). FLAVR_CUDA_ALL_ALGOS=1 lets the search use every algorithm.
 pub fn gemm_family(a: Algo) -> bool {
     use sys::cudnnConvolutionBwdDataAlgo_t as B;
     use sys::cudnnConvolutionFwdAlgo_t as F;

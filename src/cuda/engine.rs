@@ -741,7 +741,7 @@ impl Engine {
         let mut choices = Vec::new();
         let mut search_ws: Option<DeviceBuf> = None;
         let mut cap = self.ws_cap;
-        for (ci, op) in g.ops.iter().enumerate() {
+        for op in &g.ops {
             let Op::Conv { i, x, y, y_off } = *op else {
                 continue;
             };
@@ -804,7 +804,6 @@ impl Engine {
                 self.found.insert(key.clone(), c);
                 c
             };
-            let _ = ci;
             choices.push(ConvChoice {
                 what: key,
                 chosen: cand,
