@@ -12,7 +12,6 @@
 //! (upload and conversion of one new frame, network, download of the output), host clock.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::time::Instant;
 
 use gstflavrinterp::backend::{FrameLayout, PixelFormat, Precision, YuvMatrix};
@@ -334,26 +333,12 @@ fn real_frames(a: &Args, model: &Flavr, file: &str, (w, h): (usize, usize)) -> R
 
 fn write_synth(model: &Flavr, path: &str) -> Result<(), String> {
     // safetensors of the weights the engine got, for tools/bench to check its twin generator.
-    let mut header = String::from("{");
-    let mut data = Vec::new();
-    for (i, (name, t)) in model.named_tensors().iter().enumerate() {
-        let start = data.len();
-        data.extend(t.data.iter().flat_map(|x| x.to_le_bytes()));
-        let dims: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
-        if i > 0 {
-            header.push(',');
-        }
-        header.push_str(&format!(
-            "\"{name}\":{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{start},{}]}}",
-            dims.join(","),
-            data.len()
-        ));
-    }
-    header.push('}');
-    let mut f = std::fs::File::create(path).map_err(|e| format!("{path}: {e}"))?;
-    f.write_all(&(header.len() as u64).to_le_bytes())
-        .and_then(|_| f.write_all(header.as_bytes()))
-        .and_then(|_| f.write_all(&data))
+    let named = model.named_tensors();
+    let tensors: Vec<(&str, &[usize], &[f32])> = named
+        .iter()
+        .map(|(name, t)| (name.as_str(), t.shape.as_slice(), t.data.as_slice()))
+        .collect();
+    gstflavrinterp::model::checkpoint::safetensors::write(std::path::Path::new(path), &tensors, &[])
         .map_err(|e| format!("{path}: {e}"))
 }
 

@@ -54,31 +54,18 @@ pub fn values(seed: u64, ti: usize, n: usize, scale: f32) -> Vec<f32> {
 /// A model of shape `spec` with synthetic weights, loaded through the safetensors reader.
 pub fn synthetic_model(spec: &ModelSpec, seed: u64) -> Result<Flavr, LoadError> {
     let keys = spec.keys();
-    let mut header = String::from("{");
-    let mut data: Vec<u8> = Vec::new();
-    for (ti, (name, shape)) in keys.iter().enumerate() {
-        let n: usize = shape.iter().product();
-        let v = values(seed, ti, n, scale(name, shape));
-        let start = data.len();
-        data.extend(v.iter().flat_map(|x| x.to_le_bytes()));
-        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-        if ti > 0 {
-            header.push(',');
-        }
-        header.push_str(&format!(
-            "\"{name}\":{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{start},{}]}}",
-            dims.join(","),
-            data.len()
-        ));
-    }
-    header.push('}');
-    while header.len() % 8 != 0 {
-        header.push(' ');
-    }
-    let mut bytes = Vec::with_capacity(8 + header.len() + data.len());
-    bytes.extend((header.len() as u64).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    bytes.extend(data);
+    let values: Vec<Vec<f32>> = keys
+        .iter()
+        .enumerate()
+        .map(|(ti, (name, shape))| values(seed, ti, shape.iter().product(), scale(name, shape)))
+        .collect();
+    let tensors: Vec<(&str, &[usize], &[f32])> = keys
+        .iter()
+        .zip(&values)
+        .map(|((name, shape), v)| (name.as_str(), shape.as_slice(), v.as_slice()))
+        .collect();
+    let bytes = crate::model::checkpoint::safetensors::to_bytes(&tensors, &[])
+        .map_err(|e| LoadError::Malformed(format!("synthetic weights: {e}")))?;
     Flavr::load_bytes(bytes)
 }
 
