@@ -1,0 +1,148 @@
+// Per-element work the convolution library does not do for us, on channels-last tensors
+// [rows, c] (rows = T*H*W positions):
+// - epilogue: out = act((x + bias) * gate + resid), optionally written twice (the second copy
+//   into a concatenation buffer at a channel offset: that is how skips and decoder outputs are
+//   concatenated in place, without a copy pass).
+// - reflect_pad: ReflectionPad2d(3) of a [H, W, c] map with LeakyReLU(0.2) applied on the way.
+
+// Mirrors `EpiParams` in src/cuda/launch.rs (#[repr(C)]).
+struct EpiParams {
+    const void *x;      // [rows, c]
+    const void *resid;  // [rows, c] or null
+    const float *bias;  // [c] or null
+    const float *gate;  // [c] or null
+    void *out;          // row stride out_stride, channel offset out_off
+    void *out2;         // or null
+    i64 rows;
+    int c, act, out_stride, out_off, out2_stride, out2_off;
+    // Time unfold of x (0: none): x is [fold_p, fold_t, c] and row r = t * fold_p + p of the
+    // output reads x row p * fold_t + t (the stem's output, time folded into channels).
+    int fold_t, fold_p;
+    // Sub-pixel gather (ph_h = 0: none): x holds the four phases [4][ph_t][ph_h + 1][ph_w + 1]
+    // of a transposed conv (weights::convt_phase); output row r = (t, Y, X) of [ph_t, 2 ph_h,
+    // 2 ph_w] reads phase (Y%2, X%2) at (t, Y/2 + Y%2, X/2 + X%2).
+    int ph_t, ph_h, ph_w, pad_;
+};
+
+__device__ __forceinline__ i64 phase_row(unsigned t, unsigned Y, unsigned X, int nt, int h, int w) {
+    const unsigned a = Y & 1u, b = X & 1u;
+    return ((i64)((a * 2 + b) * nt + t) * (h + 1) + (Y >> 1) + a) * (w + 1) + (X >> 1) + b;
+}
+
+__device__ __forceinline__ i64 x_row(const EpiParams &p, unsigned row) {
+    if (p.fold_t != 0) {
+        const unsigned t = row / p.fold_p, q = row - t * p.fold_p;
+        return (i64)q * p.fold_t + t;
+    }
+    if (p.ph_h != 0) {
+        const unsigned w2 = 2 * p.ph_w, h2 = 2 * p.ph_h;
+        const unsigned X = row % w2, q = row / w2;
+        const unsigned Y = q % h2, t = q / h2;
+        return phase_row(t, Y, X, p.ph_t, p.ph_h, p.ph_w);
+    }
+    return row;
+}
+
+// Vectorised: S::V channels per thread. Needs c, strides and offsets multiples of S::V.
+template <class S> __device__ void epilogue_t(const EpiParams p) {
+    typedef typename S::T T;
+    const int V = S::V;
+    const int cv = p.c / V;
+    const unsigned n = (unsigned)(p.rows * cv);
+    const T *x = (const T *)p.x;
+    const T *r = (const T *)p.resid;
+    T *o = (T *)p.out;
+    T *o2 = (T *)p.out2;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const unsigned row = i / cv;
+        const int c0 = (int)(i - row * cv) * V;
+        float v[V];
+        ldv<S>(x + x_row(p, row) * p.c + c0, v);
+        if (p.bias) {
+#pragma unroll
+            for (int k = 0; k < V; k++) v[k] += p.bias[c0 + k];
+        }
+        if (p.gate) {
+#pragma unroll
+            for (int k = 0; k < V; k++) v[k] *= p.gate[c0 + k];
+        }
+        if (r) {
+            float rv[V];
+            ldv<S>(r + (i64)row * p.c + c0, rv);
+#pragma unroll
+            for (int k = 0; k < V; k++) v[k] += rv[k];
+        }
+#pragma unroll
+        for (int k = 0; k < V; k++) v[k] = activate(v[k], p.act);
+        stv<S>(o + (i64)row * p.out_stride + p.out_off + c0, v);
+        if (o2) stv<S>(o2 + (i64)row * p.out2_stride + p.out2_off + c0, v);
+    }
+}
+
+// Any channel count: one element per thread.
+template <class S> __device__ void epilogue1_t(const EpiParams p) {
+    typedef typename S::T T;
+    const unsigned n = (unsigned)(p.rows * p.c);
+    const T *x = (const T *)p.x;
+    const T *r = (const T *)p.resid;
+    T *o = (T *)p.out;
+    T *o2 = (T *)p.out2;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const unsigned row = i / p.c;
+        const int c = (int)(i - row * p.c);
+        float v = S::ld(x[x_row(p, row) * p.c + c]);
+        if (p.bias) v += p.bias[c];
+        if (p.gate) v *= p.gate[c];
+        if (r) v += S::ld(r[i]);
+        v = activate(v, p.act);
+        o[(i64)row * p.out_stride + p.out_off + c] = S::st(v);
+        if (o2) o2[(i64)row * p.out2_stride + p.out2_off + c] = S::st(v);
+    }
+}
+
+INSTANTIATE3(epilogue, (const EpiParams p), (p))
+INSTANTIATE3(epilogue1, (const EpiParams p), (p))
+
+__device__ __forceinline__ int reflect(int i, int n) {
+    return i < 0 ? -i : (i >= n ? 2 * n - 2 - i : i);
+}
+
+// in [h, w, c] -> out [(h + 2 pad)/2, (w + 2 pad)/2, 4c]: the reflection-padded map (LeakyReLU
+// applied) in 2x2 space-to-depth form, channel (py*2 + px)*c + ci of block (by, bx) = padded
+// pixel (2by + py, 2bx + px) = in[reflect(2by + py - pad), reflect(2bx + px - pad)].
+// Vectorised when c % S::V == 0 (vec = 1), else one element per thread (vec = 0). phased: `in`
+// is the four sub-pixel phases [4][h/2 + 1][w/2 + 1][c] (see EpiParams) instead of [h][w][c].
+template <class S>
+__device__ void reflect_pad_t(const void *in_, void *out_, int h, int w, int c, int pad, int vec,
+                              int phased) {
+    typedef typename S::T T;
+    const T *in = (const T *)in_;
+    T *out = (T *)out_;
+    const int V = vec ? S::V : 1;
+    const int cv = 4 * c / V;  // vectors per block
+    const int bw = (w + 2 * pad) / 2;
+    const unsigned n = (unsigned)((h + 2 * pad) / 2) * bw * cv;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const unsigned blk = i / cv;
+        const int e = (int)(i - blk * cv) * V;  // element within the block's 4c
+        const int q = e / c, c0 = e - q * c;
+        const int by = (int)(blk / bw), bx = (int)(blk - (unsigned)by * bw);
+        const int sy = reflect(2 * by + q / 2 - pad, h), sx = reflect(2 * bx + q % 2 - pad, w);
+        const i64 src =
+            (phased ? phase_row(0, sy, sx, 1, h / 2, w / 2) : (i64)sy * w + sx) * c + c0;
+        const i64 dst = (i64)blk * 4 * c + e;
+        if (vec) {
+            float v[S::V];
+            ldv<S>(in + src, v);
+#pragma unroll
+            for (int k = 0; k < S::V; k++) v[k] = activate(v[k], ACT_LRELU);
+            stv<S>(out + dst, v);
+        } else {
+            out[dst] = S::st(activate(S::ld(in[src]), ACT_LRELU));
+        }
+    }
+}
+
+INSTANTIATE3(reflect_pad,
+             (const void *in, void *out, int h, int w, int c, int pad, int vec, int phased),
+             (in, out, h, w, c, pad, vec, phased))

@@ -1,0 +1,785 @@
+//! The network's weights rearranged for the GPU, on the host: convolution filters in cuDNN's
+//! channels-last filter layout `[k, t, r, s, c]` and the engine's precision (channel counts
+//! padded where the tensor cores want multiples), biases and SE gates in float32. Everything is
+//! packed into one byte buffer that is uploaded once.
+
+use crate::backend::Precision;
+use crate::model::{Conv, Flavr, Gate, Tensor};
+
+/// Shape of one convolution as cuDNN sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Output channels (for a transposed conv: its input channels, cuDNN's k).
+    pub k: usize,
+    /// Input channels (for a transposed conv: its output channels, cuDNN's c).
+    pub c: usize,
+    pub taps: [usize; 3],
+    pub pad: [usize; 3],
+    pub stride: [usize; 3],
+    pub transposed: bool,
+}
+
+impl ConvShape {
+    /// Channels the layer reads.
+    pub fn cin(&self) -> usize {
+        if self.transposed { self.k } else { self.c }
+    }
+
+    /// Channels the layer writes.
+    pub fn cout(&self) -> usize {
+        if self.transposed { self.c } else { self.k }
+    }
+
+    /// Filter dims `[k, c, t, r, s]`.
+    pub fn filter_dims(&self) -> [usize; 5] {
+        [self.k, self.c, self.taps[0], self.taps[1], self.taps[2]]
+    }
+}
+
+/// A convolution's weights inside the packed buffer (byte offsets).
+#[derive(Clone, Copy, Debug)]
+pub struct ConvW {
+    pub shape: ConvShape,
+    pub w: usize,
+    /// float32 `[cout]`, when the layer has a bias.
+    pub bias: Option<usize>,
+}
+
+/// SE gate: float32 `w [c, c]` (out x in) and `b [c]`.
+#[derive(Clone, Copy, Debug)]
+pub struct GateW {
+    pub c: usize,
+    pub w: usize,
+    pub b: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct BlockW {
+    pub conv1: ConvW,
+    pub conv2: ConvW,
+    pub ds: Option<ConvW>,
+    pub gate: GateW,
+    /// Spatial stride (1 or 2).
+    pub stride: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct DecW {
+    pub conv: ConvW,
+    pub gate: GateW,
+    /// For a transposed stage: its four sub-pixel phases as forward convs (see
+    /// `convt_phase`), phase `a*2 + b` making the outputs (2i + a, 2j + b).
+    pub phases: Option<[ConvW; 4]>,
+}
+
+/// All weights, packed.
+pub struct NetWeights {
+    pub precision: Precision,
+    /// Input channels of the stem: 4 frames x 2x2 pixel blocks x 3 colours.
+    pub cin: usize,
+    /// The stem as a 2-D conv, output `[h/2, w/2, 4 * stem]` (time in channels).
+    pub stem: ConvW,
+    /// The stem's own bias (`[stem]`), applied after the time unfold.
+    pub stem_bias: Option<usize>,
+    pub blocks: Vec<[BlockW; 2]>,
+    pub dec: Vec<DecW>,
+    pub fuse: ConvW,
+    /// outconv per 2x2 output block, `kout` output channels (4 x 3n rounded up); its bias is
+    /// the original `[3n]`.
+    pub out: ConvW,
+    pub kout: usize,
+    pub n_out: usize,
+    pub bytes: Vec<u8>,
+}
+
+/// Elements of the activation type in 16 bytes (the kernels' vector width).
+pub fn vec_elems(p: Precision) -> usize {
+    16 / elem_bytes(p)
+}
+
+pub fn elem_bytes(p: Precision) -> usize {
+    match p {
+        Precision::Fp32 => 4,
+        Precision::Fp16 | Precision::Bf16 => 2,
+    }
+}
+
+/// A PyTorch weight `[d0, d1, t, r, s]` (d0 = cuDNN's k, d1 = its c) rearranged to
+/// `[kp, t, r, s, cp]`, zero where k >= d0 or c >= d1.
+pub fn to_khwc(src: &Tensor, kp: usize, cp: usize) -> Vec<f32> {
+    let s = &src.shape;
+    let (k0, c0) = (s[0], s[1]);
+    let taps: usize = s[2..].iter().product();
+    let mut out = vec![0f32; kp * taps * cp];
+    for k in 0..k0 {
+        for c in 0..c0 {
+            for t in 0..taps {
+                out[(k * taps + t) * cp + c] = src.data[(k * c0 + c) * taps + t];
+            }
+        }
+    }
+    out
+}
+
+/// The stem Conv3d k(3,7,7) s(1,2,2) p(1,3,3) on `[t, h, w, 3]` is computed as a stride-1
+/// Conv3d k(3,4,4) p(1,0,0) on the space-to-depth input `[t, h/2 + 3, w/2 + 3, 12]`: channel
+/// `(py*2 + px)*3 + c` of block `(by, bx)` holds colour c of pixel `(2(by-2) + py, 2(bx-2) + px)`
+/// (zero outside the frame: two blocks of padding before, one after). Output `(i, j)` reads
+/// blocks `i..i+4`, so tap `by` with parity `py` is the original tap `ky = 2 by - 1 + py`
+/// (none when that falls outside 0..7). Same products, in another order; tensor cores get
+/// 12 input channels instead of 3 and a stride of 1.
+///
+/// Returns the weight as a PyTorch-layout `[k, 12, 3, 4, 4]` tensor.
+pub fn stem_s2d(w: &Tensor) -> Tensor {
+    let (k0, c0) = (w.shape[0], w.shape[1]);
+    let mut out = vec![0f32; k0 * 12 * 3 * 16];
+    for k in 0..k0 {
+        for c in 0..c0.min(3) {
+            for t in 0..3 {
+                for by in 0..4 {
+                    for bx in 0..4 {
+                        for py in 0..2 {
+                            for px in 0..2 {
+                                let (ky, kx) = (2 * by + py, 2 * bx + px);
+                                if ky == 0 || kx == 0 {
+                                    continue; // 2 by - 1 + py < 0
+                                }
+                                let (ky, kx) = (ky - 1, kx - 1);
+                                let ci = (py * 2 + px) * 3 + c;
+                                out[(((k * 12 + ci) * 3 + t) * 4 + by) * 4 + bx] =
+                                    w.data[(((k * c0 + c) * 3 + t) * 7 + ky) * 7 + kx];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Tensor {
+        shape: vec![k0, 12, 3, 4, 4],
+        data: out,
+    }
+}
+
+/// The space-to-depth stem `[k, 12, 3, 4, 4]` (conv over t with padding 1) as a 2-D conv over
+/// the four frames stacked in channels: output channel `t_o * k + o`, input channel
+/// `t_i * 12 + c`, weight `s2d[o][c][t_i - t_o + 1]` when `|t_i - t_o| <= 1` (the time padding is
+/// the zero weights). Returns `[4 k, 48, 1, 4, 4]` in PyTorch layout.
+pub fn stem_fold(s2d: &Tensor) -> Tensor {
+    let k0 = s2d.shape[0];
+    let mut out = vec![0f32; 4 * k0 * 48 * 16];
+    for to in 0..4 {
+        for o in 0..k0 {
+            for ti in 0..4 {
+                let dt = ti as i64 - to as i64 + 1;
+                if !(0..3).contains(&dt) {
+                    continue;
+                }
+                for c in 0..12 {
+                    for tap in 0..16 {
+                        out[((to * k0 + o) * 48 + ti * 12 + c) * 16 + tap] =
+                            s2d.data[((o * 12 + c) * 3 + dt as usize) * 16 + tap];
+                    }
+                }
+            }
+        }
+    }
+    Tensor {
+        shape: vec![4 * k0, 48, 1, 4, 4],
+        data: out,
+    }
+}
+
+/// outconv (7x7 on the reflection-padded map, `[n3, c, 7, 7]`) computed per 2x2 block of
+/// outputs, as a 4x4 conv on the padded map in space-to-depth form (`[h/2 + 3, w/2 + 3, 4c]`,
+/// channel `(py*2 + px)*c + ci` of block (by, bx) = padded pixel (2by + py, 2bx + px)): output
+/// channel `(a*2 + b)*n3 + o` is output pixel (2i + a, 2j + b), tap (by, bx, py, px) is the
+/// original tap (2by + py - a, 2bx + px - b) when inside 0..7. Returns `[4 n3, 4c, 1, 4, 4]`.
+pub fn outconv_s2d(w: &Tensor) -> Tensor {
+    let (n3, c0) = (w.shape[0], w.shape[1]);
+    let mut out = vec![0f32; 4 * n3 * 4 * c0 * 16];
+    for a in 0..2 {
+        for b in 0..2 {
+            for o in 0..n3 {
+                for by in 0..4 {
+                    for bx in 0..4 {
+                        for py in 0..2 {
+                            for px in 0..2 {
+                                let ky = (2 * by + py) as i64 - a as i64;
+                                let kx = (2 * bx + px) as i64 - b as i64;
+                                if !(0..7).contains(&ky) || !(0..7).contains(&kx) {
+                                    continue;
+                                }
+                                for ci in 0..c0 {
+                                    let oc = (a * 2 + b) * n3 + o;
+                                    let ic = (py * 2 + px) * c0 + ci;
+                                    out[(oc * 4 * c0 + ic) * 16 + by * 4 + bx] =
+                                        w.data[((o * c0 + ci) * 7 + ky as usize) * 7 + kx as usize];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Tensor {
+        shape: vec![4 * n3, 4 * c0, 1, 4, 4],
+        data: out,
+    }
+}
+
+/// One sub-pixel phase of a ConvTranspose3d k(3,4,4) s(1,2,2) p(1,1,1) (weight `[in, out,
+/// 3, 4, 4]`) as a forward conv k(3,2,2) with padding 1 on the input grid: its output
+/// `[t, h + 1, w + 1]` at (i + a, j + b) is the transposed conv's output (2i + a, 2j + b).
+/// Forward tap (kt, ty, tx) reads input (t - 1 + kt, i + a - 1 + ty, j + b - 1 + tx), which
+/// the transposed conv weights with its tap (2 - kt, 3 - a - 2 ty, 3 - b - 2 tx).
+/// Returns `[out, in, 3, 2, 2]` in PyTorch conv layout.
+pub fn convt_phase(w: &Tensor, a: usize, b: usize) -> Tensor {
+    let (ci, co) = (w.shape[0], w.shape[1]);
+    let mut out = vec![0f32; co * ci * 12];
+    for o in 0..co {
+        for c in 0..ci {
+            for kt in 0..3 {
+                for ty in 0..2 {
+                    for tx in 0..2 {
+                        let (ky, kx) = (3 - a - 2 * ty, 3 - b - 2 * tx);
+                        out[(((o * ci + c) * 3 + kt) * 2 + ty) * 2 + tx] =
+                            w.data[(((c * co + o) * 3 + (2 - kt)) * 4 + ky) * 4 + kx];
+                    }
+                }
+            }
+        }
+    }
+    Tensor {
+        shape: vec![co, ci, 3, 2, 2],
+        data: out,
+    }
+}
+
+struct Packer {
+    precision: Precision,
+    bytes: Vec<u8>,
+}
+
+impl Packer {
+    fn align(&mut self) {
+        let n = super::memory::align_up(self.bytes.len());
+        self.bytes.resize(n, 0);
+    }
+
+    /// Values in the activation precision.
+    fn act(&mut self, v: &[f32]) -> usize {
+        self.align();
+        let at = self.bytes.len();
+        match self.precision {
+            Precision::Fp32 => v.iter().for_each(|x| self.bytes.extend(x.to_le_bytes())),
+            Precision::Fp16 => v
+                .iter()
+                .for_each(|x| self.bytes.extend(half::f16::from_f32(*x).to_le_bytes())),
+            Precision::Bf16 => v
+                .iter()
+                .for_each(|x| self.bytes.extend(half::bf16::from_f32(*x).to_le_bytes())),
+        }
+        at
+    }
+
+    /// Values in float32.
+    fn f32s(&mut self, v: &[f32]) -> usize {
+        self.align();
+        let at = self.bytes.len();
+        v.iter().for_each(|x| self.bytes.extend(x.to_le_bytes()));
+        at
+    }
+
+    fn bias(&mut self, b: Option<&Tensor>, n: usize) -> Option<usize> {
+        b.map(|b| {
+            let mut v = b.data.clone();
+            v.resize(n, 0.0);
+            self.f32s(&v)
+        })
+    }
+
+    /// A Conv3d / ConvTranspose3d with `taps`, `pad`, `stride`; channels padded to `kp`, `cp`.
+    fn conv(&mut self, c: &Conv, shape: ConvShape) -> ConvW {
+        let w = self.act(&to_khwc(&c.weight, shape.k, shape.c));
+        let bias = self.bias(c.bias.as_ref(), shape.cout());
+        ConvW { shape, w, bias }
+    }
+
+    fn gate(&mut self, g: &Gate) -> GateW {
+        let c = g.bias.data.len();
+        GateW {
+            c,
+            w: self.f32s(&g.weight.data),
+            b: self.f32s(&g.bias.data),
+        }
+    }
+}
+
+fn conv3(k: usize, c: usize, stride: usize) -> ConvShape {
+    ConvShape {
+        k,
+        c,
+        taps: [3, 3, 3],
+        pad: [1, 1, 1],
+        stride: [1, stride, stride],
+        transposed: false,
+    }
+}
+
+impl NetWeights {
+    pub fn pack(model: &Flavr, precision: Precision) -> NetWeights {
+        let spec = &model.spec;
+        let v = vec_elems(precision);
+        let mut p = Packer {
+            precision,
+            bytes: Vec::new(),
+        };
+        // The stem runs as a 2-D conv on the space-to-depth input with time in channels (see
+        // `stem_fold`): 48 channels in, 4 x stem channels out.
+        let cin = 48;
+        let stem = p.conv(
+            &Conv {
+                weight: stem_fold(&stem_s2d(&model.stem.weight)),
+                bias: None,
+            },
+            ConvShape {
+                k: 4 * spec.stem,
+                c: cin,
+                taps: [1, 4, 4],
+                pad: [0, 0, 0],
+                stride: [1, 1, 1],
+                transposed: false,
+            },
+        );
+        let stem_bias = p.bias(model.stem.bias.as_ref(), spec.stem);
+        let mut blocks = Vec::new();
+        for (l, layer) in model.layers.iter().enumerate() {
+            let mut pair = Vec::new();
+            for (b, block) in layer.iter().enumerate() {
+                let c = spec.widths[l];
+                let ci = spec.block_in(l + 1, b);
+                let s = block.stride;
+                let conv1 = p.conv(&block.conv1, conv3(c, ci, s));
+                let conv2 = p.conv(&block.conv2, conv3(c, c, 1));
+                let gate = p.gate(&block.gate);
+                let ds = block.downsample.as_ref().map(|w| {
+                    let conv = Conv {
+                        weight: w.clone(),
+                        bias: None,
+                    };
+                    p.conv(
+                        &conv,
+                        ConvShape {
+                            k: c,
+                            c: ci,
+                            taps: [1, 1, 1],
+                            pad: [0, 0, 0],
+                            stride: [1, s, s],
+                            transposed: false,
+                        },
+                    )
+                });
+                pair.push(BlockW {
+                    conv1,
+                    conv2,
+                    ds,
+                    gate,
+                    stride: s,
+                });
+            }
+            blocks.push([pair[0], pair[1]]);
+        }
+        let mut dec = Vec::new();
+        for (d, stage) in model.decoder.iter().enumerate() {
+            let (ci, co) = (spec.decoder_in(d), spec.decoder[d]);
+            let shape = if stage.transposed {
+                ConvShape {
+                    k: ci,
+                    c: co,
+                    taps: [3, 4, 4],
+                    pad: [1, 1, 1],
+                    stride: [1, 2, 2],
+                    transposed: true,
+                }
+            } else {
+                conv3(co, ci, 1)
+            };
+            let conv = p.conv(&stage.conv, shape);
+            let phases = stage.transposed.then(|| {
+                let mut phase = |ab: usize| {
+                    let w = convt_phase(&stage.conv.weight, ab / 2, ab % 2);
+                    let shape = ConvShape {
+                        k: co,
+                        c: ci,
+                        taps: [3, 2, 2],
+                        pad: [1, 1, 1],
+                        stride: [1, 1, 1],
+                        transposed: false,
+                    };
+                    ConvW {
+                        shape,
+                        w: p.act(&to_khwc(&w, co, ci)),
+                        bias: conv.bias,
+                    }
+                };
+                [phase(0), phase(1), phase(2), phase(3)]
+            });
+            let gate = p.gate(&stage.gate);
+            dec.push(DecW { conv, gate, phases });
+        }
+        // feature_fuse [f, 4*c4, 1, 1], in-channel `c4 * t + c`: read as a (4, 1, 1) conv over
+        // time on [t, h, w, c4] (the time fold without a copy); its channels-last filter
+        // [f, 4, 1, 1, c4] has exactly the PyTorch weight's memory order.
+        let c4 = spec.decoder[4];
+        let fuse = ConvW {
+            shape: ConvShape {
+                k: spec.fuse,
+                c: c4,
+                taps: [4, 1, 1],
+                pad: [0, 0, 0],
+                stride: [1, 1, 1],
+                transposed: false,
+            },
+            w: p.act(&model.fuse.data),
+            bias: None,
+        };
+        // outconv per 2x2 output block (see `outconv_s2d`).
+        let n3 = 3 * spec.n_out;
+        let kout = (4 * n3).div_ceil(v) * v;
+        let out = ConvW {
+            shape: ConvShape {
+                k: kout,
+                c: 4 * spec.fuse,
+                taps: [1, 4, 4],
+                pad: [0, 0, 0],
+                stride: [1, 1, 1],
+                transposed: false,
+            },
+            w: p.act(&to_khwc(
+                &outconv_s2d(&model.outconv.weight),
+                kout,
+                4 * spec.fuse,
+            )),
+            bias: p.bias(model.outconv.bias.as_ref(), n3),
+        };
+        p.align();
+        NetWeights {
+            precision,
+            cin,
+            stem,
+            stem_bias,
+            blocks,
+            dec,
+            fuse,
+            out,
+            kout,
+            n_out: spec.n_out,
+            bytes: p.bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn khwc_moves_channels_last_and_pads() {
+        // [k=2, c=3, t=1, r=2, s=2], value encodes its PyTorch index.
+        let shape = vec![2, 3, 1, 2, 2];
+        let data: Vec<f32> = (0..24).map(|i| i as f32).collect();
+        let t = Tensor { shape, data };
+        let out = to_khwc(&t, 3, 4);
+        assert_eq!(out.len(), 3 * 4 * 4);
+        for k in 0..3 {
+            for tap in 0..4 {
+                for c in 0..4 {
+                    let got = out[(k * 4 + tap) * 4 + c];
+                    let want = if k < 2 && c < 3 {
+                        ((k * 3 + c) * 4 + tap) as f32
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(got, want, "k {k} tap {tap} c {c}");
+                }
+            }
+        }
+    }
+
+    /// Direct stem convolution (k(3,7,7), s(1,2,2), p(1,3,3)) at output (t, i, j, k).
+    fn stem_direct(
+        w: &Tensor,
+        x: &[f32],
+        h: usize,
+        wd: usize,
+        t: usize,
+        i: usize,
+        j: usize,
+        k: usize,
+    ) -> f32 {
+        let mut s = 0f32;
+        for c in 0..3 {
+            for dt in 0..3 {
+                for ky in 0..7 {
+                    for kx in 0..7 {
+                        let (tt, y, xx) = (
+                            t as i64 + dt as i64 - 1,
+                            2 * i as i64 + ky as i64 - 3,
+                            2 * j as i64 + kx as i64 - 3,
+                        );
+                        let inside = (0..4).contains(&tt)
+                            && (0..h as i64).contains(&y)
+                            && (0..wd as i64).contains(&xx);
+                        if !inside {
+                            continue;
+                        }
+                        let v = x[((tt as usize * h + y as usize) * wd + xx as usize) * 3 + c];
+                        s += w.data[(((k * 3 + c) * 3 + dt) * 7 + ky) * 7 + kx] * v;
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn space_to_depth_stem_is_the_same_convolution() {
+        let (h, wd, k0) = (8, 12, 2);
+        let mut z = 12345u32;
+        let mut rnd = || {
+            z ^= z << 13;
+            z ^= z >> 17;
+            z ^= z << 5;
+            (z % 2000) as f32 / 1000.0 - 1.0
+        };
+        let w = Tensor {
+            shape: vec![k0, 3, 3, 7, 7],
+            data: (0..k0 * 3 * 3 * 49).map(|_| rnd()).collect(),
+        };
+        let x: Vec<f32> = (0..4 * h * wd * 3).map(|_| rnd()).collect();
+        let s2d = stem_s2d(&w);
+        let fold = stem_fold(&s2d);
+        // Space-to-depth input as kernels/pixels.cu `assemble` writes it.
+        let (bh, bw) = (h / 2 + 3, wd / 2 + 3);
+        let mut xs = vec![0f32; 4 * bh * bw * 12];
+        for t in 0..4 {
+            for by in 0..bh {
+                for bx in 0..bw {
+                    for py in 0..2 {
+                        for px in 0..2 {
+                            let (y, xx) = (2 * by as i64 - 4 + py, 2 * bx as i64 - 4 + px);
+                            if y < 0 || y >= h as i64 || xx < 0 || xx >= wd as i64 {
+                                continue;
+                            }
+                            let (y, xx, ch) = (y as usize, xx as usize, (py * 2 + px) as usize * 3);
+                            for c in 0..3 {
+                                xs[((t * bh + by) * bw + bx) * 12 + ch + c] =
+                                    x[((t * h + y) * wd + xx) * 3 + c];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for t in 0..4 {
+            for i in 0..h / 2 {
+                for j in 0..wd / 2 {
+                    for k in 0..k0 {
+                        let mut s = 0f32;
+                        for dt in 0..3 {
+                            let tt = t as i64 + dt as i64 - 1;
+                            if !(0..4).contains(&tt) {
+                                continue;
+                            }
+                            for by in 0..4 {
+                                for bx in 0..4 {
+                                    for ci in 0..12 {
+                                        let v = xs
+                                            [((tt as usize * bh + i + by) * bw + j + bx) * 12 + ci];
+                                        s += s2d.data[(((k * 12 + ci) * 3 + dt) * 4 + by) * 4 + bx]
+                                            * v;
+                                    }
+                                }
+                            }
+                        }
+                        let d = stem_direct(&w, &x, h, wd, t, i, j, k);
+                        assert!((s - d).abs() < 1e-4, "t {t} i {i} j {j} k {k}: {s} vs {d}");
+                        // The time-folded 2-D form: input channel ti * 12 + c.
+                        let mut f = 0f32;
+                        for by in 0..4 {
+                            for bx in 0..4 {
+                                for ti in 0..4 {
+                                    for c in 0..12 {
+                                        let v = xs[((ti * bh + i + by) * bw + j + bx) * 12 + c];
+                                        let wi =
+                                            (((t * k0 + k) * 48 + ti * 12 + c) * 4 + by) * 4 + bx;
+                                        f += fold.data[wi] * v;
+                                    }
+                                }
+                            }
+                        }
+                        assert!(
+                            (f - d).abs() < 1e-4,
+                            "folded t {t} i {i} j {j} k {k}: {f} vs {d}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn block_outconv_is_the_same_convolution() {
+        let (n3, c0, h, wd) = (3, 2, 6, 8);
+        let mut z = 999u32;
+        let mut rnd = || {
+            z ^= z << 13;
+            z ^= z >> 17;
+            z ^= z << 5;
+            (z % 2000) as f32 / 1000.0 - 1.0
+        };
+        let w = Tensor {
+            shape: vec![n3, c0, 7, 7],
+            data: (0..n3 * c0 * 49).map(|_| rnd()).collect(),
+        };
+        // A padded map [h + 6, w + 6, c0] (any values).
+        let (ph, pw) = (h + 6, wd + 6);
+        let f: Vec<f32> = (0..ph * pw * c0).map(|_| rnd()).collect();
+        let s = outconv_s2d(&w);
+        for y in 0..h {
+            for x in 0..wd {
+                for o in 0..n3 {
+                    let mut d = 0f32;
+                    for ci in 0..c0 {
+                        for ky in 0..7 {
+                            for kx in 0..7 {
+                                d += w.data[((o * c0 + ci) * 7 + ky) * 7 + kx]
+                                    * f[((y + ky) * pw + x + kx) * c0 + ci];
+                            }
+                        }
+                    }
+                    let (i, j, a, b) = (y / 2, x / 2, y % 2, x % 2);
+                    let oc = (a * 2 + b) * n3 + o;
+                    let mut g = 0f32;
+                    for by in 0..4 {
+                        for bx in 0..4 {
+                            for py in 0..2 {
+                                for px in 0..2 {
+                                    for ci in 0..c0 {
+                                        let v = f[((2 * (i + by) + py) * pw + 2 * (j + bx) + px)
+                                            * c0
+                                            + ci];
+                                        g += s.data[(oc * 4 * c0 + (py * 2 + px) * c0 + ci) * 16
+                                            + by * 4
+                                            + bx]
+                                            * v;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    assert!((g - d).abs() < 1e-4, "y {y} x {x} o {o}: {g} vs {d}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn subpixel_phases_are_the_transposed_convolution() {
+        let (ci, co, t, h, w) = (3, 2, 4, 3, 5);
+        let mut z = 4242u32;
+        let mut rnd = || {
+            z ^= z << 13;
+            z ^= z >> 17;
+            z ^= z << 5;
+            (z % 2000) as f32 / 1000.0 - 1.0
+        };
+        let wt = Tensor {
+            shape: vec![ci, co, 3, 4, 4],
+            data: (0..ci * co * 48).map(|_| rnd()).collect(),
+        };
+        let x: Vec<f32> = (0..ci * t * h * w).map(|_| rnd()).collect(); // [c, t, h, w]
+        let xi = |c: usize, tt: i64, y: i64, xx: i64| {
+            if tt < 0 || tt >= t as i64 || y < 0 || y >= h as i64 || xx < 0 || xx >= w as i64 {
+                0.0
+            } else {
+                x[((c * t + tt as usize) * h + y as usize) * w + xx as usize]
+            }
+        };
+        // Direct ConvTranspose3d: out[o, T, Y, X] += x[c, t', i', j'] * W[c, o, kt, ky, kx]
+        // where T = t' - 1 + kt, Y = 2 i' - 1 + ky, X = 2 j' - 1 + kx.
+        let (oh, ow) = (2 * h, 2 * w);
+        let mut direct = vec![0f32; co * t * oh * ow];
+        for c in 0..ci {
+            for tp in 0..t {
+                for ip in 0..h {
+                    for jp in 0..w {
+                        for o in 0..co {
+                            for kt in 0..3 {
+                                for ky in 0..4 {
+                                    for kx in 0..4 {
+                                        let tt = tp as i64 - 1 + kt as i64;
+                                        let yy = 2 * ip as i64 - 1 + ky as i64;
+                                        let xx = 2 * jp as i64 - 1 + kx as i64;
+                                        if tt < 0
+                                            || tt >= t as i64
+                                            || yy < 0
+                                            || yy >= oh as i64
+                                            || xx < 0
+                                            || xx >= ow as i64
+                                        {
+                                            continue;
+                                        }
+                                        direct[((o * t + tt as usize) * oh + yy as usize) * ow
+                                            + xx as usize] +=
+                                            xi(c, tp as i64, ip as i64, jp as i64)
+                                                * wt.data
+                                                    [(((c * co + o) * 3 + kt) * 4 + ky) * 4 + kx];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for a in 0..2 {
+            for b in 0..2 {
+                let ph = convt_phase(&wt, a, b);
+                for o in 0..co {
+                    for tt in 0..t {
+                        for i in 0..h {
+                            for j in 0..w {
+                                // Forward conv, padding 1, at output (i + a, j + b).
+                                let mut s = 0f32;
+                                for c in 0..ci {
+                                    for kt in 0..3 {
+                                        for ty in 0..2 {
+                                            for tx in 0..2 {
+                                                let v = xi(
+                                                    c,
+                                                    tt as i64 - 1 + kt as i64,
+                                                    (i + a) as i64 - 1 + ty as i64,
+                                                    (j + b) as i64 - 1 + tx as i64,
+                                                );
+                                                s += v * ph.data
+                                                    [(((o * ci + c) * 3 + kt) * 2 + ty) * 2 + tx];
+                                            }
+                                        }
+                                    }
+                                }
+                                let d = direct[((o * t + tt) * oh + 2 * i + a) * ow + 2 * j + b];
+                                assert!(
+                                    (s - d).abs() < 1e-4,
+                                    "phase {a}{b} o {o} t {tt} i {i} j {j}: {s} vs {d}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

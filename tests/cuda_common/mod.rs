@@ -1,0 +1,79 @@
+//! Shared by the GPU tests: fixtures, engines that skip without a GPU, comparisons.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use gstflavrinterp::backend::{FrameLayout, PixelFormat, Precision, YuvMatrix};
+use gstflavrinterp::cuda::{self, Engine};
+use gstflavrinterp::model::{Flavr, Tensor, checkpoint};
+
+/// The fixtures folder: `$FLAVR_FIXTURES`, else tests/fixtures of this crate.
+pub fn fixtures() -> PathBuf {
+    std::env::var_os("FLAVR_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
+}
+
+pub fn load_model(name: &str) -> Flavr {
+    let p = fixtures().join(name);
+    Flavr::load_path(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+pub fn read_tensors(name: &str) -> Vec<(String, Tensor)> {
+    let p = fixtures().join(name);
+    let mut ck = checkpoint::open_path(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let names: Vec<String> = ck.entries().iter().map(|e| e.name.clone()).collect();
+    names
+        .into_iter()
+        .map(|n| {
+            let t = ck.read_f32(&n).unwrap_or_else(|e| panic!("{n}: {e}"));
+            (n, t)
+        })
+        .collect()
+}
+
+/// An engine, or `None` with "skipped: ..." when there is no usable GPU. With
+/// FLAVR_REQUIRE_GPU=1 (set on the GPU machine) a failure to open is a test failure.
+pub fn engine(model: &Flavr, p: Precision) -> Option<Engine> {
+    match cuda::open_engine(model, 0, p) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            if std::env::var_os("FLAVR_REQUIRE_GPU").is_some() {
+                panic!("FLAVR_REQUIRE_GPU is set but the CUDA engine does not open: {e}");
+            }
+            eprintln!("skipped: no usable CUDA GPU ({e})");
+            None
+        }
+    }
+}
+
+pub fn rgb_layout(w: usize, h: usize) -> FrameLayout {
+    FrameLayout {
+        format: PixelFormat::Rgb,
+        width: w,
+        height: h,
+        offsets: vec![0],
+        strides: vec![3 * w],
+        size: 3 * w * h,
+        yuv: YuvMatrix::BT709,
+    }
+}
+
+/// Frame t of an input `[1, 3, 4, h, w]` as planar `[3, h, w]`.
+pub fn frame_of(input: &Tensor, t: usize) -> Vec<f32> {
+    let (h, w) = (input.shape[3], input.shape[4]);
+    let mut out = Vec::with_capacity(3 * h * w);
+    for c in 0..3 {
+        let base = (c * 4 + t) * h * w;
+        out.extend_from_slice(&input.data[base..base + h * w]);
+    }
+    out
+}
+
+pub fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds the bench program and the GPU test binaries here and stages what a device call needs
+# in $DEST (default /work/main/.gpu-cuda, git-ignored), to be named in the call's `carry`.
+# usage: tools/bench/stage.sh [FRAMES.rgb]    (raw 1280x720 RGB frames of bigbuckbunny.mp4)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target}
+DEST=${DEST:-/work/main/.gpu-cuda}
+cargo build --release --bin bench
+tests=$(cargo test --release --no-run --test cuda_parity --test cuda_pixels --test cuda_cpu_parity --test cuda_errors 2>&1 | sed -n 's/.*Executable tests\/\(cuda_[a-z_]*\)\.rs (\(.*\))/\1 \2/p')
+mkdir -p "$DEST/tools" "$DEST/fixtures"
+cp "$CARGO_TARGET_DIR/release/bench" "$DEST/bench"
+while read -r name path; do cp "$path" "$DEST/$name"; done <<<"$tests"
+strip "$DEST"/bench "$DEST"/cuda_*
+cp tests/fixtures/*.safetensors "$DEST/fixtures/"
+rm -rf "$DEST/tools/bench" "$DEST/tools/reference"
+cp -r tools/bench tools/reference "$DEST/tools/"
+# The element for the pipeline timing: the plugin and a GStreamer runtime (no GStreamer there).
+cargo build --release --lib
+mkdir -p "$DEST/plugin"
+cp "$CARGO_TARGET_DIR/release/libgstflavrinterp.so" "$DEST/plugin/"
+strip "$DEST/plugin/libgstflavrinterp.so"
+[ -e "$DEST/gst/env.sh" ] || bash /work/shared/tools/gst-gpu-bundle.sh "$DEST/gst" >/dev/null
+if [ -n "${1:-}" ] && [ ! -e "$DEST/frames.rgb.gz" ]; then
+  head -c $((8 * 1280 * 720 * 3)) "$1" | gzip -1 > "$DEST/frames.rgb.gz"
+fi
+du -sh "$DEST"

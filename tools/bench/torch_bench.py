@@ -1,0 +1,183 @@
+"""PyTorch reference timings for the same network and shapes as the `bench` program, and the
+comparison of the CUDA engine's outputs with the PyTorch reference on the same weights.
+
+    python3 tools/bench/torch_bench.py [--sizes 960x544,1280x720,1920x1080] [--runs 20]
+        [--compile 1920x1080] [--compile-mode default] [--tf32 1920x1080]
+        [--compare DIR --frames FILE.rgb --frame-size WxH]
+
+Model: the full-width 2x architecture of tools/reference/flavr_ref.py with the synthetic weights
+of synth.py (seed 1), identical to the ones `bench` uses. Timing: fp16 channels-last eager (cudnn.benchmark off, the default, and on; and
+torch.compile, and TF32 where asked), no_grad, CUDA events, median over --runs after warm-up;
+peak memory = torch.cuda.max_memory_allocated during the timed runs (weights included).
+--compare: PSNR of `bench --dump DIR` outputs (ours_<precision>_<i>.f32, [n, 3, H, W] float32)
+against the PyTorch reference in float32 (TF32 off) on the same frames.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "..", "reference"))
+sys.path.insert(0, here)
+import flavr_ref as fr  # noqa: E402
+import synth  # noqa: E402
+
+
+def size(s):
+    w, h = s.split("x")
+    return int(w), int(h)
+
+
+def frames_input(w, h, dtype, device):
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(1, 3, 4, h, w, generator=g) * 0.5 + 0.25
+    return x.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last_3d)
+
+
+def channels_last(model):
+    """Channels-last weights: 3-D convs as channels_last_3d, 2-D ones as channels_last."""
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
+            m.to(memory_format=torch.channels_last_3d)
+        elif isinstance(m, torch.nn.Conv2d):
+            m.to(memory_format=torch.channels_last)
+    return model
+
+
+def time_model(fn, x, runs, warmup=3):
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn(x)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        times = []
+        for _ in range(runs):
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            fn(x)
+            e.record()
+            e.synchronize()
+            times.append(s.elapsed_time(e))
+    return statistics.median(times), torch.cuda.max_memory_allocated() / 2**30
+
+
+def flops(w, h):
+    # Same count as ModelSpec::flops for the released 2x widths (convolutions and SE).
+    t = 4.0
+    px = lambda s: t * (h / s) * (w / s)  # noqa: E731
+    m = px(2) * 64 * 3 * 3 * 7 * 7
+    widths = [64, 128, 256, 512]
+    cin = 64
+    for l, c in enumerate(widths):
+        s = [2, 4, 8, 8][l]
+        for b in range(2):
+            ci = cin if b == 0 else c
+            m += px(s) * (c * ci * 27 + c * c * 27) + c * c
+            if b == 0 and (l in (1, 2) or ci != c):
+                m += px(s) * c * ci
+        cin = c
+    dec_in = [512, 512, 256, 128, 128]
+    dec_out = [256, 128, 64, 64, 64]
+    scale = [8, 4, 2, 2, 1]
+    taps = [27, 12, 12, 27, 12]
+    for d in range(5):
+        m += px(scale[d]) * dec_out[d] * dec_in[d] * taps[d] + dec_out[d] ** 2
+    m += h * w * 64 * 256 + h * w * 3 * 64 * 49
+    return 2 * m
+
+
+def bench(args):
+    dev = "cuda"
+    base = synth.synthesize(fr.Flavr(n_out=1), seed=1).eval()
+    print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name()}",
+          flush=True)
+    rows = []
+    m16 = channels_last(base.to(dev).half())
+    for w, h in args.sizes:
+        x = frames_input(w, h, torch.float16, dev)
+        ms, mem = time_model(m16, x, args.runs)
+        rows.append((f"{w}x{h}", "fp16 eager", ms, flops(w, h) / ms / 1e9, mem))
+        print(rows[-1], flush=True)
+    torch.backends.cudnn.benchmark = True
+    for w, h in args.sizes:
+        x = frames_input(w, h, torch.float16, dev)
+        ms, mem = time_model(m16, x, args.runs)
+        rows.append((f"{w}x{h}", "fp16 eager cudnn.benchmark", ms, flops(w, h) / ms / 1e9, mem))
+        print(rows[-1], flush=True)
+    for w, h in args.compile:
+        t0 = time.time()
+        mc = torch.compile(m16, mode=args.compile_mode)
+        x = frames_input(w, h, torch.float16, dev)
+        with torch.no_grad():
+            mc(x)
+        ct = time.time() - t0
+        ms, mem = time_model(mc, x, args.runs)
+        rows.append((f"{w}x{h}", f"fp16 compile({args.compile_mode}, {ct:.0f}s)", ms, flops(w, h) / ms / 1e9, mem))
+        print(rows[-1], flush=True)
+    del m16
+    if args.tf32:
+        torch.backends.cudnn.allow_tf32 = True
+        m32 = channels_last(base.to(dev).float())
+        for w, h in args.tf32:
+            x = frames_input(w, h, torch.float32, dev)
+            ms, mem = time_model(m32, x, max(3, args.runs // 4))
+            rows.append((f"{w}x{h}", "tf32 eager", ms, flops(w, h) / ms / 1e9, mem))
+            print(rows[-1], flush=True)
+        del m32
+    print(f"{'size':>10} {'pytorch':>34} {'ms/frame':>9} {'TFLOP/s':>8} {'peak GiB':>9}")
+    for r in rows:
+        print(f"{r[0]:>10} {r[1]:>34} {r[2]:>9.2f} {r[3]:>8.1f} {r[4]:>9.2f}")
+
+
+def psnr(a, b):
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * np.log10(1.0 / mse) if mse > 0 else float("inf")
+
+
+def compare(args):
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    w, h = args.frame_size
+    raw = np.fromfile(args.frames, dtype=np.uint8)
+    n = raw.size // (3 * w * h)
+    frames = raw[: n * 3 * w * h].reshape(n, h, w, 3)
+    model = synth.synthesize(fr.Flavr(n_out=1), seed=1).eval().cuda()
+    for i in range(2):
+        x = torch.from_numpy(frames[i:i + 4].astype(np.float32) / 255.0)  # [4, h, w, 3]
+        x = x.permute(3, 0, 1, 2)[None].cuda()  # [1, 3, 4, h, w]
+        with torch.no_grad():
+            ref = torch.cat(fr.interpolate(model, x), 0).cpu().numpy()  # [n, 3, h, w]
+        for p in ("fp32", "fp16", "bf16"):
+            path = os.path.join(args.compare, f"ours_{p}_{i}.f32")
+            if not os.path.exists(path):
+                continue
+            ours = np.fromfile(path, dtype=np.float32).reshape(ref.shape)
+            print(f"window {i}: ours {p} vs PyTorch fp32: max abs {np.abs(ours - ref).max():.2e}, "
+                  f"PSNR {psnr(np.clip(ours, 0, 1), np.clip(ref, 0, 1)):.2f} dB", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=lambda s: [size(x) for x in s.split(",") if x],
+                    default=[(960, 544), (1280, 720), (1920, 1080)])
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--compile", type=lambda s: [size(x) for x in s.split(",") if x], default=[])
+    ap.add_argument("--compile-mode", default="default")
+    ap.add_argument("--tf32", type=lambda s: [size(x) for x in s.split(",") if x], default=[])
+    ap.add_argument("--compare")
+    ap.add_argument("--frames")
+    ap.add_argument("--frame-size", type=size)
+    args = ap.parse_args()
+    if args.compare:
+        compare(args)
+    if args.sizes or args.compile or args.tf32:
+        bench(args)
+
+
+if __name__ == "__main__":
+    main()
