@@ -7,8 +7,6 @@ use crate::window::{PlanError, WindowError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("no model-location set and this build has no embedded model")]
-    NoModel,
     #[error("cannot load model `{path}`: {source}")]
     Load { path: String, source: LoadError },
     #[error("cannot load the embedded model: {0}")]
@@ -36,7 +34,7 @@ impl Error {
     pub fn to_error_msg(&self) -> gst::ErrorMessage {
         let text = self.to_string();
         match self {
-            Error::NoModel | Error::Plan(_) | Error::Outputs { .. } => {
+            Error::Plan(_) | Error::Outputs { .. } => {
                 gst::error_msg!(gst::LibraryError::Settings, ("{}", text))
             }
             Error::Load {
@@ -72,10 +70,6 @@ mod tests {
         assert!(
             s.contains("/x/flavr.pth") && s.contains("outconv.1.weight"),
             "{s}"
-        );
-        assert_eq!(
-            Error::NoModel.to_string(),
-            "no model-location set and this build has no embedded model"
         );
         let e = Error::Plan(PlanError::Unsupported { factor: 8, n: 5 });
         assert!(e.to_string().contains("factor 8"));

@@ -683,16 +683,50 @@ fn start_error(el: &gst::Element) -> Option<String> {
 }
 
 #[test]
-fn start_errors_name_the_cause() {
+fn empty_model_location_runs_the_embedded_model() {
     init();
     let el = gst::ElementFactory::make("flavrinterp").build().unwrap();
+    assert_eq!(el.property::<String>("model-location"), "");
     el.set_property_from_str("backend", "cpu");
-    let e = start_error(&el).unwrap();
-    assert!(
-        e.contains("no model-location set and this build has no embedded model"),
-        "{e}"
-    );
+    let caps = caps_str("RGB", 40, 24, "25/1");
+    let info = info_of(&caps);
+    let bus = gst::Bus::new();
+    el.set_bus(Some(&bus));
+    let mut h = gst_check::Harness::with_element(&el, Some("sink"), Some("src"));
+    h.set_src_caps_str(&caps);
+    let inputs: Vec<gst::Buffer> = (0..3)
+        .map(|i| {
+            buffer(
+                frame_bytes(&info, i),
+                Some(i * 40_000_000),
+                Some(40_000_000),
+            )
+        })
+        .collect();
+    for b in &inputs {
+        h.push(b.clone()).unwrap();
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let out = pull_all(&mut h);
+    assert!(bus.pop_filtered(&[gst::MessageType::Error]).is_none());
+    assert_eq!(out.len(), 5);
+    for (i, input) in inputs.iter().enumerate() {
+        assert_eq!(bytes(&out[2 * i]), bytes(input), "original {i} changed");
+    }
+    // The trained model's new frames are real frames, not copies of a neighbour.
+    for j in [1, 3] {
+        assert_ne!(bytes(&out[j]), bytes(&inputs[j / 2]));
+        assert_ne!(bytes(&out[j]), bytes(&inputs[j / 2 + 1]));
+        assert_eq!(
+            out[j].pts(),
+            Some(gst::ClockTime::from_nseconds(j as u64 * 20_000_000))
+        );
+    }
+}
 
+#[test]
+fn start_errors_name_the_cause() {
+    init();
     let el = element(M2X, 2);
     el.set_property("model-location", "/nonexistent/FLAVR_2x.pth");
     let e = start_error(&el).unwrap();

@@ -4,7 +4,7 @@
 # backend and speed.
 #
 # Settings (environment): FLAVR_MODEL (checkpoint), FLAVR_FACTOR (2), FLAVR_BACKEND (auto),
-# FRAMES (90), WIDTH (320), HEIGHT (240), OUT_DIR (out).
+# FRAMES (50), WIDTH (320), HEIGHT (240), OUT_DIR (out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,21 +18,16 @@ cargo build --release --lib
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 export GST_PLUGIN_PATH="$target_dir/release${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"
 
-fixture="$PWD/tests/fixtures/flavr2x_w8.pth"
-export FLAVR_MODEL=${FLAVR_MODEL:-$fixture}
+# FLAVR_MODEL empty: the model built into the plugin (our own trained 2x model, models/README.md).
+export FLAVR_MODEL=${FLAVR_MODEL:-}
 export FLAVR_FACTOR=${FLAVR_FACTOR:-2}
 export FLAVR_BACKEND=${FLAVR_BACKEND:-auto}
 out=${OUT_DIR:-out}
 mkdir -p "$out"
-
-if [ "$FLAVR_MODEL" = "$fixture" ]; then
-    echo "NOTE: using tests/fixtures/flavr2x_w8.pth, a narrow test model with RANDOM weights:"
-    echo "      the new frames prove the pipeline end to end, not FLAVR's quality."
-    echo "      For real results: FLAVR_MODEL=/path/to/FLAVR_2x.pth $0"
-fi
+echo "model: ${FLAVR_MODEL:-the embedded default model}, factor $FLAVR_FACTOR, backend $FLAVR_BACKEND"
 
 gst-inspect-1.0 flavrinterp >/dev/null
-pipelines/make-test-video.sh "$out/input.mp4" "${FRAMES:-90}" "${WIDTH:-320}" "${HEIGHT:-240}"
+pipelines/make-test-video.sh "$out/input.mp4" "${FRAMES:-50}" "${WIDTH:-320}" "${HEIGHT:-240}"
 echo "input:  $out/input.mp4: $(pipelines/count-frames.sh "$out/input.mp4")"
 pipelines/file-to-file.sh "$out/input.mp4" "$out/output.mp4"
 echo "output: $out/output.mp4: $(pipelines/count-frames.sh "$out/output.mp4")"

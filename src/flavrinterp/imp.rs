@@ -288,8 +288,7 @@ fn frame_duration(fps: gst::Fraction) -> Option<u64> {
 
 fn load_model(settings: &Settings) -> Result<(Flavr, String), Error> {
     if settings.model_location.is_empty() {
-        let bytes = model::default_model().ok_or(Error::NoModel)?;
-        let m = Flavr::load_bytes(bytes).map_err(Error::LoadEmbedded)?;
+        let m = Flavr::load_bytes(model::default_model()).map_err(Error::LoadEmbedded)?;
         return Ok((m, "(embedded)".into()));
     }
     let path = &settings.model_location;

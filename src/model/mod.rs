@@ -40,10 +40,11 @@ pub enum LoadError {
     DType { key: String, dtype: String },
 }
 
-/// The checkpoint built into the plugin, used when `model-location` is empty. This build has
-/// none yet (`None`); the trained default model will be embedded here.
-pub fn default_model() -> Option<&'static [u8]> {
-    None
+/// The checkpoint built into the plugin, used when `model-location` is empty: our own 2x model
+/// (widths 32/64/128/256, float16 safetensors), trained by `tools/train/` on synthetic motion
+/// over Debian wallpaper photographs. `models/README.md` says how it was made.
+pub fn default_model() -> &'static [u8] {
+    include_bytes!("../../models/flavr2x-default.safetensors")
 }
 
 /// A convolution's weights, in PyTorch layout.

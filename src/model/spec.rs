@@ -345,6 +345,18 @@ mod tests {
     }
 
     #[test]
+    fn embedded_default_model_loads() {
+        let bytes = crate::model::default_model();
+        assert!(bytes.len() <= 25_000_000, "{} bytes", bytes.len());
+        let m = crate::model::Flavr::load_bytes(bytes).unwrap();
+        assert_eq!(m.spec.widths, [32, 64, 128, 256]);
+        assert_eq!(m.spec.decoder, [128, 64, 32, 32, 32]);
+        assert_eq!((m.spec.stem, m.spec.fuse, m.spec.n_out), (32, 32, 1));
+        assert!(!m.spec.encoder_bias);
+        assert_eq!(m.spec.params(), 10_525_571);
+    }
+
+    #[test]
     fn spec_read_back_from_keys() {
         for n in [1, 3, 7] {
             let spec = ModelSpec::released(n);
