@@ -626,7 +626,7 @@ impl ObjectImpl for FlavrInterp {
                     .nick("Model location")
                     .blurb(
                         "FLAVR checkpoint: a released FLAVR_2x/4x/8x.pth (PyTorch zip or legacy) \
-                         or a .safetensors file. Empty: the model built into the plugin, if any. \
+                         or a .safetensors file. Empty: the model built into the plugin (our own 2x model). \
                          Cannot change while running.",
                     )
                     .default_value(Some(DEFAULT_MODEL_LOCATION))
