@@ -17,7 +17,8 @@
 //! - `dup`: the previous even frame;
 //! - `blend`: the rounded average of the two neighbouring even frames, `(a + b + 1) >> 1`;
 //! - `ours`: the even frames (timestamps at twice the clip's frame duration) through
-//!   `appsrc ! flavrinterp factor=2 ! appsink`; the outputs at odd positions are the rebuilt
+//!   `appsrc ! flavrinterp factor=2 [model-location=--model] ! appsink` (without `--model`: the
+//!   model built into the plugin); the outputs at odd positions are the rebuilt
 //!   frames. Checks that `2n - 1` frames come out and that the originals come back bit-exact;
 //! - `file:PATH`: frame `k` of another tool's output (at the clip's frame rate, made from the
 //!   even frames) is the rebuilt frame `k`. `PATH` is a video GStreamer decodes, or raw `rgb24`
@@ -26,7 +27,7 @@
 //! Metrics, per rebuilt frame, then the mean over frames:
 //! - PSNR over all R, G, B samples, peak 255: `10 log10(255^2 / MSE)`; the table shows the mean
 //!   of the per-frame PSNRs (this reproduces our FFmpeg-measured baselines; the PSNR of the
-//!   mean MSE is about 3.4 dB lower on bigbuckbunny);
+//!   mean MSE is about 3 dB lower on bigbuckbunny);
 //! - SSIM (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5, C1 = (0.01 * 255)^2,
 //!   C2 = (0.03 * 255)^2, population statistics, mean over the positions where the window fits
 //!   in the frame ("valid"), computed per R, G, B channel and averaged.
@@ -51,7 +52,7 @@ use gst_video::prelude::*;
 use rayon::prelude::*;
 
 const USAGE: &str = "usage:
-  flavr-eval --clip CLIP [--method M]... [--model PATH] [--backend auto|cuda|cpu]
+  flavr-eval --clip CLIP [--method M]... [--model PATH (default: the embedded model)] [--backend auto|cuda|cpu]
              [--precision fp16|fp32|bf16] [--device-id N] [--frames N]
              [--convert exact|videoconvert] [--write-even OUT.rgb] [--per-frame OUT.csv]
              [--png OUT.png [--crop-frame K] [--crop X,Y,W,H | --crop-size W,H]]
@@ -227,9 +228,6 @@ impl Options {
         o.clip = clip.ok_or_else(|| format!("--clip is required\n{USAGE}"))?;
         if o.methods.is_empty() {
             o.methods = vec![Method::parse("dup")?, Method::parse("blend")?];
-        }
-        if o.methods.iter().any(|m| m.kind == Kind::Ours) && o.model.is_none() {
-            return Err("method `ours` needs --model (this build has no embedded model)".into());
         }
         if let Some(k) = o.crop_frame
             && k.is_multiple_of(2)
@@ -563,7 +561,8 @@ fn blend(a: &[u8], b: &[u8]) -> Vec<u8> {
 
 /// Settings of the element for `ours`.
 struct ElementSettings<'a> {
-    model: &'a Path,
+    /// `None`: the model built into the plugin (`model-location` empty).
+    model: Option<&'a Path>,
     backend: &'a str,
     precision: &'a str,
     device_id: u32,
@@ -613,7 +612,8 @@ fn run_ours(
     src.set_property("max-bytes", (2 * info.size()) as u64);
     let interp = make("flavrinterp")?;
     interp.set_property("factor", 2u32);
-    interp.set_property("model-location", s.model.to_string_lossy().as_ref());
+    let location = s.model.map(|m| m.to_string_lossy().to_string());
+    interp.set_property("model-location", location.unwrap_or_default());
     interp.set_property_from_str("backend", s.backend);
     interp.set_property_from_str("precision", s.precision);
     interp.set_property("device-id", s.device_id);
@@ -971,7 +971,7 @@ fn evaluate(o: &Options) -> Result<(), String> {
             }
             Kind::Ours => {
                 let settings = ElementSettings {
-                    model: o.model.as_deref().ok_or("`ours` needs --model")?,
+                    model: o.model.as_deref(),
                     backend: &o.backend,
                     precision: &o.precision,
                     device_id: o.device_id,
@@ -1274,7 +1274,7 @@ mod tests {
         let even: Vec<Vec<u8>> = (0..5).map(|i| synth(w, h, i).1).collect();
         let model = fixture("flavr2x_w8.safetensors");
         let s = ElementSettings {
-            model: &model,
+            model: Some(&model),
             backend: "cpu",
             precision: "fp32",
             device_id: 0,
@@ -1295,7 +1295,7 @@ mod tests {
             h,
             gst::Fraction::new(25, 1),
             &ElementSettings {
-                model: &missing,
+                model: Some(&missing),
                 ..s
             },
         )

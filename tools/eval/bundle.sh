@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 # Packs flavr-eval and a GStreamer runtime that decodes the clip (MP4/H.264) into DIR, for a
 # machine without GStreamer (the GPU machine):
-#   tools/eval/bundle.sh DIR [libav]     # here (Debian 12 with GStreamer)
-#   source DIR/env.sh && MODEL=M BACKEND=cuda DIR/eval.sh DIR/bigbuckbunny.mp4
+#   tools/eval/bundle.sh DIR [libav]     # here (Debian 12 with GStreamer); about 42 MB
+#   source DIR/env.sh && BACKEND=cuda DIR/eval.sh DIR/bigbuckbunny.mp4   # MODEL=M: other weights
 # (the clip, $CLIP or /work/data/bigbuckbunny.mp4, is copied in; there is no ffmpeg there, so
 # eval.sh leaves minterpolate out)
 #   source DIR/env.sh && DIR/bin/flavr-eval --clip CLIP --method ours --model M --backend cuda

@@ -2,11 +2,12 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 # Interpolation quality on a real clip: keep the even frames, rebuild the odd ones, PSNR/SSIM.
 #
-#   tools/eval/eval.sh [CLIP]                       # dup, blend, FFmpeg minterpolate
-#   MODEL=flavr2x.safetensors tools/eval/eval.sh    # ... and ours (flavrinterp)
+#   tools/eval/eval.sh [CLIP]              # dup, blend, FFmpeg minterpolate, ours (default model)
+#   MODEL=FLAVR_2x.pth tools/eval/eval.sh  # ours with another checkpoint
 #
 # CLIP defaults to /work/data/bigbuckbunny.mp4. Environment:
-#   MODEL      checkpoint for `ours` (.safetensors or .pth); unset: no `ours` row
+#   MODEL      checkpoint for `ours` (.safetensors or .pth); unset: the model built into the
+#              plugin; OURS=0: no `ours` row
 #   BACKEND    auto | cuda | cpu (auto)        PRECISION  fp16 | fp32 | bf16 (fp16)
 #   FRAMES     evaluate only the first N rebuilt frames (all)
 #   OUT        output folder (out/eval): results.txt, per-frame.csv, crop.png
@@ -61,8 +62,9 @@ else
 fi
 
 # 3. Ours through the element.
-if [ -n "${MODEL:-}" ]; then
-  args+=(--method ours --model "$MODEL" --backend "${BACKEND:-auto}" --precision "${PRECISION:-fp16}")
+if [ "${OURS:-1}" = 1 ]; then
+  args+=(--method ours --backend "${BACKEND:-auto}" --precision "${PRECISION:-fp16}")
+  [ -n "${MODEL:-}" ] && args+=(--model "$MODEL")
 fi
 [ -n "${FRAMES:-}" ] && args+=(--frames "$FRAMES")
 [ -n "${CROP_FRAME:-}" ] && args+=(--crop-frame "$CROP_FRAME")

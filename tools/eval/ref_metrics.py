@@ -10,6 +10,14 @@ valid positions, mean over R, G, B) for dup, blend and optional raw rgb24 files.
 
   /opt/torchenv/bin/python tools/eval/ref_metrics.py CLIP [--rgb exact|ffmpeg]
       [--file LABEL=PATH.rgb]... [--frames N] [--per-frame OUT.csv] [--write-even OUT.rgb]
+      [--no-ssim]
+
+Reproducing our FFmpeg-measured baselines (FFmpeg's RGB, minterpolate fed raw rgb24):
+  ref_metrics.py CLIP --rgb ffmpeg --write-even even-ff.rgb --no-ssim
+  ffmpeg -f rawvideo -pix_fmt rgb24 -video_size 1280x720 -framerate 25/2 -i even-ff.rgb \
+    -vf minterpolate=fps=25:mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1 \
+    -f rawvideo -pix_fmt rgb24 mi-ff.rgb
+  ref_metrics.py CLIP --rgb ffmpeg --file minterpolate=mi-ff.rgb --no-ssim
 """
 import argparse
 import json
@@ -84,6 +92,7 @@ def main():
     ap.add_argument("--frames", type=int)
     ap.add_argument("--per-frame")
     ap.add_argument("--write-even")
+    ap.add_argument("--no-ssim", action="store_true", help="PSNR only (SSIM here is slow)")
     args = ap.parse_args()
     w, h = probe(args.clip)
     t = decode(args.clip, w, h, args.rgb)
@@ -108,7 +117,7 @@ def main():
             k = 2 * j + 1
             r = get(k)
             if r is not None:
-                per.append((k, psnr(r, t[k]), ssim(r, t[k])))
+                per.append((k, psnr(r, t[k]), float("nan") if args.no_ssim else ssim(r, t[k])))
         rows += [(label, *p) for p in per]
         print(f"{label:<16} {len(per):>6} {np.mean([p[1] for p in per]):>10.3f} "
               f"{np.mean([p[2] for p in per]):>8.4f}")
