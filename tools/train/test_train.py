@@ -95,6 +95,26 @@ def test_deterministic():
     assert a[0].min() >= 0 and a[0].max() <= 1
 
 
+def test_still_validation_and_knobs():
+    import train
+
+    gen = ClipGenerator(_bank(), crop=32)
+    for k, v in train.STILL.items():
+        setattr(gen, k, v)
+    x, y, info = gen.batch(4, seed=3)
+    for i in range(4):  # four copies of the target: the network must give the frame back
+        assert torch.equal(x[:, :, i], y), f"still clip input {i} differs from the target"
+    assert float(info["motion"].abs().max()) == 0.0
+    assert train.parse_knobs("p_noise=0.1, layer_probs=0.5:0.5:0:0") == {"p_noise": 0.1,
+                                                                         "layer_probs": (0.5, 0.5, 0.0, 0.0)}
+    for bad in ("p_nose=0.1", "p_noise", "p_noise=x"):
+        try:
+            train.parse_knobs(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} was accepted")
+
+
 def test_q8():
     torch.manual_seed(0)
     v = torch.rand(5000) ** 6 * 1e-5
@@ -149,7 +169,7 @@ def test_resume_and_export():
         _photos(os.path.join(tmp, "photos"))
         common = ["--photos", os.path.join(tmp, "photos"), "--crop", "32", "--batch", "1", "--widths", "8,16,32,64",
                   "--val-n", "2", "--val-every", "1000", "--log-every", "3", "--warmup", "2", "--total-steps", "100",
-                  "--keep-m", "--device", "cpu", "--lr", "1e-3"]
+                  "--keep-m", "--device", "cpu", "--lr", "1e-3", "--data", "p_noise=0.2,p_static=0.5"]
         a, b = os.path.join(tmp, "a"), os.path.join(tmp, "b")
         train.main(common + ["--state", a, "--max-steps", "3"])
         w3, _ = st.load_split(a, "model")

@@ -39,6 +39,32 @@ VAL_SEED = 77_000_000
 BUCKETS = [(0, 4), (4, 16), (16, 32), (32, 1e9)]
 
 
+def parse_knobs(text):
+    """'a=1,b=0.5:0.5' -> {'a': 1.0, 'b': (0.5, 0.5)}; names must be ClipGenerator knobs."""
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        if "=" not in item:
+            raise ValueError(f"{item!r} is not NAME=VALUE")
+        k, v = (t.strip() for t in item.split("=", 1))
+        if k not in DATA_KNOBS:
+            raise ValueError(f"unknown knob {k!r} (known: {', '.join(sorted(DATA_KNOBS))})")
+        vals = tuple(float(t) for t in v.split(":"))
+        out[k] = vals if len(vals) > 1 or k == "layer_probs" else vals[0]
+    return out
+
+
+# ClipGenerator attributes --data may set (see tools/train/data.py)
+DATA_KNOBS = {"p_static", "p_blur", "max_blur_px", "layer_probs", "p_warp", "p_photometric", "p_420",
+              "p_noise", "max_noise", "p_compress", "p_reverse", "p_dup_first", "p_dup_last"}
+
+# Validation sets beside the main one: "clean" = the same scenes without noise or compression on
+# the inputs; "still" = a still camera and no layers, i.e. four copies of the target (the
+# network must give the frame back).
+CLEAN = {"p_noise": 0.0, "p_compress": 0.0}
+STILL = {"p_static": 1.0, "layer_probs": (1.0, 0.0, 0.0, 0.0), "p_warp": 0.0, "p_photometric": 0.0,
+         "p_noise": 0.0, "p_compress": 0.0, "p_blur": 0.0, "p_dup_first": 0.0, "p_dup_last": 0.0}
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", required=True, help="folder with train/ and val/ (make_photos.py)")
@@ -52,6 +78,8 @@ def parse_args(argv=None):
     ap.add_argument("--max-steps", type=int, default=None, help="stop this call after this many steps")
     ap.add_argument("--total-steps", type=int, default=20000, help="cosine schedule length (kept in the state)")
     ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--cycle-start", type=int, default=0,
+                    help="step where the warm-up and cosine start (restart the schedule for a new phase)")
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--min-lr", type=float, default=1e-6)
     ap.add_argument("--wd", type=float, default=1e-4, help="AdamW weight decay (conv weights only)")
@@ -78,7 +106,14 @@ def parse_args(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--no-amp", action="store_true", help="float32 instead of bf16 autocast")
     ap.add_argument("--compile", action="store_true", help="torch.compile the training forward (validation runs eager)")
+    ap.add_argument("--data", default="",
+                    help="training data knobs, ClipGenerator attributes: 'p_noise=0.15,max_noise=0.008,"
+                         "layer_probs=0.45:0.3:0.15:0.1' (validation keeps the defaults)")
     args = ap.parse_args(argv)
+    try:
+        args.data = parse_knobs(args.data)
+    except ValueError as e:
+        ap.error(f"--data: {e}")
     args.widths = tuple(int(w) for w in args.widths.split(","))
     if len(args.widths) != 4:
         ap.error("--widths takes four numbers")
@@ -130,9 +165,12 @@ def psnr_8bit(out, target):
 
 
 def lr_at(step, args):
+    """Linear warm-up then cosine to --min-lr at --total-steps; both start at --cycle-start (0:
+    the first step; a later step restarts the curve there, e.g. for a fine-tuning phase)."""
+    step -= args.cycle_start
     if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
-    t = min(1.0, (step - args.warmup) / max(1, args.total_steps - args.warmup))
+        return args.lr * (max(step, 0) + 1) / args.warmup
+    t = min(1.0, (step - args.warmup) / max(1, args.total_steps - args.cycle_start - args.warmup))
     return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * t))
 
 
@@ -336,9 +374,9 @@ def main(argv=None):
             log(f"schedule length changed: {meta.get('total_steps')} -> {args.total_steps} steps")
     nparams = sum(p.numel() for p in model.parameters())
     meta.update({"widths": list(args.widths), "n_out": 1, "params": nparams, "total_steps": args.total_steps,
-                 "lr": args.lr, "min_lr": args.min_lr, "warmup": args.warmup, "batch": args.batch,
+                 "lr": args.lr, "min_lr": args.min_lr, "warmup": args.warmup, "cycle_start": args.cycle_start, "batch": args.batch,
                  "crop": args.crop, "seed": args.seed, "max_motion": args.max_motion, "loss": args.loss,
-                 "w_census": args.w_census, "w_grad": args.w_grad})
+                 "w_census": args.w_census, "w_grad": args.w_grad, "data": args.data})
     start_step = int(meta["step"])
     base = {"samples": int(meta["samples"]), "train_seconds": float(meta["train_seconds"]), "calls": int(meta["calls"])}
 
@@ -353,7 +391,20 @@ def main(argv=None):
     bank = PhotoBank(os.path.join(args.photos, "train"), dev)
     vbank = PhotoBank(os.path.join(args.photos, "val"), dev)
     gen = ClipGenerator(bank, crop=args.crop, max_motion=args.max_motion)
-    val = make_validation(vbank, args.val_n, args.val_crop or args.crop, VAL_SEED, max_motion=args.max_motion)
+    for k, v in args.data.items():
+        setattr(gen, k, v)
+    if args.data:
+        log(f"training data knobs: {json.dumps(args.data)}")
+    vcrop = args.val_crop or args.crop
+    val = make_validation(vbank, args.val_n, vcrop, VAL_SEED, max_motion=args.max_motion)
+    val_clean = make_validation(vbank, args.val_n, vcrop, VAL_SEED, max_motion=args.max_motion, **CLEAN)
+    val_still = make_validation(vbank, max(16, args.val_n // 3), vcrop, VAL_SEED + 1, **STILL)
+
+    def validate_all():
+        res = validate(model, val, amp, dev)
+        res["clean"] = validate(model, val_clean, amp, dev)
+        res["still"] = round(validate(model, val_still, amp, dev)["psnr"], 3)
+        return res
     log(f"photos: {len(bank)} train, {len(vbank)} val; {args.val_n} validation clips "
         f"(setup {time.time() - t_start:.1f} s)")
     if start_step == 0:
@@ -437,7 +488,7 @@ def main(argv=None):
             data_time = 0.0
         if step % args.val_every == 0:
             t0 = time.time()
-            res = validate(model, val, amp, dev)
+            res = validate_all()
             meta["history"].append({"step": step, "val": res})
             log(f"step {step} val {json.dumps(res)}")
             t_log += time.time() - t0  # keep throughput figures about training alone
@@ -455,7 +506,7 @@ def main(argv=None):
     if meta["history"] and meta["history"][-1]["step"] == step:
         res = meta["history"][-1]["val"]
     else:
-        res = validate(model, val, amp, dev)
+        res = validate_all()
         meta["history"].append({"step": step, "val": res})
         log(f"step {step} val {json.dumps(res)}")
     update_meta(step)
