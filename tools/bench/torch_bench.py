@@ -6,7 +6,9 @@ comparison of the CUDA engine's outputs with the PyTorch reference on the same w
         [--compare DIR --frames FILE.rgb --frame-size WxH]
 
 Model: the full-width 2x architecture of tools/reference/flavr_ref.py with the synthetic weights
-of synth.py (seed 1), identical to the ones `bench` uses. Timing: fp16 channels-last eager (cudnn.benchmark off, the default, and on; and
+of synth.py (seed 1), identical to the ones `bench` uses; or, with --model FILE.safetensors, the
+architecture read off that file's shapes (tools/train/export.py) with its weights (the shipped
+model: `bench --model` the same file). Timing: fp16 channels-last eager (cudnn.benchmark off, the default, and on; and
 torch.compile, and TF32 where asked), no_grad, CUDA events, median over --runs after warm-up;
 peak memory = torch.cuda.max_memory_allocated during the timed runs (weights included).
 --compare: PSNR of `bench --dump DIR` outputs (ours_<precision>_<i>.f32, [n, 3, H, W] float32)
@@ -91,9 +93,52 @@ def flops(w, h):
     return 2 * m
 
 
+def conv_flops(model, w, h):
+    """2 x multiply-adds of every convolution (and SE linear map) of one window, counted with
+    hooks on a forward pass at w x h on the CPU (same convention as ModelSpec::flops)."""
+    total = [0]
+
+    def hook(mod, inp, out):
+        if isinstance(mod, torch.nn.ConvTranspose3d):
+            taps = mod.weight[0, 0].numel()  # each input position feeds taps outputs
+            total[0] += inp[0].numel() * mod.out_channels * taps // mod.groups
+        elif isinstance(mod, (torch.nn.Conv3d, torch.nn.Conv2d, torch.nn.Linear)):
+            k = mod.weight[0].numel()  # in / groups x kernel taps
+            total[0] += out.numel() * k
+
+    hs = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, 4, h, w))
+    finally:
+        for x in hs:
+            x.remove()
+    return 2 * total[0]
+
+
+def load_model(path):
+    """The architecture read off a safetensors file's shapes, with its weights (float32)."""
+    sys.path.insert(0, os.path.join(here, "..", "train"))
+    from export import spec_from_shapes
+    from safetensors.torch import load_file
+
+    sd = {k.removeprefix("module."): v.float() for k, v in load_file(path).items()}
+    widths, decoder, fuse, n_out, bias = spec_from_shapes(sd)
+    model = fr.Flavr(n_out=n_out, widths=widths, bias=bias, decoder=decoder, fuse=fuse)
+    model.load_state_dict(sd, strict=True)
+    print(f"model {path}: widths {widths}, {sum(v.numel() for v in sd.values()):,} parameters", flush=True)
+    return model
+
+
 def bench(args):
     dev = "cuda"
-    base = synth.synthesize(fr.Flavr(n_out=1), seed=1).eval()
+    if args.model:
+        base = load_model(args.model).eval()
+        per_px = conv_flops(base, 64, 64) / (64 * 64)  # convolutions scale with the area
+        flops_of = lambda w, h: per_px * w * h  # noqa: E731
+    else:
+        base = synth.synthesize(fr.Flavr(n_out=1), seed=1).eval()
+        flops_of = flops
     print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name()}",
           flush=True)
     rows = []
@@ -101,13 +146,13 @@ def bench(args):
     for w, h in args.sizes:
         x = frames_input(w, h, torch.float16, dev)
         ms, mem = time_model(m16, x, args.runs)
-        rows.append((f"{w}x{h}", "fp16 eager", ms, flops(w, h) / ms / 1e9, mem))
+        rows.append((f"{w}x{h}", "fp16 eager", ms, flops_of(w, h) / ms / 1e9, mem))
         print(rows[-1], flush=True)
     torch.backends.cudnn.benchmark = True
     for w, h in args.sizes:
         x = frames_input(w, h, torch.float16, dev)
         ms, mem = time_model(m16, x, args.runs)
-        rows.append((f"{w}x{h}", "fp16 eager cudnn.benchmark", ms, flops(w, h) / ms / 1e9, mem))
+        rows.append((f"{w}x{h}", "fp16 eager cudnn.benchmark", ms, flops_of(w, h) / ms / 1e9, mem))
         print(rows[-1], flush=True)
     for w, h in args.compile:
         t0 = time.time()
@@ -117,7 +162,7 @@ def bench(args):
             mc(x)
         ct = time.time() - t0
         ms, mem = time_model(mc, x, args.runs)
-        rows.append((f"{w}x{h}", f"fp16 compile({args.compile_mode}, {ct:.0f}s)", ms, flops(w, h) / ms / 1e9, mem))
+        rows.append((f"{w}x{h}", f"fp16 compile({args.compile_mode}, {ct:.0f}s)", ms, flops_of(w, h) / ms / 1e9, mem))
         print(rows[-1], flush=True)
     del m16
     if args.tf32:
@@ -126,7 +171,7 @@ def bench(args):
         for w, h in args.tf32:
             x = frames_input(w, h, torch.float32, dev)
             ms, mem = time_model(m32, x, max(3, args.runs // 4))
-            rows.append((f"{w}x{h}", "tf32 eager", ms, flops(w, h) / ms / 1e9, mem))
+            rows.append((f"{w}x{h}", "tf32 eager", ms, flops_of(w, h) / ms / 1e9, mem))
             print(rows[-1], flush=True)
         del m32
     print(f"{'size':>10} {'pytorch':>34} {'ms/frame':>9} {'TFLOP/s':>8} {'peak GiB':>9}")
@@ -172,6 +217,7 @@ def main():
     ap.add_argument("--compare")
     ap.add_argument("--frames")
     ap.add_argument("--frame-size", type=size)
+    ap.add_argument("--model", help="a safetensors checkpoint (default: synthetic full-width weights)")
     args = ap.parse_args()
     if args.compare:
         compare(args)
