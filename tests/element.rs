@@ -6,9 +6,8 @@
 //! README, independently of the element; interpolated pixels are compared with the CPU backend
 //! called directly on the windows the rules name.
 
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use gst::prelude::*;
 use gstflavrinterp::backend::Backend;
@@ -19,19 +18,8 @@ use gstflavrinterp::model::Flavr;
 const M2X: &str = "flavr2x_w8.safetensors";
 const M4X: &str = "flavr4x_w16.safetensors";
 
-fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstflavrinterp::plugin_register_static().expect("register flavrinterp");
-    });
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+mod gst_common;
+use gst_common::{fixture, init};
 
 fn element(model: &str, factor: u32) -> gst::Element {
     init();

@@ -8,19 +8,8 @@ use std::sync::{Arc, Mutex, Once};
 
 use gst::prelude::*;
 
-fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstflavrinterp::plugin_register_static().expect("register flavrinterp");
-    });
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+mod gst_common;
+use gst_common::{fixture, init};
 
 fn model() -> String {
     fixture("flavr2x_w8.safetensors")
