@@ -68,43 +68,17 @@ def time_model(fn, x, runs, warmup=3):
     return statistics.median(times), torch.cuda.max_memory_allocated() / 2**30
 
 
-def flops(w, h):
-    # Same count as ModelSpec::flops for the released 2x widths (convolutions and SE).
-    t = 4.0
-    px = lambda s: t * (h / s) * (w / s)  # noqa: E731
-    m = px(2) * 64 * 3 * 3 * 7 * 7
-    widths = [64, 128, 256, 512]
-    cin = 64
-    for l, c in enumerate(widths):
-        s = [2, 4, 8, 8][l]
-        for b in range(2):
-            ci = cin if b == 0 else c
-            m += px(s) * (c * ci * 27 + c * c * 27) + c * c
-            if b == 0 and (l in (1, 2) or ci != c):
-                m += px(s) * c * ci
-        cin = c
-    dec_in = [512, 512, 256, 128, 128]
-    dec_out = [256, 128, 64, 64, 64]
-    scale = [8, 4, 2, 2, 1]
-    taps = [27, 12, 12, 27, 12]
-    for d in range(5):
-        m += px(scale[d]) * dec_out[d] * dec_in[d] * taps[d] + dec_out[d] ** 2
-    m += h * w * 64 * 256 + h * w * 3 * 64 * 49
-    return 2 * m
-
-
 def conv_flops(model, w, h):
-    """2 x multiply-adds of every convolution (and SE linear map) of one window, counted with
-    hooks on a forward pass at w x h on the CPU (same convention as ModelSpec::flops)."""
+    """2 x multiply-adds of every convolution (the SE gates' 1x1x1 convs included) of one window
+    at w x h (multiples of 8), counted with hooks on a forward pass on the CPU."""
     total = [0]
 
     def hook(mod, inp, out):
         if isinstance(mod, torch.nn.ConvTranspose3d):
             taps = mod.weight[0, 0].numel()  # each input position feeds taps outputs
             total[0] += inp[0].numel() * mod.out_channels * taps // mod.groups
-        elif isinstance(mod, (torch.nn.Conv3d, torch.nn.Conv2d, torch.nn.Linear)):
-            k = mod.weight[0].numel()  # in / groups x kernel taps
-            total[0] += out.numel() * k
+        elif isinstance(mod, (torch.nn.Conv3d, torch.nn.Conv2d)):
+            total[0] += out.numel() * mod.weight[0].numel()  # in / groups x kernel taps
 
     hs = [m.register_forward_hook(hook) for m in model.modules()]
     try:
@@ -116,17 +90,25 @@ def conv_flops(model, w, h):
     return 2 * total[0]
 
 
+def flops_counter(model):
+    """FLOPs of one window as a function of (w, h), the same count as ModelSpec::flops: the
+    convolutions scale with the area, the SE gates (on pooled vectors) do not, so two small
+    forward passes give both parts exactly."""
+    f1, f2 = conv_flops(model, 64, 64), conv_flops(model, 128, 64)
+    per_px = (f2 - f1) / (64 * 64)
+    fixed = f1 - per_px * 64 * 64
+    return lambda w, h: per_px * w * h + fixed
+
+
 def load_model(path):
     """The architecture read off a safetensors file's shapes, with its weights (float32)."""
     sys.path.insert(0, os.path.join(here, "..", "train"))
-    from export import spec_from_shapes
+    from export import model_from_state_dict
     from safetensors.torch import load_file
 
-    sd = {k.removeprefix("module."): v.float() for k, v in load_file(path).items()}
-    widths, decoder, fuse, n_out, bias = spec_from_shapes(sd)
-    model = fr.Flavr(n_out=n_out, widths=widths, bias=bias, decoder=decoder, fuse=fuse)
-    model.load_state_dict(sd, strict=True)
-    print(f"model {path}: widths {widths}, {sum(v.numel() for v in sd.values()):,} parameters", flush=True)
+    model, spec = model_from_state_dict(load_file(path))
+    n = sum(p.numel() for p in model.parameters())
+    print(f"model {path}: widths {spec[0]}, {n:,} parameters", flush=True)
     return model
 
 
@@ -134,11 +116,9 @@ def bench(args):
     dev = "cuda"
     if args.model:
         base = load_model(args.model).eval()
-        per_px = conv_flops(base, 64, 64) / (64 * 64)  # convolutions scale with the area
-        flops_of = lambda w, h: per_px * w * h  # noqa: E731
     else:
         base = synth.synthesize(fr.Flavr(n_out=1), seed=1).eval()
-        flops_of = flops
+    flops_of = flops_counter(base)
     print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name()}",
           flush=True)
     rows = []

@@ -203,9 +203,10 @@ def _smooth_noise(n, ch, grid, size, gen, device):
 
 
 class ClipGenerator:
-    """Renders batches of synthetic clips; see the module docstring. All knobs are attributes."""
+    """Renders batches of synthetic clips; see the module docstring. All knobs are attributes;
+    keyword arguments set any of them (an unknown name is an error)."""
 
-    def __init__(self, bank, crop=256, supersample=2, max_motion=48.0):
+    def __init__(self, bank, crop=256, supersample=2, max_motion=48.0, **knobs):
         if crop % 8:
             raise ValueError("crop must be a multiple of 8")
         self.bank = bank
@@ -227,6 +228,10 @@ class ClipGenerator:
         self.p_dup_first = 0.04           # input 0 := input 1 (a window at a stream's start)
         self.p_dup_last = 0.04            # input 3 := input 2 (a window at a stream's end)
         self.fixed = {}                   # parameter overrides (tests, previews): name -> tensor
+        for k, v in knobs.items():
+            if not hasattr(self, k):
+                raise TypeError(f"ClipGenerator has no knob {k!r}")
+            setattr(self, k, v)
 
     # -- parameters -----------------------------------------------------------------------------
 
@@ -479,9 +484,7 @@ class ClipGenerator:
 
 def make_validation(bank, n, crop, seed, chunk=16, **knobs):
     """A fixed list of (inputs, target, motion) chunks from held-out photos."""
-    gen = ClipGenerator(bank, crop=crop)
-    for k, v in knobs.items():
-        setattr(gen, k, v)
+    gen = ClipGenerator(bank, crop=crop, **knobs)
     out = []
     for i in range(0, n, chunk):
         x, y, info = gen.batch(min(chunk, n - i), seed + i)

@@ -45,6 +45,16 @@ def spec_from_shapes(sd):
     return widths, decoder, fuse, n3 // 3, "encoder.stem.0.bias" in sd
 
 
+def model_from_state_dict(sd):
+    """(model, spec): flavr_ref.Flavr with the architecture read off `sd`'s shapes and `sd`
+    loaded strictly (float32; a `module.` prefix is dropped); spec as spec_from_shapes gives it."""
+    sd = {k.removeprefix("module."): v.float() for k, v in sd.items()}
+    widths, decoder, fuse, n_out, bias = spec_from_shapes(sd)
+    model = Flavr(n_out=n_out, widths=widths, bias=bias, decoder=decoder, fuse=fuse)
+    model.load_state_dict(sd, strict=True)
+    return model, (widths, decoder, fuse, n_out, bias)
+
+
 def load_weights(args):
     if args.state:
         w, meta = st.load_split(args.state, "model")
@@ -67,11 +77,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     w, meta = load_weights(args)
-    widths, decoder, fuse, n_out, bias = spec_from_shapes(w)
-    model = Flavr(n_out=n_out, widths=widths, bias=bias, decoder=decoder, fuse=fuse)
-    ref = {k: v.float() for k, v in w.items()}
-    model.load_state_dict(ref, strict=True)
-    half = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    model, (widths, decoder, fuse, n_out, bias) = model_from_state_dict(w)
+    ref = model.state_dict()
+    half = {k: v.detach().to(torch.float16).contiguous() for k, v in ref.items()}
     for k, v in half.items():
         if not torch.isfinite(v).all():
             raise ValueError(f"{k} is not finite in float16")
@@ -91,8 +99,7 @@ def main(argv=None):
     back = load_file(args.out)
     if sorted(back) != sorted(ref):
         raise ValueError("the written file has other keys than the model")
-    m16 = Flavr(n_out=n_out, widths=widths, bias=bias, decoder=decoder, fuse=fuse)
-    m16.load_state_dict({k: v.float() for k, v in back.items()}, strict=True)
+    m16, _ = model_from_state_dict(back)
     g = torch.Generator().manual_seed(0)
     s = args.check_size
     x = torch.rand(1, 3, 1, s // 4, s // 4, generator=g)

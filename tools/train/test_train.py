@@ -98,9 +98,7 @@ def test_deterministic():
 def test_still_validation_and_knobs():
     import train
 
-    gen = ClipGenerator(_bank(), crop=32)
-    for k, v in train.STILL.items():
-        setattr(gen, k, v)
+    gen = ClipGenerator(_bank(), crop=32, **train.STILL)
     x, y, info = gen.batch(4, seed=3)
     for i in range(4):  # four copies of the target: the network must give the frame back
         assert torch.equal(x[:, :, i], y), f"still clip input {i} differs from the target"

@@ -390,9 +390,7 @@ def main(argv=None):
 
     bank = PhotoBank(os.path.join(args.photos, "train"), dev)
     vbank = PhotoBank(os.path.join(args.photos, "val"), dev)
-    gen = ClipGenerator(bank, crop=args.crop, max_motion=args.max_motion)
-    for k, v in args.data.items():
-        setattr(gen, k, v)
+    gen = ClipGenerator(bank, crop=args.crop, max_motion=args.max_motion, **args.data)
     if args.data:
         log(f"training data knobs: {json.dumps(args.data)}")
     vcrop = args.val_crop or args.crop
