@@ -387,25 +387,15 @@ fn build_graph(
             let mut dims = raw_dims;
             dims[1] = cat_c[d];
             input = (cats[d], dims);
-        } else if let Some((t, h, w)) = phases {
-            // In place over the phases (their spare row and column too, which nothing reads).
-            let ph_dims = [1, c, 4 * t, h + 1, w + 1];
-            b.epi(
-                raw,
-                ph_dims,
-                bias,
-                true,
-                None,
-                ACT_LRELU,
-                inplace(raw, c),
-                None,
-            );
-            input = (raw, ph_dims);
-            phased_out = Some(());
         } else {
+            // In place; over phases, their spare row and column too (nothing reads them).
+            let dims = match phases {
+                Some((t, h, w)) => [1, c, 4 * t, h + 1, w + 1],
+                None => raw_dims,
+            };
             b.epi(
                 raw,
-                raw_dims,
+                dims,
                 bias,
                 true,
                 None,
@@ -413,7 +403,10 @@ fn build_graph(
                 inplace(raw, c),
                 None,
             );
-            input = (raw, raw_dims);
+            input = (raw, dims);
+            if phases.is_some() {
+                phased_out = Some(());
+            }
         }
     }
     // Time fold + feature_fuse as one (4, 1, 1) conv, then pad (with the LeakyReLU), outconv.
