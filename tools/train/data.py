@@ -156,11 +156,16 @@ def to_rgb(y):
     return torch.einsum("ij,bj...->bi...", YCC2RGB.to(y), y)
 
 
-def chroma420(x):
-    """x [N,3,H,W] RGB: chroma averaged over 2x2 and upsampled again (what a 4:2:0 decode gives)."""
+def chroma420(x, nearest=False):
+    """x [N,3,H,W] RGB: chroma averaged over 2x2 and upsampled again (what a 4:2:0 decode gives):
+    bilinearly, or with `nearest` each sample repeated over its 2x2 pixels (GStreamer
+    videoconvert's fast I420 -> RGB path, and tools/eval's conversion)."""
     y = to_ycc(x)
     c = F.avg_pool2d(y[:, 1:], 2)
-    c = F.interpolate(c, scale_factor=2, mode="bilinear", align_corners=False)
+    if nearest:
+        c = F.interpolate(c, scale_factor=2, mode="nearest")
+    else:
+        c = F.interpolate(c, scale_factor=2, mode="bilinear", align_corners=False)
     return to_rgb(torch.cat([y[:, :1], c], 1))
 
 
@@ -221,6 +226,7 @@ class ClipGenerator:
         self.p_warp = 0.35                # non-rigid low-frequency motion
         self.p_photometric = 0.3          # exposure drift
         self.p_420 = 0.75                 # 4:2:0 chroma on all frames
+        self.p_420_nearest = 0.0          # of those, chroma repeated over 2x2 (else bilinear)
         self.p_noise = 0.5                # sensor noise on the inputs
         self.max_noise = 0.02
         self.p_compress = 0.25            # block-DCT compression on the inputs
@@ -323,6 +329,8 @@ class ClipGenerator:
         p["perm"] = torch.stack([torch.randperm(3, generator=g) for _ in range(n)])
         p["dup_first"] = _bern(g, n, self.p_dup_first)
         p["dup_last"] = _bern(g, n, self.p_dup_last)
+        # drawn last, so that the draws above (and the validation sets) are as before it existed
+        p["c420_nearest"] = _bern(g, n, self.p_420_nearest)
         return self._override(p)
 
     def _override(self, p):
@@ -454,7 +462,11 @@ class ClipGenerator:
         # 4:2:0 chroma on every frame (the ground truth of a real video has it too).
         flat = clip.reshape(n * t, 3, h, w)
         c420 = p["c420"].repeat_interleave(t)[:, None, None, None]
-        flat = torch.where(c420, chroma420(flat), flat).clamp(0, 1)
+        c420n = p["c420_nearest"].repeat_interleave(t)[:, None, None, None]
+        sub = chroma420(flat)
+        if bool(pc["c420_nearest"].any()):
+            sub = torch.where(c420n, chroma420(flat, nearest=True), sub)
+        flat = torch.where(c420, sub, flat).clamp(0, 1)
         clip = flat.reshape(n, t, 3, h, w)
         target = clip[:, 3]
         inputs = clip[:, [0, 2, 4, 6]]  # [n, 4, 3, h, w]

@@ -113,6 +113,29 @@ def test_still_validation_and_knobs():
         raise AssertionError(f"{bad!r} was accepted")
 
 
+def test_chroma420_nearest():
+    """4:2:0 as videoconvert decodes it: luma kept, chroma one value per 2x2 block (its mean);
+    the knob at 0 leaves every batch as it was, at 1 all 4:2:0 clips get it."""
+    from data import chroma420, to_ycc
+
+    x = torch.rand(2, 3, 8, 10, generator=torch.Generator().manual_seed(5))
+    for nearest in (False, True):
+        y, yx = to_ycc(chroma420(x, nearest)), to_ycc(x)
+        assert torch.allclose(y[:, 0], yx[:, 0], atol=1e-5)
+        pooled = torch.nn.functional.avg_pool2d
+        if nearest:  # each block's chroma is the block's mean (bilinear spreads it over neighbours)
+            assert torch.allclose(pooled(y[:, 1:], 2), pooled(yx[:, 1:], 2), atol=1e-5)
+        blocks = y[:, 1:].reshape(2, 2, 4, 2, 5, 2)
+        flat_blocks = torch.allclose(blocks, blocks[:, :, :, :1, :, :1].expand_as(blocks), atol=1e-5)
+        assert flat_blocks == nearest
+    base = ClipGenerator(_bank(), crop=32, p_420=1.0).batch(3, seed=21)
+    same = ClipGenerator(_bank(), crop=32, p_420=1.0, p_420_nearest=0.0).batch(3, seed=21)
+    near = ClipGenerator(_bank(), crop=32, p_420=1.0, p_420_nearest=1.0).batch(3, seed=21)
+    assert torch.equal(base[0], same[0]) and torch.equal(base[1], same[1])
+    assert not torch.equal(base[1], near[1])
+    assert torch.equal(base[2]["motion"], near[2]["motion"])
+
+
 def test_q8():
     torch.manual_seed(0)
     v = torch.rand(5000) ** 6 * 1e-5
