@@ -158,14 +158,17 @@ def to_rgb(y):
 
 def chroma420(x, nearest=False):
     """x [N,3,H,W] RGB: chroma averaged over 2x2 and upsampled again (what a 4:2:0 decode gives):
-    bilinearly, or with `nearest` each sample repeated over its 2x2 pixels (GStreamer
-    videoconvert's fast I420 -> RGB path, and tools/eval's conversion)."""
+    bilinearly, or where `nearest` (a bool, or a bool tensor [N] per image) each sample repeated
+    over its 2x2 pixels (GStreamer videoconvert's fast I420 -> RGB path, and tools/eval's)."""
     y = to_ycc(x)
     c = F.avg_pool2d(y[:, 1:], 2)
-    if nearest:
-        c = F.interpolate(c, scale_factor=2, mode="nearest")
+    rep = F.interpolate(c, scale_factor=2, mode="nearest")
+    if nearest is True:
+        c = rep
     else:
         c = F.interpolate(c, scale_factor=2, mode="bilinear", align_corners=False)
+        if torch.is_tensor(nearest):
+            c = torch.where(nearest[:, None, None, None], rep, c)
     return to_rgb(torch.cat([y[:, :1], c], 1))
 
 
@@ -462,10 +465,7 @@ class ClipGenerator:
         # 4:2:0 chroma on every frame (the ground truth of a real video has it too).
         flat = clip.reshape(n * t, 3, h, w)
         c420 = p["c420"].repeat_interleave(t)[:, None, None, None]
-        c420n = p["c420_nearest"].repeat_interleave(t)[:, None, None, None]
-        sub = chroma420(flat)
-        if bool(pc["c420_nearest"].any()):
-            sub = torch.where(c420n, chroma420(flat, nearest=True), sub)
+        sub = chroma420(flat, p["c420_nearest"].repeat_interleave(t))
         flat = torch.where(c420, sub, flat).clamp(0, 1)
         clip = flat.reshape(n, t, 3, h, w)
         target = clip[:, 3]
