@@ -1,16 +1,24 @@
 //! The CUDA engine: FLAVR on cuDNN and our NVRTC-compiled kernels (`kernels/*.cu`).
 //! Only this module touches cudarc.
 //!
-//! - [`engine`]: the network on one GPU (plan, buffers, launches).
+//! - [`engine`]: the network on one GPU (open, configure, the run).
+//! - [`graph`]: the forward pass as data (steps over buffers) and the buffers' lifetimes.
+//! - [`arena`]: the liveness-based arena planner.
+//! - [`io`]: frame slots, transfer buffers, frames in and out.
+//! - [`diag`]: test, benchmark and diagnostic entry points of the engine.
 //! - [`cudnn`]: the convolution library's descriptors and algorithm search.
 //! - [`kernels`] / [`launch`]: our kernels, compiled at open, and their typed launches.
-//! - [`memory`]: device and pinned buffers, and the liveness-based arena planner.
+//! - [`memory`]: device and pinned buffers.
 //! - [`weights`]: host-side rearrangement of the weights for the GPU.
 //! - [`synth`]: deterministic synthetic weights (tests, benchmark).
 
+pub mod arena;
 pub mod cudnn;
+mod diag;
 pub mod engine;
 pub mod error;
+mod graph;
+mod io;
 pub mod kernels;
 pub mod launch;
 pub mod memory;
@@ -22,6 +30,7 @@ use std::sync::Arc;
 use crate::backend::{Backend, BackendError, FrameLayout, Precision};
 use crate::model::Flavr;
 
+pub use cudnn::ConvChoice;
 pub use engine::{Engine, MemoryReport};
 pub use error::CudaError;
 

@@ -264,7 +264,7 @@ struct Packer {
 
 impl Packer {
     fn align(&mut self) {
-        let n = super::memory::align_up(self.bytes.len());
+        let n = super::arena::align_up(self.bytes.len());
         self.bytes.resize(n, 0);
     }
 

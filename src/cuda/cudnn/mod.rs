@@ -1,6 +1,12 @@
 //! Thin RAII wrappers over the cuDNN legacy convolution API (through cudarc's `sys` bindings):
 //! channels-last 5-D descriptors, algorithm search at configure time, and the two calls the
 //! network needs (forward convolution, and backward-data for the transposed convolutions).
+//! The configure-time search over their algorithms is in [`search`].
+
+mod search;
+
+pub use search::ConvChoice;
+pub(crate) use search::{AlgoCache, Search, shape_key};
 
 use std::ffi::c_void;
 
@@ -209,48 +215,6 @@ pub struct Candidate {
     pub math: sys::cudnnMathType_t,
 }
 
-/// Whether an algorithm computes the convolution as a (direct or implicit) GEMM: the same
-/// products summed in float32. FFT and Winograd algorithms transform the data and round
-/// differently (larger errors, unwelcome in the float32 exact mode); with channels-last data
-/// the GEMM family was also the fastest wherever the search could choose freely (fp16/bf16 at
-/// every size measured). FLAVR_CUDA_ALL_ALGOS=1 lets the search use every algorithm.
-pub fn gemm_family(a: Algo) -> bool {
-    use sys::cudnnConvolutionBwdDataAlgo_t as B;
-    use sys::cudnnConvolutionFwdAlgo_t as F;
-    match a {
-        Algo::Fwd(f) => matches!(
-            f,
-            F::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM
-                | F::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM
-                | F::CUDNN_CONVOLUTION_FWD_ALGO_GEMM
-                | F::CUDNN_CONVOLUTION_FWD_ALGO_DIRECT
-        ),
-        Algo::BwdData(b) => matches!(
-            b,
-            B::CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 | B::CUDNN_CONVOLUTION_BWD_DATA_ALGO_1
-        ),
-    }
-}
-
-/// The fastest successful candidate whose workspace fits `ws_cap`, whose algorithm is of the
-/// GEMM family (see [`gemm_family`]) and whose arithmetic the precision allows (float32: FMA
-/// only, no TF32 tensor cores).
-pub fn choose(precision: Precision, found: &[Candidate], ws_cap: usize) -> Option<Candidate> {
-    use sys::cudnnMathType_t::*;
-    let all = std::env::var_os("FLAVR_CUDA_ALL_ALGOS").is_some();
-    found
-        .iter()
-        .filter(|c| {
-            c.status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS
-                && c.workspace <= ws_cap
-                && (all || gemm_family(c.algo))
-                && (precision != Precision::Fp32
-                    || matches!(c.math, CUDNN_FMA_MATH | CUDNN_DEFAULT_MATH))
-        })
-        .min_by(|a, b| a.ms.total_cmp(&b.ms))
-        .copied()
-}
-
 /// A convolution ready to run: descriptors for input, filter and output. A transposed
 /// convolution is cuDNN's backward-data of the convolution that maps its output to its input.
 pub struct Conv {
@@ -311,7 +275,7 @@ impl Conv {
     }
 
     /// Times the algorithms on real buffers (workspace `ws` of `ws_cap` bytes); every
-    /// candidate cuDNN reports, with its status. See [`choose`].
+    /// candidate cuDNN reports, with its status. See [`search::choose`].
     pub fn find(
         &mut self,
         dnn: &Dnn,

@@ -1,0 +1,173 @@
+//! The configure-time algorithm search: per convolution shape, cuDNN times its algorithms on
+//! the plan's own buffers, and we choose among them (GEMM family, workspace under a cap,
+//! float32 without TF32). Choices are cached by shape across configures.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::cudnn::sys;
+use cudarc::driver::CudaContext;
+
+use super::{Algo, Candidate, Conv, Dnn};
+use crate::backend::Precision;
+use crate::cuda::error::{CudaError, DriverContext, Result};
+use crate::cuda::memory::DeviceBuf;
+use crate::cuda::weights::ConvShape;
+
+/// Per-layer record of the configure-time algorithm search (for logs and notes).
+#[derive(Clone, Debug)]
+pub struct ConvChoice {
+    pub what: String,
+    pub chosen: Candidate,
+}
+
+/// Algorithms chosen so far, by convolution shape (see [`shape_key`]).
+#[derive(Default)]
+pub(crate) struct AlgoCache(HashMap<String, Candidate>);
+
+/// The cache key (and log name) of a convolution in `precision`.
+pub(crate) fn shape_key(
+    precision: Precision,
+    x_dims: [usize; 5],
+    y_dims: [usize; 5],
+    s: &ConvShape,
+) -> String {
+    format!(
+        "{precision:?} {x_dims:?} {y_dims:?} {:?} {:?} {:?} {}",
+        s.taps, s.stride, s.pad, s.transposed
+    )
+}
+
+/// Whether an algorithm computes the convolution as a (direct or implicit) GEMM: the same
+/// products summed in float32. FFT and Winograd algorithms transform the data and round
+/// differently (larger errors, unwelcome in the float32 exact mode); with channels-last data
+/// the GEMM family was also the fastest wherever the search could choose freely (fp16/bf16 at
+/// every size measured). FLAVR_CUDA_ALL_ALGOS=1 lets the search use every algorithm.
+pub fn gemm_family(a: Algo) -> bool {
+    use sys::cudnnConvolutionBwdDataAlgo_t as B;
+    use sys::cudnnConvolutionFwdAlgo_t as F;
+    match a {
+        Algo::Fwd(f) => matches!(
+            f,
+            F::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM
+                | F::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM
+                | F::CUDNN_CONVOLUTION_FWD_ALGO_GEMM
+                | F::CUDNN_CONVOLUTION_FWD_ALGO_DIRECT
+        ),
+        Algo::BwdData(b) => matches!(
+            b,
+            B::CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 | B::CUDNN_CONVOLUTION_BWD_DATA_ALGO_1
+        ),
+    }
+}
+
+/// The fastest successful candidate whose workspace fits `ws_cap`, whose algorithm is of the
+/// GEMM family (see [`gemm_family`]) and whose arithmetic the precision allows (float32: FMA
+/// only, no TF32 tensor cores).
+pub fn choose(precision: Precision, found: &[Candidate], ws_cap: usize) -> Option<Candidate> {
+    use sys::cudnnMathType_t::*;
+    let all = std::env::var_os("FLAVR_CUDA_ALL_ALGOS").is_some();
+    found
+        .iter()
+        .filter(|c| {
+            c.status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS
+                && c.workspace <= ws_cap
+                && (all || gemm_family(c.algo))
+                && (precision != Precision::Fp32
+                    || matches!(c.math, CUDNN_FMA_MATH | CUDNN_DEFAULT_MATH))
+        })
+        .min_by(|a, b| a.ms.total_cmp(&b.ms))
+        .copied()
+}
+
+/// One configure's search. The search workspace is taken on first need, as large as the GPU
+/// gives up to the cap (a quarter at a time less), and freed with the search.
+pub(crate) struct Search<'a> {
+    ctx: &'a Arc<CudaContext>,
+    dnn: &'a Dnn,
+    precision: Precision,
+    cache: &'a mut AlgoCache,
+    cap: usize,
+    ws: Option<DeviceBuf>,
+}
+
+impl<'a> Search<'a> {
+    pub fn new(
+        ctx: &'a Arc<CudaContext>,
+        dnn: &'a Dnn,
+        precision: Precision,
+        cache: &'a mut AlgoCache,
+        workspace_cap: usize,
+    ) -> Search<'a> {
+        Search {
+            ctx,
+            dnn,
+            precision,
+            cache,
+            cap: workspace_cap,
+            ws: None,
+        }
+    }
+
+    /// Sets `conv`'s algorithm: the cached choice for `key`, or the best of a search timed on
+    /// `x`, `w`, `y` (buffers of the convolution's shapes; `y` is overwritten).
+    pub fn choose(
+        &mut self,
+        key: String,
+        conv: &mut Conv,
+        x: u64,
+        w: u64,
+        y: u64,
+    ) -> Result<ConvChoice> {
+        let p = self.precision;
+        if let Some(c) = self.cache.0.get(&key) {
+            conv.use_candidate(p, *c)?;
+            return Ok(ConvChoice {
+                what: key,
+                chosen: *c,
+            });
+        }
+        self.take_workspace()?;
+        let ws = self.ws.as_ref().map_or(0, |b| b.ptr());
+        let found = conv.find(self.dnn, p, x, w, y, ws, self.cap)?;
+        let c = match choose(p, &found, self.cap) {
+            Some(c) => c,
+            None => {
+                // Nothing fits the cap (float32 NDHWC may need an explicit-GEMM workspace):
+                // search again with what the GPU has to spare.
+                let (free, _) = self.ctx.mem_get_info().during("cuMemGetInfo")?;
+                let big = (free / 2).min(8 << 30);
+                let buf = DeviceBuf::new(self.ctx, big, "cuDNN search workspace")?;
+                let again = conv.find(self.dnn, p, x, w, y, buf.ptr(), big)?;
+                choose(p, &again, big).ok_or_else(|| {
+                    CudaError::Unsupported(format!(
+                        "cuDNN has no usable algorithm for convolution {key}: {again:?}"
+                    ))
+                })?
+            }
+        };
+        conv.use_candidate(p, c)?;
+        self.cache.0.insert(key.clone(), c);
+        Ok(ConvChoice {
+            what: key,
+            chosen: c,
+        })
+    }
+
+    /// Takes the search workspace on first use: what the GPU can give, up to the cap.
+    fn take_workspace(&mut self) -> Result<()> {
+        if self.ws.is_none() {
+            loop {
+                match DeviceBuf::new(self.ctx, self.cap.max(1), "cuDNN search workspace") {
+                    Ok(b) => {
+                        self.ws = Some(b);
+                        break;
+                    }
+                    Err(CudaError::OutOfMemory(_)) if self.cap > (1 << 20) => self.cap /= 4,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+}
