@@ -118,7 +118,7 @@ fn layout(format: PixelFormat, w: usize, h: usize) -> FrameLayout {
 #[test]
 fn backends_agree_on_bytes() {
     let model = Arc::new(load_model("flavr2x_w8.safetensors"));
-    let mut gpu = match gstflavrinterp::cuda::open(model.clone(), 0, Precision::Fp32) {
+    let mut gpu = match gstflavrinterp::cuda::open(model.clone(), 0, Precision::Fp32, options()) {
         Ok(b) => b,
         Err(e) => {
             assert!(

@@ -12,7 +12,7 @@ use gstflavrinterp::backend::{BackendError, FrameLayout, PixelFormat, Precision,
 #[test]
 fn unusable_device_id_is_a_clear_error() {
     let model = Arc::new(load_model("flavr2x_w8.safetensors"));
-    match gstflavrinterp::cuda::open(model, 999, Precision::Fp16) {
+    match gstflavrinterp::cuda::open(model, 999, Precision::Fp16, options()) {
         Ok(_) => panic!("device 999 opened"),
         Err(BackendError::NoDevice(msg)) => {
             eprintln!("{msg}");

@@ -1,7 +1,7 @@
 //! Test, benchmark and diagnostic entry points of the [`Engine`]: exact float frames in and out
 //! (the parity tests), slot contents (the pixel tests), timing of the network alone (the
 //! benchmark), reports of memory and algorithm choices, and the per-convolution self-check
-//! (FLAVR_CUDA_VERIFY). None of this is on the element's path.
+//! (the `verify` option). None of this is on the element's path.
 
 use std::sync::Arc;
 
@@ -109,7 +109,7 @@ impl Engine {
         Ok(times)
     }
 
-    /// FLAVR_CUDA_VERIFY: compares conv `i`'s output with a direct convolution and prints the
+    /// The `verify` option: compares conv `i`'s output with a direct convolution and prints the
     /// largest difference (forward convolutions only).
     pub(super) fn verify_conv(&self, plan: &Plan, i: usize, x: u64, y: u64) -> Result<()> {
         let cw = &plan.conv_w[i];

@@ -18,13 +18,10 @@ use super::io::{Io, check_slot, frame_params};
 use super::kernels::Kernels;
 use super::launch::{self, EpiParams, FrameParams};
 use super::memory::DeviceBuf;
+use super::options::EngineOptions;
 use super::weights::{ConvW, NetWeights, elem_bytes, vec_elems};
 use crate::backend::{FrameLayout, Precision};
 use crate::model::Flavr;
-
-/// Largest cuDNN workspace an algorithm may use (bytes). Faster algorithms that need more are
-/// passed over, so that peak memory stays low.
-pub const DEFAULT_WORKSPACE_CAP: usize = 512 << 20;
 
 /// Bytes the engine holds on the GPU, by use.
 #[derive(Clone, Copy, Debug, Default)]
@@ -55,7 +52,7 @@ pub(super) struct Plan {
     pub ops: Vec<Op>,
     pub convs: Vec<cudnn::Conv>,
     pub conv_w: Vec<ConvW>,
-    /// Input and output dims of each conv (for FLAVR_CUDA_VERIFY).
+    /// Input and output dims of each conv (for the `verify` option).
     pub conv_dims: Vec<([usize; 5], [usize; 5])>,
     pub buf_ptr: Vec<u64>,
     pub xin: u64,
@@ -83,12 +80,7 @@ pub struct Engine {
     pub(super) precision: Precision,
     pub(super) device_id: u32,
     found: AlgoCache,
-    ws_cap: usize,
-    /// Transposed convs through cuDNN's backward-data instead of sub-pixel phases
-    /// (FLAVR_CUDA_CONVT=cudnn; for comparison).
-    convt_cudnn: bool,
-    /// Check every forward convolution against a direct one (FLAVR_CUDA_VERIFY; slow).
-    verify: bool,
+    opts: EngineOptions,
     pub(super) stream: Arc<CudaStream>,
     pub(super) copy: Arc<CudaStream>,
     pub(super) ctx: Arc<CudaContext>,
@@ -121,7 +113,14 @@ fn context(device_id: u32) -> Result<Arc<CudaContext>> {
 }
 
 impl Engine {
-    pub fn open(model: &Flavr, device_id: u32, precision: Precision) -> Result<Engine> {
+    /// Opens the engine on GPU `device_id`: checks the libraries and the device, compiles the
+    /// kernels and uploads the weights.
+    pub fn open(
+        model: &Flavr,
+        device_id: u32,
+        precision: Precision,
+        options: EngineOptions,
+    ) -> Result<Engine> {
         let ctx = context(device_id)?;
         cudnn::version()?;
         let (major, minor) = ctx.compute_capability().during("cuDeviceGetAttribute")?;
@@ -167,12 +166,7 @@ impl Engine {
             precision,
             device_id,
             found: AlgoCache::default(),
-            convt_cudnn: std::env::var("FLAVR_CUDA_CONVT").is_ok_and(|v| v == "cudnn"),
-            verify: std::env::var_os("FLAVR_CUDA_VERIFY").is_some(),
-            ws_cap: std::env::var("FLAVR_CUDA_WORKSPACE_MB")
-                .ok()
-                .and_then(|s| s.parse::<usize>().ok())
-                .map_or(DEFAULT_WORKSPACE_CAP, |mb| mb << 20),
+            opts: options,
             stream,
             copy,
             ctx,
@@ -209,10 +203,10 @@ impl Engine {
         // Release the old plan before allocating the new one.
         self.plan = None;
         let (hp, wp) = (params.ph as usize, params.pw as usize);
-        let g = build_graph(&self.net, &self.spec, hp, wp, self.convt_cudnn);
+        let g = build_graph(&self.net, &self.spec, hp, wp, self.opts.convt_cudnn);
         let lts = lifetimes(&g);
         let mut arena_plan = arena::plan_arena(&lts);
-        if std::env::var_os("FLAVR_CUDA_NO_REUSE").is_some() {
+        if !self.opts.arena_reuse {
             // Diagnosis: every buffer its own bytes.
             let mut at = 0;
             for (o, l) in arena_plan.offsets.iter_mut().zip(&lts) {
@@ -253,7 +247,8 @@ impl Engine {
             &self.dnn,
             self.precision,
             &mut self.found,
-            self.ws_cap,
+            self.opts.workspace_cap,
+            self.opts.all_algos,
         );
         let mut choices = Vec::new();
         for op in &g.ops {
@@ -388,7 +383,7 @@ impl Engine {
                             ws_bytes,
                         )
                     }?;
-                    if self.verify {
+                    if self.opts.verify {
                         self.verify_conv(plan, i, bp[x], bp[y] + y_off as u64)?;
                     }
                 }

@@ -40,6 +40,9 @@ pub enum CudaError {
     Unsupported(String),
     #[error("{0}")]
     Layout(String),
+    /// An engine option (a `FLAVR_CUDA_*` variable) that cannot be read.
+    #[error("{0}")]
+    Option(String),
 }
 
 /// `Result` with the engine's error.
@@ -110,9 +113,10 @@ impl From<CudaError> for BackendError {
             }
             CudaError::OutOfMemory(_) => BackendError::OutOfMemory(text),
             CudaError::Layout(_) => BackendError::Layout(text),
-            CudaError::Driver { .. } | CudaError::Cudnn { .. } | CudaError::Unsupported(_) => {
-                BackendError::Failed(text)
-            }
+            CudaError::Driver { .. }
+            | CudaError::Cudnn { .. }
+            | CudaError::Unsupported(_)
+            | CudaError::Option(_) => BackendError::Failed(text),
         }
     }
 }

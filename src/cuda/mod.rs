@@ -10,6 +10,7 @@
 //! - [`kernels`] / [`launch`]: our kernels, compiled at open, and their typed launches.
 //! - [`memory`]: device and pinned buffers.
 //! - [`weights`]: host-side rearrangement of the weights for the GPU.
+//! - [`options`]: the engine's tuning and diagnosis switches ([`EngineOptions`]).
 //! - [`synth`]: deterministic synthetic weights (tests, benchmark).
 
 pub mod arena;
@@ -22,6 +23,7 @@ mod io;
 pub mod kernels;
 pub mod launch;
 pub mod memory;
+pub mod options;
 pub mod synth;
 pub mod weights;
 
@@ -33,6 +35,7 @@ use crate::model::Flavr;
 pub use cudnn::ConvChoice;
 pub use engine::{Engine, MemoryReport};
 pub use error::CudaError;
+pub use options::{DEFAULT_WORKSPACE_CAP, EngineOptions};
 
 /// Opens the CUDA backend on GPU `device_id`: creates the context and stream, compiles the
 /// kernels and uploads the weights. Fails with a message naming the cause (no driver, no GPU
@@ -41,8 +44,9 @@ pub fn open(
     model: Arc<Flavr>,
     device_id: u32,
     precision: Precision,
+    options: EngineOptions,
 ) -> Result<Box<dyn Backend>, BackendError> {
-    let engine = open_engine(&model, device_id, precision)?;
+    let engine = open_engine(&model, device_id, precision, options)?;
     Ok(Box::new(CudaBackend { engine }))
 }
 
@@ -51,10 +55,11 @@ pub fn open_engine(
     model: &Flavr,
     device_id: u32,
     precision: Precision,
+    options: EngineOptions,
 ) -> Result<Engine, CudaError> {
     // A library that loads but lacks a symbol makes cudarc panic; report it as an error.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        Engine::open(model, device_id, precision)
+        Engine::open(model, device_id, precision, options)
     }))
     .unwrap_or_else(|p| {
         let msg = p

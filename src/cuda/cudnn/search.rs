@@ -42,7 +42,7 @@ pub(crate) fn shape_key(
 /// products summed in float32. FFT and Winograd algorithms transform the data and round
 /// differently (larger errors, unwelcome in the float32 exact mode); with channels-last data
 /// the GEMM family was also the fastest wherever the search could choose freely (fp16/bf16 at
-/// every size measured). FLAVR_CUDA_ALL_ALGOS=1 lets the search use every algorithm.
+/// every size measured). The `all_algos` option lets the search use every algorithm.
 pub fn gemm_family(a: Algo) -> bool {
     use sys::cudnnConvolutionBwdDataAlgo_t as B;
     use sys::cudnnConvolutionFwdAlgo_t as F;
@@ -62,11 +62,15 @@ pub fn gemm_family(a: Algo) -> bool {
 }
 
 /// The fastest successful candidate whose workspace fits `ws_cap`, whose algorithm is of the
-/// GEMM family (see [`gemm_family`]) and whose arithmetic the precision allows (float32: FMA
-/// only, no TF32 tensor cores).
-pub fn choose(precision: Precision, found: &[Candidate], ws_cap: usize) -> Option<Candidate> {
+/// GEMM family (see [`gemm_family`]) unless `all` algorithms may be used, and whose arithmetic
+/// the precision allows (float32: FMA only, no TF32 tensor cores).
+pub fn choose(
+    precision: Precision,
+    found: &[Candidate],
+    ws_cap: usize,
+    all: bool,
+) -> Option<Candidate> {
     use sys::cudnnMathType_t::*;
-    let all = std::env::var_os("FLAVR_CUDA_ALL_ALGOS").is_some();
     found
         .iter()
         .filter(|c| {
@@ -88,6 +92,7 @@ pub(crate) struct Search<'a> {
     precision: Precision,
     cache: &'a mut AlgoCache,
     cap: usize,
+    all_algos: bool,
     ws: Option<DeviceBuf>,
 }
 
@@ -98,6 +103,7 @@ impl<'a> Search<'a> {
         precision: Precision,
         cache: &'a mut AlgoCache,
         workspace_cap: usize,
+        all_algos: bool,
     ) -> Search<'a> {
         Search {
             ctx,
@@ -105,6 +111,7 @@ impl<'a> Search<'a> {
             precision,
             cache,
             cap: workspace_cap,
+            all_algos,
             ws: None,
         }
     }
@@ -130,7 +137,7 @@ impl<'a> Search<'a> {
         self.take_workspace()?;
         let ws = self.ws.as_ref().map_or(0, |b| b.ptr());
         let found = conv.find(self.dnn, p, x, w, y, ws, self.cap)?;
-        let c = match choose(p, &found, self.cap) {
+        let c = match choose(p, &found, self.cap, self.all_algos) {
             Some(c) => c,
             None => {
                 // Nothing fits the cap (float32 NDHWC may need an explicit-GEMM workspace):
@@ -139,7 +146,7 @@ impl<'a> Search<'a> {
                 let big = (free / 2).min(8 << 30);
                 let buf = DeviceBuf::new(self.ctx, big, "cuDNN search workspace")?;
                 let again = conv.find(self.dnn, p, x, w, y, buf.ptr(), big)?;
-                choose(p, &again, big).ok_or_else(|| {
+                choose(p, &again, big, self.all_algos).ok_or_else(|| {
                     CudaError::Unsupported(format!(
                         "cuDNN has no usable algorithm for convolution {key}: {again:?}"
                     ))
