@@ -4,25 +4,9 @@
 //   into a concatenation buffer at a channel offset: that is how skips and decoder outputs are
 //   concatenated in place, without a copy pass).
 // - reflect_pad: ReflectionPad2d(3) of a [H, W, c] map with LeakyReLU(0.2) applied on the way.
+// The epilogue's parameters, `EpiParams`, are in params.cuh.
 
-// Mirrors `EpiParams` in src/cuda/launch.rs (#[repr(C)]).
-struct EpiParams {
-    const void *x;      // [rows, c]
-    const void *resid;  // [rows, c] or null
-    const float *bias;  // [c] or null
-    const float *gate;  // [c] or null
-    void *out;          // row stride out_stride, channel offset out_off
-    void *out2;         // or null
-    i64 rows;
-    int c, act, out_stride, out_off, out2_stride, out2_off;
-    // Time unfold of x (0: none): x is [fold_p, fold_t, c] and row r = t * fold_p + p of the
-    // output reads x row p * fold_t + t (the stem's output, time folded into channels).
-    int fold_t, fold_p;
-    // Sub-pixel gather (ph_h = 0: none): x holds the four phases [4][ph_t][ph_h + 1][ph_w + 1]
-    // of a transposed conv (weights::convt_phase); output row r = (t, Y, X) of [ph_t, 2 ph_h,
-    // 2 ph_w] reads phase (Y%2, X%2) at (t, Y/2 + Y%2, X/2 + X%2).
-    int ph_t, ph_h, ph_w, pad_;
-};
+#include "common.cuh"
 
 __device__ __forceinline__ i64 phase_row(unsigned t, unsigned Y, unsigned X, int nt, int h, int w) {
     const unsigned a = Y & 1u, b = X & 1u;

@@ -113,15 +113,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn rgb_layout(w: usize, h: usize) -> FrameLayout {
-    FrameLayout {
-        format: PixelFormat::Rgb,
-        width: w,
-        height: h,
-        offsets: vec![0],
-        strides: vec![3 * w],
-        size: 3 * w * h,
-        yuv: YuvMatrix::BT709,
-    }
+    FrameLayout::packed(PixelFormat::Rgb, w, h, YuvMatrix::BT709)
 }
 
 /// A smooth moving pattern with noise (never zeros: timings and checks on real-looking data).

@@ -5,14 +5,16 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, result, sys::CUevent_flags};
+use std::mem::size_of;
+
+use cudarc::driver::{CudaContext, sys::CUevent_flags};
 
 use super::cudnn::ConvChoice;
 use super::engine::{Engine, MemoryReport, Plan};
 use super::error::{DriverContext, Result};
 use super::io::check_slot;
-use super::launch;
-use super::memory::DeviceBuf;
+use super::launch::{self, CheckConv};
+use super::memory::{self, DevView, DeviceBuf, Dtype};
 
 impl Engine {
     pub fn context(&self) -> &Arc<CudaContext> {
@@ -46,7 +48,7 @@ impl Engine {
         self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
         let plan = self.plan()?;
         plan.io
-            .load_frame_f32(&self.ctx, &self.copy, &self.k, &plan.params, slot, planar)
+            .load_frame_f32(&self.ctx, &self.copy, &self.k, &plan.geom, slot, planar)
     }
 
     /// A slot's contents, float32 `[ph, pw, 4]` (tests).
@@ -64,23 +66,16 @@ impl Engine {
         let plan = self.plan()?;
         let n = self.spec.n_out;
         let count = n * 3 * plan.layout.width * plan.layout.height;
-        let dst = DeviceBuf::new(&self.ctx, count * 4, "float output (cuMemAlloc)")?;
-        launch::out_f32(
-            &self.stream,
-            &self.k,
-            plan.y,
-            self.net.kout,
-            self.out_bias()?,
-            plan.io.mean,
-            n,
-            &plan.params,
-            dst.ptr(),
+        let dst = DeviceBuf::new(
+            &self.ctx,
+            count * size_of::<f32>(),
+            "float output (cuMemAlloc)",
         )?;
+        let net = self.net_out(plan)?;
+        launch::out_f32(&self.stream, &self.k, &net, dst.view(Dtype::F32))?;
         let mut out = vec![0f32; count];
-        // SAFETY: dst holds `count` floats, written on this stream; synchronised before `out`
-        // is read and `dst` dropped.
-        unsafe { result::memcpy_dtoh_async(&mut out, dst.ptr(), self.stream.cu_stream()) }
-            .during("cuMemcpyDtoHAsync")?;
+        // SAFETY: written on this stream; synchronised before `out` is read and `dst` dropped.
+        unsafe { memory::copy_to_host(&mut out, dst.view(Dtype::F32), &self.stream) }?;
         self.stream.synchronize().during("cuStreamSynchronize")?;
         Ok(out)
     }
@@ -111,34 +106,37 @@ impl Engine {
 
     /// The `verify` option: compares conv `i`'s output with a direct convolution and prints the
     /// largest difference (forward convolutions only).
-    pub(super) fn verify_conv(&self, plan: &Plan, i: usize, x: u64, y: u64) -> Result<()> {
+    pub(super) fn verify_conv(
+        &self,
+        plan: &Plan,
+        i: usize,
+        x: DevView<'_>,
+        y: DevView<'_>,
+    ) -> Result<()> {
         let cw = &plan.conv_w[i];
         if cw.shape.transposed {
             return Ok(());
         }
         let (xd, yd) = plan.conv_dims[i];
         let n: usize = yd.iter().product();
-        let refbuf = DeviceBuf::new(&self.ctx, n * 4, "verify")?;
-        let out = DeviceBuf::new(&self.ctx, 16, "verify")?;
-        // SAFETY: 16 bytes; stream-ordered before the kernels.
-        unsafe { result::memset_d8_async(out.ptr(), 0, 16, self.stream.cu_stream()) }
-            .during("cuMemsetD8Async")?;
-        launch::check_conv(
-            &self.stream,
-            &self.k,
+        let refbuf = DeviceBuf::new(&self.ctx, n * size_of::<f32>(), "verify")?;
+        let out = DeviceBuf::new(&self.ctx, 4 * size_of::<u32>(), "verify")?;
+        let result = out.view(Dtype::U32).sub(0, 4)?;
+        memory::memset(result, 0, &self.stream)?;
+        let a = CheckConv {
             x,
-            self.w(cw.w),
+            w: self.weights(cw.w)?,
             y,
-            refbuf.ptr(),
-            out.ptr(),
-            xd,
-            &cw.shape,
-            yd,
-        )?;
+            refbuf: refbuf.view(Dtype::F32),
+            out: result,
+            x_dims: xd,
+            shape: &cw.shape,
+            y_dims: yd,
+        };
+        launch::check_conv(&self.stream, &self.k, &a)?;
         let mut r = [0u32; 4];
-        // SAFETY: 16 bytes into r, synchronised below.
-        unsafe { result::memcpy_dtoh_async(&mut r, out.ptr(), self.stream.cu_stream()) }
-            .during("cuMemcpyDtoHAsync")?;
+        // SAFETY: synchronised below before `r` is read.
+        unsafe { memory::copy_to_host(&mut r, result, &self.stream) }?;
         self.stream.synchronize().during("cuStreamSynchronize")?;
         let (d, m) = (f32::from_bits(r[0]), f32::from_bits(r[1]));
         let [_, k, to, ho, wo] = yd;

@@ -13,13 +13,16 @@ use cudarc::driver::{CudaContext, CudaStream, result};
 use super::arena::{self, align_up};
 use super::cudnn::{self, AlgoCache, ConvChoice, Dnn, Search};
 use super::error::{CudaError, DriverContext, Result};
-use super::graph::{Op, build_graph, lifetimes};
-use super::io::{Io, check_slot, frame_params};
+use super::graph::{Dst, OUTCONV_PAD, Op, build_graph, lifetimes};
+use super::io::{Io, check_slot};
 use super::kernels::Kernels;
-use super::launch::{self, EpiParams, FrameParams};
-use super::memory::DeviceBuf;
+use super::launch::{
+    self, Assemble, EpiOut, Epilogue, NetOut, PhaseGeo, Pool, ReflectPad, SeFinish,
+};
+use super::memory::{self, DevView, DeviceBuf, Dtype};
 use super::options::EngineOptions;
-use super::weights::{ConvW, NetWeights, elem_bytes, vec_elems};
+use super::params::FrameGeom;
+use super::weights::{ConvW, NetWeights, Span};
 use crate::backend::{FrameLayout, Precision};
 use crate::model::Flavr;
 
@@ -46,23 +49,44 @@ impl MemoryReport {
 /// Everything made for one frame layout at configure.
 pub(super) struct Plan {
     pub layout: FrameLayout,
+    pub geom: FrameGeom,
     pub hp: usize,
     pub wp: usize,
-    pub params: FrameParams,
     pub ops: Vec<Op>,
     pub convs: Vec<cudnn::Conv>,
     pub conv_w: Vec<ConvW>,
     /// Input and output dims of each conv (for the `verify` option).
     pub conv_dims: Vec<([usize; 5], [usize; 5])>,
-    pub buf_ptr: Vec<u64>,
-    pub xin: u64,
-    pub y: u64,
-    pub ws: Option<DeviceBuf>,
+    /// Each graph buffer's bytes in the arena.
+    bufs: Vec<Span>,
+    /// The graph buffers of the network input and the outconv output.
+    xin: usize,
+    y: usize,
+    ws: Option<DeviceBuf>,
     pub io: Io,
     pub mem: MemoryReport,
     pub choices: Vec<ConvChoice>,
+    /// The activation type.
+    act: Dtype,
     /// Last: freed after everything that points into it.
-    _arena: DeviceBuf,
+    arena: DeviceBuf,
+}
+
+impl Plan {
+    /// Graph buffer `i` in the arena.
+    pub fn buf(&self, i: usize) -> Result<DevView<'_>> {
+        let s = self.bufs[i];
+        self.arena.slice(s.off, s.bytes, self.act)
+    }
+
+    /// The outconv result `[hp/2, wp/2, kout]`.
+    pub fn output(&self) -> Result<DevView<'_>> {
+        self.buf(self.y)
+    }
+
+    fn workspace(&self) -> Option<DevView<'_>> {
+        self.ws.as_ref().map(|b| b.view(Dtype::U8))
+    }
 }
 
 /// The CUDA engine for one device, precision and model.
@@ -150,10 +174,8 @@ impl Engine {
         // Our streams do not synchronise with the legacy default stream, and a copy from
         // pageable memory may return before its DMA is done: every copy and memset is ordered
         // on one of our streams, then waited for.
-        // SAFETY: wbuf holds net.bytes.len() bytes; the stream is synchronised before the host
-        // buffer is dropped.
-        unsafe { result::memcpy_htod_async(wbuf.ptr(), &net.bytes, stream.cu_stream()) }
-            .during("cuMemcpyHtoDAsync")?;
+        // SAFETY: the stream is synchronised before the host buffer is dropped.
+        unsafe { memory::copy_to_device(wbuf.view(Dtype::U8), &net.bytes, &stream) }?;
         stream.synchronize().during("cuStreamSynchronize")?;
         net.bytes = Vec::new();
         Ok(Engine {
@@ -190,19 +212,25 @@ impl Engine {
         self.precision
     }
 
-    pub(super) fn w(&self, off: usize) -> u64 {
-        self.wbuf.ptr() + off as u64
+    /// Weights in the activation type.
+    pub(super) fn weights(&self, s: Span) -> Result<DevView<'_>> {
+        self.wbuf.slice(s.off, s.bytes, self.k.act)
+    }
+
+    /// Float32 weights (biases, SE gates).
+    fn weights_f32(&self, s: Span) -> Result<DevView<'_>> {
+        self.wbuf.slice(s.off, s.bytes, Dtype::F32)
     }
 
     /// Plans buffers and algorithms for frames of `layout`.
     pub fn configure(&mut self, layout: &FrameLayout) -> Result<()> {
-        let params = frame_params(layout)?;
+        let geom = FrameGeom::new(layout)?;
         self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
         self.stream.synchronize().during("cuStreamSynchronize")?;
         self.copy.synchronize().during("cuStreamSynchronize")?;
         // Release the old plan before allocating the new one.
         self.plan = None;
-        let (hp, wp) = (params.ph as usize, params.pw as usize);
+        let (wp, hp) = geom.padded();
         let g = build_graph(&self.net, &self.spec, hp, wp, self.opts.convt_cudnn);
         let lts = lifetimes(&g);
         let mut arena_plan = arena::plan_arena(&lts);
@@ -217,22 +245,20 @@ impl Engine {
         }
         let arena = DeviceBuf::new(&self.ctx, arena_plan.size, "activation arena (cuMemAlloc)")?;
         // Defined, finite contents for the algorithm search (0x3C3C: about 1.06 in f16).
-        // SAFETY: the arena holds arena.bytes() bytes.
-        unsafe {
-            result::memset_d8_async(arena.ptr(), 0x3c, arena.bytes(), self.stream.cu_stream())
-        }
-        .during("cuMemsetD8Async")?;
-        let buf_ptr: Vec<u64> = arena_plan
+        memory::memset(arena.view(Dtype::U8), 0x3c, &self.stream)?;
+        let act = self.k.act;
+        let bufs: Vec<Span> = arena_plan
             .offsets
             .iter()
-            .map(|&o| arena.ptr() + o as u64)
+            .zip(&g.bufs)
+            .map(|(&off, &bytes)| Span { off, bytes })
             .collect();
-        let dt = cudnn::data_type(self.precision);
+        let buf = |i: usize| arena.slice(bufs[i].off, bufs[i].bytes, act);
         let mut convs = Vec::with_capacity(g.convs.len());
         for c in &g.convs {
             let s = c.w.shape;
             convs.push(cudnn::Conv::new(
-                dt,
+                self.precision,
                 s.transposed,
                 c.x_dims,
                 s.filter_dims(),
@@ -257,12 +283,9 @@ impl Engine {
             };
             let step = &g.convs[i];
             let key = cudnn::shape_key(self.precision, step.x_dims, step.y_dims, &step.w.shape);
-            let (xp, wp_, yp) = (
-                buf_ptr[x],
-                self.wbuf.ptr() + step.w.w as u64,
-                buf_ptr[y] + y_off as u64,
-            );
-            choices.push(search.choose(key, &mut convs[i], xp, wp_, yp)?);
+            let w = self.wbuf.slice(step.w.w.off, step.w.w.bytes, act)?;
+            let (xv, yv) = (buf(x)?, buf(y)?.from(y_off)?);
+            choices.push(search.choose(key, &mut convs[i], xv, w, yv)?);
         }
         drop(search);
         let ws_bytes = choices
@@ -296,21 +319,22 @@ impl Engine {
         };
         self.plan = Some(Plan {
             layout: layout.clone(),
+            geom,
             hp,
             wp,
-            params,
             conv_w: g.convs.iter().map(|c| c.w).collect(),
             conv_dims: g.convs.iter().map(|c| (c.x_dims, c.y_dims)).collect(),
-            xin: buf_ptr[g.xin],
-            y: buf_ptr[g.y],
+            xin: g.xin,
+            y: g.y,
             ops: g.ops,
             convs,
-            buf_ptr,
+            bufs,
             ws,
             io,
             mem,
             choices,
-            _arena: arena,
+            act,
+            arena,
         });
         Ok(())
     }
@@ -332,7 +356,7 @@ impl Engine {
             ));
         };
         plan.io
-            .load_frame(&self.copy, &self.k, &plan.params, slot, frame)
+            .load_frame(&self.copy, &self.k, &plan.geom, slot, frame)
     }
 
     /// Queues the network on `window` up to the outconv result (window mean, input assembly,
@@ -348,142 +372,119 @@ impl Engine {
         };
         plan.io.set_window(&self.stream, window)?;
         let plan = self.plan()?;
-        let io = &plan.io;
+        let (s, k, io) = (&*self.stream, &self.k, &plan.io);
         let npix = plan.hp * plan.wp;
-        launch::window_mean(&self.stream, &self.k, io.sums.ptr(), io.win, npix, io.mean)?;
+        launch::window_mean(s, k, io.sums()?, io.win()?, &window, npix, io.mean()?)?;
         launch::assemble(
-            &self.stream,
-            &self.k,
-            io.slots.ptr(),
-            npix,
-            io.win,
-            io.mean,
-            plan.wp,
-            plan.hp,
-            plan.xin,
+            s,
+            k,
+            &Assemble {
+                slots: io.slots()?,
+                slot_pixels: io.slot_pixels(),
+                win: io.win()?,
+                window,
+                mean: io.mean()?,
+                pw: plan.wp,
+                ph: plan.hp,
+                out: plan.buf(plan.xin)?,
+            },
         )?;
         self.run_ops(plan)
     }
 
+    /// Queues every step of the plan on the compute stream.
     fn run_ops(&self, plan: &Plan) -> Result<()> {
-        let v = vec_elems(self.precision);
-        let bp = &plan.buf_ptr;
-        let (ws, ws_bytes) = plan.ws.as_ref().map_or((0, 0), |b| (b.ptr(), b.bytes()));
+        let (s, k, io) = (&*self.stream, &self.k, &plan.io);
+        let bias = |b: Option<Span>| b.map(|b| self.weights_f32(b)).transpose();
         for op in &plan.ops {
             match *op {
                 Op::Conv { i, x, y, y_off } => {
-                    // SAFETY: buffers planned for this conv's shapes; workspace >= chosen need.
-                    unsafe {
-                        plan.convs[i].run(
-                            &self.dnn,
-                            bp[x],
-                            self.w(plan.conv_w[i].w),
-                            bp[y] + y_off as u64,
-                            ws,
-                            ws_bytes,
-                        )
-                    }?;
+                    let (xv, yv) = (plan.buf(x)?, plan.buf(y)?.from(y_off)?);
+                    let wv = self.weights(plan.conv_w[i].w)?;
+                    plan.convs[i].run(&self.dnn, xv, wv, yv, plan.workspace())?;
                     if self.opts.verify {
-                        self.verify_conv(plan, i, bp[x], bp[y] + y_off as u64)?;
+                        self.verify_conv(plan, i, xv, yv)?;
                     }
                 }
                 Op::Gate {
                     x,
                     rows,
                     c,
-                    bias,
+                    bias: b,
                     gate,
                     phases,
                 } => {
-                    let io = &plan.io;
-                    let esz = elem_bytes(self.precision) as u64;
+                    let (xv, partial) = (plan.buf(x)?, io.partial()?);
                     let nblk = match phases {
                         None => launch::pool(
-                            &self.stream,
-                            &self.k,
-                            v,
-                            bp[x],
-                            rows,
-                            c,
-                            io.partial,
-                            None,
+                            s,
+                            k,
+                            &Pool {
+                                x: xv,
+                                rows,
+                                c,
+                                partial,
+                                geo: None,
+                            },
                         )?,
                         Some((t, h, w)) => {
                             // Each phase's own grid, partial sums one after another.
-                            let pe = (t * (h + 1) * (w + 1) * c) as u64 * esz;
+                            let pe = t * (h + 1) * (w + 1) * c;
                             let mut n = 0;
                             for ab in 0..4 {
-                                let geo = launch::PhaseGeo {
+                                let geo = PhaseGeo {
                                     h,
                                     w,
                                     a: ab / 2,
                                     b: ab % 2,
                                 };
-                                let part = io.partial + (n * c * 4) as u64;
-                                n += launch::pool(
-                                    &self.stream,
-                                    &self.k,
-                                    v,
-                                    bp[x] + ab as u64 * pe,
-                                    t * h * w,
+                                let phase = Pool {
+                                    x: xv.sub(ab * pe, pe)?,
+                                    rows: t * h * w,
                                     c,
-                                    part,
-                                    Some(geo),
-                                )?;
+                                    partial: partial.from(n * c)?,
+                                    geo: Some(geo),
+                                };
+                                n += launch::pool(s, k, &phase)?;
                             }
                             n
                         }
                     };
-                    launch::se_finish(
-                        &self.stream,
-                        &self.k,
-                        io.partial,
+                    let finish = SeFinish {
+                        partial,
                         nblk,
                         rows,
                         c,
-                        bias.map_or(0, |o| self.w(o)),
-                        self.w(gate.w),
-                        self.w(gate.b),
-                        io.se_mean,
-                        io.gate,
-                    )?;
-                }
-                Op::Epi {
-                    x,
-                    rows,
-                    c,
-                    bias,
-                    gate,
-                    resid,
-                    act,
-                    out,
-                    out2,
-                    fold,
-                    phases,
-                } => {
-                    let (ph_t, ph_h, ph_w) = phases.unwrap_or((0, 0, 0));
-                    let p = EpiParams {
-                        fold_t: fold.map_or(0, |f| f.0 as i32),
-                        fold_p: fold.map_or(0, |f| f.1 as i32),
-                        ph_t: ph_t as i32,
-                        ph_h: ph_h as i32,
-                        ph_w: ph_w as i32,
-                        pad_: 0,
-                        x: bp[x],
-                        resid: resid.map_or(0, |r| bp[r]),
-                        bias: bias.map_or(0, |o| self.w(o)),
-                        gate: if gate { plan.io.gate } else { 0 },
-                        out: bp[out.buf],
-                        out2: out2.map_or(0, |d| bp[d.buf]),
-                        rows: rows as i64,
-                        c: c as i32,
-                        act,
-                        out_stride: out.stride as i32,
-                        out_off: out.off as i32,
-                        out2_stride: out2.map_or(0, |d| d.stride as i32),
-                        out2_off: out2.map_or(0, |d| d.off as i32),
+                        bias: bias(b)?,
+                        w: self.weights_f32(gate.w)?,
+                        b: self.weights_f32(gate.b)?,
+                        mean: io.se_mean()?,
+                        gate: io.gate()?,
                     };
-                    launch::epilogue(&self.stream, &self.k, &p, v)?;
+                    launch::se_finish(s, k, &finish)?;
+                }
+                Op::Epi(ref e) => {
+                    let dst = |d: Dst| -> Result<EpiOut<'_>> {
+                        Ok(EpiOut {
+                            view: plan.buf(d.buf)?,
+                            stride: d.stride,
+                            off: d.off,
+                        })
+                    };
+                    let epi = Epilogue {
+                        x: plan.buf(e.x)?,
+                        rows: e.rows,
+                        c: e.c,
+                        bias: bias(e.bias)?,
+                        gate: if e.gate { Some(io.gate()?) } else { None },
+                        resid: e.resid.map(|r| plan.buf(r)).transpose()?,
+                        act: e.act,
+                        out: dst(e.out)?,
+                        out2: e.out2.map(dst).transpose()?,
+                        fold: e.fold,
+                        phases: e.phases,
+                    };
+                    launch::epilogue(s, k, &epi)?;
                 }
                 Op::Pad {
                     x,
@@ -493,50 +494,43 @@ impl Engine {
                     c,
                     phased,
                 } => {
-                    launch::reflect_pad(
-                        &self.stream,
-                        &self.k,
-                        bp[x],
-                        bp[y],
+                    let pad = ReflectPad {
+                        x: plan.buf(x)?,
+                        y: plan.buf(y)?,
                         h,
                         w,
                         c,
-                        3,
-                        v,
+                        pad: OUTCONV_PAD,
                         phased,
-                    )?;
+                    };
+                    launch::reflect_pad(s, k, &pad)?;
                 }
             }
         }
         Ok(())
     }
 
-    pub(super) fn out_bias(&self) -> Result<u64> {
-        self.net
-            .out
-            .bias
-            .map(|o| self.w(o))
-            .ok_or_else(|| CudaError::Unsupported("outconv has no bias".into()))
+    /// The network's result in `plan`, as the output kernels read it.
+    pub(super) fn net_out<'a>(&'a self, plan: &'a Plan) -> Result<NetOut<'a>> {
+        let b = self.net.out.bias;
+        let b = b.ok_or_else(|| CudaError::Unsupported("outconv has no bias".into()))?;
+        Ok(NetOut {
+            y: plan.output()?,
+            kpad: self.net.kout,
+            n_out: self.spec.n_out,
+            bias: self.weights_f32(b)?,
+            mean: plan.io.mean()?,
+            geom: &plan.geom,
+        })
     }
 
     /// Queues the conversion of every output frame of the network's result into the output
     /// staging buffer, in the configured layout.
     pub(super) fn enqueue_outputs(&self) -> Result<()> {
         let plan = self.plan()?;
-        let bias = self.out_bias()?;
+        let net = self.net_out(plan)?;
         for f in 0..self.spec.n_out {
-            launch::out_frame(
-                &self.stream,
-                &self.k,
-                plan.y,
-                self.net.kout,
-                self.spec.n_out,
-                bias,
-                plan.io.mean,
-                f,
-                &plan.params,
-                plan.io.out_frame_ptr(f),
-            )?;
+            launch::out_frame(&self.stream, &self.k, &net, f, plan.io.out_frame(f)?)?;
         }
         Ok(())
     }

@@ -6,13 +6,13 @@
 //! Layout: every activation is channels-last `[t, h, w, c]` (batch 1).
 
 use super::arena::Lifetime;
-use super::launch::{ACT_LRELU, ACT_RELU};
-use super::weights::{ConvW, GateW, NetWeights, elem_bytes};
+use super::params::{ACT_LRELU, ACT_RELU};
+use super::weights::{ConvW, GateW, NetWeights, Span, elem_bytes};
 
 /// One step of the forward pass. Buffers are indices into the plan's buffer table.
 #[derive(Clone, Debug)]
 pub(super) enum Op {
-    /// y = conv_i(x) (cuDNN), written `y_off` bytes into y.
+    /// y = conv_i(x) (cuDNN), written `y_off` elements into y.
     Conv {
         i: usize,
         x: usize,
@@ -25,26 +25,12 @@ pub(super) enum Op {
         x: usize,
         rows: usize,
         c: usize,
-        bias: Option<usize>,
+        bias: Option<Span>,
         gate: GateW,
         phases: Option<(usize, usize, usize)>,
     },
-    /// out = act((x + bias) * gate + resid), optionally twice (see `EpiParams`).
-    Epi {
-        x: usize,
-        rows: usize,
-        c: usize,
-        bias: Option<usize>,
-        gate: bool,
-        resid: Option<usize>,
-        act: i32,
-        out: Dst,
-        out2: Option<Dst>,
-        /// x is `[p, t, c]` (time folded into channels): (t, p).
-        fold: Option<(usize, usize)>,
-        /// x is the four sub-pixel phases of grid `(t, h, w)`, gathered into output order.
-        phases: Option<(usize, usize, usize)>,
-    },
+    /// out = act((x + bias) * gate + resid), optionally twice.
+    Epi(Epi),
     /// Reflection pad 3 with LeakyReLU of x [h, w, c] (`phased`: in sub-pixel phase layout)
     /// into y, in 2x2 space-to-depth form.
     Pad {
@@ -55,6 +41,46 @@ pub(super) enum Op {
         c: usize,
         phased: bool,
     },
+}
+
+/// An epilogue step: out = act((x + bias) * gate + resid) over `rows` x `c`, written to `out`
+/// and optionally to `out2` (see `EpiParams` in kernels/params.cuh).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Epi {
+    pub x: usize,
+    pub rows: usize,
+    pub c: usize,
+    /// float32 `[c]` in the weights.
+    pub bias: Option<Span>,
+    /// Scale by the gate scratch vector (made by the `Gate` step just before).
+    pub gate: bool,
+    pub resid: Option<usize>,
+    pub act: i32,
+    pub out: Dst,
+    pub out2: Option<Dst>,
+    /// x is `[p, t, c]` (time folded into channels): (t, p).
+    pub fold: Option<(usize, usize)>,
+    /// x is the four sub-pixel phases of grid `(t, h, w)`, gathered into output order.
+    pub phases: Option<(usize, usize, usize)>,
+}
+
+impl Epi {
+    /// act(x) over `dims` into `out`: no bias, gate, residual, second output, fold or phases.
+    fn new(x: usize, dims: &[usize; 5], act: i32, out: Dst) -> Epi {
+        Epi {
+            x,
+            rows: rows(dims),
+            c: dims[1],
+            bias: None,
+            gate: false,
+            resid: None,
+            act,
+            out,
+            out2: None,
+            fold: None,
+            phases: None,
+        }
+    }
 }
 
 /// Where an epilogue writes: buffer, row stride and channel offset (elements).
@@ -70,9 +96,9 @@ impl Op {
     pub(super) fn reads(&self) -> Vec<usize> {
         match self {
             Op::Conv { x, .. } | Op::Gate { x, .. } | Op::Pad { x, .. } => vec![*x],
-            Op::Epi { x, resid, .. } => {
-                let mut v = vec![*x];
-                v.extend(resid);
+            Op::Epi(e) => {
+                let mut v = vec![e.x];
+                v.extend(e.resid);
                 v
             }
         }
@@ -83,9 +109,9 @@ impl Op {
         match self {
             Op::Conv { y, .. } | Op::Pad { y, .. } => vec![*y],
             Op::Gate { .. } => Vec::new(),
-            Op::Epi { out, out2, .. } => {
-                let mut v = vec![out.buf];
-                v.extend(out2.map(|d| d.buf));
+            Op::Epi(e) => {
+                let mut v = vec![e.out.buf];
+                v.extend(e.out2.map(|d| d.buf));
                 v
             }
         }
@@ -105,6 +131,9 @@ pub(super) struct ConvStep {
     pub x_dims: [usize; 5],
     pub y_dims: [usize; 5],
 }
+
+/// Reflection padding before the outconv (its 7x7 taps).
+pub(super) const OUTCONV_PAD: usize = 3;
 
 /// The forward pass as data, before any allocation.
 pub(super) struct Graph {
@@ -175,13 +204,13 @@ impl Builder<'_> {
                 i: self.g.convs.len() - 1,
                 x,
                 y,
-                y_off: ab * pe * self.esz,
+                y_off: ab * pe,
             });
         }
         (y, (t, h, w))
     }
 
-    fn gate(&mut self, x: usize, dims: [usize; 5], bias: Option<usize>, gate: GateW) {
+    fn gate(&mut self, x: usize, dims: [usize; 5], bias: Option<Span>, gate: GateW) {
         self.g.cmax = self.g.cmax.max(gate.c);
         self.g.ops.push(Op::Gate {
             x,
@@ -193,30 +222,8 @@ impl Builder<'_> {
         });
     }
 
-    fn epi(
-        &mut self,
-        x: usize,
-        dims: [usize; 5],
-        bias: Option<usize>,
-        gate: bool,
-        resid: Option<usize>,
-        act: i32,
-        out: Dst,
-        out2: Option<Dst>,
-    ) {
-        self.g.ops.push(Op::Epi {
-            x,
-            rows: rows(&dims),
-            c: dims[1],
-            bias,
-            gate,
-            resid,
-            act,
-            out,
-            out2,
-            fold: None,
-            phases: None,
-        });
+    fn epi(&mut self, e: Epi) {
+        self.g.ops.push(Op::Epi(e));
     }
 }
 
@@ -270,22 +277,15 @@ pub(super) fn build_graph(
     let x0_dims = [1, spec.stem, 4, hp / 2, wp / 2];
     let x0 = b.buf(x0_dims.iter().product());
     let cat3 = b.buf(px(2) * cat_c[3]);
-    b.g.ops.push(Op::Epi {
-        x: s0,
-        rows: rows(&x0_dims),
-        c: spec.stem,
+    b.epi(Epi {
         bias: net.stem_bias,
-        gate: false,
-        resid: None,
-        act: ACT_RELU,
-        out: inplace(x0, spec.stem),
         out2: Some(Dst {
             buf: cat3,
             stride: cat_c[3],
             off: spec.decoder[3],
         }),
         fold: Some((4, (hp / 2) * (wp / 2))),
-        phases: None,
+        ..Epi::new(s0, &x0_dims, ACT_RELU, inplace(x0, spec.stem))
     });
     let cat2 = b.buf(px(2) * cat_c[2]);
     let cat1 = b.buf(px(4) * cat_c[1]);
@@ -300,16 +300,10 @@ pub(super) fn build_graph(
         for (bi, blk) in pair.iter().enumerate() {
             let (t1, t1_dims) = b.conv(blk.conv1, cur, cur_dims);
             let c = t1_dims[1];
-            b.epi(
-                t1,
-                t1_dims,
-                blk.conv1.bias,
-                false,
-                None,
-                ACT_RELU,
-                inplace(t1, c),
-                None,
-            );
+            b.epi(Epi {
+                bias: blk.conv1.bias,
+                ..Epi::new(t1, &t1_dims, ACT_RELU, inplace(t1, c))
+            });
             let (t2, t2_dims) = b.conv(blk.conv2, t1, t1_dims);
             let resid = match blk.ds {
                 Some(ds) => b.conv(ds, cur, cur_dims).0,
@@ -320,16 +314,13 @@ pub(super) fn build_graph(
                 let (buf, stride, off) = skips[l];
                 Dst { buf, stride, off }
             });
-            b.epi(
-                t2,
-                t2_dims,
-                blk.conv2.bias,
-                true,
-                Some(resid),
-                ACT_RELU,
-                inplace(t2, c),
-                skip,
-            );
+            b.epi(Epi {
+                bias: blk.conv2.bias,
+                gate: true,
+                resid: Some(resid),
+                out2: skip,
+                ..Epi::new(t2, &t2_dims, ACT_RELU, inplace(t2, c))
+            });
             (cur, cur_dims) = (t2, t2_dims);
         }
     }
@@ -370,18 +361,11 @@ pub(super) fn build_graph(
                 stride: cat_c[d],
                 off: 0,
             };
-            b.g.ops.push(Op::Epi {
-                x: raw,
-                rows: rows(&raw_dims),
-                c,
+            b.epi(Epi {
                 bias,
                 gate: true,
-                resid: None,
-                act: ACT_LRELU,
-                out,
-                out2: None,
-                fold: None,
                 phases,
+                ..Epi::new(raw, &raw_dims, ACT_LRELU, out)
             });
             let mut dims = raw_dims;
             dims[1] = cat_c[d];
@@ -392,16 +376,11 @@ pub(super) fn build_graph(
                 Some((t, h, w)) => [1, c, 4 * t, h + 1, w + 1],
                 None => raw_dims,
             };
-            b.epi(
-                raw,
-                dims,
+            b.epi(Epi {
                 bias,
-                true,
-                None,
-                ACT_LRELU,
-                inplace(raw, c),
-                None,
-            );
+                gate: true,
+                ..Epi::new(raw, &dims, ACT_LRELU, inplace(raw, c))
+            });
             input = (raw, dims);
             phased_out = phases.is_some();
         }
@@ -585,10 +564,10 @@ mod tests {
                     let yn: usize = c.y_dims.iter().product();
                     assert_eq!(xn, elems(g, x, esz), "{what}: step {i} input size");
                     assert!(
-                        y_off + yn * esz <= g.bufs[y],
+                        (y_off + yn) * esz <= g.bufs[y],
                         "{what}: step {i} writes past its output"
                     );
-                    cover[y].bytes.push((y_off, y_off + yn * esz));
+                    cover[y].bytes.push((y_off * esz, (y_off + yn) * esz));
                 }
                 Op::Gate {
                     x,
@@ -610,7 +589,7 @@ mod tests {
                     assert!(c <= g.cmax, "{what}: step {i} gate wider than the scratch");
                     gate_of = Some(x);
                 }
-                Op::Epi {
+                Op::Epi(Epi {
                     x,
                     rows,
                     c,
@@ -621,7 +600,7 @@ mod tests {
                     fold,
                     phases,
                     ..
-                } => {
+                }) => {
                     let xrows = match (fold, phases) {
                         (Some((t, p)), None) => {
                             assert_eq!(t * p, rows, "{what}: step {i} fold");

@@ -3,37 +3,50 @@
 //! staging buffers with which frames are uploaded (double-buffered, on the copy stream) and the
 //! interpolated frames downloaded.
 
+use std::mem::{size_of, size_of_val};
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaEvent, CudaStream, result, sys::CUevent_flags};
+use cudarc::driver::{CudaContext, CudaEvent, CudaStream, sys::CUevent_flags};
 
 use super::arena::align_up;
 use super::error::{CudaError, DriverContext, Result};
 use super::kernels::Kernels;
-use super::launch::{self, FrameParams};
-use super::memory::{DeviceBuf, PinnedBuf};
-use crate::backend::{FrameLayout, PixelFormat, SLOTS};
-use crate::model::spec::SIZE_MULTIPLE;
+use super::launch::{self, POOL_BLOCKS, SLOT_BLOCKS, SlotSource};
+use super::memory::{self, DevView, DeviceBuf, Dtype, PinnedBuf};
+use super::params::{FrameGeom, SLOT_CHANNELS, SLOT_PIXEL_BYTES, SLOT_SUM_RECORD};
+use super::weights::Span;
+use crate::backend::SLOTS;
+use crate::model::spec::WINDOW;
+
+/// Floats of the window-mean vector (R, G, B and one unused, 16 bytes).
+const MEAN_LEN: usize = 4;
+/// Bytes of the window's slot numbers on the device (int32 each).
+const WINDOW_BYTES: usize = WINDOW * size_of::<i32>();
+
+/// Where each vector lives in the scratch buffer.
+struct Scratch {
+    /// SE pooling partials: four phases of [`POOL_BLOCKS`] rows of channels.
+    partial: Span,
+    se_mean: Span,
+    gate: Span,
+    mean: Span,
+    win: Span,
+    slot_partial: Span,
+}
 
 /// The transfer buffers, frame slots and scratch of one configured layout.
 pub(super) struct Io {
-    pub slots: DeviceBuf,
-    pub sums: DeviceBuf,
-    /// f32 scratch: pool partials | SE mean | gate | window mean | window (i32 x 4) | slot
-    /// partials.
+    slots: DeviceBuf,
+    sums: DeviceBuf,
+    /// Small float32 vectors (and the window's int32 slot numbers), see [`Scratch`].
     scratch: DeviceBuf,
-    pub partial: u64,
-    pub se_mean: u64,
-    pub gate: u64,
-    pub mean: u64,
-    pub win: u64,
-    pub slot_partial: u64,
+    at: Scratch,
     in_dev: [DeviceBuf; 2],
     in_host: [PinnedBuf; 2],
     in_done: [CudaEvent; 2],
     in_next: usize,
     loaded: CudaEvent,
-    pub out_dev: DeviceBuf,
+    out_dev: DeviceBuf,
     out_host: PinnedBuf,
     win_host: PinnedBuf,
     /// Bytes of a frame, pixels of a (padded) slot, frames out per window.
@@ -63,42 +76,45 @@ impl Io {
         cmax: usize,
         n_out: usize,
     ) -> Result<Io> {
-        let slots = DeviceBuf::new(ctx, SLOTS * npix * 16, "frame slots (cuMemAlloc)")?;
-        let sums = DeviceBuf::new(ctx, SLOTS * 4 * 8, "slot sums (cuMemAlloc)")?;
-        // SAFETY: sums holds SLOTS * 4 doubles; zero is a valid (empty) sum.
-        unsafe { result::memset_d8_async(sums.ptr(), 0, sums.bytes(), copy.cu_stream()) }
-            .during("cuMemsetD8Async")?;
+        let slots = DeviceBuf::new(
+            ctx,
+            SLOTS * npix * SLOT_PIXEL_BYTES,
+            "frame slots (cuMemAlloc)",
+        )?;
+        let sums = DeviceBuf::new(
+            ctx,
+            SLOTS * SLOT_SUM_RECORD * size_of::<f64>(),
+            "slot sums (cuMemAlloc)",
+        )?;
+        // Zero is a valid (empty) sum.
+        memory::memset(sums.view(Dtype::U8), 0, copy)?;
         copy.synchronize().during("cuStreamSynchronize")?;
         let cm = cmax.max(4);
-        let sizes = [
-            4 * launch::POOL_BLOCKS * cm * 4,
-            cm * 4,
-            cm * 4,
-            16,
-            16,
-            launch::SLOT_BLOCKS * 3 * 4,
-        ];
-        let mut offs = Vec::new();
+        let f32s = |n: usize| n * size_of::<f32>();
         let mut total = 0;
-        for s in sizes {
-            offs.push(total);
-            total += align_up(s);
-        }
+        let mut place = |bytes: usize| {
+            let s = Span { off: total, bytes };
+            total += align_up(bytes);
+            s
+        };
+        let at = Scratch {
+            partial: place(f32s(4 * POOL_BLOCKS * cm)),
+            se_mean: place(f32s(cm)),
+            gate: place(f32s(cm)),
+            mean: place(f32s(MEAN_LEN)),
+            win: place(WINDOW_BYTES),
+            slot_partial: place(f32s(SLOT_BLOCKS * 3)),
+        };
         let scratch = DeviceBuf::new(ctx, total, "scratch (cuMemAlloc)")?;
-        let at = |i: usize| scratch.ptr() + offs[i] as u64;
         let ev = || {
             ctx.new_event(Some(CUevent_flags::CU_EVENT_DISABLE_TIMING))
                 .during("cuEventCreate")
         };
         Ok(Io {
-            partial: at(0),
-            se_mean: at(1),
-            gate: at(2),
-            mean: at(3),
-            win: at(4),
-            slot_partial: at(5),
             slots,
             sums,
+            scratch,
+            at,
             in_dev: [
                 DeviceBuf::new(ctx, size, "input staging (cuMemAlloc)")?,
                 DeviceBuf::new(ctx, size, "input staging (cuMemAlloc)")?,
@@ -109,8 +125,7 @@ impl Io {
             loaded: ev()?,
             out_dev: DeviceBuf::new(ctx, n_out * size, "output staging (cuMemAlloc)")?,
             out_host: PinnedBuf::new(ctx, n_out * size)?,
-            win_host: PinnedBuf::new(ctx, 16)?,
-            scratch,
+            win_host: PinnedBuf::new(ctx, WINDOW_BYTES)?,
             size,
             npix,
             n_out,
@@ -126,24 +141,76 @@ impl Io {
             + self.out_dev.bytes()
     }
 
-    fn slot_ptr(&self, slot: usize) -> u64 {
-        self.slots.ptr() + (slot * self.npix * 16) as u64
+    /// Pixels of a slot.
+    pub fn slot_pixels(&self) -> usize {
+        self.npix
     }
 
-    fn sums_ptr(&self, slot: usize) -> u64 {
-        self.sums.ptr() + (slot * 32) as u64
+    /// Every slot, float32 `[SLOTS][npix][4]`.
+    pub fn slots(&self) -> Result<DevView<'_>> {
+        let n = self.npix * SLOT_CHANNELS;
+        self.slots.view(Dtype::F32).sub(0, SLOTS * n)
     }
 
-    /// Queues the colour sums of `slot` (after its conversion) on `copy`.
-    fn sum_slot(&self, copy: &CudaStream, k: &Kernels, slot: usize) -> Result<()> {
-        launch::slot_sums(
-            copy,
-            k,
-            self.slot_ptr(slot),
-            self.npix,
-            self.slot_partial,
-            self.sums_ptr(slot),
-        )
+    /// Slot `slot`, float32 `[npix][4]`.
+    fn slot(&self, slot: usize) -> Result<DevView<'_>> {
+        let n = self.npix * SLOT_CHANNELS;
+        self.slots()?.sub(slot * n, n)
+    }
+
+    /// The slot-sum table, `SLOT_SUM_RECORD` doubles per slot.
+    pub fn sums(&self) -> Result<DevView<'_>> {
+        self.sums.view(Dtype::F64).sub(0, SLOTS * SLOT_SUM_RECORD)
+    }
+
+    fn scratch(&self, s: Span, dtype: Dtype) -> Result<DevView<'_>> {
+        self.scratch.slice(s.off, s.bytes, dtype)
+    }
+
+    /// SE pooling partial sums (float32).
+    pub fn partial(&self) -> Result<DevView<'_>> {
+        self.scratch(self.at.partial, Dtype::F32)
+    }
+
+    /// SE mean (float32 `[cmax]`).
+    pub fn se_mean(&self) -> Result<DevView<'_>> {
+        self.scratch(self.at.se_mean, Dtype::F32)
+    }
+
+    /// SE gate (float32 `[cmax]`).
+    pub fn gate(&self) -> Result<DevView<'_>> {
+        self.scratch(self.at.gate, Dtype::F32)
+    }
+
+    /// The window mean (float32, R, G, B).
+    pub fn mean(&self) -> Result<DevView<'_>> {
+        self.scratch(self.at.mean, Dtype::F32)
+    }
+
+    /// The window's slot numbers (int32 x 4).
+    pub fn win(&self) -> Result<DevView<'_>> {
+        self.scratch(self.at.win, Dtype::I32)
+    }
+
+    /// Output frame `f`'s bytes in the output staging buffer.
+    pub fn out_frame(&self, f: usize) -> Result<DevView<'_>> {
+        self.out_dev.view(Dtype::U8).sub(f * self.size, self.size)
+    }
+
+    /// Converts `src` into `slot` and sums the slot's colours, on `copy`.
+    fn fill_slot(
+        &self,
+        copy: &CudaStream,
+        k: &Kernels,
+        geom: &FrameGeom,
+        src: SlotSource<'_>,
+        slot: usize,
+    ) -> Result<()> {
+        let sv = self.slot(slot)?;
+        launch::to_slot(copy, k, src, geom, sv)?;
+        let sums = self.sums()?.sub(slot * SLOT_SUM_RECORD, SLOT_SUM_RECORD)?;
+        let partial = self.scratch(self.at.slot_partial, Dtype::F32)?;
+        launch::slot_sums(copy, k, sv, self.npix, partial, sums)
     }
 
     /// Uploads a frame (bytes as the layout says) into `slot` and converts it there, on the
@@ -152,7 +219,7 @@ impl Io {
         &mut self,
         copy: &CudaStream,
         k: &Kernels,
-        params: &FrameParams,
+        geom: &FrameGeom,
         slot: usize,
         frame: &[u8],
     ) -> Result<()> {
@@ -168,18 +235,11 @@ impl Io {
         // The staging pair alternates; wait until this one's previous upload has finished.
         self.in_done[i].synchronize().during("cuEventSynchronize")?;
         par_copy(&mut self.in_host[i].as_mut_slice()[..size], &frame[..size]);
-        // SAFETY: pinned source of `size` bytes, device staging of at least `size` bytes; the
-        // pinned buffer is not touched again before in_done[i] completes.
-        unsafe {
-            result::memcpy_htod_async(
-                self.in_dev[i].ptr(),
-                &self.in_host[i].as_slice()[..size],
-                copy.cu_stream(),
-            )
-        }
-        .during("cuMemcpyHtoDAsync")?;
-        launch::frame_to_slot(copy, k, self.in_dev[i].ptr(), params, self.slot_ptr(slot))?;
-        self.sum_slot(copy, k, slot)?;
+        let staged = self.in_dev[i].view(Dtype::U8);
+        // SAFETY: the pinned source is not touched again before in_done[i], recorded below
+        // after the copy, completes.
+        unsafe { memory::copy_to_device(staged, &self.in_host[i].as_slice()[..size], copy) }?;
+        self.fill_slot(copy, k, geom, SlotSource::Frame(staged), slot)?;
         self.in_done[i].record(copy).during("cuEventRecord")?;
         self.loaded.record(copy).during("cuEventRecord")?;
         Ok(())
@@ -191,24 +251,27 @@ impl Io {
         ctx: &Arc<CudaContext>,
         copy: &CudaStream,
         k: &Kernels,
-        params: &FrameParams,
+        geom: &FrameGeom,
         slot: usize,
         planar: &[f32],
     ) -> Result<()> {
-        let (w, h) = (params.width as usize, params.height as usize);
+        let (w, h) = (geom.width(), geom.height());
         if planar.len() != 3 * w * h {
             return Err(CudaError::Layout(format!(
                 "planar frame has {} values, expected 3 x {h} x {w}",
                 planar.len()
             )));
         }
-        let src = DeviceBuf::new(ctx, planar.len() * 4, "float frame (cuMemAlloc)")?;
-        // SAFETY: src holds planar.len() floats; ordered before the kernel that reads it, and
-        // the stream is synchronised below before `planar` or `src` go away.
-        unsafe { result::memcpy_htod_async(src.ptr(), planar, copy.cu_stream()) }
-            .during("cuMemcpyHtoDAsync")?;
-        launch::f32_to_slot(copy, k, src.ptr(), params, self.slot_ptr(slot))?;
-        self.sum_slot(copy, k, slot)?;
+        let src = DeviceBuf::new(ctx, size_of_val(planar), "float frame (cuMemAlloc)")?;
+        // SAFETY: the stream is synchronised below before `planar` or `src` go away.
+        unsafe { memory::copy_to_device(src.view(Dtype::F32), planar, copy) }?;
+        self.fill_slot(
+            copy,
+            k,
+            geom,
+            SlotSource::Planar(src.view(Dtype::F32)),
+            slot,
+        )?;
         self.loaded.record(copy).during("cuEventRecord")?;
         copy.synchronize().during("cuStreamSynchronize")?;
         Ok(())
@@ -217,12 +280,10 @@ impl Io {
     /// A slot's contents, float32 `[ph, pw, 4]`, after the copy stream's work.
     pub fn read_slot(&self, copy: &CudaStream, slot: usize) -> Result<Vec<f32>> {
         copy.synchronize().during("cuStreamSynchronize")?;
-        let n = self.npix * 4;
-        let mut out = vec![0f32; n];
-        // SAFETY: slot `slot` holds n floats; ordered after the copy stream's writes, and
-        // synchronised before `out` is read.
-        unsafe { result::memcpy_dtoh_async(&mut out, self.slot_ptr(slot), copy.cu_stream()) }
-            .during("cuMemcpyDtoHAsync")?;
+        let mut out = vec![0f32; self.npix * SLOT_CHANNELS];
+        // SAFETY: ordered after the copy stream's writes, and synchronised before `out` is
+        // read.
+        unsafe { memory::copy_to_host(&mut out, self.slot(slot)?, copy) }?;
         copy.synchronize().during("cuStreamSynchronize")?;
         Ok(out)
     }
@@ -235,23 +296,18 @@ impl Io {
             .flat_map(|&s| (s as i32).to_le_bytes())
             .collect();
         // The previous use of win_host has finished: every call synchronises before returning.
-        self.win_host.as_mut_slice()[..16].copy_from_slice(&win);
-        // SAFETY: 16 pinned bytes to the 16-byte window buffer.
+        self.win_host.as_mut_slice()[..WINDOW_BYTES].copy_from_slice(&win);
+        // SAFETY: win_host is rewritten only by the next call, after this one's stream work
+        // was waited for.
         unsafe {
-            result::memcpy_htod_async(
-                self.win,
-                &self.win_host.as_slice()[..16],
-                stream.cu_stream(),
+            memory::copy_to_device(
+                self.win()?,
+                &self.win_host.as_slice()[..WINDOW_BYTES],
+                stream,
             )
-        }
-        .during("cuMemcpyHtoDAsync")?;
+        }?;
         stream.wait(&self.loaded).during("cuStreamWaitEvent")?;
         Ok(())
-    }
-
-    /// Device address of output frame `f`'s bytes in the output staging buffer.
-    pub fn out_frame_ptr(&self, f: usize) -> u64 {
-        self.out_dev.ptr() + (f * self.size) as u64
     }
 
     /// Downloads the output frames written on `stream` into `outputs` (checked by the caller:
@@ -259,10 +315,8 @@ impl Io {
     pub fn download(&mut self, stream: &CudaStream, outputs: &mut [&mut [u8]]) -> Result<()> {
         let (n, size) = (self.n_out, self.size);
         let host = &mut self.out_host.as_mut_slice()[..n * size];
-        // SAFETY: pinned destination of n*size bytes; the stream is synchronised below before
-        // the host reads it.
-        unsafe { result::memcpy_dtoh_async(host, self.out_dev.ptr(), stream.cu_stream()) }
-            .during("cuMemcpyDtoHAsync")?;
+        // SAFETY: the stream is synchronised below before the host reads the pinned buffer.
+        unsafe { memory::copy_to_host(host, self.out_dev.view(Dtype::U8), stream) }?;
         stream.synchronize().during("cuStreamSynchronize")?;
         let host = &self.out_host.as_slice()[..n * size];
         for (f, out) in outputs.iter_mut().enumerate() {
@@ -284,67 +338,4 @@ fn par_copy(dst: &mut [u8], src: &[u8]) {
     dst.par_chunks_mut(CHUNK)
         .zip(src.par_chunks(CHUNK))
         .for_each(|(d, s)| d.copy_from_slice(s));
-}
-
-/// Kernel parameters of a frame layout, checked against its size (by the CPU reference's
-/// check, so both backends accept the same layouts).
-pub(super) fn frame_params(l: &FrameLayout) -> Result<FrameParams> {
-    crate::backend::pixels::check_layout(l).map_err(|e| CudaError::Layout(e.to_string()))?;
-    let (w, h) = (l.width, l.height);
-    if w > 16384 || h > 16384 || l.strides.iter().any(|&s| s > i32::MAX as usize) {
-        return Err(CudaError::Layout(format!(
-            "frame {w}x{h} too large (at most 16384 per side)"
-        )));
-    }
-    let format = match l.format {
-        PixelFormat::Rgb => 0,
-        PixelFormat::Rgba => 1,
-        PixelFormat::Bgra => 2,
-        PixelFormat::Rgbx => 3,
-        PixelFormat::Bgrx => 4,
-        PixelFormat::I420 => 5,
-        PixelFormat::Nv12 => 6,
-    };
-    let m = SIZE_MULTIPLE;
-    let mut off = [0i64; 3];
-    let mut stride = [0i32; 3];
-    for i in 0..l.format.planes() {
-        off[i] = l.offsets[i] as i64;
-        stride[i] = l.strides[i] as i32;
-    }
-    Ok(FrameParams {
-        off,
-        stride,
-        format,
-        width: w as i32,
-        height: h as i32,
-        pw: (w.div_ceil(m) * m) as i32,
-        ph: (h.div_ceil(m) * m) as i32,
-        yuv: l.yuv.coeffs(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn layouts_are_checked() {
-        let mut l = FrameLayout {
-            format: PixelFormat::I420,
-            width: 5,
-            height: 3,
-            offsets: vec![0, 15, 21],
-            strides: vec![5, 3, 3],
-            size: 27,
-            yuv: crate::backend::YuvMatrix::BT709,
-        };
-        let p = frame_params(&l).expect("valid I420");
-        assert_eq!((p.pw, p.ph), (8, 8));
-        l.size = 26;
-        assert!(frame_params(&l).is_err());
-        l.size = 27;
-        l.strides[1] = 2;
-        assert!(frame_params(&l).is_err());
-    }
 }

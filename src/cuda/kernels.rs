@@ -8,11 +8,17 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
 use cudarc::nvrtc::{CompileOptions, Ptx, compile_ptx_with_opts};
 
 use super::error::{CudaError, DriverContext, Result};
+use super::params::Dtype;
 use crate::backend::Precision;
 
-/// `common.cuh` first, then every kernel file: one NVRTC program.
-const SOURCES: [(&str, &str); 5] = [
+/// The headers the kernel files `#include`.
+const HEADERS: [(&str, &str); 2] = [
     ("common.cuh", include_str!("../../kernels/common.cuh")),
+    ("params.cuh", include_str!("../../kernels/params.cuh")),
+];
+
+/// The kernel files, compiled as one NVRTC program in this order.
+const UNITS: [(&str, &str); 4] = [
     (
         "elementwise.cu",
         include_str!("../../kernels/elementwise.cu"),
@@ -22,15 +28,45 @@ const SOURCES: [(&str, &str); 5] = [
     ("check.cu", include_str!("../../kernels/check.cu")),
 ];
 
-/// The whole program's text, with `#line` markers so NVRTC's log names the real file and line.
-pub fn program_source() -> String {
+/// The whole program's text: the kernel files, each header expanded in place at its first
+/// `#include "name"` (later ones are dropped, as an include guard would), with `#line` markers
+/// so NVRTC's log names the real file and line.
+pub fn program_source() -> Result<String> {
     let mut src = String::new();
-    for (name, text) in SOURCES {
-        src.push_str(&format!("#line 1 \"{name}\"\n"));
-        src.push_str(text);
-        src.push('\n');
+    let mut done = Vec::new();
+    for (name, text) in UNITS {
+        append_source(&mut src, name, text, &mut done)?;
     }
-    src
+    Ok(src)
+}
+
+fn append_source(
+    src: &mut String,
+    name: &str,
+    text: &str,
+    done: &mut Vec<&'static str>,
+) -> Result<()> {
+    src.push_str(&format!("#line 1 \"{name}\"\n"));
+    for (i, line) in text.lines().enumerate() {
+        let Some(rest) = line.trim_start().strip_prefix("#include") else {
+            src.push_str(line);
+            src.push('\n');
+            continue;
+        };
+        let want = rest.trim().trim_matches('"');
+        let Some(&(header, body)) = HEADERS.iter().find(|(h, _)| *h == want) else {
+            return Err(CudaError::Compile(format!(
+                "{name}:{}: unknown header {want}",
+                i + 1
+            )));
+        };
+        if !done.contains(&header) {
+            done.push(header);
+            append_source(src, header, body, done)?;
+        }
+        src.push_str(&format!("#line {} \"{name}\"\n", i + 2));
+    }
+    Ok(())
 }
 
 /// Compiles the kernels for compute capability `major.minor` (virtual architecture, so the
@@ -58,7 +94,7 @@ pub fn compile(major: i32, minor: i32) -> Result<String> {
         fmad: Some(false),
         ..Default::default()
     };
-    let ptx = compile_ptx_with_opts(program_source(), opts)?.to_src();
+    let ptx = compile_ptx_with_opts(program_source()?, opts)?.to_src();
     guard.insert((major, minor), ptx.clone());
     Ok(ptx)
 }
@@ -76,6 +112,8 @@ pub fn dtype_suffix(p: Precision) -> &'static str {
 /// engine's precision.
 pub struct Kernels {
     _module: Arc<CudaModule>,
+    /// The activation type the templated kernels were picked for.
+    pub act: Dtype,
     pub epilogue: CudaFunction,
     pub epilogue1: CudaFunction,
     pub reflect_pad: CudaFunction,
@@ -128,6 +166,7 @@ impl Kernels {
             out_f32: t("out_f32")?,
             ref_conv: t("ref_conv")?,
             max_diff: t("max_diff")?,
+            act: Dtype::act(precision),
             _module: module,
         })
     }
@@ -136,6 +175,26 @@ impl Kernels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every header is expanded once, before the first file that needs it, and no `#include`
+    /// reaches NVRTC (which has no files to include).
+    #[test]
+    fn program_expands_each_header_once() {
+        let src = program_source().expect("program");
+        assert!(!src.contains("#include"));
+        for (h, body) in HEADERS {
+            assert_eq!(src.matches(&format!("#line 1 \"{h}\"")).count(), 1, "{h}");
+            let first = body.lines().next().expect("header text");
+            assert_eq!(src.matches(first).count(), 1, "{h}");
+        }
+        // params.cuh is inside common.cuh, both before the first kernel.
+        let at = |m: &str| src.find(m).unwrap_or_else(|| panic!("{m}"));
+        assert!(at("#line 1 \"common.cuh\"") < at("#line 1 \"params.cuh\""));
+        assert!(at("struct EpiParams") < at("epilogue_t"));
+        for (name, _) in UNITS {
+            assert!(src.contains(&format!("#line 1 \"{name}\"")), "{name}");
+        }
+    }
 
     /// Compiles the kernels when NVRTC is on this machine (no GPU needed); says so otherwise.
     #[test]

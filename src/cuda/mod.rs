@@ -1,38 +1,40 @@
 //! The CUDA engine: FLAVR on cuDNN and our NVRTC-compiled kernels (`kernels/*.cu`).
 //! Only this module touches cudarc.
 //!
-//! - [`engine`]: the network on one GPU (open, configure, the run).
-//! - [`graph`]: the forward pass as data (steps over buffers) and the buffers' lifetimes.
-//! - [`arena`]: the liveness-based arena planner.
-//! - [`io`]: frame slots, transfer buffers, frames in and out.
-//! - [`diag`]: test, benchmark and diagnostic entry points of the engine.
-//! - [`cudnn`]: the convolution library's descriptors and algorithm search.
-//! - [`kernels`] / [`launch`]: our kernels, compiled at open, and their typed launches.
-//! - [`memory`]: device and pinned buffers.
-//! - [`weights`]: host-side rearrangement of the weights for the GPU.
+//! - [`Engine`] (engine.rs): the network on one GPU (open, configure, the run).
+//! - graph.rs: the forward pass as data (steps over buffers) and the buffers' lifetimes.
+//! - arena.rs: the liveness-based arena planner.
+//! - io.rs: frame slots, transfer buffers, frames in and out.
+//! - diag.rs: test, benchmark and diagnostic entry points of the engine.
+//! - cudnn/: the convolution library's handle, descriptors and algorithm search.
+//! - kernels.rs / launch.rs: our kernels, compiled at open, and their checked launches;
+//!   params.rs: the Rust side of `kernels/params.cuh`.
+//! - memory.rs: device buffers, typed device views, pinned buffers.
+//! - weights.rs: host-side rearrangement of the weights for the GPU.
 //! - [`options`]: the engine's tuning and diagnosis switches ([`EngineOptions`]).
 //! - [`synth`]: deterministic synthetic weights (tests, benchmark).
 
-pub mod arena;
-pub mod cudnn;
+mod arena;
+pub(crate) mod cudnn;
 mod diag;
-pub mod engine;
-pub mod error;
+mod engine;
+mod error;
 mod graph;
 mod io;
-pub mod kernels;
-pub mod launch;
-pub mod memory;
+pub(crate) mod kernels;
+pub(crate) mod launch;
+pub(crate) mod memory;
 pub mod options;
+mod params;
 pub mod synth;
-pub mod weights;
+pub(crate) mod weights;
 
 use std::sync::Arc;
 
 use crate::backend::{Backend, BackendError, FrameLayout, Precision};
 use crate::model::Flavr;
 
-pub use cudnn::ConvChoice;
+pub use cudnn::{Algo, Candidate, ConvChoice};
 pub use engine::{Engine, MemoryReport};
 pub use error::CudaError;
 pub use options::{DEFAULT_WORKSPACE_CAP, EngineOptions};

@@ -53,15 +53,7 @@ pub fn engine(model: &Flavr, p: Precision) -> Option<Engine> {
 }
 
 pub fn rgb_layout(w: usize, h: usize) -> FrameLayout {
-    FrameLayout {
-        format: PixelFormat::Rgb,
-        width: w,
-        height: h,
-        offsets: vec![0],
-        strides: vec![3 * w],
-        size: 3 * w * h,
-        yuv: YuvMatrix::BT709,
-    }
+    FrameLayout::packed(PixelFormat::Rgb, w, h, YuvMatrix::BT709)
 }
 
 /// Frame t of an input `[1, 3, 4, h, w]` as planar `[3, h, w]`.

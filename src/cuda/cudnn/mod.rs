@@ -1,8 +1,9 @@
 //! Thin RAII wrappers over the cuDNN legacy convolution API (through cudarc's `sys` bindings):
-//! channels-last 5-D descriptors, algorithm search at configure time, and the two calls the
-//! network needs (forward convolution, and backward-data for the transposed convolutions).
-//! The configure-time search over their algorithms is in [`search`].
+//! the handle, and a convolution ready to run with the two calls the network needs (forward
+//! convolution, and backward-data for the transposed convolutions), on typed device views.
+//! The descriptors are in [`desc`], the configure-time algorithm search in [`search`].
 
+mod desc;
 mod search;
 
 pub use search::ConvChoice;
@@ -14,7 +15,9 @@ use cudarc::cudnn::sys;
 use cudarc::driver::CudaStream;
 
 use super::error::{CudaError, Result, cudnn_check};
+use super::memory::{DevView, Dtype};
 use crate::backend::Precision;
+use desc::{ConvDesc, FilterDesc, TensorDesc};
 
 pub fn data_type(p: Precision) -> sys::cudnnDataType_t {
     match p {
@@ -65,139 +68,6 @@ impl Drop for Dnn {
     }
 }
 
-/// A packed channels-last tensor `[n, c, d, h, w]` (memory order n, d, h, w, c).
-pub struct TensorDesc(sys::cudnnTensorDescriptor_t);
-// SAFETY: an opaque host-side descriptor, owned; used by one thread at a time.
-unsafe impl Send for TensorDesc {}
-
-impl TensorDesc {
-    pub fn ndhwc(dt: sys::cudnnDataType_t, dims: [usize; 5]) -> Result<TensorDesc> {
-        let [_, c, d, h, w] = dims;
-        let dims_i = to_int(&dims)?;
-        let strides = to_int(&[d * h * w * c, 1, h * w * c, w * c, c])?;
-        let mut t = std::ptr::null_mut();
-        // SAFETY: out-pointer to a new descriptor.
-        cudnn_check(
-            unsafe { sys::cudnnCreateTensorDescriptor(&mut t) },
-            "cudnnCreateTensorDescriptor",
-        )?;
-        let desc = TensorDesc(t);
-        // SAFETY: 5 dims and 5 strides.
-        cudnn_check(
-            unsafe {
-                sys::cudnnSetTensorNdDescriptor(desc.0, dt, 5, dims_i.as_ptr(), strides.as_ptr())
-            },
-            "cudnnSetTensorNdDescriptor",
-        )?;
-        Ok(desc)
-    }
-}
-
-impl Drop for TensorDesc {
-    fn drop(&mut self) {
-        // SAFETY: created once, destroyed once.
-        let _ = unsafe { sys::cudnnDestroyTensorDescriptor(self.0) };
-    }
-}
-
-/// A channels-last filter `[k, c, t, r, s]` (memory order k, t, r, s, c).
-pub struct FilterDesc(sys::cudnnFilterDescriptor_t);
-// SAFETY: as for TensorDesc.
-unsafe impl Send for FilterDesc {}
-
-impl FilterDesc {
-    pub fn khwc(dt: sys::cudnnDataType_t, dims: [usize; 5]) -> Result<FilterDesc> {
-        let dims_i = to_int(&dims)?;
-        let mut f = std::ptr::null_mut();
-        // SAFETY: out-pointer to a new descriptor.
-        cudnn_check(
-            unsafe { sys::cudnnCreateFilterDescriptor(&mut f) },
-            "cudnnCreateFilterDescriptor",
-        )?;
-        let desc = FilterDesc(f);
-        // SAFETY: 5 dims.
-        cudnn_check(
-            unsafe {
-                sys::cudnnSetFilterNdDescriptor(
-                    desc.0,
-                    dt,
-                    sys::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC,
-                    5,
-                    dims_i.as_ptr(),
-                )
-            },
-            "cudnnSetFilterNdDescriptor",
-        )?;
-        Ok(desc)
-    }
-}
-
-impl Drop for FilterDesc {
-    fn drop(&mut self) {
-        // SAFETY: created once, destroyed once.
-        let _ = unsafe { sys::cudnnDestroyFilterDescriptor(self.0) };
-    }
-}
-
-/// A 3-D cross-correlation with padding and stride, float32 accumulation.
-pub struct ConvDesc(sys::cudnnConvolutionDescriptor_t);
-// SAFETY: as for TensorDesc.
-unsafe impl Send for ConvDesc {}
-
-impl ConvDesc {
-    pub fn new(pad: [usize; 3], stride: [usize; 3]) -> Result<ConvDesc> {
-        let mut c = std::ptr::null_mut();
-        // SAFETY: out-pointer to a new descriptor.
-        cudnn_check(
-            unsafe { sys::cudnnCreateConvolutionDescriptor(&mut c) },
-            "cudnnCreateConvolutionDescriptor",
-        )?;
-        let desc = ConvDesc(c);
-        let pad = to_int(&pad)?;
-        let stride = to_int(&stride)?;
-        let dil = [1i32; 3];
-        // SAFETY: arrays of length 3.
-        cudnn_check(
-            unsafe {
-                sys::cudnnSetConvolutionNdDescriptor(
-                    desc.0,
-                    3,
-                    pad.as_ptr(),
-                    stride.as_ptr(),
-                    dil.as_ptr(),
-                    sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
-                    sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
-                )
-            },
-            "cudnnSetConvolutionNdDescriptor",
-        )?;
-        Ok(desc)
-    }
-
-    pub fn set_math(&self, m: sys::cudnnMathType_t) -> Result<()> {
-        // SAFETY: valid descriptor.
-        cudnn_check(
-            unsafe { sys::cudnnSetConvolutionMathType(self.0, m) },
-            "cudnnSetConvolutionMathType",
-        )
-    }
-}
-
-impl Drop for ConvDesc {
-    fn drop(&mut self) {
-        // SAFETY: created once, destroyed once.
-        let _ = unsafe { sys::cudnnDestroyConvolutionDescriptor(self.0) };
-    }
-}
-
-fn to_int(v: &[usize]) -> Result<Vec<i32>> {
-    v.iter()
-        .map(|&x| {
-            i32::try_from(x).map_err(|_| CudaError::Unsupported(format!("dimension {x} too large")))
-        })
-        .collect()
-}
-
 /// The algorithm picked for one convolution.
 #[derive(Clone, Copy, Debug)]
 pub enum Algo {
@@ -215,22 +85,59 @@ pub struct Candidate {
     pub math: sys::cudnnMathType_t,
 }
 
-/// A convolution ready to run: descriptors for input, filter and output. A transposed
-/// convolution is cuDNN's backward-data of the convolution that maps its output to its input.
+/// A row of cuDNN's timing table.
+trait Perf {
+    fn candidate(&self) -> Candidate;
+}
+
+impl Perf for sys::cudnnConvolutionFwdAlgoPerf_t {
+    fn candidate(&self) -> Candidate {
+        Candidate {
+            algo: Algo::Fwd(self.algo),
+            status: self.status,
+            ms: self.time,
+            workspace: self.memory,
+            math: self.mathType,
+        }
+    }
+}
+
+impl Perf for sys::cudnnConvolutionBwdDataAlgoPerf_t {
+    fn candidate(&self) -> Candidate {
+        Candidate {
+            algo: Algo::BwdData(self.algo),
+            status: self.status,
+            ms: self.time,
+            workspace: self.memory,
+            math: self.mathType,
+        }
+    }
+}
+
+/// How many rows of a timing table cuDNN may fill.
+const PERF_ROWS: usize = 8;
+
+/// A convolution ready to run: descriptors for input, filter and output, and the element
+/// counts its buffers must hold. A transposed convolution is cuDNN's backward-data of the
+/// convolution that maps its output to its input.
 pub struct Conv {
     pub transposed: bool,
     x: TensorDesc,
     w: FilterDesc,
     conv: ConvDesc,
     y: TensorDesc,
+    dtype: Dtype,
+    /// Elements of the input, the filter and the output.
+    lens: [usize; 3],
     pub chosen: Option<Candidate>,
 }
 
 impl Conv {
     /// `x_dims`/`y_dims`: `[n, c, d, h, w]` of the input and output; `w_dims`: `[k, c, t, r, s]`
-    /// (for a transposed conv, k = its input channels, c = its output channels).
+    /// (for a transposed conv, k = its input channels, c = its output channels); all in the
+    /// activation type of `precision`.
     pub fn new(
-        dt: sys::cudnnDataType_t,
+        precision: Precision,
         transposed: bool,
         x_dims: [usize; 5],
         w_dims: [usize; 5],
@@ -238,12 +145,15 @@ impl Conv {
         pad: [usize; 3],
         stride: [usize; 3],
     ) -> Result<Conv> {
+        let dt = data_type(precision);
         let conv = Conv {
             transposed,
             x: TensorDesc::ndhwc(dt, x_dims)?,
             w: FilterDesc::khwc(dt, w_dims)?,
             conv: ConvDesc::new(pad, stride)?,
             y: TensorDesc::ndhwc(dt, y_dims)?,
+            dtype: Dtype::act(precision),
+            lens: [x_dims, w_dims, y_dims].map(|d| d.iter().product()),
             chosen: None,
         };
         // cuDNN's idea of the forward output must match ours (input for a transposed conv).
@@ -257,9 +167,9 @@ impl Conv {
         cudnn_check(
             unsafe {
                 sys::cudnnGetConvolutionNdForwardOutputDim(
-                    conv.conv.0,
-                    fwd_in.0,
-                    conv.w.0,
+                    conv.conv.raw(),
+                    fwd_in.raw(),
+                    conv.w.raw(),
                     5,
                     out.as_mut_ptr(),
                 )
@@ -274,94 +184,90 @@ impl Conv {
         Ok(conv)
     }
 
-    /// Times the algorithms on real buffers (workspace `ws` of `ws_cap` bytes); every
+    /// An error unless the views hold this convolution's input, filter and output.
+    fn check(&self, x: &DevView<'_>, w: &DevView<'_>, y: &DevView<'_>) -> Result<()> {
+        let [xn, wn, yn] = self.lens;
+        x.check(self.dtype, xn, "convolution input")?;
+        w.check(self.dtype, wn, "convolution filter")?;
+        y.check(self.dtype, yn, "convolution output")
+    }
+
+    /// Times the algorithms on real buffers (workspace `ws`; `y` is overwritten); every
     /// candidate cuDNN reports, with its status. See [`search::choose`].
     pub fn find(
         &mut self,
         dnn: &Dnn,
         precision: Precision,
-        x: u64,
-        w: u64,
-        y: u64,
-        ws: u64,
-        ws_cap: usize,
+        x: DevView<'_>,
+        w: DevView<'_>,
+        y: DevView<'_>,
+        ws: DevView<'_>,
     ) -> Result<Vec<Candidate>> {
         use sys::cudnnMathType_t::*;
+        self.check(&x, &w, &y)?;
         let search_math = if precision == Precision::Fp32 {
             CUDNN_FMA_MATH
         } else {
             CUDNN_TENSOR_OP_MATH
         };
         self.conv.set_math(search_math)?;
-        let mut found = Vec::new();
+        let (xp, wp, yp) = (x.device_ptr(), w.device_ptr(), y.device_ptr());
+        let (wsp, ws_bytes) = (ws.device_ptr(), ws.bytes());
         let mut n = 0i32;
-        if self.transposed {
-            let mut perf =
-                [unsafe { std::mem::zeroed::<sys::cudnnConvolutionBwdDataAlgoPerf_t>() }; 8];
-            // SAFETY: descriptors match the buffers (planned from the same shapes); the
-            // output buffer and workspace are scratch at configure time.
+        let found = if self.transposed {
+            // SAFETY: plain old data, zero is a valid bit pattern for every field.
+            let mut perf = [unsafe { std::mem::zeroed::<sys::cudnnConvolutionBwdDataAlgoPerf_t>() };
+                PERF_ROWS];
+            // SAFETY: the views hold the descriptors' shapes in their type (checked above) and
+            // the workspace has ws_bytes bytes; cuDNN writes at most PERF_ROWS rows into perf.
             cudnn_check(
                 unsafe {
                     sys::cudnnFindConvolutionBackwardDataAlgorithmEx(
                         dnn.h,
-                        self.w.0,
-                        w as *const c_void,
-                        self.x.0,
-                        x as *const c_void,
-                        self.conv.0,
-                        self.y.0,
-                        y as *mut c_void,
-                        perf.len() as i32,
+                        self.w.raw(),
+                        wp as *const c_void,
+                        self.x.raw(),
+                        xp as *const c_void,
+                        self.conv.raw(),
+                        self.y.raw(),
+                        yp as *mut c_void,
+                        PERF_ROWS as i32,
                         &mut n,
                         perf.as_mut_ptr(),
-                        ws as *mut c_void,
-                        ws_cap,
+                        wsp as *mut c_void,
+                        ws_bytes,
                     )
                 },
                 "cudnnFindConvolutionBackwardDataAlgorithmEx",
             )?;
-            for p in &perf[..n.max(0) as usize] {
-                found.push(Candidate {
-                    algo: Algo::BwdData(p.algo),
-                    status: p.status,
-                    ms: p.time,
-                    workspace: p.memory,
-                    math: p.mathType,
-                });
-            }
+            rows(&perf, n)
         } else {
-            let mut perf = [unsafe { std::mem::zeroed::<sys::cudnnConvolutionFwdAlgoPerf_t>() }; 8];
+            // SAFETY: as above.
+            let mut perf =
+                [unsafe { std::mem::zeroed::<sys::cudnnConvolutionFwdAlgoPerf_t>() }; PERF_ROWS];
             // SAFETY: as above.
             cudnn_check(
                 unsafe {
                     sys::cudnnFindConvolutionForwardAlgorithmEx(
                         dnn.h,
-                        self.x.0,
-                        x as *const c_void,
-                        self.w.0,
-                        w as *const c_void,
-                        self.conv.0,
-                        self.y.0,
-                        y as *mut c_void,
-                        perf.len() as i32,
+                        self.x.raw(),
+                        xp as *const c_void,
+                        self.w.raw(),
+                        wp as *const c_void,
+                        self.conv.raw(),
+                        self.y.raw(),
+                        yp as *mut c_void,
+                        PERF_ROWS as i32,
                         &mut n,
                         perf.as_mut_ptr(),
-                        ws as *mut c_void,
-                        ws_cap,
+                        wsp as *mut c_void,
+                        ws_bytes,
                     )
                 },
                 "cudnnFindConvolutionForwardAlgorithmEx",
             )?;
-            for p in &perf[..n.max(0) as usize] {
-                found.push(Candidate {
-                    algo: Algo::Fwd(p.algo),
-                    status: p.status,
-                    ms: p.time,
-                    workspace: p.memory,
-                    math: p.mathType,
-                });
-            }
-        }
+            rows(&perf, n)
+        };
         Ok(found)
     }
 
@@ -377,67 +283,74 @@ impl Conv {
         Ok(())
     }
 
-    /// Runs the convolution on the handle's stream: y = conv(x, w).
-    ///
-    /// # Safety
-    /// `x`, `w`, `y` must be device buffers of the shapes given to `new`, and `ws` at least
-    /// the chosen candidate's workspace.
-    pub unsafe fn run(
+    /// Runs the convolution on the handle's stream: y = conv(x, w), with workspace `ws` (at
+    /// least what the chosen algorithm needs; none when it needs none).
+    pub fn run(
         &self,
         dnn: &Dnn,
-        x: u64,
-        w: u64,
-        y: u64,
-        ws: u64,
-        ws_bytes: usize,
+        x: DevView<'_>,
+        w: DevView<'_>,
+        y: DevView<'_>,
+        ws: Option<DevView<'_>>,
     ) -> Result<()> {
         let Some(c) = self.chosen else {
             return Err(CudaError::Unsupported(
                 "convolution run before an algorithm was chosen".into(),
             ));
         };
+        self.check(&x, &w, &y)?;
+        let (wsp, ws_bytes) = ws.map_or((0, 0), |v| (v.device_ptr(), v.bytes()));
+        if ws_bytes < c.workspace {
+            return Err(CudaError::Internal(format!(
+                "convolution needs {} bytes of workspace, has {ws_bytes}",
+                c.workspace
+            )));
+        }
+        let (xp, wp, yp) = (x.device_ptr(), w.device_ptr(), y.device_ptr());
         let (alpha, beta) = (1.0f32, 0.0f32);
         let a = &alpha as *const f32 as *const c_void;
         let b = &beta as *const f32 as *const c_void;
         match c.algo {
             Algo::Fwd(algo) => cudnn_check(
-                // SAFETY: the caller guarantees the buffers.
+                // SAFETY: x, w, y hold the descriptors' shapes in their type and the workspace
+                // is at least the chosen algorithm's (all checked above); alpha and beta live
+                // across the call.
                 unsafe {
                     sys::cudnnConvolutionForward(
                         dnn.h,
                         a,
-                        self.x.0,
-                        x as *const c_void,
-                        self.w.0,
-                        w as *const c_void,
-                        self.conv.0,
+                        self.x.raw(),
+                        xp as *const c_void,
+                        self.w.raw(),
+                        wp as *const c_void,
+                        self.conv.raw(),
                         algo,
-                        ws as *mut c_void,
+                        wsp as *mut c_void,
                         ws_bytes,
                         b,
-                        self.y.0,
-                        y as *mut c_void,
+                        self.y.raw(),
+                        yp as *mut c_void,
                     )
                 },
                 "cudnnConvolutionForward",
             ),
             Algo::BwdData(algo) => cudnn_check(
-                // SAFETY: the caller guarantees the buffers.
+                // SAFETY: as for the forward call.
                 unsafe {
                     sys::cudnnConvolutionBackwardData(
                         dnn.h,
                         a,
-                        self.w.0,
-                        w as *const c_void,
-                        self.x.0,
-                        x as *const c_void,
-                        self.conv.0,
+                        self.w.raw(),
+                        wp as *const c_void,
+                        self.x.raw(),
+                        xp as *const c_void,
+                        self.conv.raw(),
                         algo,
-                        ws as *mut c_void,
+                        wsp as *mut c_void,
                         ws_bytes,
                         b,
-                        self.y.0,
-                        y as *mut c_void,
+                        self.y.raw(),
+                        yp as *mut c_void,
                     )
                 },
                 "cudnnConvolutionBackwardData",
@@ -446,12 +359,14 @@ impl Conv {
     }
 }
 
+/// The first `n` rows of a timing table as candidates.
+fn rows<P: Perf>(perf: &[P], n: i32) -> Vec<Candidate> {
+    perf[..(n.max(0) as usize).min(perf.len())]
+        .iter()
+        .map(Perf::candidate)
+        .collect()
+}
+
 fn as_i32(d: &[usize; 5]) -> [i32; 5] {
-    [
-        d[0] as i32,
-        d[1] as i32,
-        d[2] as i32,
-        d[3] as i32,
-        d[4] as i32,
-    ]
+    d.map(|v| v as i32)
 }

@@ -11,7 +11,7 @@ use cudarc::driver::CudaContext;
 use super::{Algo, Candidate, Conv, Dnn};
 use crate::backend::Precision;
 use crate::cuda::error::{CudaError, DriverContext, Result};
-use crate::cuda::memory::DeviceBuf;
+use crate::cuda::memory::{DevView, DeviceBuf, Dtype};
 use crate::cuda::weights::ConvShape;
 
 /// Per-layer record of the configure-time algorithm search (for logs and notes).
@@ -122,9 +122,9 @@ impl<'a> Search<'a> {
         &mut self,
         key: String,
         conv: &mut Conv,
-        x: u64,
-        w: u64,
-        y: u64,
+        x: DevView<'_>,
+        w: DevView<'_>,
+        y: DevView<'_>,
     ) -> Result<ConvChoice> {
         let p = self.precision;
         if let Some(c) = self.cache.0.get(&key) {
@@ -135,8 +135,11 @@ impl<'a> Search<'a> {
             });
         }
         self.take_workspace()?;
-        let ws = self.ws.as_ref().map_or(0, |b| b.ptr());
-        let found = conv.find(self.dnn, p, x, w, y, ws, self.cap)?;
+        let ws = match &self.ws {
+            Some(b) => b.slice(0, self.cap, Dtype::U8)?,
+            None => return Err(CudaError::Internal("no search workspace".into())),
+        };
+        let found = conv.find(self.dnn, p, x, w, y, ws)?;
         let c = match choose(p, &found, self.cap, self.all_algos) {
             Some(c) => c,
             None => {
@@ -145,7 +148,7 @@ impl<'a> Search<'a> {
                 let (free, _) = self.ctx.mem_get_info().during("cuMemGetInfo")?;
                 let big = (free / 2).min(8 << 30);
                 let buf = DeviceBuf::new(self.ctx, big, "cuDNN search workspace")?;
-                let again = conv.find(self.dnn, p, x, w, y, buf.ptr(), big)?;
+                let again = conv.find(self.dnn, p, x, w, y, buf.slice(0, big, Dtype::U8)?)?;
                 choose(p, &again, big, self.all_algos).ok_or_else(|| {
                     CudaError::Unsupported(format!(
                         "cuDNN has no usable algorithm for convolution {key}: {again:?}"
