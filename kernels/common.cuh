@@ -15,6 +15,7 @@
 typedef unsigned char u8;
 typedef unsigned short u16;
 typedef long long i64;
+#define I32_MAX 2147483647
 
 __device__ __forceinline__ float h2f(u16 h) {
     float f;

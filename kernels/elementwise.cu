@@ -13,32 +13,34 @@ __device__ __forceinline__ i64 phase_row(unsigned t, unsigned Y, unsigned X, int
     return ((i64)((a * 2 + b) * nt + t) * (h + 1) + (Y >> 1) + a) * (w + 1) + (X >> 1) + b;
 }
 
-__device__ __forceinline__ i64 x_row(const EpiParams &p, unsigned row) {
+// Element counts: a [rows, c] map of a 16384 x 16384 frame has more than 2^32 elements, so
+// every grid-stride loop below runs over I = i64 when its count exceeds I32_MAX, and over
+// I = unsigned (32-bit division, the fast path) otherwise. Per-element arithmetic is the same.
+
+template <class I> __device__ __forceinline__ i64 x_row(const EpiParams &p, I row) {
     if (p.fold_t != 0) {
-        const unsigned t = row / p.fold_p, q = row - t * p.fold_p;
+        const I t = row / p.fold_p, q = row - t * p.fold_p;
         return (i64)q * p.fold_t + t;
     }
     if (p.ph_h != 0) {
-        const unsigned w2 = 2 * p.ph_w, h2 = 2 * p.ph_h;
-        const unsigned X = row % w2, q = row / w2;
-        const unsigned Y = q % h2, t = q / h2;
-        return phase_row(t, Y, X, p.ph_t, p.ph_h, p.ph_w);
+        const I w2 = 2 * p.ph_w, h2 = 2 * p.ph_h;
+        const I X = row % w2, q = row / w2;
+        const I Y = q % h2, t = q / h2;
+        return phase_row((unsigned)t, (unsigned)Y, (unsigned)X, p.ph_t, p.ph_h, p.ph_w);
     }
     return row;
 }
 
-// Vectorised: S::V channels per thread. Needs c, strides and offsets multiples of S::V.
-template <class S> __device__ void epilogue_t(const EpiParams p) {
+template <class S, class I> __device__ __forceinline__ void epilogue_loop(const EpiParams p, I n) {
     typedef typename S::T T;
     const int V = S::V;
     const int cv = p.c / V;
-    const unsigned n = (unsigned)(p.rows * cv);
     const T *x = (const T *)p.x;
     const T *r = (const T *)p.resid;
     T *o = (T *)p.out;
     T *o2 = (T *)p.out2;
-    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        const unsigned row = i / cv;
+    for (I i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const I row = i / cv;
         const int c0 = (int)(i - row * cv) * V;
         float v[V];
         ldv<S>(x + x_row(p, row) * p.c + c0, v);
@@ -63,16 +65,24 @@ template <class S> __device__ void epilogue_t(const EpiParams p) {
     }
 }
 
-// Any channel count: one element per thread.
-template <class S> __device__ void epilogue1_t(const EpiParams p) {
+// Vectorised: S::V channels per thread. Needs c, strides and offsets multiples of S::V.
+template <class S> __device__ void epilogue_t(const EpiParams p) {
+    const i64 n = p.rows * (p.c / S::V);
+    if (n <= I32_MAX)
+        epilogue_loop<S, unsigned>(p, (unsigned)n);
+    else
+        epilogue_loop<S, i64>(p, n);
+}
+
+template <class S, class I>
+__device__ __forceinline__ void epilogue1_loop(const EpiParams p, I n) {
     typedef typename S::T T;
-    const unsigned n = (unsigned)(p.rows * p.c);
     const T *x = (const T *)p.x;
     const T *r = (const T *)p.resid;
     T *o = (T *)p.out;
     T *o2 = (T *)p.out2;
-    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        const unsigned row = i / p.c;
+    for (I i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const I row = i / p.c;
         const int c = (int)(i - row * p.c);
         float v = S::ld(x[x_row(p, row) * p.c + c]);
         if (p.bias) v += p.bias[c];
@@ -82,6 +92,15 @@ template <class S> __device__ void epilogue1_t(const EpiParams p) {
         o[(i64)row * p.out_stride + p.out_off + c] = S::st(v);
         if (o2) o2[(i64)row * p.out2_stride + p.out2_off + c] = S::st(v);
     }
+}
+
+// Any channel count: one element per thread.
+template <class S> __device__ void epilogue1_t(const EpiParams p) {
+    const i64 n = p.rows * p.c;
+    if (n <= I32_MAX)
+        epilogue1_loop<S, unsigned>(p, (unsigned)n);
+    else
+        epilogue1_loop<S, i64>(p, n);
 }
 
 INSTANTIATE3(epilogue, (const EpiParams p), (p))
@@ -96,21 +115,20 @@ __device__ __forceinline__ int reflect(int i, int n) {
 // pixel (2by + py, 2bx + px) = in[reflect(2by + py - pad), reflect(2bx + px - pad)].
 // Vectorised when c % S::V == 0 (vec = 1), else one element per thread (vec = 0). phased: `in`
 // is the four sub-pixel phases [4][h/2 + 1][w/2 + 1][c] (see EpiParams) instead of [h][w][c].
-template <class S>
-__device__ void reflect_pad_t(const void *in_, void *out_, int h, int w, int c, int pad, int vec,
-                              int phased) {
+template <class S, class I>
+__device__ __forceinline__ void reflect_pad_loop(const void *in_, void *out_, int h, int w, int c,
+                                                 int pad, int vec, int phased, I n) {
     typedef typename S::T T;
     const T *in = (const T *)in_;
     T *out = (T *)out_;
     const int V = vec ? S::V : 1;
     const int cv = 4 * c / V;  // vectors per block
     const int bw = (w + 2 * pad) / 2;
-    const unsigned n = (unsigned)((h + 2 * pad) / 2) * bw * cv;
-    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        const unsigned blk = i / cv;
+    for (I i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const I blk = i / cv;
         const int e = (int)(i - blk * cv) * V;  // element within the block's 4c
         const int q = e / c, c0 = e - q * c;
-        const int by = (int)(blk / bw), bx = (int)(blk - (unsigned)by * bw);
+        const int by = (int)(blk / bw), bx = (int)(blk - (I)by * bw);
         const int sy = reflect(2 * by + q / 2 - pad, h), sx = reflect(2 * bx + q % 2 - pad, w);
         const i64 src =
             (phased ? phase_row(0, sy, sx, 1, h / 2, w / 2) : (i64)sy * w + sx) * c + c0;
@@ -125,6 +143,16 @@ __device__ void reflect_pad_t(const void *in_, void *out_, int h, int w, int c, 
             out[dst] = S::st(activate(S::ld(in[src]), ACT_LRELU));
         }
     }
+}
+
+template <class S>
+__device__ void reflect_pad_t(const void *in, void *out, int h, int w, int c, int pad, int vec,
+                              int phased) {
+    const i64 n = (i64)((h + 2 * pad) / 2) * ((w + 2 * pad) / 2) * (4 * c / (vec ? S::V : 1));
+    if (n <= I32_MAX)
+        reflect_pad_loop<S, unsigned>(in, out, h, w, c, pad, vec, phased, (unsigned)n);
+    else
+        reflect_pad_loop<S, i64>(in, out, h, w, c, pad, vec, phased, n);
 }
 
 INSTANTIATE3(reflect_pad,
