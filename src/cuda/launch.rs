@@ -8,7 +8,7 @@
 use cudarc::driver::{CudaStream, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
 
 use super::error::{CudaError, DriverContext, Result};
-use super::kernels::Kernels;
+use super::kernels::{KernelId, Kernels};
 use super::memory::{DevView, Dtype};
 use super::params::{
     EpiParams, FrameGeom, FrameParams, NET_IN_CHANNELS, SLOT_CHANNELS, SLOT_SUM_RECORD, THREADS,
@@ -197,7 +197,11 @@ pub fn epilogue(s: &CudaStream, k: &Kernels, a: &Epilogue<'_>) -> Result<()> {
     }
     let per = if vec { v } else { 1 };
     let n = rows * c / per;
-    let f = if vec { &k.epilogue } else { &k.epilogue1 };
+    let f = k.get(if vec {
+        KernelId::Epilogue
+    } else {
+        KernelId::Epilogue1
+    });
     let b = args!(s, f, &p);
     // SAFETY: `epilogue{,1}_<type>(EpiParams)` takes one EpiParams (mirrored from the header).
     // Checked above, in the activation type: x holds the rows the kernel reads (with the fold
@@ -248,7 +252,8 @@ pub fn reflect_pad(s: &CudaStream, k: &Kernels, a: &ReflectPad<'_>) -> Result<()
     let (xp, yp) = (a.x.device_ptr(), a.y.device_ptr());
     let (h, w, c, pad, vec) = (h as i32, w as i32, c as i32, pad as i32, vec as i32);
     let phased = a.phased as i32;
-    let b = args!(s, &k.reflect_pad, &xp, &yp, &h, &w, &c, &pad, &vec, &phased);
+    let f = k.get(KernelId::ReflectPad);
+    let b = args!(s, f, &xp, &yp, &h, &w, &c, &pad, &vec, &phased);
     // SAFETY: `reflect_pad_<type>(const void *in, void *out, int h, int w, int c, int pad,
     // int vec, int phased)`, in that order. Checked above: pad < h, w (reflected indices stay
     // inside the map), h and w even, x holds the map (or its phases) and y the padded blocks,
@@ -303,8 +308,9 @@ pub fn pool(s: &CudaStream, k: &Kernels, a: &Pool<'_>) -> Result<usize> {
     let g = a.geo.map_or([0i32; 4], |g| {
         [g.h as i32, g.w as i32, g.a as i32, g.b as i32]
     });
+    let f = k.get(KernelId::Pool);
     let b = args!(
-        s, &k.pool, &xp, &rows_i, &c_i, &rpb_i, &pp, &vec_i, &g[0], &g[1], &g[2], &g[3]
+        s, f, &xp, &rows_i, &c_i, &rpb_i, &pp, &vec_i, &g[0], &g[1], &g[2], &g[3]
     );
     // SAFETY: `pool_<type>(const void *x, i64 rows, int c, int rows_per_block, float *partial,
     // int vec, int gh, int gw, int ga, int gb)`, in that order. Checked above: x holds the
@@ -350,12 +356,13 @@ pub fn se_finish(s: &CudaStream, k: &Kernels, a: &SeFinish<'_>) -> Result<()> {
         a.mean.device_ptr(),
     );
     let (wp, bp, gp) = (a.w.device_ptr(), a.b.device_ptr(), a.gate.device_ptr());
-    let b = args!(s, &k.se_mean, &pp, &nblk_i, &c_i, &bias, &inv, &mp);
+    let f = k.get(KernelId::SeMean);
+    let b = args!(s, f, &pp, &nblk_i, &c_i, &bias, &inv, &mp);
     // SAFETY: `se_mean(const float *partial, int nblk, int c, const float *bias, float
     // inv_rows, float *mean)`, in that order; partial holds nblk x c floats, bias (or null)
     // and mean c floats (checked above); threads past c return.
     unsafe { go(b, grid(c)) }?;
-    let b = args!(s, &k.se_gate, &mp, &wp, &bp, &c_i, &gp);
+    let b = args!(s, k.get(KernelId::SeGate), &mp, &wp, &bp, &c_i, &gp);
     // SAFETY: `se_gate(const float *mean, const float *w, const float *b, int c, float *g)`,
     // in that order; mean, b and g hold c floats and w c x c (checked above); warps past c
     // return.
@@ -384,11 +391,11 @@ pub fn to_slot(
     let (f, src) = match src {
         SlotSource::Frame(v) => {
             v.check(Dtype::U8, geom.size(), "frame bytes")?;
-            (&k.frame_to_slot, v)
+            (k.get(KernelId::FrameToSlot), v)
         }
         SlotSource::Planar(v) => {
             v.check(Dtype::F32, 3 * geom.width() * geom.height(), "planar frame")?;
-            (&k.f32_to_slot, v)
+            (k.get(KernelId::F32ToSlot), v)
         }
     };
     let (sp, dp) = (src.device_ptr(), slot.device_ptr());
@@ -418,12 +425,12 @@ pub fn slot_sums(
     let npix_i = npix as i32;
     let nblk = SLOT_BLOCKS as i32;
     let (sp, pp, up) = (slot.device_ptr(), partial.device_ptr(), sums.device_ptr());
-    let b = args!(s, &k.slot_sum, &sp, &npix_i, &pp);
+    let b = args!(s, k.get(KernelId::SlotSum), &sp, &npix_i, &pp);
     // SAFETY: `slot_sum(const float4 *slot, int npix, float *partial)`, in that order, with
     // THREADS threads per block (its shared memory) and SLOT_BLOCKS blocks, each writing its 3
     // partial floats; the slot holds npix aligned float4s (checked above).
     unsafe { go(b, blocks(SLOT_BLOCKS)) }?;
-    let b = args!(s, &k.slot_sum_final, &pp, &nblk, &up);
+    let b = args!(s, k.get(KernelId::SlotSumFinal), &pp, &nblk, &up);
     // SAFETY: `slot_sum_final(const float *partial, int nblk, double *sums)`, in that order;
     // partial holds nblk x 3 floats and sums 3 doubles (checked above).
     unsafe { go(b, blocks(1)) }
@@ -444,7 +451,7 @@ pub fn window_mean(
     mean.check(Dtype::F32, 3, "window mean")?;
     let npix_i = npix as i32;
     let (sp, wp, mp) = (sums.device_ptr(), win.device_ptr(), mean.device_ptr());
-    let b = args!(s, &k.window_mean, &sp, &wp, &npix_i, &mp);
+    let b = args!(s, k.get(KernelId::WindowMean), &sp, &wp, &npix_i, &mp);
     // SAFETY: `window_mean(const double *sums, const int *win, int npix, float *mean)`, in
     // that order. win holds the 4 slot numbers of `window` (uploaded by the caller on this
     // stream), each below the number of sum records in sums (checked above); mean holds 3
@@ -502,7 +509,8 @@ pub fn assemble(s: &CudaStream, k: &Kernels, a: &Assemble<'_>) -> Result<()> {
         a.mean.device_ptr(),
         a.out.device_ptr(),
     );
-    let b = args!(s, &k.assemble, &sp, &se, &wp, &mp, &pw_i, &ph_i, &op);
+    let f = k.get(KernelId::Assemble);
+    let b = args!(s, f, &sp, &se, &wp, &mp, &pw_i, &ph_i, &op);
     // SAFETY: `assemble_<type>(const float4 *slots, i64 slot_elems, const int *win, const
     // float *mean, int pw, int ph, void *out)`, in that order. Checked above: each slot named
     // by the window (uploaded into win on this stream) lies in slots with pw x ph pixels, mean
@@ -569,18 +577,8 @@ pub fn out_frame(
         net.mean.device_ptr(),
     );
     let dp = dst.device_ptr();
-    let b = args!(
-        s,
-        &k.out_frame,
-        &yp,
-        &kp,
-        &n3,
-        &bp,
-        &mp,
-        &fr,
-        net.geom.params(),
-        &dp
-    );
+    let f = k.get(KernelId::OutFrame);
+    let b = args!(s, f, &yp, &kp, &n3, &bp, &mp, &fr, net.geom.params(), &dp);
     // SAFETY: `out_frame_<type>(const void *y, int kpad, int n3, const float *bias, const
     // float *mean, int k, FrameParams p, u8 *dst)`, in that order. Checked above: y holds the
     // padded block grid with the frame's 3 x 4 channels inside kpad, bias 3 n_out and mean 3
@@ -601,17 +599,8 @@ pub fn out_f32(s: &CudaStream, k: &Kernels, net: &NetOut<'_>, dst: DevView<'_>) 
         net.mean.device_ptr(),
     );
     let dp = dst.device_ptr();
-    let b = args!(
-        s,
-        &k.out_f32,
-        &yp,
-        &kp,
-        &bp,
-        &mp,
-        &n,
-        net.geom.params(),
-        &dp
-    );
+    let f = k.get(KernelId::OutF32);
+    let b = args!(s, f, &yp, &kp, &bp, &mp, &n, net.geom.params(), &dp);
     // SAFETY: `out_f32_<type>(const void *y, int kpad, const float *bias, const float *mean,
     // int nout, FrameParams p, float *dst)`, in that order. Checked above: y, bias and mean as
     // for out_frame, dst n_out x 3 x w x h floats.
@@ -660,29 +649,10 @@ pub fn check_conv(s: &CudaStream, k: &Kernels, a: &CheckConv<'_>) -> Result<()> 
         a.refbuf.device_ptr(),
         a.out.device_ptr(),
     );
+    let f = k.get(KernelId::RefConv);
     let b = args!(
-        s,
-        &k.ref_conv,
-        &xp,
-        &wp,
-        &rp,
-        &c,
-        &t,
-        &h,
-        &wd,
-        &ko,
-        &kt,
-        &kh,
-        &kw,
-        &st,
-        &sth,
-        &stw,
-        &pt,
-        &ph,
-        &pw,
-        &to,
-        &ho,
-        &wo
+        s, f, &xp, &wp, &rp, &c, &t, &h, &wd, &ko, &kt, &kh, &kw, &st, &sth, &stw, &pt, &ph, &pw,
+        &to, &ho, &wo
     );
     // SAFETY: `ref_conv_<type>(const void *x, const void *w, float *y, int c, int t, int h,
     // int w, int k, int kt, int kh, int kw, int st, int sh, int sw, int pt, int ph, int pw,
@@ -691,7 +661,7 @@ pub fn check_conv(s: &CudaStream, k: &Kernels, a: &CheckConv<'_>) -> Result<()> 
     // n = to x ho x wo x k outputs.
     unsafe { go(b, grid(n)) }?;
     let n64 = n as i64;
-    let b = args!(s, &k.max_diff, &yp, &rp, &n64, &op);
+    let b = args!(s, k.get(KernelId::MaxDiff), &yp, &rp, &n64, &op);
     // SAFETY: `max_diff_<type>(const void *a, const float *ref, i64 n, unsigned *out)`, in
     // that order; y and refbuf hold n values, out 3 u32 (checked above).
     unsafe { go(b, grid(n)) }
