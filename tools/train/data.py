@@ -8,7 +8,7 @@ sub-frame samples averaged over a random shutter time), 4:2:0 chroma, sensor noi
 compression on the input frames, and 8-bit quantisation.
 
 Timing. The clip has frames at t = 0..6 (one unit = one frame interval of the real video).
-FLAVR's inputs are frames 0, 2, 4, 6 and its target is frame 3: the spec puts output k of n at
+FLAVR's inputs are frames 0, 2, 4, 6 and its target is frame 3: docs/network.md puts output k of n at
 (k+1)/(n+1) between the 2nd and 3rd input, i.e. for 2x exactly halfway between frames 2 and 4.
 All motion parameters are in output pixels per time unit, so the displacement between two
 inputs is twice the velocity.
