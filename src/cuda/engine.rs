@@ -36,7 +36,8 @@ enum Op {
         y_off: usize,
     },
     /// SE gate of x (+ conv bias) into the gate scratch vector. `phases`: x holds the four
-    /// sub-pixel phases of a transposed conv's output of `rows` rows, `(t, h, w)` their grid.
+    /// sub-pixel phases of a transposed conv's output of `rows` rows, `(t, h, w)` their grid,
+    /// as `[t][h + 1][w + 1][4][c]`.
     Gate {
         x: usize,
         rows: usize,
@@ -60,6 +61,9 @@ enum Op {
         fold: Option<(usize, usize)>,
         /// x is the four sub-pixel phases of grid `(t, h, w)`, gathered into output order.
         phases: Option<(usize, usize, usize)>,
+        /// Period of the bias and gate channels, when it is not `c` (the in-place pass over
+        /// all four phases at once).
+        gc: Option<usize>,
     },
     /// Reflection pad 3 with LeakyReLU of x [h, w, c] (`phased`: in sub-pixel phase layout)
     /// into y, in 2x2 space-to-depth form.
@@ -155,32 +159,16 @@ impl Builder<'_> {
         (y, y_dims)
     }
 
-    /// A transposed conv as its four sub-pixel phases (weights::convt_phase) into one buffer
-    /// `[4][t][h + 1][w + 1][c]`. Returns it and the phase grid (t, h, w).
+    /// A transposed conv as its four sub-pixel phases in one conv (weights::convt_phases) into
+    /// one buffer `[t][h + 1][w + 1][4][c]`. Returns it and the phase grid (t, h, w).
     fn convt_phases(
         &mut self,
-        phases: [ConvW; 4],
+        phases: ConvW,
         x: usize,
         x_dims: [usize; 5],
     ) -> (usize, (usize, usize, usize)) {
         let [_, _, t, h, w] = x_dims;
-        let c = phases[0].shape.cout();
-        let y_dims = [1, c, t, h + 1, w + 1];
-        let pe: usize = y_dims.iter().product();
-        let y = self.buf(4 * pe);
-        for (ab, pw) in phases.into_iter().enumerate() {
-            self.g.convs.push(ConvStep {
-                w: pw,
-                x_dims,
-                y_dims,
-            });
-            self.g.ops.push(Op::Conv {
-                i: self.g.convs.len() - 1,
-                x,
-                y,
-                y_off: ab * pe * self.esz,
-            });
-        }
+        let (y, _) = self.conv(phases, x, x_dims);
         (y, (t, h, w))
     }
 
@@ -219,6 +207,7 @@ impl Builder<'_> {
             out2,
             fold: None,
             phases: None,
+            gc: None,
         });
     }
 }
@@ -289,6 +278,7 @@ fn build_graph(
         }),
         fold: Some((4, (hp / 2) * (wp / 2))),
         phases: None,
+        gc: None,
     });
     let cat2 = b.buf(px(2) * cat_c[2]);
     let cat1 = b.buf(px(4) * cat_c[1]);
@@ -339,14 +329,14 @@ fn build_graph(
     // Decoder: stage k reads cat_{k-1} (x4 for d0) and writes its output into cat_k[.., :d_k].
     // Transposed stages run as four sub-pixel phase convs unless `convt_cudnn`.
     let mut input = (cur, cur_dims);
-    let mut phased_out = None;
+    let mut phased_out = false;
     let cats = [cat0, cat1, cat2, cat3];
     for (d, stage) in net.dec.iter().enumerate() {
         let bias = stage.conv.bias;
         let (raw, raw_dims, phases) = match stage.phases {
             Some(ph) if !convt_cudnn => {
                 let (y, (t, h, w)) = b.convt_phases(ph, input.0, input.1);
-                let c = ph[0].shape.cout();
+                let c = ph.shape.cout() / 4;
                 b.g.cmax = b.g.cmax.max(stage.gate.c);
                 b.g.ops.push(Op::Gate {
                     x: y,
@@ -383,41 +373,48 @@ fn build_graph(
                 out2: None,
                 fold: None,
                 phases,
+                gc: None,
             });
             let mut dims = raw_dims;
             dims[1] = cat_c[d];
             input = (cats[d], dims);
         } else {
-            // In place; over phases, their spare row and column too (nothing reads them).
-            let dims = match phases {
-                Some((t, h, w)) => [1, c, 4 * t, h + 1, w + 1],
-                None => raw_dims,
+            // In place; over phases, all four at once (4c channels sharing c gates) and their
+            // spare row and column too (nothing reads them).
+            let (dims, gc) = match phases {
+                Some((t, h, w)) => ([1, 4 * c, t, h + 1, w + 1], Some(c)),
+                None => (raw_dims, None),
             };
-            b.epi(
-                raw,
-                dims,
+            b.g.ops.push(Op::Epi {
+                x: raw,
+                rows: rows(&dims),
+                c: dims[1],
                 bias,
-                true,
-                None,
-                ACT_LRELU,
-                inplace(raw, c),
-                None,
-            );
+                gate: true,
+                resid: None,
+                act: ACT_LRELU,
+                out: inplace(raw, dims[1]),
+                out2: None,
+                fold: None,
+                phases: None,
+                gc,
+            });
             input = (raw, dims);
-            if phases.is_some() {
-                phased_out = Some(());
-            }
+            phased_out = phases.is_some();
         }
     }
     // Time fold + feature_fuse as one (4, 1, 1) conv, then pad (with the LeakyReLU), outconv.
-    // On phases [4 phases x 4 t, h/2 + 1, w/2 + 1] the fold is a stride-4 conv over that axis,
-    // its output [4 phases, h/2 + 1, w/2 + 1], which the pad gathers.
-    let mut fuse = net.fuse;
-    if phased_out.is_some() {
-        fuse.shape.stride[0] = 4;
-    }
+    // On phases [4 t, h/2 + 1, w/2 + 1, 4 phases x c] the fuse is block-diagonal over phases
+    // (weights::fuse_phases), its output [h/2 + 1, w/2 + 1, 4 phases x f], which the pad
+    // gathers.
+    let fuse = if phased_out {
+        net.fuse_phases
+    } else {
+        net.fuse
+    };
     let (f, f_dims) = b.conv(fuse, input.0, input.1);
-    let fc = f_dims[1];
+    let fc = net.fuse.shape.cout();
+    debug_assert_eq!(f_dims[1], if phased_out { 4 * fc } else { fc });
     // The padded map in space-to-depth form for the per-2x2-block outconv (weights::outconv_s2d).
     let pad_dims = [1, 4 * fc, 1, hp / 2 + 3, wp / 2 + 3];
     let padded = b.buf(pad_dims.iter().product());
@@ -427,7 +424,7 @@ fn build_graph(
         h: hp,
         w: wp,
         c: fc,
-        phased: phased_out.is_some(),
+        phased: phased_out,
     });
     let (y, _) = b.conv(net.out, padded, pad_dims);
     b.g.y = y;
@@ -1120,12 +1117,13 @@ impl Engine {
                             bp[x],
                             rows,
                             c,
+                            c,
                             io.partial,
                             None,
                         )?,
                         Some((t, h, w)) => {
-                            // Each phase's own grid, partial sums one after another.
-                            let pe = (t * (h + 1) * (w + 1) * c) as u64 * esz;
+                            // Each phase's own grid and channels, partial sums one after
+                            // another.
                             let mut n = 0;
                             for ab in 0..4 {
                                 let geo = launch::PhaseGeo {
@@ -1139,9 +1137,10 @@ impl Engine {
                                     &self.stream,
                                     &self.k,
                                     v,
-                                    bp[x] + ab as u64 * pe,
+                                    bp[x] + (ab * c) as u64 * esz,
                                     t * h * w,
                                     c,
+                                    4 * c,
                                     part,
                                     Some(geo),
                                 )?;
@@ -1175,6 +1174,7 @@ impl Engine {
                     out2,
                     fold,
                     phases,
+                    gc,
                 } => {
                     let (ph_t, ph_h, ph_w) = phases.unwrap_or((0, 0, 0));
                     let p = EpiParams {
@@ -1183,7 +1183,7 @@ impl Engine {
                         ph_t: ph_t as i32,
                         ph_h: ph_h as i32,
                         ph_w: ph_w as i32,
-                        pad_: 0,
+                        gc: gc.map_or(0, |g| g as i32),
                         x: bp[x],
                         resid: resid.map_or(0, |r| bp[r]),
                         bias: bias.map_or(0, |o| self.w(o)),
