@@ -12,6 +12,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaEvent, CudaStream, result, sys::CUevent_flags};
 
 use super::cudnn::{self, Candidate, Dnn};
+use super::cudnn_graph::{ConvBufs, ConvGeom, Epilogue, GraphChoice, GraphConv};
 use super::error::{CudaError, DriverContext, Result};
 use super::kernels::Kernels;
 use super::launch::{self, ACT_LRELU, ACT_RELU, EpiParams, FrameParams};
@@ -24,6 +25,9 @@ use crate::model::spec::SIZE_MULTIPLE;
 /// Largest cuDNN workspace an algorithm may use (bytes). Faster algorithms that need more are
 /// passed over, so that peak memory stays low.
 pub const DEFAULT_WORKSPACE_CAP: usize = 512 << 20;
+
+/// Graph-API engine configurations timed per convolution shape (best ranked first).
+const GRAPH_TRIES: usize = 12;
 
 /// One step of the forward pass. Buffers are indices into the plan's buffer table.
 #[derive(Clone, Debug)]
@@ -485,6 +489,8 @@ impl MemoryReport {
 pub struct ConvChoice {
     pub what: String,
     pub chosen: Candidate,
+    /// The graph-API configuration used instead, when it was faster.
+    pub graph: Option<GraphChoice>,
 }
 
 struct Io {
@@ -515,7 +521,11 @@ struct Plan {
     wp: usize,
     params: FrameParams,
     ops: Vec<Op>,
+    /// Ops fused into the graph-API plan before them (not run on their own).
+    skip: Vec<bool>,
     convs: Vec<cudnn::Conv>,
+    /// Graph-API plans that replace `convs[i]` where they were faster.
+    graphs: Vec<Option<GraphConv>>,
     conv_w: Vec<ConvW>,
     /// Input and output dims of each conv (for FLAVR_CUDA_VERIFY).
     conv_dims: Vec<([usize; 5], [usize; 5])>,
@@ -543,6 +553,11 @@ pub struct Engine {
     device_id: u32,
     plan: Option<Plan>,
     found: HashMap<String, Candidate>,
+    /// Graph-API choices per shape: the configuration's rank, or None where the legacy
+    /// algorithm was faster.
+    graph_found: HashMap<String, Option<usize>>,
+    /// Time the graph API's engine configurations too (FLAVR_CUDA_GRAPH=1).
+    graph_api: bool,
     ws_cap: usize,
     /// Transposed convs through cuDNN's backward-data instead of sub-pixel phases
     /// (FLAVR_CUDA_CONVT=cudnn; for comparison).
@@ -627,6 +642,8 @@ impl Engine {
             device_id,
             plan: None,
             found: HashMap::new(),
+            graph_found: HashMap::new(),
+            graph_api: std::env::var("FLAVR_CUDA_GRAPH").is_ok_and(|v| v == "1"),
             convt_cudnn: std::env::var("FLAVR_CUDA_CONVT").is_ok_and(|v| v == "cudnn"),
             verify: std::env::var_os("FLAVR_CUDA_VERIFY").is_some(),
             ws_cap: std::env::var("FLAVR_CUDA_WORKSPACE_MB")
@@ -729,11 +746,31 @@ impl Engine {
         }
         // Algorithm search, once per distinct shape (cached across configures).
         let mut choices = Vec::new();
+        let mut graphs: Vec<Option<GraphConv>> = (0..g.convs.len()).map(|_| None).collect();
         let mut search_ws: Option<DeviceBuf> = None;
         let mut cap = self.ws_cap;
-        for op in &g.ops {
+        let mut skip = vec![false; g.ops.len()];
+        for (oi, op) in g.ops.iter().enumerate() {
             let Op::Conv { i, x, y, y_off } = *op else {
                 continue;
+            };
+            // A ReLU pass in place right after this conv (the encoder blocks' conv1) can be
+            // fused into a graph-API plan: bias + ReLU in the conv's epilogue.
+            let relu_next = match g.ops.get(oi + 1) {
+                Some(&Op::Epi {
+                    x: ex,
+                    bias,
+                    gate: false,
+                    resid: None,
+                    act: ACT_RELU,
+                    out,
+                    out2: None,
+                    fold: None,
+                    phases: None,
+                    gc: None,
+                    ..
+                }) if ex == y && out.buf == y && out.off == 0 && y_off == 0 => Some(bias),
+                _ => None,
             };
             let step = &g.convs[i];
             let key = format!(
@@ -794,15 +831,126 @@ impl Engine {
                 self.found.insert(key.clone(), c);
                 c
             };
+            if self.graph_api && search_ws.is_none() {
+                search_ws = Some(DeviceBuf::new(
+                    &self.ctx,
+                    cap.max(1),
+                    "cuDNN search workspace",
+                )?);
+            }
+            // The graph API's engine configurations, where one beats the legacy choice.
+            let gc = if self.graph_api
+                && self.precision != Precision::Fp32
+                && !step.w.shape.transposed
+                && self.graph_found.get(&key) != Some(&None)
+            {
+                let s = step.w.shape;
+                let geom = ConvGeom {
+                    dt,
+                    x_dims: step.x_dims,
+                    w_dims: s.filter_dims(),
+                    y_dims: step.y_dims,
+                    pad: s.pad,
+                    stride: s.stride,
+                };
+                let bufs = ConvBufs {
+                    x: buf_ptr[x],
+                    w: self.w(step.w.w),
+                    y: buf_ptr[y] + y_off as u64,
+                    bias: 0,
+                    ws: search_ws.as_ref().map_or(0, |b| b.ptr()),
+                };
+                let rank = self.graph_found.get(&key).copied().flatten();
+                // SAFETY: the arena buffers and weights are planned for these shapes, the
+                // search workspace holds `cap` bytes, and the handle runs on self.stream.
+                let g = unsafe {
+                    GraphConv::tune(
+                        &self.dnn,
+                        &self.stream,
+                        &geom,
+                        Epilogue::default(),
+                        bufs,
+                        cap,
+                        GRAPH_TRIES,
+                        rank,
+                    )
+                }?
+                .filter(|g| g.choice.ms < cand.ms);
+                self.graph_found
+                    .insert(key.clone(), g.as_ref().map(|g| g.choice.rank));
+                g
+            } else {
+                None
+            };
+            // The fused conv + bias + ReLU, where it is at most 2% slower than the conv alone
+            // (it saves the whole ReLU pass over the output).
+            let fused = match relu_next {
+                Some(bias) if self.graph_api && self.precision != Precision::Fp32 => {
+                    let s = step.w.shape;
+                    let geom = ConvGeom {
+                        dt,
+                        x_dims: step.x_dims,
+                        w_dims: s.filter_dims(),
+                        y_dims: step.y_dims,
+                        pad: s.pad,
+                        stride: s.stride,
+                    };
+                    let epi = Epilogue {
+                        bias: bias.is_some(),
+                        relu_slope: Some(0.0),
+                    };
+                    let fkey = format!("{key} relu {}", epi.bias);
+                    if self.graph_found.get(&fkey) == Some(&None) {
+                        None
+                    } else {
+                        let bufs = ConvBufs {
+                            x: buf_ptr[x],
+                            w: self.w(step.w.w),
+                            y: buf_ptr[y],
+                            bias: bias.map_or(0, |o| self.w(o)),
+                            ws: search_ws.as_ref().map_or(0, |b| b.ptr()),
+                        };
+                        let rank = self.graph_found.get(&fkey).copied().flatten();
+                        let alone = gc.as_ref().map_or(cand.ms, |g| g.choice.ms);
+                        // SAFETY: as for the plain graph conv above; the bias is [cout] f32.
+                        let f = unsafe {
+                            GraphConv::tune(
+                                &self.dnn,
+                                &self.stream,
+                                &geom,
+                                epi,
+                                bufs,
+                                cap,
+                                GRAPH_TRIES,
+                                rank,
+                            )
+                        }?
+                        .filter(|f| f.choice.ms <= alone * 1.02);
+                        self.graph_found
+                            .insert(fkey, f.as_ref().map(|f| f.choice.rank));
+                        f
+                    }
+                }
+                _ => None,
+            };
+            let gc = match fused {
+                Some(f) => {
+                    skip[oi + 1] = true;
+                    Some(f)
+                }
+                None => gc,
+            };
             choices.push(ConvChoice {
                 what: key,
                 chosen: cand,
+                graph: gc.as_ref().map(|g| g.choice),
             });
+            graphs[i] = gc;
         }
         drop(search_ws);
         let ws_bytes = choices
             .iter()
-            .map(|c| c.chosen.workspace)
+            .map(|c| c.graph.map_or(c.chosen.workspace, |g| g.workspace))
             .max()
             .unwrap_or(0);
         let ws = if ws_bytes > 0 {
@@ -814,6 +962,19 @@ impl Engine {
         } else {
             None
         };
+        for op in &g.ops {
+            if let Op::Conv { i, x, y, y_off } = *op
+                && let Some(gc) = graphs[i].as_mut()
+            {
+                gc.bind(ConvBufs {
+                    x: buf_ptr[x],
+                    w: self.wbuf.ptr() + g.convs[i].w.w as u64,
+                    y: buf_ptr[y] + y_off as u64,
+                    bias: g.convs[i].w.bias.map_or(0, |o| self.wbuf.ptr() + o as u64),
+                    ws: ws.as_ref().map_or(0, |b| b.ptr()),
+                })?;
+            }
+        }
         let io = self.make_io(layout, hp, wp, g.cmax)?;
         let io_bytes = io.slots.bytes()
             + io.sums.bytes()
@@ -837,7 +998,9 @@ impl Engine {
             xin: buf_ptr[g.xin],
             y: buf_ptr[g.y],
             ops: g.ops,
+            skip,
             convs,
+            graphs,
             buf_ptr,
             _arena: arena,
             ws,
@@ -1081,8 +1244,15 @@ impl Engine {
         let v = vec_elems(self.precision);
         let bp = &plan.buf_ptr;
         let (ws, ws_bytes) = plan.ws.as_ref().map_or((0, 0), |b| (b.ptr(), b.bytes()));
-        for op in &plan.ops {
+        for (op, _) in plan.ops.iter().zip(&plan.skip).filter(|(_, skip)| !**skip) {
             match *op {
+                Op::Conv { i, .. } if plan.graphs[i].is_some() => {
+                    if let Some(g) = &plan.graphs[i] {
+                        // SAFETY: bound at configure to the plan's buffers, which live as long
+                        // as the plan; the workspace holds at least the plan's need.
+                        unsafe { g.run(&self.dnn) }?;
+                    }
+                }
                 Op::Conv { i, x, y, y_off } => {
                     // SAFETY: buffers planned for this conv's shapes; workspace >= chosen need.
                     unsafe {
