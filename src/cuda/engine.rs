@@ -17,6 +17,7 @@ use super::error::{CudaError, DriverContext, Result};
 use super::kernels::Kernels;
 use super::launch::{self, ACT_LRELU, ACT_RELU, EpiParams, FrameParams};
 use super::memory::{self, DeviceBuf, Lifetime, PinnedBuf, align_up};
+use super::plan_cache::{Choice, PlanCache};
 use super::weights::{ConvW, GateW, NetWeights, elem_bytes, vec_elems};
 use crate::backend::{FrameLayout, PixelFormat, Precision, SLOTS};
 use crate::model::Flavr;
@@ -553,10 +554,9 @@ pub struct Engine {
     device_id: u32,
     plan: Option<Plan>,
     found: HashMap<String, Candidate>,
-    /// Graph-API choices per shape: the configuration's rank, or None where the legacy
-    /// algorithm was faster.
-    graph_found: HashMap<String, Option<usize>>,
-    /// Time the graph API's engine configurations too (FLAVR_CUDA_GRAPH=1).
+    /// Graph-API choices per shape, kept between runs (see plan_cache).
+    plans: PlanCache,
+    /// Time the graph API's engine configurations too (on unless FLAVR_CUDA_GRAPH=0).
     graph_api: bool,
     ws_cap: usize,
     /// Transposed convs through cuDNN's backward-data instead of sub-pixel phases
@@ -564,6 +564,32 @@ pub struct Engine {
     convt_cudnn: bool,
     /// Check every forward convolution against a direct one (FLAVR_CUDA_VERIFY; slow).
     verify: bool,
+}
+
+/// A graph-API plan for one convolution: the cached configuration rebuilt (when it still is
+/// the same engine), else the fastest of those timed.
+///
+/// # Safety
+/// As [`GraphConv::tune`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn tune_cached(
+    dnn: &Dnn,
+    stream: &Arc<CudaStream>,
+    geom: &ConvGeom,
+    epi: Epilogue,
+    bufs: ConvBufs,
+    cap: usize,
+    cached: Choice,
+) -> Result<Option<GraphConv>> {
+    if let Some((rank, engine)) = cached {
+        // SAFETY: the caller's contract.
+        let g = unsafe { GraphConv::tune(dnn, stream, geom, epi, bufs, cap, 1, Some(rank)) }?;
+        if let Some(g) = g.filter(|g| g.choice.engine == engine) {
+            return Ok(Some(g));
+        }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { GraphConv::tune(dnn, stream, geom, epi, bufs, cap, GRAPH_TRIES, None) }
 }
 
 /// Opens a context on `device_id`, checking each library first so that a missing one is named.
@@ -629,6 +655,8 @@ impl Engine {
             .during("cuMemcpyHtoDAsync")?;
         stream.synchronize().during("cuStreamSynchronize")?;
         net.bytes = Vec::new();
+        let gpu = ctx.name().unwrap_or_else(|_| format!("GPU {device_id}"));
+        let plans = PlanCache::open(PlanCache::default_path(), &gpu, cudnn::version()?);
         Ok(Engine {
             ctx,
             stream,
@@ -642,8 +670,8 @@ impl Engine {
             device_id,
             plan: None,
             found: HashMap::new(),
-            graph_found: HashMap::new(),
-            graph_api: std::env::var("FLAVR_CUDA_GRAPH").is_ok_and(|v| v == "1"),
+            plans,
+            graph_api: std::env::var("FLAVR_CUDA_GRAPH").map_or(true, |v| v != "0"),
             convt_cudnn: std::env::var("FLAVR_CUDA_CONVT").is_ok_and(|v| v == "cudnn"),
             verify: std::env::var_os("FLAVR_CUDA_VERIFY").is_some(),
             ws_cap: std::env::var("FLAVR_CUDA_WORKSPACE_MB")
@@ -842,7 +870,7 @@ impl Engine {
             let gc = if self.graph_api
                 && self.precision != Precision::Fp32
                 && !step.w.shape.transposed
-                && self.graph_found.get(&key) != Some(&None)
+                && self.plans.get(&key) != Some(None)
             {
                 let s = step.w.shape;
                 let geom = ConvGeom {
@@ -860,24 +888,23 @@ impl Engine {
                     bias: 0,
                     ws: search_ws.as_ref().map_or(0, |b| b.ptr()),
                 };
-                let rank = self.graph_found.get(&key).copied().flatten();
+                let cached = self.plans.get(&key).flatten();
                 // SAFETY: the arena buffers and weights are planned for these shapes, the
                 // search workspace holds `cap` bytes, and the handle runs on self.stream.
                 let g = unsafe {
-                    GraphConv::tune(
+                    tune_cached(
                         &self.dnn,
                         &self.stream,
                         &geom,
                         Epilogue::default(),
                         bufs,
                         cap,
-                        GRAPH_TRIES,
-                        rank,
+                        cached,
                     )
                 }?
-                .filter(|g| g.choice.ms < cand.ms);
-                self.graph_found
-                    .insert(key.clone(), g.as_ref().map(|g| g.choice.rank));
+                .filter(|g| cached.is_some() || g.choice.ms < cand.ms);
+                self.plans
+                    .insert(&key, g.as_ref().map(|g| (g.choice.rank, g.choice.engine)));
                 g
             } else {
                 None
@@ -900,7 +927,7 @@ impl Engine {
                         relu_slope: Some(0.0),
                     };
                     let fkey = format!("{key} relu {}", epi.bias);
-                    if self.graph_found.get(&fkey) == Some(&None) {
+                    if self.plans.get(&fkey) == Some(None) {
                         None
                     } else {
                         let bufs = ConvBufs {
@@ -910,24 +937,15 @@ impl Engine {
                             bias: bias.map_or(0, |o| self.w(o)),
                             ws: search_ws.as_ref().map_or(0, |b| b.ptr()),
                         };
-                        let rank = self.graph_found.get(&fkey).copied().flatten();
+                        let cached = self.plans.get(&fkey).flatten();
                         let alone = gc.as_ref().map_or(cand.ms, |g| g.choice.ms);
                         // SAFETY: as for the plain graph conv above; the bias is [cout] f32.
                         let f = unsafe {
-                            GraphConv::tune(
-                                &self.dnn,
-                                &self.stream,
-                                &geom,
-                                epi,
-                                bufs,
-                                cap,
-                                GRAPH_TRIES,
-                                rank,
-                            )
+                            tune_cached(&self.dnn, &self.stream, &geom, epi, bufs, cap, cached)
                         }?
-                        .filter(|f| f.choice.ms <= alone * 1.02);
-                        self.graph_found
-                            .insert(fkey, f.as_ref().map(|f| f.choice.rank));
+                        .filter(|f| cached.is_some() || f.choice.ms <= alone * 1.02);
+                        self.plans
+                            .insert(&fkey, f.as_ref().map(|f| (f.choice.rank, f.choice.engine)));
                         f
                     }
                 }
@@ -948,6 +966,7 @@ impl Engine {
             graphs[i] = gc;
         }
         drop(search_ws);
+        self.plans.save();
         let ws_bytes = choices
             .iter()
             .map(|c| c.graph.map_or(c.chosen.workspace, |g| g.workspace))

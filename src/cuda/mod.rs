@@ -5,6 +5,7 @@
 //! - [`cudnn`]: the convolution library's descriptors and algorithm search.
 //! - [`cudnn_graph`]: cuDNN's graph API: more engine configurations, timed at configure.
 //! - [`kernels`] / [`launch`]: our kernels, compiled at open, and their typed launches.
+//! - [`plan_cache`]: the graph API's tuning results, kept between runs.
 //! - [`memory`]: device and pinned buffers, and the liveness-based arena planner.
 //! - [`weights`]: host-side rearrangement of the weights for the GPU.
 //! - [`synth`]: deterministic synthetic weights (tests, benchmark).
@@ -16,6 +17,7 @@ pub mod error;
 pub mod kernels;
 pub mod launch;
 pub mod memory;
+pub mod plan_cache;
 pub mod synth;
 pub mod weights;
 
