@@ -18,29 +18,36 @@ struct EpiParams {
     // Time unfold of x (0: none): x is [fold_p, fold_t, c] and row r = t * fold_p + p of the
     // output reads x row p * fold_t + t (the stem's output, time folded into channels).
     int fold_t, fold_p;
-    // Sub-pixel gather (ph_h = 0: none): x holds the four phases [4][ph_t][ph_h + 1][ph_w + 1]
-    // of a transposed conv (weights::convt_phase); output row r = (t, Y, X) of [ph_t, 2 ph_h,
-    // 2 ph_w] reads phase (Y%2, X%2) at (t, Y/2 + Y%2, X/2 + X%2).
-    int ph_t, ph_h, ph_w, pad_;
+    // Sub-pixel gather (ph_h = 0: none): x holds the four phases of a transposed conv
+    // (weights::convt_phases) as [ph_t][ph_h + 1][ph_w + 1][4][c]; output row r = (t, Y, X) of
+    // [ph_t, 2 ph_h, 2 ph_w] reads phase (Y%2, X%2) at (t, Y/2 + Y%2, X/2 + X%2).
+    int ph_t, ph_h, ph_w;
+    // Period of the bias and gate channels (0: c): the in-place pass over the four phases runs
+    // with c = 4 x the stage's channels, which all share one bias and gate.
+    int gc;
 };
 
-__device__ __forceinline__ i64 phase_row(unsigned t, unsigned Y, unsigned X, int nt, int h, int w) {
+// Element offset of output pixel (t, Y, X), channel 0, in the four-phase layout
+// [t][h + 1][w + 1][4][c] of a transposed conv's output of [t, 2h, 2w] (see EpiParams).
+__device__ __forceinline__ i64 phase_elem(unsigned t, unsigned Y, unsigned X, int h, int w, int c) {
     const unsigned a = Y & 1u, b = X & 1u;
-    return ((i64)((a * 2 + b) * nt + t) * (h + 1) + (Y >> 1) + a) * (w + 1) + (X >> 1) + b;
+    const i64 cell = ((i64)t * (h + 1) + (Y >> 1) + a) * (w + 1) + (X >> 1) + b;
+    return (cell * 4 + a * 2 + b) * c;
 }
 
-__device__ __forceinline__ i64 x_row(const EpiParams &p, unsigned row) {
+// Element offset of row `row`'s channel 0 in x.
+__device__ __forceinline__ i64 x_elem(const EpiParams &p, i64 row) {
     if (p.fold_t != 0) {
-        const unsigned t = row / p.fold_p, q = row - t * p.fold_p;
-        return (i64)q * p.fold_t + t;
+        const i64 t = row / p.fold_p, q = row - t * p.fold_p;
+        return (q * p.fold_t + t) * p.c;
     }
     if (p.ph_h != 0) {
-        const unsigned w2 = 2 * p.ph_w, h2 = 2 * p.ph_h;
-        const unsigned X = row % w2, q = row / w2;
-        const unsigned Y = q % h2, t = q / h2;
-        return phase_row(t, Y, X, p.ph_t, p.ph_h, p.ph_w);
+        const i64 w2 = 2 * p.ph_w, h2 = 2 * p.ph_h;
+        const i64 X = row % w2, q = row / w2;
+        const i64 Y = q % h2, t = q / h2;
+        return phase_elem((unsigned)t, (unsigned)Y, (unsigned)X, p.ph_h, p.ph_w, p.c);
     }
-    return row;
+    return row * p.c;
 }
 
 // Vectorised: S::V channels per thread. Needs c, strides and offsets multiples of S::V.
@@ -48,23 +55,24 @@ template <class S> __device__ void epilogue_t(const EpiParams p) {
     typedef typename S::T T;
     const int V = S::V;
     const int cv = p.c / V;
-    const unsigned n = (unsigned)(p.rows * cv);
+    const i64 n = p.rows * cv;
     const T *x = (const T *)p.x;
     const T *r = (const T *)p.resid;
     T *o = (T *)p.out;
     T *o2 = (T *)p.out2;
-    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        const unsigned row = i / cv;
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+        const i64 row = i / cv;
         const int c0 = (int)(i - row * cv) * V;
+        const int cg = p.gc ? c0 % p.gc : c0;
         float v[V];
-        ldv<S>(x + x_row(p, row) * p.c + c0, v);
+        ldv<S>(x + x_elem(p, row) + c0, v);
         if (p.bias) {
 #pragma unroll
-            for (int k = 0; k < V; k++) v[k] += p.bias[c0 + k];
+            for (int k = 0; k < V; k++) v[k] += p.bias[cg + k];
         }
         if (p.gate) {
 #pragma unroll
-            for (int k = 0; k < V; k++) v[k] *= p.gate[c0 + k];
+            for (int k = 0; k < V; k++) v[k] *= p.gate[cg + k];
         }
         if (r) {
             float rv[V];
@@ -82,17 +90,18 @@ template <class S> __device__ void epilogue_t(const EpiParams p) {
 // Any channel count: one element per thread.
 template <class S> __device__ void epilogue1_t(const EpiParams p) {
     typedef typename S::T T;
-    const unsigned n = (unsigned)(p.rows * p.c);
+    const i64 n = p.rows * p.c;
     const T *x = (const T *)p.x;
     const T *r = (const T *)p.resid;
     T *o = (T *)p.out;
     T *o2 = (T *)p.out2;
-    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        const unsigned row = i / p.c;
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+        const i64 row = i / p.c;
         const int c = (int)(i - row * p.c);
-        float v = S::ld(x[x_row(p, row) * p.c + c]);
-        if (p.bias) v += p.bias[c];
-        if (p.gate) v *= p.gate[c];
+        const int cg = p.gc ? c % p.gc : c;
+        float v = S::ld(x[x_elem(p, row) + c]);
+        if (p.bias) v += p.bias[cg];
+        if (p.gate) v *= p.gate[cg];
         if (r) v += S::ld(r[i]);
         v = activate(v, p.act);
         o[(i64)row * p.out_stride + p.out_off + c] = S::st(v);
@@ -111,7 +120,7 @@ __device__ __forceinline__ int reflect(int i, int n) {
 // applied) in 2x2 space-to-depth form, channel (py*2 + px)*c + ci of block (by, bx) = padded
 // pixel (2by + py, 2bx + px) = in[reflect(2by + py - pad), reflect(2bx + px - pad)].
 // Vectorised when c % S::V == 0 (vec = 1), else one element per thread (vec = 0). phased: `in`
-// is the four sub-pixel phases [4][h/2 + 1][w/2 + 1][c] (see EpiParams) instead of [h][w][c].
+// is the four sub-pixel phases [h/2 + 1][w/2 + 1][4][c] (see EpiParams) instead of [h][w][c].
 template <class S>
 __device__ void reflect_pad_t(const void *in_, void *out_, int h, int w, int c, int pad, int vec,
                               int phased) {
@@ -129,7 +138,7 @@ __device__ void reflect_pad_t(const void *in_, void *out_, int h, int w, int c, 
         const int by = (int)(blk / bw), bx = (int)(blk - (unsigned)by * bw);
         const int sy = reflect(2 * by + q / 2 - pad, h), sx = reflect(2 * bx + q % 2 - pad, w);
         const i64 src =
-            (phased ? phase_row(0, sy, sx, 1, h / 2, w / 2) : (i64)sy * w + sx) * c + c0;
+            (phased ? phase_elem(0, sy, sx, h / 2, w / 2, c) : ((i64)sy * w + sx) * c) + c0;
         const i64 dst = (i64)blk * 4 * c + e;
         if (vec) {
             float v[S::V];

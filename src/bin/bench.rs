@@ -247,8 +247,14 @@ fn bench(a: &Args, model: &Flavr) -> Result<Vec<Row>, String> {
             );
             if std::env::var_os("FLAVR_BENCH_VERBOSE").is_some() {
                 for c in e.conv_choices() {
+                    let graph = c.graph.map_or(String::new(), |g| {
+                        format!(
+                            " | graph API: engine {} (rank {} of {}, {} timed) {:.3} ms ws {} {:?}",
+                            g.engine, g.rank, g.offered, g.tried, g.ms, g.workspace, g.epilogue
+                        )
+                    });
                     eprintln!(
-                        "    {} -> {:?} {:.3} ms ws {} {:?}",
+                        "    {} -> {:?} {:.3} ms ws {} {:?}{graph}",
                         c.what, c.chosen.algo, c.chosen.ms, c.chosen.workspace, c.chosen.math
                     );
                 }

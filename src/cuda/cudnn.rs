@@ -37,6 +37,11 @@ pub struct Dnn {
 unsafe impl Send for Dnn {}
 
 impl Dnn {
+    /// The raw handle, for the graph API (super::cudnn_graph).
+    pub(super) fn handle(&self) -> sys::cudnnHandle_t {
+        self.h
+    }
+
     pub fn new(stream: &CudaStream) -> Result<Dnn> {
         version()?;
         let mut h = std::ptr::null_mut();

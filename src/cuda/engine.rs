@@ -12,10 +12,12 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaEvent, CudaStream, result, sys::CUevent_flags};
 
 use super::cudnn::{self, Candidate, Dnn};
+use super::cudnn_graph::{ConvBufs, ConvGeom, Epilogue, GraphChoice, GraphConv};
 use super::error::{CudaError, DriverContext, Result};
 use super::kernels::Kernels;
 use super::launch::{self, ACT_LRELU, ACT_RELU, EpiParams, FrameParams};
 use super::memory::{self, DeviceBuf, Lifetime, PinnedBuf, align_up};
+use super::plan_cache::{Choice, PlanCache};
 use super::weights::{ConvW, GateW, NetWeights, elem_bytes, vec_elems};
 use crate::backend::{FrameLayout, PixelFormat, Precision, SLOTS};
 use crate::model::Flavr;
@@ -24,6 +26,9 @@ use crate::model::spec::SIZE_MULTIPLE;
 /// Largest cuDNN workspace an algorithm may use (bytes). Faster algorithms that need more are
 /// passed over, so that peak memory stays low.
 pub const DEFAULT_WORKSPACE_CAP: usize = 512 << 20;
+
+/// Graph-API engine configurations timed per convolution shape (best ranked first).
+const GRAPH_TRIES: usize = 12;
 
 /// One step of the forward pass. Buffers are indices into the plan's buffer table.
 #[derive(Clone, Debug)]
@@ -36,7 +41,8 @@ enum Op {
         y_off: usize,
     },
     /// SE gate of x (+ conv bias) into the gate scratch vector. `phases`: x holds the four
-    /// sub-pixel phases of a transposed conv's output of `rows` rows, `(t, h, w)` their grid.
+    /// sub-pixel phases of a transposed conv's output of `rows` rows, `(t, h, w)` their grid,
+    /// as `[t][h + 1][w + 1][4][c]`.
     Gate {
         x: usize,
         rows: usize,
@@ -60,6 +66,9 @@ enum Op {
         fold: Option<(usize, usize)>,
         /// x is the four sub-pixel phases of grid `(t, h, w)`, gathered into output order.
         phases: Option<(usize, usize, usize)>,
+        /// Period of the bias and gate channels, when it is not `c` (the in-place pass over
+        /// all four phases at once).
+        gc: Option<usize>,
     },
     /// Reflection pad 3 with LeakyReLU of x [h, w, c] (`phased`: in sub-pixel phase layout)
     /// into y, in 2x2 space-to-depth form.
@@ -155,32 +164,16 @@ impl Builder<'_> {
         (y, y_dims)
     }
 
-    /// A transposed conv as its four sub-pixel phases (weights::convt_phase) into one buffer
-    /// `[4][t][h + 1][w + 1][c]`. Returns it and the phase grid (t, h, w).
+    /// A transposed conv as its four sub-pixel phases in one conv (weights::convt_phases) into
+    /// one buffer `[t][h + 1][w + 1][4][c]`. Returns it and the phase grid (t, h, w).
     fn convt_phases(
         &mut self,
-        phases: [ConvW; 4],
+        phases: ConvW,
         x: usize,
         x_dims: [usize; 5],
     ) -> (usize, (usize, usize, usize)) {
         let [_, _, t, h, w] = x_dims;
-        let c = phases[0].shape.cout();
-        let y_dims = [1, c, t, h + 1, w + 1];
-        let pe: usize = y_dims.iter().product();
-        let y = self.buf(4 * pe);
-        for (ab, pw) in phases.into_iter().enumerate() {
-            self.g.convs.push(ConvStep {
-                w: pw,
-                x_dims,
-                y_dims,
-            });
-            self.g.ops.push(Op::Conv {
-                i: self.g.convs.len() - 1,
-                x,
-                y,
-                y_off: ab * pe * self.esz,
-            });
-        }
+        let (y, _) = self.conv(phases, x, x_dims);
         (y, (t, h, w))
     }
 
@@ -219,6 +212,7 @@ impl Builder<'_> {
             out2,
             fold: None,
             phases: None,
+            gc: None,
         });
     }
 }
@@ -289,6 +283,7 @@ fn build_graph(
         }),
         fold: Some((4, (hp / 2) * (wp / 2))),
         phases: None,
+        gc: None,
     });
     let cat2 = b.buf(px(2) * cat_c[2]);
     let cat1 = b.buf(px(4) * cat_c[1]);
@@ -339,14 +334,14 @@ fn build_graph(
     // Decoder: stage k reads cat_{k-1} (x4 for d0) and writes its output into cat_k[.., :d_k].
     // Transposed stages run as four sub-pixel phase convs unless `convt_cudnn`.
     let mut input = (cur, cur_dims);
-    let mut phased_out = None;
+    let mut phased_out = false;
     let cats = [cat0, cat1, cat2, cat3];
     for (d, stage) in net.dec.iter().enumerate() {
         let bias = stage.conv.bias;
         let (raw, raw_dims, phases) = match stage.phases {
             Some(ph) if !convt_cudnn => {
                 let (y, (t, h, w)) = b.convt_phases(ph, input.0, input.1);
-                let c = ph[0].shape.cout();
+                let c = ph.shape.cout() / 4;
                 b.g.cmax = b.g.cmax.max(stage.gate.c);
                 b.g.ops.push(Op::Gate {
                     x: y,
@@ -383,41 +378,48 @@ fn build_graph(
                 out2: None,
                 fold: None,
                 phases,
+                gc: None,
             });
             let mut dims = raw_dims;
             dims[1] = cat_c[d];
             input = (cats[d], dims);
         } else {
-            // In place; over phases, their spare row and column too (nothing reads them).
-            let dims = match phases {
-                Some((t, h, w)) => [1, c, 4 * t, h + 1, w + 1],
-                None => raw_dims,
+            // In place; over phases, all four at once (4c channels sharing c gates) and their
+            // spare row and column too (nothing reads them).
+            let (dims, gc) = match phases {
+                Some((t, h, w)) => ([1, 4 * c, t, h + 1, w + 1], Some(c)),
+                None => (raw_dims, None),
             };
-            b.epi(
-                raw,
-                dims,
+            b.g.ops.push(Op::Epi {
+                x: raw,
+                rows: rows(&dims),
+                c: dims[1],
                 bias,
-                true,
-                None,
-                ACT_LRELU,
-                inplace(raw, c),
-                None,
-            );
+                gate: true,
+                resid: None,
+                act: ACT_LRELU,
+                out: inplace(raw, dims[1]),
+                out2: None,
+                fold: None,
+                phases: None,
+                gc,
+            });
             input = (raw, dims);
-            if phases.is_some() {
-                phased_out = Some(());
-            }
+            phased_out = phases.is_some();
         }
     }
     // Time fold + feature_fuse as one (4, 1, 1) conv, then pad (with the LeakyReLU), outconv.
-    // On phases [4 phases x 4 t, h/2 + 1, w/2 + 1] the fold is a stride-4 conv over that axis,
-    // its output [4 phases, h/2 + 1, w/2 + 1], which the pad gathers.
-    let mut fuse = net.fuse;
-    if phased_out.is_some() {
-        fuse.shape.stride[0] = 4;
-    }
+    // On phases [4 t, h/2 + 1, w/2 + 1, 4 phases x c] the fuse is block-diagonal over phases
+    // (weights::fuse_phases), its output [h/2 + 1, w/2 + 1, 4 phases x f], which the pad
+    // gathers.
+    let fuse = if phased_out {
+        net.fuse_phases
+    } else {
+        net.fuse
+    };
     let (f, f_dims) = b.conv(fuse, input.0, input.1);
-    let fc = f_dims[1];
+    let fc = net.fuse.shape.cout();
+    debug_assert_eq!(f_dims[1], if phased_out { 4 * fc } else { fc });
     // The padded map in space-to-depth form for the per-2x2-block outconv (weights::outconv_s2d).
     let pad_dims = [1, 4 * fc, 1, hp / 2 + 3, wp / 2 + 3];
     let padded = b.buf(pad_dims.iter().product());
@@ -427,7 +429,7 @@ fn build_graph(
         h: hp,
         w: wp,
         c: fc,
-        phased: phased_out.is_some(),
+        phased: phased_out,
     });
     let (y, _) = b.conv(net.out, padded, pad_dims);
     b.g.y = y;
@@ -488,6 +490,8 @@ impl MemoryReport {
 pub struct ConvChoice {
     pub what: String,
     pub chosen: Candidate,
+    /// The graph-API configuration used instead, when it was faster.
+    pub graph: Option<GraphChoice>,
 }
 
 struct Io {
@@ -518,7 +522,11 @@ struct Plan {
     wp: usize,
     params: FrameParams,
     ops: Vec<Op>,
+    /// Ops fused into the graph-API plan before them (not run on their own).
+    skip: Vec<bool>,
     convs: Vec<cudnn::Conv>,
+    /// Graph-API plans that replace `convs[i]` where they were faster.
+    graphs: Vec<Option<GraphConv>>,
     conv_w: Vec<ConvW>,
     /// Input and output dims of each conv (for FLAVR_CUDA_VERIFY).
     conv_dims: Vec<([usize; 5], [usize; 5])>,
@@ -546,12 +554,42 @@ pub struct Engine {
     device_id: u32,
     plan: Option<Plan>,
     found: HashMap<String, Candidate>,
+    /// Graph-API choices per shape, kept between runs (see plan_cache).
+    plans: PlanCache,
+    /// Time the graph API's engine configurations too (on unless FLAVR_CUDA_GRAPH=0).
+    graph_api: bool,
     ws_cap: usize,
     /// Transposed convs through cuDNN's backward-data instead of sub-pixel phases
     /// (FLAVR_CUDA_CONVT=cudnn; for comparison).
     convt_cudnn: bool,
     /// Check every forward convolution against a direct one (FLAVR_CUDA_VERIFY; slow).
     verify: bool,
+}
+
+/// A graph-API plan for one convolution: the cached configuration rebuilt (when it still is
+/// the same engine), else the fastest of those timed.
+///
+/// # Safety
+/// As [`GraphConv::tune`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn tune_cached(
+    dnn: &Dnn,
+    stream: &Arc<CudaStream>,
+    geom: &ConvGeom,
+    epi: Epilogue,
+    bufs: ConvBufs,
+    cap: usize,
+    cached: Choice,
+) -> Result<Option<GraphConv>> {
+    if let Some((rank, engine)) = cached {
+        // SAFETY: the caller's contract.
+        let g = unsafe { GraphConv::tune(dnn, stream, geom, epi, bufs, cap, 1, Some(rank)) }?;
+        if let Some(g) = g.filter(|g| g.choice.engine == engine) {
+            return Ok(Some(g));
+        }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { GraphConv::tune(dnn, stream, geom, epi, bufs, cap, GRAPH_TRIES, None) }
 }
 
 /// Opens a context on `device_id`, checking each library first so that a missing one is named.
@@ -617,6 +655,8 @@ impl Engine {
             .during("cuMemcpyHtoDAsync")?;
         stream.synchronize().during("cuStreamSynchronize")?;
         net.bytes = Vec::new();
+        let gpu = ctx.name().unwrap_or_else(|_| format!("GPU {device_id}"));
+        let plans = PlanCache::open(PlanCache::default_path(), &gpu, cudnn::version()?);
         Ok(Engine {
             ctx,
             stream,
@@ -630,6 +670,8 @@ impl Engine {
             device_id,
             plan: None,
             found: HashMap::new(),
+            plans,
+            graph_api: std::env::var("FLAVR_CUDA_GRAPH").map_or(true, |v| v != "0"),
             convt_cudnn: std::env::var("FLAVR_CUDA_CONVT").is_ok_and(|v| v == "cudnn"),
             verify: std::env::var_os("FLAVR_CUDA_VERIFY").is_some(),
             ws_cap: std::env::var("FLAVR_CUDA_WORKSPACE_MB")
@@ -732,11 +774,31 @@ impl Engine {
         }
         // Algorithm search, once per distinct shape (cached across configures).
         let mut choices = Vec::new();
+        let mut graphs: Vec<Option<GraphConv>> = (0..g.convs.len()).map(|_| None).collect();
         let mut search_ws: Option<DeviceBuf> = None;
         let mut cap = self.ws_cap;
-        for op in &g.ops {
+        let mut skip = vec![false; g.ops.len()];
+        for (oi, op) in g.ops.iter().enumerate() {
             let Op::Conv { i, x, y, y_off } = *op else {
                 continue;
+            };
+            // A ReLU pass in place right after this conv (the encoder blocks' conv1) can be
+            // fused into a graph-API plan: bias + ReLU in the conv's epilogue.
+            let relu_next = match g.ops.get(oi + 1) {
+                Some(&Op::Epi {
+                    x: ex,
+                    bias,
+                    gate: false,
+                    resid: None,
+                    act: ACT_RELU,
+                    out,
+                    out2: None,
+                    fold: None,
+                    phases: None,
+                    gc: None,
+                    ..
+                }) if ex == y && out.buf == y && out.off == 0 && y_off == 0 => Some(bias),
+                _ => None,
             };
             let step = &g.convs[i];
             let key = format!(
@@ -797,15 +859,117 @@ impl Engine {
                 self.found.insert(key.clone(), c);
                 c
             };
+            if self.graph_api && search_ws.is_none() {
+                search_ws = Some(DeviceBuf::new(
+                    &self.ctx,
+                    cap.max(1),
+                    "cuDNN search workspace",
+                )?);
+            }
+            // The graph API's engine configurations, where one beats the legacy choice.
+            let gc = if self.graph_api
+                && self.precision != Precision::Fp32
+                && !step.w.shape.transposed
+                && self.plans.get(&key) != Some(None)
+            {
+                let s = step.w.shape;
+                let geom = ConvGeom {
+                    dt,
+                    x_dims: step.x_dims,
+                    w_dims: s.filter_dims(),
+                    y_dims: step.y_dims,
+                    pad: s.pad,
+                    stride: s.stride,
+                };
+                let bufs = ConvBufs {
+                    x: buf_ptr[x],
+                    w: self.w(step.w.w),
+                    y: buf_ptr[y] + y_off as u64,
+                    bias: 0,
+                    ws: search_ws.as_ref().map_or(0, |b| b.ptr()),
+                };
+                let cached = self.plans.get(&key).flatten();
+                // SAFETY: the arena buffers and weights are planned for these shapes, the
+                // search workspace holds `cap` bytes, and the handle runs on self.stream.
+                let g = unsafe {
+                    tune_cached(
+                        &self.dnn,
+                        &self.stream,
+                        &geom,
+                        Epilogue::default(),
+                        bufs,
+                        cap,
+                        cached,
+                    )
+                }?
+                .filter(|g| cached.is_some() || g.choice.ms < cand.ms);
+                self.plans
+                    .insert(&key, g.as_ref().map(|g| (g.choice.rank, g.choice.engine)));
+                g
+            } else {
+                None
+            };
+            // The fused conv + bias + ReLU, where it is at most 2% slower than the conv alone
+            // (it saves the whole ReLU pass over the output).
+            let fused = match relu_next {
+                Some(bias) if self.graph_api && self.precision != Precision::Fp32 => {
+                    let s = step.w.shape;
+                    let geom = ConvGeom {
+                        dt,
+                        x_dims: step.x_dims,
+                        w_dims: s.filter_dims(),
+                        y_dims: step.y_dims,
+                        pad: s.pad,
+                        stride: s.stride,
+                    };
+                    let epi = Epilogue {
+                        bias: bias.is_some(),
+                        relu_slope: Some(0.0),
+                    };
+                    let fkey = format!("{key} relu {}", epi.bias);
+                    if self.plans.get(&fkey) == Some(None) {
+                        None
+                    } else {
+                        let bufs = ConvBufs {
+                            x: buf_ptr[x],
+                            w: self.w(step.w.w),
+                            y: buf_ptr[y],
+                            bias: bias.map_or(0, |o| self.w(o)),
+                            ws: search_ws.as_ref().map_or(0, |b| b.ptr()),
+                        };
+                        let cached = self.plans.get(&fkey).flatten();
+                        let alone = gc.as_ref().map_or(cand.ms, |g| g.choice.ms);
+                        // SAFETY: as for the plain graph conv above; the bias is [cout] f32.
+                        let f = unsafe {
+                            tune_cached(&self.dnn, &self.stream, &geom, epi, bufs, cap, cached)
+                        }?
+                        .filter(|f| cached.is_some() || f.choice.ms <= alone * 1.02);
+                        self.plans
+                            .insert(&fkey, f.as_ref().map(|f| (f.choice.rank, f.choice.engine)));
+                        f
+                    }
+                }
+                _ => None,
+            };
+            let gc = match fused {
+                Some(f) => {
+                    skip[oi + 1] = true;
+                    Some(f)
+                }
+                None => gc,
+            };
             choices.push(ConvChoice {
                 what: key,
                 chosen: cand,
+                graph: gc.as_ref().map(|g| g.choice),
             });
+            graphs[i] = gc;
         }
         drop(search_ws);
+        self.plans.save();
         let ws_bytes = choices
             .iter()
-            .map(|c| c.chosen.workspace)
+            .map(|c| c.graph.map_or(c.chosen.workspace, |g| g.workspace))
             .max()
             .unwrap_or(0);
         let ws = if ws_bytes > 0 {
@@ -817,6 +981,19 @@ impl Engine {
         } else {
             None
         };
+        for op in &g.ops {
+            if let Op::Conv { i, x, y, y_off } = *op
+                && let Some(gc) = graphs[i].as_mut()
+            {
+                gc.bind(ConvBufs {
+                    x: buf_ptr[x],
+                    w: self.wbuf.ptr() + g.convs[i].w.w as u64,
+                    y: buf_ptr[y] + y_off as u64,
+                    bias: g.convs[i].w.bias.map_or(0, |o| self.wbuf.ptr() + o as u64),
+                    ws: ws.as_ref().map_or(0, |b| b.ptr()),
+                })?;
+            }
+        }
         let io = self.make_io(layout, hp, wp, g.cmax)?;
         let io_bytes = io.slots.bytes()
             + io.sums.bytes()
@@ -840,7 +1017,9 @@ impl Engine {
             xin: buf_ptr[g.xin],
             y: buf_ptr[g.y],
             ops: g.ops,
+            skip,
             convs,
+            graphs,
             buf_ptr,
             _arena: arena,
             ws,
@@ -1084,8 +1263,15 @@ impl Engine {
         let v = vec_elems(self.precision);
         let bp = &plan.buf_ptr;
         let (ws, ws_bytes) = plan.ws.as_ref().map_or((0, 0), |b| (b.ptr(), b.bytes()));
-        for op in &plan.ops {
+        for (op, _) in plan.ops.iter().zip(&plan.skip).filter(|(_, skip)| !**skip) {
             match *op {
+                Op::Conv { i, .. } if plan.graphs[i].is_some() => {
+                    if let Some(g) = &plan.graphs[i] {
+                        // SAFETY: bound at configure to the plan's buffers, which live as long
+                        // as the plan; the workspace holds at least the plan's need.
+                        unsafe { g.run(&self.dnn) }?;
+                    }
+                }
                 Op::Conv { i, x, y, y_off } => {
                     // SAFETY: buffers planned for this conv's shapes; workspace >= chosen need.
                     unsafe {
@@ -1120,12 +1306,13 @@ impl Engine {
                             bp[x],
                             rows,
                             c,
+                            c,
                             io.partial,
                             None,
                         )?,
                         Some((t, h, w)) => {
-                            // Each phase's own grid, partial sums one after another.
-                            let pe = (t * (h + 1) * (w + 1) * c) as u64 * esz;
+                            // Each phase's own grid and channels, partial sums one after
+                            // another.
                             let mut n = 0;
                             for ab in 0..4 {
                                 let geo = launch::PhaseGeo {
@@ -1139,9 +1326,10 @@ impl Engine {
                                     &self.stream,
                                     &self.k,
                                     v,
-                                    bp[x] + ab as u64 * pe,
+                                    bp[x] + (ab * c) as u64 * esz,
                                     t * h * w,
                                     c,
+                                    4 * c,
                                     part,
                                     Some(geo),
                                 )?;
@@ -1175,6 +1363,7 @@ impl Engine {
                     out2,
                     fold,
                     phases,
+                    gc,
                 } => {
                     let (ph_t, ph_h, ph_w) = phases.unwrap_or((0, 0, 0));
                     let p = EpiParams {
@@ -1183,7 +1372,7 @@ impl Engine {
                         ph_t: ph_t as i32,
                         ph_h: ph_h as i32,
                         ph_w: ph_w as i32,
-                        pad_: 0,
+                        gc: gc.map_or(0, |g| g as i32),
                         x: bp[x],
                         resid: resid.map_or(0, |r| bp[r]),
                         bias: bias.map_or(0, |o| self.w(o)),

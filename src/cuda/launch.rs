@@ -38,7 +38,8 @@ pub struct EpiParams {
     pub ph_t: i32,
     pub ph_h: i32,
     pub ph_w: i32,
-    pub pad_: i32,
+    /// Period of the bias and gate channels (0: `c`).
+    pub gc: i32,
 }
 // SAFETY: plain old data, same layout as the CUDA struct.
 unsafe impl DeviceRepr for EpiParams {}
@@ -102,6 +103,7 @@ pub fn epilogue_vectorised(p: &EpiParams, v: usize) -> bool {
         && p.out_stride % v == 0
         && p.out_off % v == 0
         && (p.out2 == 0 || (p.out2_stride % v == 0 && p.out2_off % v == 0))
+        && p.gc % v == 0
 }
 
 pub fn epilogue(s: &CudaStream, k: &Kernels, p: &EpiParams, v: usize) -> Result<()> {
@@ -155,8 +157,8 @@ pub struct PhaseGeo {
     pub b: usize,
 }
 
-/// Partial channel sums of `x [rows, c]` (or of a phase, see [`PhaseGeo`]) into `partial`;
-/// returns the number of partial rows written.
+/// Partial channel sums of `x [rows, c]` with rows `rs` elements apart (or of a phase, see
+/// [`PhaseGeo`]) into `partial`; returns the number of partial rows written.
 #[allow(clippy::too_many_arguments)]
 pub fn pool(
     s: &CudaStream,
@@ -165,14 +167,19 @@ pub fn pool(
     x: u64,
     rows: usize,
     c: usize,
+    rs: usize,
     partial: u64,
     geo: Option<PhaseGeo>,
 ) -> Result<usize> {
     let lanes = c / v;
-    let vec = c.is_multiple_of(v) && lanes > 0 && (THREADS as usize).is_multiple_of(lanes);
+    let vec = c.is_multiple_of(v)
+        && rs.is_multiple_of(v)
+        && lanes > 0
+        && (THREADS as usize).is_multiple_of(lanes);
     let rpb = rows.div_ceil(POOL_BLOCKS).max(1);
     let nblk = rows.div_ceil(rpb);
-    let (rows_i, c_i, rpb_i, vec_i) = (rows as i64, c as i32, rpb as i32, vec as i32);
+    let (rows_i, c_i, rs_i, rpb_i, vec_i) =
+        (rows as i64, c as i32, rs as i32, rpb as i32, vec as i32);
     let g = geo.map_or([0i32; 4], |g| {
         [g.h as i32, g.w as i32, g.a as i32, g.b as i32]
     });
@@ -183,6 +190,7 @@ pub fn pool(
         &x,
         &rows_i,
         &c_i,
+        &rs_i,
         &rpb_i,
         &partial,
         &vec_i,

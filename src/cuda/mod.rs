@@ -3,17 +3,21 @@
 //!
 //! - [`engine`]: the network on one GPU (plan, buffers, launches).
 //! - [`cudnn`]: the convolution library's descriptors and algorithm search.
+//! - [`cudnn_graph`]: cuDNN's graph API: more engine configurations, timed at configure.
 //! - [`kernels`] / [`launch`]: our kernels, compiled at open, and their typed launches.
+//! - [`plan_cache`]: the graph API's tuning results, kept between runs.
 //! - [`memory`]: device and pinned buffers, and the liveness-based arena planner.
 //! - [`weights`]: host-side rearrangement of the weights for the GPU.
 //! - [`synth`]: deterministic synthetic weights (tests, benchmark).
 
 pub mod cudnn;
+pub mod cudnn_graph;
 pub mod engine;
 pub mod error;
 pub mod kernels;
 pub mod launch;
 pub mod memory;
+pub mod plan_cache;
 pub mod synth;
 pub mod weights;
 
