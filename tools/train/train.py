@@ -49,6 +49,8 @@ def parse_knobs(text):
         if k not in DATA_KNOBS:
             raise ValueError(f"unknown knob {k!r} (known: {', '.join(sorted(DATA_KNOBS))})")
         vals = tuple(float(t) for t in v.split(":"))
+        if k in INT_KNOBS:
+            vals = tuple(int(t) for t in vals)
         out[k] = vals if len(vals) > 1 or k == "layer_probs" else vals[0]
     return out
 
@@ -56,7 +58,12 @@ def parse_knobs(text):
 # ClipGenerator attributes --data may set (see tools/train/data.py)
 DATA_KNOBS = {"p_static", "p_blur", "max_blur_px", "layer_probs", "p_warp", "p_photometric", "p_420",
               "p_420_nearest",
-              "p_noise", "max_noise", "p_compress", "p_reverse", "p_dup_first", "p_dup_last"}
+              "p_noise", "max_noise", "p_compress", "p_reverse", "p_dup_first", "p_dup_last",
+              # real-video knobs (tools/train/README.md)
+              "blur_samples", "p_parallax", "p_layer_warp", "warp_scale", "p_light", "p_small", "small_size",
+              "small_scale", "p_codec", "codec_h264", "crf", "mpeg4_q", "p_codec_full", "codec_threads"}
+# knobs that are integers
+INT_KNOBS = {"blur_samples", "codec_threads"}
 
 # Validation sets beside the main one: "clean" = the same scenes without noise or compression on
 # the inputs; "still" = a still camera and no layers, i.e. four copies of the target (the
