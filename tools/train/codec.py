@@ -281,11 +281,12 @@ def _set_x264(x, p, key, val):
         raise ValueError(f"x264 rejects {key}={val}")
 
 
-def encode_h264(frames, crf=23.0, preset="veryfast", bframes=2, keyint=250, tune=None, aq=None):
-    """x264 encoding of 4:2:0 frames [(Y, U, V)...]: a list of access units (Annex B bytes)."""
+def encode_h264(frames, crf=23.0, preset="veryfast", bframes=2, keyint=250, tune=None, aq=None, aud=False):
+    """x264 encoding of 4:2:0 frames [(Y, U, V)...]: a list of access units (Annex B bytes);
+    aud: an access unit delimiter before each (what decode_annexb splits a stream at)."""
     L = libs(need_x264=True)
     x = L.x264
-    h, w = frames[0][0].shape
+    h, w = check_frames(frames)
     p = ctypes.create_string_buffer(4096)
     if x.x264_param_default_preset(p, preset.encode(), tune.encode() if tune else None) < 0:
         raise ValueError(f"x264 preset {preset!r} / tune {tune!r} unknown")
@@ -297,6 +298,8 @@ def encode_h264(frames, crf=23.0, preset="veryfast", bframes=2, keyint=250, tune
         _set_x264(x, p, k, v)
     if aq is not None:
         _set_x264(x, p, "aq-strength", f"{aq:.2f}")
+    if aud:
+        _set_x264(x, p, "aud", 1)
     x.x264_param_apply_profile(p, b"high")
     enc = L.x264_open(p)
     if not enc:
@@ -335,7 +338,7 @@ def encode_mpeg4(frames, qscale=5.0, bframes=0, gop=12):
     frame's own quality field, which `-qscale` would use, is not reachable here): packets."""
     L = libs(need_x264=False)
     a, u = L.avcodec, L.avutil
-    h, w = frames[0][0].shape
+    h, w = check_frames(frames)
     codec = a.avcodec_find_encoder_by_name(b"mpeg4")
     if not codec:
         raise CodecUnavailable(f"{L.avcodec_path} has no mpeg4 encoder")
@@ -385,11 +388,23 @@ def encode_mpeg4(frames, qscale=5.0, bframes=0, gop=12):
     return units
 
 
-def roundtrip_one(frames, codec, **opts):
-    """Encode and decode one clip of 4:2:0 frames; the decoded frames in display order."""
+def check_frames(frames):
+    """(h, w) of a list of 4:2:0 frames [(Y, U, V)...]; ValueError if they are not that."""
+    if not frames:
+        raise ValueError("no frames")
     h, w = frames[0][0].shape
     if h % 2 or w % 2:
         raise ValueError(f"4:2:0 needs an even size, got {w}x{h}")
+    for k, f in enumerate(frames):
+        shapes = tuple(np.shape(q) for q in f)
+        if len(f) != 3 or shapes != ((h, w), (h // 2, w // 2), (h // 2, w // 2)) or any(q.dtype != np.uint8 for q in f):
+            raise ValueError(f"frame {k}: planes {shapes}, expected uint8 {(h, w)}, {(h // 2, w // 2)} x 2")
+    return h, w
+
+
+def roundtrip_one(frames, codec, **opts):
+    """Encode and decode one clip of 4:2:0 frames; the decoded frames in display order."""
+    h, w = check_frames(frames)
     if codec == "h264":
         units = encode_h264(frames, **opts)
         dec = _decode(libs(True), b"h264", units, w, h)
@@ -415,3 +430,20 @@ def roundtrip(jobs, threads=None):
     if n not in _POOL:
         _POOL[n] = ThreadPoolExecutor(n, thread_name_prefix="codec")
     return list(_POOL[n].map(lambda j: roundtrip_one(j[0], j[1], **j[2]), jobs))
+
+
+AUD = b"\x00\x00\x00\x01\x09"  # start code + access unit delimiter NAL (x264 --aud)
+
+
+def decode_annexb(data, width, height):
+    """A raw H.264 stream with an access unit delimiter before every frame (tools/data/
+    make_videos.py writes them) -> its frames as (Y, U, V) uint8 planes, in display order."""
+    starts = []
+    i = data.find(AUD)
+    while i >= 0:
+        starts.append(i)
+        i = data.find(AUD, i + len(AUD))
+    if not starts or starts[0] != 0:
+        raise ValueError("not an H.264 stream with access unit delimiters (x264 --aud) before every frame")
+    units = [data[a:b] for a, b in zip(starts, starts[1:] + [len(data)])]
+    return _decode(libs(need_x264=False), b"h264", units, width, height)

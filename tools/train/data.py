@@ -294,11 +294,16 @@ class ClipGenerator:
         self.p_codec_full = 0.7           # of codec clips: all 7 frames encoded at the full rate, target =
         #                                   decoded frame 3 (else: the 4 inputs as a half-rate stream)
         self.codec_threads = 0            # threads for the codec (0: every core)
+        self.videos = None                # a videos.VideoBank: real-video windows for p_real
+        self.p_real = 0.0                 # clips that are windows of real video (used as decoded:
+        #                                   no synthetic 4:2:0, noise or codec on them)
         self.fixed = {}                   # parameter overrides (tests, previews): name -> tensor
         for k, v in knobs.items():
             if not hasattr(self, k):
                 raise TypeError(f"ClipGenerator has no knob {k!r}")
             setattr(self, k, v)
+        if self.p_real > 0 and self.videos is None:
+            raise ValueError("p_real needs videos (a videos.VideoBank; train.py --videos DIR)")
         if self.p_codec > 0:  # fail now, with the reason, not in the middle of training
             for name, used in (("h264", self.codec_h264 > 0), ("mpeg4", self.codec_h264 < 1)):
                 why = codec.available(name) if used else None
@@ -605,7 +610,27 @@ class ClipGenerator:
                 acc = acc + img
             frames.append((acc / len(offs)).clamp(0, 1))
         clip = torch.stack(frames, 1)  # [n, 7, 3, H, W]
+        pc["real"] = torch.zeros(n, dtype=torch.bool)
+        if self.p_real > 0:
+            clip = self._real_windows(clip, pc, seed)
         return clip, pc
+
+    def _real_windows(self, clip, pc, seed):
+        """Replace a share p_real of the clips by windows of real video (videos.py), chosen with
+        their own generator (the scene draws stay as they are)."""
+        g = torch.Generator().manual_seed(int(seed) + 31337)
+        n, _, _, h, w = clip.shape
+        real = _bern(g, n, self.p_real)
+        nearest = _bern(g, n, self.p_420_nearest)
+        idx = real.nonzero()[:, 0]
+        if idx.numel() == 0:
+            return clip
+        win = self.videos.sample(idx.numel(), h, w, g, nearest[idx])
+        if win is None:  # no clip that large (e.g. 256 px crops of 320x240 video): all synthetic
+            return clip
+        pc["real"] = real
+        pc["motion"] = torch.where(real, torch.full((n,), float("nan")), pc["motion"])
+        return clip.index_copy(0, idx.to(clip.device), win.to(clip.device, clip.dtype))
 
     @torch.no_grad()
     def finish(self, rendered, seed):
@@ -647,19 +672,25 @@ class ClipGenerator:
             comp = block_dct_compress(fl, p["quality"].repeat_interleave(4))
             m = p["compress"].repeat_interleave(4)[:, None, None, None]
             inputs = torch.where(m, comp, fl).reshape(n, 4, 3, h, w)
+        real = scene.get("real", torch.zeros(n, dtype=torch.bool))
+        pc["codec"] = pc["codec"] & ~real
+        if bool(pc["codec"].any()):
+            inputs, target = self._codec(clip_rgb, inputs, target, pc, p, gd)
+        if bool(real.any()):  # real video comes decoded: nothing synthetic on it (augmentations only)
+            m = real.to(dev)
+            inputs = torch.where(m[:, None, None, None, None], clip_rgb[:, [0, 2, 4, 6]], inputs)
+            target = torch.where(m[:, None, None, None], clip_rgb[:, 3], target)
         # Windows at a stream's start / end repeat the nearest real frame (after the codec: the
         # element repeats a decoded frame).
         inputs = torch.where(p["dup_first"][:, None, None, None, None],
                              torch.cat([inputs[:, 1:2], inputs[:, 1:]], 1), inputs)
         inputs = torch.where(p["dup_last"][:, None, None, None, None],
                              torch.cat([inputs[:, :3], inputs[:, 2:3]], 1), inputs)
-        if bool(pc["codec"].any()):
-            inputs, target = self._codec(clip_rgb, inputs, target, pc, p, gd)
         q = lambda x: torch.round(x.clamp(0, 1) * 255) / 255  # noqa: E731
         inputs = q(inputs).permute(0, 2, 1, 3, 4).contiguous()  # [n, 3, 4, h, w]
         target = q(target)
         info = {"motion": scene["motion"], "layers": sum(L["on"].long() for L in scene["layers"]),
-                "blur": scene["blur"], "codec": pc["codec"]}
+                "blur": scene["blur"], "codec": pc["codec"], "real": real}
         return inputs, target, info
 
     def _codec(self, clip, inputs, target, pc, p, gd):

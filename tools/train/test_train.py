@@ -242,7 +242,7 @@ def _planes(seed, n=7, h=64, w=96, shift=2):
     import numpy as np
 
     g = torch.Generator().manual_seed(seed)
-    big = torch.nn.functional.interpolate(torch.rand(1, 3, 14, 20, generator=g), size=(h + 40, w + 40),
+    big = torch.nn.functional.interpolate(torch.rand(1, 3, 14, 20, generator=g), size=(h + 40, w + 40 + shift * n),
                                           mode="bicubic", align_corners=False).clamp(0, 1)
     out = []
     for t in range(n):
@@ -377,6 +377,50 @@ def test_warp_and_light_leave_the_target():
         alt = ClipGenerator(_bank(), crop=48, **kn, **extra).batch(3, seed=13)
         assert (alt[1] - base[1]).abs().max() < 1.5 / 255, (extra, float((alt[1] - base[1]).abs().max()))
         assert (alt[0] - base[0]).abs().mean() > 1e-3, f"{extra} did not change the inputs"
+
+
+def test_real_video_windows():
+    """videos.VideoBank: windows never span a scene cut; with p_real = 1 a clip is 7 decoded
+    frames of the video (a 2 px/frame pan: the target is input 1 moved by 2 px), untouched by
+    the synthetic degradations; a clip smaller than the batch is never used."""
+    import json
+    import codec
+    from videos import VideoBank
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fr = _planes(5, n=20, h=80, w=96, shift=2)
+        for k in range(10, 20):  # a scene cut at frame 10: another, brighter scene
+            fr[k] = tuple((q // 2 + 120).astype(q.dtype) for q in fr[k])
+        with open(os.path.join(tmp, "pan.h264"), "wb") as f:
+            f.write(b"".join(codec.encode_h264(fr, crf=10, aud=True)))
+        small = _planes(6, n=8, h=40, w=48)
+        with open(os.path.join(tmp, "small.h264"), "wb") as f:
+            f.write(b"".join(codec.encode_h264(small, crf=20, aud=True)))
+        clips = {"pan": {"file": "pan.h264", "width": 96, "height": 80, "frames": 20, "cuts": [10]},
+                 "small": {"file": "small.h264", "width": 48, "height": 40, "frames": 8, "cuts": []}}
+        with open(os.path.join(tmp, "videos.json"), "w") as f:
+            json.dump({"clips": clips}, f)
+        bank = VideoBank(tmp, "cpu")
+        assert bank.windows[bank.names.index("pan")] == [0, 1, 2, 3, 10, 11, 12, 13], bank.windows
+        assert bank.fits(64, 64) == [bank.names.index("pan")]
+        g = torch.Generator().manual_seed(1)
+        w = bank.sample(12, 64, 64, g, torch.zeros(12, dtype=torch.bool))
+        bright = w.mean(dim=(2, 3, 4))  # [12, 7]: a window is all dark or all bright
+        assert bool(((bright.max(1).values - bright.min(1).values) < 0.1).all()), bright
+        gen = ClipGenerator(_bank(), crop=64, p_real=1.0, videos=bank, p_noise=1.0, p_compress=1.0)
+        _plain(gen, 3, noise=torch.full((3,), 0.02), compress=torch.ones(3, dtype=torch.bool))
+        x, y, info = gen.batch(3, seed=8)
+        assert bool(info["real"].all()) and bool(torch.isnan(info["motion"]).all())
+        m = 8
+        moved = (y[..., m:-m] - x[:, :, 1, :, m + 2:-m + 2]).abs().mean().item()
+        still = (y[..., m:-m] - x[:, :, 1, :, m:-m]).abs().mean().item()
+        assert moved < 2 / 255 and still > 3 * moved, (moved, still)
+        try:
+            ClipGenerator(_bank(), crop=64, p_real=0.5)
+        except ValueError as e:
+            assert "videos" in str(e)
+        else:
+            raise AssertionError("p_real without videos was accepted")
 
 
 if __name__ == "__main__":
