@@ -5,8 +5,8 @@
 
 For each row: `apt-get download PACKAGE=VERSION` (no install) + `dpkg-deb -x`, check the file's
 sha256 against the table, take frames start .. start+frames-1, apply the row's FFmpeg filter
-(a crop to even sizes or a downscale; empty: none) and encode them with x264 (CRF --crf, preset
-slow, 4:2:0, an access unit delimiter before every frame) as a raw H.264 stream OUT/NAME.h264.
+(a crop to even sizes or a downscale; empty: none) and encode them with x264 (CRF --crf, --preset
+medium, 4:2:0, an access unit delimiter before every frame) as a raw H.264 stream OUT/NAME.h264.
 tools/train/codec.py decodes these on the GPU machine (libavcodec from cv2, no demuxer needed:
 the stream is split at the delimiters). OUT/videos.json lists each clip's size, frame count,
 rate, the scene cuts (frame k is a cut if it differs from frame k-1 far more than usual; training
@@ -93,7 +93,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output folder (replaced)")
     ap.add_argument("--table", default=os.path.join(HERE, "videos-sources.tsv"))
-    ap.add_argument("--crf", type=float, default=16.0)
+    ap.add_argument("--crf", type=float, default=20.0,
+                    help="x264 CRF (20: about 11 MB for the whole table, which fits the device carry)")
+    ap.add_argument("--preset", default="medium")
     ap.add_argument("--work", default=None, help="keep the downloads here (default: a temporary folder)")
     args = ap.parse_args(argv)
     for tool in ("ffmpeg", "ffprobe", "apt-get", "dpkg-deb"):
@@ -122,7 +124,7 @@ def main(argv=None):
             vf += ",format=yuv420p"
             dst = os.path.join(args.out, f"{r['name']}.h264")
             subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", src, "-map", "0:v:0", "-an", "-vf", vf,
-                            "-fps_mode", "passthrough", "-frames:v", str(frames), "-c:v", "libx264", "-preset", "slow",
+                            "-fps_mode", "passthrough", "-frames:v", str(frames), "-c:v", "libx264", "-preset", args.preset,
                             "-crf", f"{args.crf:g}", "-x264-params", "aud=1", "-color_range", "tv", "-f", "h264", dst],
                             check=True)
             w, h, n, rate = probe(dst)
@@ -134,9 +136,9 @@ def main(argv=None):
             manifest[r["name"]] = {"file": os.path.basename(dst), "kind": r["kind"], "width": w, "height": h,
                                    "frames": n, "rate": rate, "cuts": cuts, "source_sha256": got,
                                    "sha256": sha256(dst), "bytes": size}
-            print(f"{r['name']:14s} {w}x{h} {n:4d} frames {rate:>10s} {size / 1e6:5.2f} MB cuts {cuts}")
+            print(f"{r['name']:14s} {w}x{h} {n:4d} frames {rate:>10s} {size / 1e6:5.2f} MB cuts {cuts}", flush=True)
         with open(os.path.join(args.out, "videos.json"), "w") as f:
-            json.dump({"crf": args.crf, "clips": manifest}, f, indent=1)
+            json.dump({"crf": args.crf, "preset": args.preset, "clips": manifest}, f, indent=1)
         print(f"{len(manifest)} clips, {total / 1e6:.1f} MB in {args.out}")
     finally:
         if not args.work:
