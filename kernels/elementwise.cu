@@ -8,27 +8,31 @@
 
 #include "common.cuh"
 
-__device__ __forceinline__ i64 phase_row(unsigned t, unsigned Y, unsigned X, int nt, int h, int w) {
+// Element offset of output pixel (t, Y, X), channel 0, in the four-phase layout
+// [t][h + 1][w + 1][4][c] of a transposed conv's output of [t, 2h, 2w] (see EpiParams).
+__device__ __forceinline__ i64 phase_elem(unsigned t, unsigned Y, unsigned X, int h, int w, int c) {
     const unsigned a = Y & 1u, b = X & 1u;
-    return ((i64)((a * 2 + b) * nt + t) * (h + 1) + (Y >> 1) + a) * (w + 1) + (X >> 1) + b;
+    const i64 cell = ((i64)t * (h + 1) + (Y >> 1) + a) * (w + 1) + (X >> 1) + b;
+    return (cell * 4 + a * 2 + b) * c;
 }
 
 // Element counts: a [rows, c] map of a 16384 x 16384 frame has more than 2^32 elements, so
 // every grid-stride loop below runs over I = i64 when its count exceeds I32_MAX, and over
 // I = unsigned (32-bit division, the fast path) otherwise. Per-element arithmetic is the same.
 
-template <class I> __device__ __forceinline__ i64 x_row(const EpiParams &p, I row) {
+// Element offset of row `row`'s channel 0 in x.
+template <class I> __device__ __forceinline__ i64 x_elem(const EpiParams &p, I row) {
     if (p.fold_t != 0) {
         const I t = row / p.fold_p, q = row - t * p.fold_p;
-        return (i64)q * p.fold_t + t;
+        return ((i64)q * p.fold_t + t) * p.c;
     }
     if (p.ph_h != 0) {
         const I w2 = 2 * p.ph_w, h2 = 2 * p.ph_h;
         const I X = row % w2, q = row / w2;
         const I Y = q % h2, t = q / h2;
-        return phase_row((unsigned)t, (unsigned)Y, (unsigned)X, p.ph_t, p.ph_h, p.ph_w);
+        return phase_elem((unsigned)t, (unsigned)Y, (unsigned)X, p.ph_h, p.ph_w, p.c);
     }
-    return row;
+    return (i64)row * p.c;
 }
 
 template <class S, class I> __device__ __forceinline__ void epilogue_loop(const EpiParams p, I n) {
@@ -42,15 +46,16 @@ template <class S, class I> __device__ __forceinline__ void epilogue_loop(const 
     for (I i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
         const I row = i / cv;
         const int c0 = (int)(i - row * cv) * V;
+        const int cg = p.gc ? c0 % p.gc : c0;
         float v[V];
-        ldv<S>(x + x_row(p, row) * p.c + c0, v);
+        ldv<S>(x + x_elem(p, row) + c0, v);
         if (p.bias) {
 #pragma unroll
-            for (int k = 0; k < V; k++) v[k] += p.bias[c0 + k];
+            for (int k = 0; k < V; k++) v[k] += p.bias[cg + k];
         }
         if (p.gate) {
 #pragma unroll
-            for (int k = 0; k < V; k++) v[k] *= p.gate[c0 + k];
+            for (int k = 0; k < V; k++) v[k] *= p.gate[cg + k];
         }
         if (r) {
             float rv[V];
@@ -84,9 +89,10 @@ __device__ __forceinline__ void epilogue1_loop(const EpiParams p, I n) {
     for (I i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
         const I row = i / p.c;
         const int c = (int)(i - row * p.c);
-        float v = S::ld(x[x_row(p, row) * p.c + c]);
-        if (p.bias) v += p.bias[c];
-        if (p.gate) v *= p.gate[c];
+        const int cg = p.gc ? c % p.gc : c;
+        float v = S::ld(x[x_elem(p, row) + c]);
+        if (p.bias) v += p.bias[cg];
+        if (p.gate) v *= p.gate[cg];
         if (r) v += S::ld(r[i]);
         v = activate(v, p.act);
         o[(i64)row * p.out_stride + p.out_off + c] = S::st(v);
@@ -114,7 +120,7 @@ __device__ __forceinline__ int reflect(int i, int n) {
 // applied) in 2x2 space-to-depth form, channel (py*2 + px)*c + ci of block (by, bx) = padded
 // pixel (2by + py, 2bx + px) = in[reflect(2by + py - pad), reflect(2bx + px - pad)].
 // Vectorised when c % S::V == 0 (vec = 1), else one element per thread (vec = 0). phased: `in`
-// is the four sub-pixel phases [4][h/2 + 1][w/2 + 1][c] (see EpiParams) instead of [h][w][c].
+// is the four sub-pixel phases [h/2 + 1][w/2 + 1][4][c] (see EpiParams) instead of [h][w][c].
 template <class S, class I>
 __device__ __forceinline__ void reflect_pad_loop(const void *in_, void *out_, int h, int w, int c,
                                                  int pad, int vec, int phased, I n) {
@@ -131,7 +137,7 @@ __device__ __forceinline__ void reflect_pad_loop(const void *in_, void *out_, in
         const int by = (int)(blk / bw), bx = (int)(blk - (I)by * bw);
         const int sy = reflect(2 * by + q / 2 - pad, h), sx = reflect(2 * bx + q % 2 - pad, w);
         const i64 src =
-            (phased ? phase_row(0, sy, sx, 1, h / 2, w / 2) : (i64)sy * w + sx) * c + c0;
+            (phased ? phase_elem(0, sy, sx, h / 2, w / 2, c) : ((i64)sy * w + sx) * c) + c0;
         const i64 dst = (i64)blk * 4 * c + e;
         if (vec) {
             float v[S::V];

@@ -45,10 +45,13 @@ struct EpiParams {
     // Time unfold of x (0: none): x is [fold_p, fold_t, c] and row r = t * fold_p + p of the
     // output reads x row p * fold_t + t (the stem's output, time folded into channels).
     int fold_t, fold_p;
-    // Sub-pixel gather (ph_h = 0: none): x holds the four phases [4][ph_t][ph_h + 1][ph_w + 1]
-    // of a transposed conv (weights::convt_phase); output row r = (t, Y, X) of [ph_t, 2 ph_h,
-    // 2 ph_w] reads phase (Y%2, X%2) at (t, Y/2 + Y%2, X/2 + X%2).
-    int ph_t, ph_h, ph_w, pad_;
+    // Sub-pixel gather (ph_h = 0: none): x holds the four phases of a transposed conv
+    // (weights::convt_phases) as [ph_t][ph_h + 1][ph_w + 1][4][c]; output row r = (t, Y, X) of
+    // [ph_t, 2 ph_h, 2 ph_w] reads phase (Y%2, X%2) at (t, Y/2 + Y%2, X/2 + X%2).
+    int ph_t, ph_h, ph_w;
+    // Period of the bias and gate channels (0: c): the in-place pass over the four phases runs
+    // with c = 4 x the stage's channels, which all share one bias and gate.
+    int gc;
 };
 
 // The Y'CbCr constants of src/backend/pixels.rs `YuvCoeffs` (same struct, same arithmetic).

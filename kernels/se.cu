@@ -6,12 +6,14 @@
 
 #include "common.cuh"
 
-// Partial sums of x [rows, c] over rows [blockIdx.x * rows_per_block, +rows_per_block) into
-// partial[blockIdx.x * c + ch]. With gh > 0, logical row r = (t, y, x) of a [t, gh, gw] grid
-// lives at physical row (t (gh + 1) + y + ga) (gw + 1) + x + gb: one sub-pixel phase of a
-// transposed conv's output (see weights::convt_phase), whose grid has one extra row and column. Vectorised (vec = 1): S::V channels per thread, which needs
-// c % S::V == 0 and (c / S::V) dividing blockDim.x; otherwise (vec = 0) one channel per thread.
-// blockDim.x must be THREADS.
+// Partial sums of x [rows, c] (row stride rs elements) over rows [blockIdx.x * rows_per_block,
+// +rows_per_block) into partial[blockIdx.x * c + ch]. With gh > 0, logical row r = (t, y, x) of
+// a [t, gh, gw] grid lives at physical row (t (gh + 1) + y + ga) (gw + 1) + x + gb: one
+// sub-pixel phase of a transposed conv's output (see weights::convt_phases), whose grid has one
+// extra row and column and whose rows hold the four phases' channels (rs = 4c, x pointing at the
+// phase's first channel). Vectorised (vec = 1): S::V channels per thread, which needs
+// c % S::V == 0, rs % S::V == 0 and (c / S::V) dividing blockDim.x; otherwise (vec = 0) one
+// channel per thread. blockDim.x must be THREADS.
 __device__ __forceinline__ i64 pool_row(i64 r, int gh, int gw, int ga, int gb) {
     if (gh == 0) return r;
     const i64 hw = (i64)gh * gw;
@@ -21,8 +23,8 @@ __device__ __forceinline__ i64 pool_row(i64 r, int gh, int gw, int ga, int gb) {
 }
 
 template <class S>
-__device__ void pool_t(const void *x_, i64 rows, int c, int rows_per_block, float *partial, int vec,
-                       int gh, int gw, int ga, int gb) {
+__device__ void pool_t(const void *x_, i64 rows, int c, int rs, int rows_per_block, float *partial,
+                       int vec, int gh, int gw, int ga, int gb) {
     typedef typename S::T T;
     const T *x = (const T *)x_;
     __shared__ float sm[THREADS * 8];
@@ -38,7 +40,7 @@ __device__ void pool_t(const void *x_, i64 rows, int c, int rows_per_block, floa
         for (int k = 0; k < S::V; k++) acc[k] = 0.f;
         for (i64 r = r0 + ty; r < r1; r += ny) {
             float v[S::V];
-            ldv<S>(x + pool_row(r, gh, gw, ga, gb) * c + lane * V, v);
+            ldv<S>(x + pool_row(r, gh, gw, ga, gb) * rs + lane * V, v);
 #pragma unroll
             for (int k = 0; k < S::V; k++) acc[k] += v[k];
         }
@@ -54,16 +56,16 @@ __device__ void pool_t(const void *x_, i64 rows, int c, int rows_per_block, floa
     } else {
         for (int ch = tid; ch < c; ch += blockDim.x) {
             float s = 0.f;
-            for (i64 r = r0; r < r1; r++) s += S::ld(x[pool_row(r, gh, gw, ga, gb) * c + ch]);
+            for (i64 r = r0; r < r1; r++) s += S::ld(x[pool_row(r, gh, gw, ga, gb) * rs + ch]);
             partial[(i64)blockIdx.x * c + ch] = s;
         }
     }
 }
 
 INSTANTIATE3(pool,
-             (const void *x, i64 rows, int c, int rows_per_block, float *partial, int vec, int gh,
-              int gw, int ga, int gb),
-             (x, rows, c, rows_per_block, partial, vec, gh, gw, ga, gb))
+             (const void *x, i64 rows, int c, int rs, int rows_per_block, float *partial, int vec,
+              int gh, int gw, int ga, int gb),
+             (x, rows, c, rs, rows_per_block, partial, vec, gh, gw, ga, gb))
 
 // mean[ch] = sum_b partial[b * c + ch] * inv_rows + bias[ch] (bias may be null).
 extern "C" __global__ void se_mean(const float *partial, int nblk, int c, const float *bias,

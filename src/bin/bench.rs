@@ -180,7 +180,8 @@ struct Row {
 fn bench(a: &Args, model: &Flavr) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     for &p in &a.precisions {
-        let mut e = cuda::open_engine(model, a.device, p, a.options).map_err(|e| e.to_string())?;
+        let mut e =
+            cuda::open_engine(model, a.device, p, a.options.clone()).map_err(|e| e.to_string())?;
         let base = device_used(&e).unwrap_or(0);
         for &(w, h) in &a.sizes {
             let layout = rgb_layout(w, h);
@@ -243,8 +244,14 @@ fn bench(a: &Args, model: &Flavr) -> Result<Vec<Row>, String> {
             );
             if std::env::var_os("FLAVR_BENCH_VERBOSE").is_some() {
                 for c in e.conv_choices() {
+                    let graph = c.graph.map_or(String::new(), |g| {
+                        format!(
+                            " | graph API: engine {} (rank {} of {}, {} timed) {:.3} ms ws {} {:?}",
+                            g.engine, g.rank, g.offered, g.tried, g.ms, g.workspace, g.epilogue
+                        )
+                    });
                     eprintln!(
-                        "    {} -> {:?} {:.3} ms ws {} {:?}",
+                        "    {} -> {:?} {:.3} ms ws {} {:?}{graph}",
                         c.what, c.chosen.algo, c.chosen.ms, c.chosen.workspace, c.chosen.math
                     );
                 }
@@ -281,7 +288,8 @@ fn real_frames(a: &Args, model: &Flavr, file: &str, (w, h): (usize, usize)) -> R
     type Outputs = Vec<(Vec<f32>, Vec<u8>)>;
     let mut outs: HashMap<&'static str, Outputs> = HashMap::new();
     for p in [Precision::Fp32, Precision::Fp16, Precision::Bf16] {
-        let mut e = cuda::open_engine(model, a.device, p, a.options).map_err(|e| e.to_string())?;
+        let mut e =
+            cuda::open_engine(model, a.device, p, a.options.clone()).map_err(|e| e.to_string())?;
         e.configure(&layout).map_err(|e| e.to_string())?;
         let mut v = Vec::new();
         for i in 0..frames.len() - 3 {

@@ -10,10 +10,14 @@
 //!     large square product, and prints both and their ratio.
 //! ```
 
+#[path = "shared/args.rs"]
+mod args;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use args::Flags;
 use gstflavrinterp::backend::cpu::{CpuModel, Step, random};
 use gstflavrinterp::model::checkpoint::{self, safetensors};
 use gstflavrinterp::model::spec::SIZE_MULTIPLE;
@@ -61,13 +65,9 @@ struct Options {
 impl Options {
     fn parse(args: &[String]) -> Result<Options, String> {
         let mut o = Options::default();
-        let mut it = args.iter();
+        let mut it = Flags::new(args);
         while let Some(a) = it.next() {
-            let mut value = || {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| format!("{a} needs a value"))
-            };
+            let mut value = || it.value(a);
             let number = |v: String| -> Result<usize, String> {
                 v.parse::<usize>()
                     .ok()

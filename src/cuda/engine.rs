@@ -11,9 +11,12 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaStream, result};
 
 use super::arena::{self, align_up};
-use super::cudnn::{self, AlgoCache, ConvChoice, Dnn, Search};
+use super::cudnn::{
+    self, AlgoCache, ConvBufs, ConvChoice, ConvEpilogue, ConvGeom, Dnn, GraphConv, GraphRequest,
+    PlanCache, Search,
+};
 use super::error::{CudaError, DriverContext, Result};
-use super::graph::{Dst, OUTCONV_PAD, Op, build_graph, lifetimes};
+use super::graph::{Dst, Epi, OUTCONV_PAD, Op, build_graph, lifetimes};
 use super::io::{Io, check_slot};
 use super::kernels::Kernels;
 use super::launch::{
@@ -21,7 +24,7 @@ use super::launch::{
 };
 use super::memory::{self, DevView, DeviceBuf, Dtype};
 use super::options::EngineOptions;
-use super::params::FrameGeom;
+use super::params::{ACT_RELU, FrameGeom};
 use super::weights::{ConvW, NetWeights, Span};
 use crate::backend::{FrameLayout, Precision};
 use crate::model::Flavr;
@@ -53,7 +56,11 @@ pub(super) struct Plan {
     pub hp: usize,
     pub wp: usize,
     pub ops: Vec<Op>,
+    /// Ops fused into the graph-API plan of the conv before them (not run on their own).
+    skip: Vec<bool>,
     pub convs: Vec<cudnn::Conv>,
+    /// Graph-API plans that replace `convs[i]` where they were faster (see cudnn::backend).
+    graphs: Vec<Option<GraphConv>>,
     pub conv_w: Vec<ConvW>,
     /// Input and output dims of each conv (for the `verify` option).
     pub conv_dims: Vec<([usize; 5], [usize; 5])>,
@@ -104,10 +111,27 @@ pub struct Engine {
     pub(super) precision: Precision,
     pub(super) device_id: u32,
     found: AlgoCache,
+    /// Graph-API choices per shape, kept between runs (cudnn::PlanCache).
+    plans: PlanCache,
     opts: EngineOptions,
     pub(super) stream: Arc<CudaStream>,
     pub(super) copy: Arc<CudaStream>,
     pub(super) ctx: Arc<CudaContext>,
+}
+
+/// Whether `e` is a bare ReLU of buffer `y` in place (a cuDNN epilogue can do it).
+fn relu_in_place(e: &Epi, y: usize) -> bool {
+    e.x == y
+        && e.out.buf == y
+        && e.out.off == 0
+        && e.out.stride == e.c
+        && !e.gate
+        && e.resid.is_none()
+        && e.act == ACT_RELU
+        && e.out2.is_none()
+        && e.fold.is_none()
+        && e.phases.is_none()
+        && e.gc.is_none()
 }
 
 /// Opens a context on `device_id`, checking each library first so that a missing one is named.
@@ -178,6 +202,8 @@ impl Engine {
         unsafe { memory::copy_to_device(wbuf.view(Dtype::U8), &net.bytes, &stream) }?;
         stream.synchronize().during("cuStreamSynchronize")?;
         net.bytes = Vec::new();
+        let gpu = ctx.name().unwrap_or_else(|_| format!("GPU {device_id}"));
+        let plans = PlanCache::open(options.plan_cache.clone(), &gpu, cudnn::version()?);
         Ok(Engine {
             plan: None,
             dnn,
@@ -188,6 +214,7 @@ impl Engine {
             precision,
             device_id,
             found: AlgoCache::default(),
+            plans,
             opts: options,
             stream,
             copy,
@@ -277,7 +304,10 @@ impl Engine {
             self.opts.all_algos,
         );
         let mut choices = Vec::new();
-        for op in &g.ops {
+        let mut graphs: Vec<Option<GraphConv>> = (0..g.convs.len()).map(|_| None).collect();
+        let mut skip = vec![false; g.ops.len()];
+        let graph_api = self.opts.graph_api && self.precision != Precision::Fp32;
+        for (oi, op) in g.ops.iter().enumerate() {
             let Op::Conv { i, x, y, y_off } = *op else {
                 continue;
             };
@@ -285,12 +315,74 @@ impl Engine {
             let key = cudnn::shape_key(self.precision, step.x_dims, step.y_dims, &step.w.shape);
             let w = self.wbuf.slice(step.w.w.off, step.w.w.bytes, act)?;
             let (xv, yv) = (buf(x)?, buf(y)?.from(y_off)?);
-            choices.push(search.choose(key, &mut convs[i], xv, w, yv)?);
+            let mut choice = search.choose(key.clone(), &mut convs[i], xv, w, yv)?;
+            let s = step.w.shape;
+            if graph_api && !s.transposed {
+                let geom = ConvGeom {
+                    dt: cudnn::data_type(self.precision),
+                    dtype: act,
+                    x_dims: step.x_dims,
+                    w_dims: s.filter_dims(),
+                    y_dims: step.y_dims,
+                    pad: s.pad,
+                    stride: s.stride,
+                };
+                let bufs = ConvBufs {
+                    x: xv,
+                    w,
+                    y: yv,
+                    bias: None,
+                    ws: None,
+                };
+                let legacy = choice.chosen.ms;
+                let plain = GraphRequest {
+                    key: &key,
+                    geom: &geom,
+                    epi: ConvEpilogue::default(),
+                    bufs,
+                };
+                let mut gc =
+                    search.graph(&self.stream, &mut self.plans, plain, |ms| ms < legacy)?;
+                // An in-place ReLU right after this conv (the encoder blocks' conv1) fused
+                // into the plan, where that is at most 2% slower than the conv alone: it saves
+                // the whole ReLU pass over the output.
+                if let Some(Op::Epi(e)) = g.ops.get(oi + 1)
+                    && relu_in_place(e, y)
+                    && y_off == 0
+                {
+                    let epi = ConvEpilogue {
+                        bias: e.bias.is_some(),
+                        relu_slope: Some(0.0),
+                    };
+                    let bias = e
+                        .bias
+                        .map(|b| self.wbuf.slice(b.off, b.bytes, Dtype::F32))
+                        .transpose()?;
+                    let alone = gc.as_ref().map_or(legacy, |g| g.choice.ms);
+                    let fkey = format!("{key} relu {}", epi.bias);
+                    let req = GraphRequest {
+                        key: &fkey,
+                        geom: &geom,
+                        epi,
+                        bufs: ConvBufs { bias, ..bufs },
+                    };
+                    let fused = search
+                        .graph(&self.stream, &mut self.plans, req, |ms| ms <= alone * 1.02)?;
+                    if fused.is_some() {
+                        skip[oi + 1] = true;
+                        gc = fused;
+                    }
+                }
+                choice.graph = gc.as_ref().map(|g| g.choice);
+                graphs[i] = gc;
+            }
+            choices.push(choice);
         }
         drop(search);
+        self.plans.save();
         let ws_bytes = choices
             .iter()
-            .map(|c| c.chosen.workspace)
+            .map(|c| c.graph.map_or(c.chosen.workspace, |g| g.workspace))
             .max()
             .unwrap_or(0);
         let ws = if ws_bytes > 0 {
@@ -327,7 +419,9 @@ impl Engine {
             xin: g.xin,
             y: g.y,
             ops: g.ops,
+            skip,
             convs,
+            graphs,
             bufs,
             ws,
             io,
@@ -396,12 +490,25 @@ impl Engine {
     fn run_ops(&self, plan: &Plan) -> Result<()> {
         let (s, k, io) = (&*self.stream, &self.k, &plan.io);
         let bias = |b: Option<Span>| b.map(|b| self.weights_f32(b)).transpose();
-        for op in &plan.ops {
+        let run = plan.ops.iter().zip(&plan.skip).filter(|(_, skip)| !**skip);
+        for (op, _) in run {
             match *op {
                 Op::Conv { i, x, y, y_off } => {
                     let (xv, yv) = (plan.buf(x)?, plan.buf(y)?.from(y_off)?);
                     let wv = self.weights(plan.conv_w[i].w)?;
-                    plan.convs[i].run(&self.dnn, xv, wv, yv, plan.workspace())?;
+                    match &plan.graphs[i] {
+                        Some(g) => {
+                            let bufs = ConvBufs {
+                                x: xv,
+                                w: wv,
+                                y: yv,
+                                bias: bias(plan.conv_w[i].bias)?,
+                                ws: plan.workspace(),
+                            };
+                            g.run(&self.dnn, &bufs)?;
+                        }
+                        None => plan.convs[i].run(&self.dnn, xv, wv, yv, plan.workspace())?,
+                    }
                     if self.opts.verify {
                         self.verify_conv(plan, i, xv, yv)?;
                     }
@@ -423,13 +530,15 @@ impl Engine {
                                 x: xv,
                                 rows,
                                 c,
+                                rs: c,
                                 partial,
                                 geo: None,
                             },
                         )?,
                         Some((t, h, w)) => {
-                            // Each phase's own grid, partial sums one after another.
-                            let pe = t * (h + 1) * (w + 1) * c;
+                            // Each phase's own grid and channels ([t][h+1][w+1][4][c]),
+                            // partial sums one after another.
+                            let cells = t * (h + 1) * (w + 1);
                             let mut n = 0;
                             for ab in 0..4 {
                                 let geo = PhaseGeo {
@@ -439,9 +548,10 @@ impl Engine {
                                     b: ab % 2,
                                 };
                                 let phase = Pool {
-                                    x: xv.sub(ab * pe, pe)?,
+                                    x: xv.sub(ab * c, (cells - 1) * 4 * c + c)?,
                                     rows: t * h * w,
                                     c,
+                                    rs: 4 * c,
                                     partial: partial.from(n * c)?,
                                     geo: Some(geo),
                                 };
@@ -483,6 +593,7 @@ impl Engine {
                         out2: e.out2.map(dst).transpose()?,
                         fold: e.fold,
                         phases: e.phases,
+                        gc: e.gc,
                     };
                     launch::epilogue(s, k, &epi)?;
                 }

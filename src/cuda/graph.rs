@@ -20,7 +20,8 @@ pub(super) enum Op {
         y_off: usize,
     },
     /// SE gate of x (+ conv bias) into the gate scratch vector. `phases`: x holds the four
-    /// sub-pixel phases of a transposed conv's output of `rows` rows, `(t, h, w)` their grid.
+    /// sub-pixel phases of a transposed conv's output of `rows` rows, `(t, h, w)` their grid,
+    /// as `[t][h + 1][w + 1][4][c]`.
     Gate {
         x: usize,
         rows: usize,
@@ -62,6 +63,9 @@ pub(super) struct Epi {
     pub fold: Option<(usize, usize)>,
     /// x is the four sub-pixel phases of grid `(t, h, w)`, gathered into output order.
     pub phases: Option<(usize, usize, usize)>,
+    /// Period of the bias and gate channels, when it is not `c` (the in-place pass over all
+    /// four phases at once).
+    pub gc: Option<usize>,
 }
 
 impl Epi {
@@ -79,6 +83,7 @@ impl Epi {
             out2: None,
             fold: None,
             phases: None,
+            gc: None,
         }
     }
 }
@@ -181,32 +186,16 @@ impl Builder<'_> {
         (y, y_dims)
     }
 
-    /// A transposed conv as its four sub-pixel phases (weights::convt_phase) into one buffer
-    /// `[4][t][h + 1][w + 1][c]`. Returns it and the phase grid (t, h, w).
+    /// A transposed conv as its four sub-pixel phases in one conv (weights::convt_phases) into
+    /// one buffer `[t][h + 1][w + 1][4][c]`. Returns it and the phase grid (t, h, w).
     fn convt_phases(
         &mut self,
-        phases: [ConvW; 4],
+        phases: ConvW,
         x: usize,
         x_dims: [usize; 5],
     ) -> (usize, (usize, usize, usize)) {
         let [_, _, t, h, w] = x_dims;
-        let c = phases[0].shape.cout();
-        let y_dims = [1, c, t, h + 1, w + 1];
-        let pe: usize = y_dims.iter().product();
-        let y = self.buf(4 * pe);
-        for (ab, pw) in phases.into_iter().enumerate() {
-            self.g.convs.push(ConvStep {
-                w: pw,
-                x_dims,
-                y_dims,
-            });
-            self.g.ops.push(Op::Conv {
-                i: self.g.convs.len() - 1,
-                x,
-                y,
-                y_off: ab * pe,
-            });
-        }
+        let (y, _) = self.conv(phases, x, x_dims);
         (y, (t, h, w))
     }
 
@@ -336,7 +325,7 @@ pub(super) fn build_graph(
         let (raw, raw_dims, phases) = match stage.phases {
             Some(ph) if !convt_cudnn => {
                 let (y, (t, h, w)) = b.convt_phases(ph, input.0, input.1);
-                let c = ph[0].shape.cout();
+                let c = ph.shape.cout() / 4;
                 b.g.cmax = b.g.cmax.max(stage.gate.c);
                 b.g.ops.push(Op::Gate {
                     x: y,
@@ -371,29 +360,33 @@ pub(super) fn build_graph(
             dims[1] = cat_c[d];
             input = (cats[d], dims);
         } else {
-            // In place; over phases, their spare row and column too (nothing reads them).
-            let dims = match phases {
-                Some((t, h, w)) => [1, c, 4 * t, h + 1, w + 1],
-                None => raw_dims,
+            // In place; over phases, all four at once (4c channels sharing c gates) and their
+            // spare row and column too (nothing reads them).
+            let (dims, gc) = match phases {
+                Some((t, h, w)) => ([1, 4 * c, t, h + 1, w + 1], Some(c)),
+                None => (raw_dims, None),
             };
             b.epi(Epi {
                 bias,
                 gate: true,
-                ..Epi::new(raw, &dims, ACT_LRELU, inplace(raw, c))
+                gc,
+                ..Epi::new(raw, &dims, ACT_LRELU, inplace(raw, dims[1]))
             });
             input = (raw, dims);
             phased_out = phases.is_some();
         }
     }
     // Time fold + feature_fuse as one (4, 1, 1) conv, then pad (with the LeakyReLU), outconv.
-    // On phases [4 phases x 4 t, h/2 + 1, w/2 + 1] the fold is a stride-4 conv over that axis,
-    // its output [4 phases, h/2 + 1, w/2 + 1], which the pad gathers.
-    let mut fuse = net.fuse;
-    if phased_out {
-        fuse.shape.stride[0] = 4;
-    }
-    let (f, f_dims) = b.conv(fuse, input.0, input.1);
-    let fc = f_dims[1];
+    // On phases [4 t, h/2 + 1, w/2 + 1, 4 phases x c] the fuse is block-diagonal over phases
+    // (weights::fuse_phases), its output [h/2 + 1, w/2 + 1, 4 phases x f], which the pad
+    // gathers.
+    let fuse = if phased_out {
+        net.fuse_phases
+    } else {
+        net.fuse
+    };
+    let (f, _) = b.conv(fuse, input.0, input.1);
+    let fc = net.fuse.shape.cout();
     // The padded map in space-to-depth form for the per-2x2-block outconv (weights::outconv_s2d).
     let pad_dims = [1, 4 * fc, 1, hp / 2 + 3, wp / 2 + 3];
     let padded = b.buf(pad_dims.iter().product());
@@ -599,6 +592,7 @@ mod tests {
                     out2,
                     fold,
                     phases,
+                    gc,
                     ..
                 }) => {
                     let xrows = match (fold, phases) {
@@ -619,6 +613,10 @@ mod tests {
                     }
                     if gate {
                         assert_eq!(gate_of, Some(x), "{what}: step {i} uses another's gate");
+                    }
+                    if let Some(gc) = gc {
+                        assert!(c % gc == 0, "{what}: step {i} bias/gate period");
+                        assert!(gc <= g.cmax, "{what}: step {i} gate wider than the scratch");
                     }
                     for d in std::iter::once(out).chain(out2) {
                         assert!(d.off + c <= d.stride, "{what}: step {i} channels");
@@ -715,8 +713,8 @@ mod tests {
             let count = |g: &Graph| g.convs.iter().filter(|c| c.w.shape.transposed).count();
             assert_eq!(count(&phased), 0);
             assert_eq!(count(&cudnn), n_transposed);
-            // Each transposed stage becomes four phase convs.
-            assert_eq!(phased.convs.len(), cudnn.convs.len() + 3 * n_transposed);
+            // Each transposed stage becomes one conv with four phases' outputs.
+            assert_eq!(phased.convs.len(), cudnn.convs.len());
             let pad_phased = |g: &Graph| {
                 g.ops
                     .iter()

@@ -115,9 +115,12 @@ pub struct Epilogue<'a> {
     pub out2: Option<EpiOut<'a>>,
     /// x is `[p, t, c]` with time folded into channels: (t, p), t * p = rows.
     pub fold: Option<(usize, usize)>,
-    /// x is the four sub-pixel phases `[4][t][h + 1][w + 1][c]` of grid (t, h, w),
+    /// x is the four sub-pixel phases `[t][h + 1][w + 1][4][c]` of grid (t, h, w),
     /// 4 t h w = rows.
     pub phases: Option<(usize, usize, usize)>,
+    /// Bias and gate hold `gc` channels, repeated across the row's `c` (gc divides c): the
+    /// in-place pass over all four phases at once.
+    pub gc: Option<usize>,
 }
 
 /// Whether the epilogue runs vectorised (`epilogue`, 16-byte vectors) or per element
@@ -128,6 +131,7 @@ fn epilogue_vectorised(p: &EpiParams, v: usize) -> bool {
         && p.out_stride % v == 0
         && p.out_off % v == 0
         && (p.out2 == 0 || (p.out2_stride % v == 0 && p.out2_off % v == 0))
+        && p.gc % v == 0
 }
 
 pub fn epilogue(s: &CudaStream, k: &Kernels, a: &Epilogue<'_>) -> Result<()> {
@@ -148,11 +152,20 @@ pub fn epilogue(s: &CudaStream, k: &Kernels, a: &Epilogue<'_>) -> Result<()> {
     if let Some(r) = a.resid {
         r.check(dt, rows * c, "epilogue residual")?;
     }
+    let gc = match a.gc {
+        Some(g) if g > 0 && c.is_multiple_of(g) => g,
+        None => c,
+        Some(g) => {
+            return Err(bad(format!(
+                "epilogue bias/gate period {g} for {c} channels"
+            )));
+        }
+    };
     if let Some(b) = a.bias {
-        b.check(Dtype::F32, c, "epilogue bias")?;
+        b.check(Dtype::F32, gc, "epilogue bias")?;
     }
     if let Some(g) = a.gate {
-        g.check(Dtype::F32, c, "epilogue gate")?;
+        g.check(Dtype::F32, gc, "epilogue gate")?;
     }
     for (o, what) in std::iter::once((a.out, "epilogue output"))
         .chain(a.out2.map(|o| (o, "epilogue second output")))
@@ -185,7 +198,7 @@ pub fn epilogue(s: &CudaStream, k: &Kernels, a: &Epilogue<'_>) -> Result<()> {
         ph_t: ph_t as i32,
         ph_h: ph_h as i32,
         ph_w: ph_w as i32,
-        pad_: 0,
+        gc: a.gc.map_or(0, |g| g as i32),
     };
     let v = vec_elems(dt);
     let vec = epilogue_vectorised(&p, v);
@@ -207,12 +220,13 @@ pub fn epilogue(s: &CudaStream, k: &Kernels, a: &Epilogue<'_>) -> Result<()> {
     // Checked above, in the activation type: x holds the rows the kernel reads (with the fold
     // or phase gather), resid rows x c, out and out2 rows x stride with the channels inside a
     // row; bias and gate c floats; the vectorised kernel gets 16-byte aligned views and
-    // vector-multiple channels, strides and offsets.
+    // vector-multiple channels, strides, offsets and bias/gate period (which divides c, and
+    // bias and gate hold that many floats).
     unsafe { go(b, grid(n)) }
 }
 
 /// Reflection pad `pad` with LeakyReLU of x `[h, w, c]` (or, `phased`, its four sub-pixel
-/// phases `[4][h/2 + 1][w/2 + 1][c]`) into y `[(h + 2 pad)/2, (w + 2 pad)/2, 4c]`, the padded
+/// phases `[h/2 + 1][w/2 + 1][4][c]`) into y `[(h + 2 pad)/2, (w + 2 pad)/2, 4c]`, the padded
 /// map in 2x2 space-to-depth form.
 #[derive(Clone, Copy, Debug)]
 pub struct ReflectPad<'a> {
@@ -271,12 +285,16 @@ pub struct PhaseGeo {
     pub b: usize,
 }
 
-/// Partial channel sums of x `[rows, c]` (or of a phase, see [`PhaseGeo`]) into `partial`.
+/// Partial channel sums of x `[rows, c]` with rows `rs` elements apart (or of a phase, see
+/// [`PhaseGeo`]) into `partial`.
 #[derive(Clone, Copy, Debug)]
 pub struct Pool<'a> {
     pub x: DevView<'a>,
     pub rows: usize,
     pub c: usize,
+    /// Row stride in elements (`c`, or `4c` for one phase of the four-phase layout, with x
+    /// starting at the phase's first channel).
+    pub rs: usize,
     /// float32, at least [`POOL_BLOCKS`] x c.
     pub partial: DevView<'a>,
     pub geo: Option<PhaseGeo>,
@@ -293,10 +311,19 @@ pub fn pool(s: &CudaStream, k: &Kernels, a: &Pool<'_>) -> Result<usize> {
         }
         Some(g) => return Err(bad(format!("pool of {rows} rows over phase {g:?}"))),
     };
-    a.x.check(dt, x_rows * c, "pool input")?;
+    if a.rs < c {
+        return Err(bad(format!(
+            "pool rows {} elements apart hold {c} channels",
+            a.rs
+        )));
+    }
+    a.x.check(dt, x_rows.saturating_sub(1) * a.rs + c, "pool input")?;
     let v = vec_elems(dt);
     let lanes = c / v;
-    let vec = c.is_multiple_of(v) && lanes > 0 && (THREADS as usize).is_multiple_of(lanes);
+    let vec = c.is_multiple_of(v)
+        && a.rs.is_multiple_of(v)
+        && lanes > 0
+        && (THREADS as usize).is_multiple_of(lanes);
     if vec {
         a.x.check_aligned(VECTOR_BYTES, "vectorised pool")?;
     }
@@ -304,18 +331,20 @@ pub fn pool(s: &CudaStream, k: &Kernels, a: &Pool<'_>) -> Result<usize> {
     let nblk = rows.div_ceil(rpb);
     a.partial.check(Dtype::F32, nblk * c, "pool partial sums")?;
     let (xp, pp) = (a.x.device_ptr(), a.partial.device_ptr());
-    let (rows_i, c_i, rpb_i, vec_i) = (rows as i64, c as i32, rpb as i32, vec as i32);
+    let (rows_i, c_i, rs_i, rpb_i, vec_i) =
+        (rows as i64, c as i32, a.rs as i32, rpb as i32, vec as i32);
     let g = a.geo.map_or([0i32; 4], |g| {
         [g.h as i32, g.w as i32, g.a as i32, g.b as i32]
     });
     let f = k.get(KernelId::Pool);
     let b = args!(
-        s, f, &xp, &rows_i, &c_i, &rpb_i, &pp, &vec_i, &g[0], &g[1], &g[2], &g[3]
+        s, f, &xp, &rows_i, &c_i, &rs_i, &rpb_i, &pp, &vec_i, &g[0], &g[1], &g[2], &g[3]
     );
-    // SAFETY: `pool_<type>(const void *x, i64 rows, int c, int rows_per_block, float *partial,
-    // int vec, int gh, int gw, int ga, int gb)`, in that order. Checked above: x holds the
-    // physical rows of the (phase) grid in the activation type, partial nblk x c floats (one
-    // row per block launched); the vector path gets an aligned x and lanes dividing THREADS.
+    // SAFETY: `pool_<type>(const void *x, i64 rows, int c, int rs, int rows_per_block,
+    // float *partial, int vec, int gh, int gw, int ga, int gb)`, in that order. Checked above:
+    // x holds the physical rows of the (phase) grid, rs elements apart, in the activation
+    // type, partial nblk x c floats (one row per block launched); the vector path gets an
+    // aligned x, a vector-multiple row stride and lanes dividing THREADS.
     unsafe { go(b, blocks(nblk)) }?;
     Ok(nblk)
 }

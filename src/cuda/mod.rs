@@ -34,7 +34,7 @@ use std::sync::Arc;
 use crate::backend::{Backend, BackendError, FrameLayout, Precision};
 use crate::model::Flavr;
 
-pub use cudnn::{Algo, Candidate, ConvChoice};
+pub use cudnn::{Algo, Candidate, ConvChoice, ConvEpilogue, GraphChoice};
 pub use engine::{Engine, MemoryReport};
 pub use error::CudaError;
 pub use options::{DEFAULT_WORKSPACE_CAP, EngineOptions};

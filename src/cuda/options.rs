@@ -13,10 +13,13 @@
 //! | `FLAVR_CUDA_WORKSPACE_MB=N` | [`workspace_cap`](EngineOptions::workspace_cap) | 512 MiB | largest cuDNN workspace an algorithm may use |
 //! | `FLAVR_CUDA_NO_REUSE` (set) | [`arena_reuse`](EngineOptions::arena_reuse) `= false` | reuse | every activation buffer its own bytes, no sharing by liveness |
 //! | `FLAVR_CUDA_ALL_ALGOS` (set) | [`all_algos`](EngineOptions::all_algos) | GEMM family | the algorithm search may choose FFT and Winograd algorithms too |
+//! | `FLAVR_CUDA_GRAPH=0` (or `1`) | [`graph_api`](EngineOptions::graph_api) | on | float16/bfloat16 convolutions may run as cuDNN graph-API plans, timed at configure, where faster than the legacy algorithm |
+//! | `FLAVR_CUDA_PLAN_CACHE=PATH` (or `off`) | [`plan_cache`](EngineOptions::plan_cache) | `$XDG_CACHE_HOME/gst-flavr/cudnn-plans.tsv` (else `~/.cache/...`) from the environment; none in `Default` | where the graph-API tuning results are kept between runs |
 //!
 //! "(set)": any value turns the switch on, as `FLAVR_CUDA_VERIFY=1`.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 use super::error::{CudaError, Result};
 
@@ -25,7 +28,7 @@ use super::error::{CudaError, Result};
 pub const DEFAULT_WORKSPACE_CAP: usize = 512 << 20;
 
 /// How the engine is built and checked; see the [module documentation](self).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineOptions {
     /// Transposed convolutions through cuDNN's backward-data instead of sub-pixel phases.
     pub convt_cudnn: bool,
@@ -37,6 +40,10 @@ pub struct EngineOptions {
     pub arena_reuse: bool,
     /// Let the algorithm search use every cuDNN algorithm, not only the GEMM family.
     pub all_algos: bool,
+    /// Time cuDNN graph-API plans too (float16/bfloat16) and use them where faster.
+    pub graph_api: bool,
+    /// The file that keeps graph-API tuning results between runs (None: memory only).
+    pub plan_cache: Option<PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -47,6 +54,8 @@ impl Default for EngineOptions {
             workspace_cap: DEFAULT_WORKSPACE_CAP,
             arena_reuse: true,
             all_algos: false,
+            graph_api: true,
+            plan_cache: None,
         }
     }
 }
@@ -81,6 +90,22 @@ impl EngineOptions {
         o.verify = var("FLAVR_CUDA_VERIFY").is_some();
         o.arena_reuse = var("FLAVR_CUDA_NO_REUSE").is_none();
         o.all_algos = var("FLAVR_CUDA_ALL_ALGOS").is_some();
+        if let Some(v) = var("FLAVR_CUDA_GRAPH") {
+            o.graph_api = match v.to_str() {
+                Some("1") => true,
+                Some("0") => false,
+                _ => return Err(bad("FLAVR_CUDA_GRAPH", &v, "`0` or `1`")),
+            };
+        }
+        o.plan_cache = match var("FLAVR_CUDA_PLAN_CACHE") {
+            Some(v) if v == "off" => None,
+            Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+            _ => var("XDG_CACHE_HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .map(|d| d.join("gst-flavr").join("cudnn-plans.tsv")),
+        };
         Ok(o)
     }
 }
@@ -101,7 +126,7 @@ mod tests {
     fn no_variables_give_the_defaults() {
         let o = with(&[]).expect("defaults");
         assert_eq!(o, EngineOptions::default());
-        assert!(!o.convt_cudnn && !o.verify && o.arena_reuse && !o.all_algos);
+        assert!(!o.convt_cudnn && !o.verify && o.arena_reuse && !o.all_algos && o.graph_api);
         assert_eq!(o.workspace_cap, 512 << 20);
     }
 
@@ -113,6 +138,8 @@ mod tests {
             ("FLAVR_CUDA_WORKSPACE_MB", "64"),
             ("FLAVR_CUDA_NO_REUSE", "1"),
             ("FLAVR_CUDA_ALL_ALGOS", "1"),
+            ("FLAVR_CUDA_GRAPH", "0"),
+            ("FLAVR_CUDA_PLAN_CACHE", "/tmp/p.tsv"),
         ])
         .expect("options");
         assert_eq!(
@@ -123,7 +150,26 @@ mod tests {
                 workspace_cap: 64 << 20,
                 arena_reuse: false,
                 all_algos: true,
+                graph_api: false,
+                plan_cache: Some(PathBuf::from("/tmp/p.tsv")),
             }
+        );
+        // The plan cache: off, or under the cache home.
+        assert_eq!(
+            with(&[("FLAVR_CUDA_PLAN_CACHE", "off")])
+                .unwrap()
+                .plan_cache,
+            None
+        );
+        assert_eq!(
+            with(&[("HOME", "/h")]).unwrap().plan_cache,
+            Some(PathBuf::from("/h/.cache/gst-flavr/cudnn-plans.tsv"))
+        );
+        assert_eq!(
+            with(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")])
+                .unwrap()
+                .plan_cache,
+            Some(PathBuf::from("/x/gst-flavr/cudnn-plans.tsv"))
         );
         let o = with(&[
             ("FLAVR_CUDA_CONVT", "phases"),
@@ -141,6 +187,7 @@ mod tests {
             ("FLAVR_CUDA_WORKSPACE_MB", "lots"),
             ("FLAVR_CUDA_WORKSPACE_MB", "-1"),
             ("FLAVR_CUDA_WORKSPACE_MB", "99999999999999999999"),
+            ("FLAVR_CUDA_GRAPH", "yes"),
         ] {
             let err = with(&[(name, value)]).expect_err(value).to_string();
             assert!(err.contains(name) && err.contains(value), "{err}");

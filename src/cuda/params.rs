@@ -108,7 +108,7 @@ pub struct EpiParams {
     pub ph_t: i32,
     pub ph_h: i32,
     pub ph_w: i32,
-    pub pad_: i32,
+    pub gc: i32,
 }
 
 /// Mirrors `FrameParams` in kernels/params.cuh.
@@ -358,7 +358,7 @@ mod tests {
             "EpiParams",
             size_of::<EpiParams>(),
             rust_fields!(EpiParams; x, resid, bias, gate, out, out2, rows, c, act, out_stride,
-                out_off, out2_stride, out2_off, fold_t, fold_p, ph_t, ph_h, ph_w, pad_),
+                out_off, out2_stride, out2_off, fold_t, fold_p, ph_t, ph_h, ph_w, gc),
         );
         check(
             "YuvCoeffs",

@@ -69,9 +69,10 @@ pub struct BlockW {
 pub struct DecW {
     pub conv: ConvW,
     pub gate: GateW,
-    /// For a transposed stage: its four sub-pixel phases as forward convs (see
-    /// `convt_phase`), phase `a*2 + b` making the outputs (2i + a, 2j + b).
-    pub phases: Option<[ConvW; 4]>,
+    /// For a transposed stage: its four sub-pixel phases as one forward conv with four times
+    /// the output channels (see `convt_phases`), channel `(a*2 + b) * cout + o` making output
+    /// `o` at (2i + a, 2j + b).
+    pub phases: Option<ConvW>,
 }
 
 /// All weights, packed.
@@ -86,6 +87,8 @@ pub struct NetWeights {
     pub blocks: Vec<[BlockW; 2]>,
     pub dec: Vec<DecW>,
     pub fuse: ConvW,
+    /// feature_fuse on the four-phase output of a transposed last stage (see `fuse_phases`).
+    pub fuse_phases: ConvW,
     /// outconv per 2x2 output block, `kout` output channels (4 x 3n rounded up); its bias is
     /// the original `[3n]`.
     pub out: ConvW,
@@ -251,6 +254,41 @@ pub fn convt_phase(w: &Tensor, a: usize, b: usize) -> Tensor {
     }
 }
 
+/// The four sub-pixel phases of a transposed conv (see [`convt_phase`]) as one forward conv
+/// k(3,2,2) with padding 1 on the input grid and `4 * out` output channels, phase-major:
+/// channel `(a*2 + b) * out + o` is phase (a, b)'s output `o`. All four phases read the same
+/// 2x2 input window at each position of the `[t, h + 1, w + 1]` grid, so no tap is zero and
+/// the GEMM is four times wider. Returns `[4 * out, in, 3, 2, 2]`.
+pub fn convt_phases(w: &Tensor) -> Tensor {
+    let mut data = Vec::with_capacity(4 * w.shape[0] * w.shape[1] * 12);
+    for ab in 0..4 {
+        data.extend(convt_phase(w, ab / 2, ab % 2).data);
+    }
+    Tensor {
+        shape: vec![4 * w.shape[1], w.shape[0], 3, 2, 2],
+        data,
+    }
+}
+
+/// feature_fuse (`[f, 4 * c, 1, 1]`, in-channel `c * t + ci`) applied to each of the four
+/// phases of `[t, h + 1, w + 1, 4 * c]` at once: a (4, 1, 1) conv over time with `4 * c` inputs
+/// and `4 * f` outputs, block-diagonal over phases (output `p * f + o` reads only phase `p`'s
+/// channels). Returns the channels-last filter `[4 f, 4, 1, 1, 4 c]`.
+pub fn fuse_phases(fuse: &Tensor, c: usize) -> Vec<f32> {
+    let f = fuse.shape[0];
+    let mut out = vec![0f32; 4 * f * 4 * 4 * c];
+    for p in 0..4 {
+        for o in 0..f {
+            for t in 0..4 {
+                let src = &fuse.data[o * 4 * c + t * c..][..c];
+                let at = (((p * f + o) * 4 + t) * 4 + p) * c;
+                out[at..at + c].copy_from_slice(src);
+            }
+        }
+    }
+    out
+}
+
 struct Packer {
     precision: Precision,
     bytes: Vec<u8>,
@@ -409,23 +447,20 @@ impl NetWeights {
             };
             let conv = p.conv(&stage.conv, shape);
             let phases = stage.transposed.then(|| {
-                let mut phase = |ab: usize| {
-                    let w = convt_phase(&stage.conv.weight, ab / 2, ab % 2);
-                    let shape = ConvShape {
-                        k: co,
-                        c: ci,
-                        taps: [3, 2, 2],
-                        pad: [1, 1, 1],
-                        stride: [1, 1, 1],
-                        transposed: false,
-                    };
-                    ConvW {
-                        shape,
-                        w: p.act(&to_khwc(&w, co, ci)),
-                        bias: conv.bias,
-                    }
+                let shape = ConvShape {
+                    k: 4 * co,
+                    c: ci,
+                    taps: [3, 2, 2],
+                    pad: [1, 1, 1],
+                    stride: [1, 1, 1],
+                    transposed: false,
                 };
-                [phase(0), phase(1), phase(2), phase(3)]
+                let w = convt_phases(&stage.conv.weight);
+                ConvW {
+                    shape,
+                    w: p.act(&to_khwc(&w, 4 * co, ci)),
+                    bias: conv.bias,
+                }
             });
             let gate = p.gate(&stage.gate);
             dec.push(DecW { conv, gate, phases });
@@ -444,6 +479,15 @@ impl NetWeights {
                 transposed: false,
             },
             w: p.act(&model.fuse.data),
+            bias: None,
+        };
+        let fuse_phases = ConvW {
+            shape: ConvShape {
+                k: 4 * spec.fuse,
+                c: 4 * c4,
+                ..fuse.shape
+            },
+            w: p.act(&fuse_phases(&model.fuse, c4)),
             bias: None,
         };
         // outconv per 2x2 output block (see `outconv_s2d`).
@@ -474,6 +518,7 @@ impl NetWeights {
             blocks,
             dec,
             fuse,
+            fuse_phases,
             out,
             kout,
             bytes: p.bytes,
@@ -767,6 +812,147 @@ mod tests {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    fn xorshift(seed: u32) -> impl FnMut() -> f32 {
+        let mut z = seed;
+        move || {
+            z ^= z << 13;
+            z ^= z >> 17;
+            z ^= z << 5;
+            (z % 2000) as f32 / 1000.0 - 1.0
+        }
+    }
+
+    /// The merged phase conv, run directly on channels-last `[t][h][w][ci]` input and read back
+    /// through the kernels' gather (`phase_elem` in kernels/elementwise.cu), is the transposed
+    /// convolution.
+    #[test]
+    fn merged_phases_in_the_gather_layout_are_the_transposed_convolution() {
+        let (ci, co, t, h, w) = (3, 2, 2, 3, 4);
+        let mut rnd = xorshift(99);
+        let wt = Tensor {
+            shape: vec![ci, co, 3, 4, 4],
+            data: (0..ci * co * 48).map(|_| rnd()).collect(),
+        };
+        let x: Vec<f32> = (0..t * h * w * ci).map(|_| rnd()).collect(); // [t, h, w, c]
+        let xi = |tt: i64, y: i64, xx: i64, c: usize| {
+            let inside = (0..t as i64).contains(&tt)
+                && (0..h as i64).contains(&y)
+                && (0..w as i64).contains(&xx);
+            if inside {
+                x[((tt as usize * h + y as usize) * w + xx as usize) * ci + c]
+            } else {
+                0.0
+            }
+        };
+        let m = convt_phases(&wt);
+        assert_eq!(m.shape, vec![4 * co, ci, 3, 2, 2]);
+        let k = to_khwc(&m, 4 * co, ci); // [4co, 3, 2, 2, ci]
+        // Forward conv k(3,2,2), padding 1, output grid [t, h + 1, w + 1, 4co].
+        let (gh, gw, kc) = (h + 1, w + 1, 4 * co);
+        let mut y = vec![0f32; t * gh * gw * kc];
+        for tt in 0..t {
+            for gy in 0..gh {
+                for gx in 0..gw {
+                    for o in 0..kc {
+                        let mut s = 0f32;
+                        for kt in 0..3 {
+                            for ty in 0..2 {
+                                for tx in 0..2 {
+                                    for c in 0..ci {
+                                        s += k[(((o * 3 + kt) * 2 + ty) * 2 + tx) * ci + c]
+                                            * xi(
+                                                tt as i64 + kt as i64 - 1,
+                                                gy as i64 + ty as i64 - 1,
+                                                gx as i64 + tx as i64 - 1,
+                                                c,
+                                            );
+                                    }
+                                }
+                            }
+                        }
+                        y[((tt * gh + gy) * gw + gx) * kc + o] = s;
+                    }
+                }
+            }
+        }
+        // Direct ConvTranspose3d k(3,4,4) s(1,2,2) p(1,1,1).
+        for o in 0..co {
+            for tt in 0..t {
+                for yy in 0..2 * h {
+                    for xx in 0..2 * w {
+                        let mut d = 0f32;
+                        for c in 0..ci {
+                            for tp in 0..t {
+                                for ip in 0..h {
+                                    for jp in 0..w {
+                                        let kt = tt as i64 - tp as i64 + 1;
+                                        let ky = yy as i64 - 2 * ip as i64 + 1;
+                                        let kx = xx as i64 - 2 * jp as i64 + 1;
+                                        if (0..3).contains(&kt)
+                                            && (0..4).contains(&ky)
+                                            && (0..4).contains(&kx)
+                                        {
+                                            d += xi(tp as i64, ip as i64, jp as i64, c)
+                                                * wt.data[(((c * co + o) * 3 + kt as usize) * 4
+                                                    + ky as usize)
+                                                    * 4
+                                                    + kx as usize];
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        // phase_elem: cell (t, Y/2 + a, X/2 + b), phase a*2 + b.
+                        let (a, b) = (yy % 2, xx % 2);
+                        let cell = (tt * gh + yy / 2 + a) * gw + xx / 2 + b;
+                        let g = y[(cell * 4 + a * 2 + b) * co + o];
+                        assert!(
+                            (g - d).abs() < 1e-4,
+                            "o {o} t {tt} y {yy} x {xx}: {g} vs {d}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The block-diagonal fuse over four phases is feature_fuse applied to each phase.
+    #[test]
+    fn fuse_over_phases_is_the_fuse_of_each_phase() {
+        let (f, c, n) = (3, 2, 5);
+        let mut rnd = xorshift(7);
+        let fuse = Tensor {
+            shape: vec![f, 4 * c, 1, 1],
+            data: (0..f * 4 * c).map(|_| rnd()).collect(),
+        };
+        let x: Vec<f32> = (0..4 * n * 4 * c).map(|_| rnd()).collect(); // [t, n, 4 phases, c]
+        let wb = fuse_phases(&fuse, c); // [4f, 4, 1, 1, 4c]
+        for px in 0..n {
+            for p in 0..4 {
+                for o in 0..f {
+                    let mut got = 0f32;
+                    for t in 0..4 {
+                        for q in 0..4 * c {
+                            got +=
+                                wb[((p * f + o) * 4 + t) * 4 * c + q] * x[(t * n + px) * 4 * c + q];
+                        }
+                    }
+                    let mut want = 0f32;
+                    for t in 0..4 {
+                        for ci in 0..c {
+                            want += fuse.data[o * 4 * c + t * c + ci]
+                                * x[((t * n + px) * 4 + p) * c + ci];
+                        }
+                    }
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "px {px} p {p} o {o}: {got} vs {want}"
+                    );
                 }
             }
         }

@@ -1,6 +1,6 @@
 //! The FLAVR network as data: its shape (derived from the weights) and its weights.
 //!
-//! `../shared/flavr-spec.md` is the specification. Nothing here knows GStreamer or CUDA: the
+//! `docs/network.md` describes the network. Nothing here knows GStreamer or CUDA: the
 //! backends ([`crate::backend`], [`crate::cuda`]) compute with what this module loads.
 
 pub mod checkpoint;

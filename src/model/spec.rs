@@ -1,4 +1,4 @@
-//! The architecture of `flavr-spec.md` as a checklist: which keys a checkpoint must hold,
+//! The architecture of `docs/network.md` as a checklist: which keys a checkpoint must hold,
 //! with which shapes, given the widths read from the weights themselves.
 
 use std::collections::{BTreeMap, HashSet};
@@ -321,7 +321,7 @@ mod tests {
 
     #[test]
     fn released_parameter_counts() {
-        // flavr-spec.md: 2x 42,061,571; 4x 42,084,297; 8x 42,121,941 parameters.
+        // docs/network.md (widths table): 2x 42,061,571; 4x 42,084,297; 8x 42,121,941.
         assert_eq!(ModelSpec::released(1).params(), 42_061_571);
         assert_eq!(ModelSpec::released(3).params(), 42_084_297);
         assert_eq!(ModelSpec::released(7).params(), 42_121_941);
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn released_costs() {
-        // flavr-spec.md cost table, in tera multiply-adds.
+        // docs/network.md cost table, in tera multiply-adds.
         let s = ModelSpec::released(1);
         for (w, h, t) in [
             (960, 544, 2.1),

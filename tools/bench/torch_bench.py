@@ -5,10 +5,13 @@ comparison of the CUDA engine's outputs with the PyTorch reference on the same w
         [--compile 1920x1080] [--compile-mode default] [--tf32 1920x1080]
         [--compare DIR --frames FILE.rgb --frame-size WxH]
 
-Model: the full-width 2x architecture of tools/reference/flavr_ref.py with the synthetic weights
-of synth.py (seed 1), identical to the ones `bench` uses; or, with --model FILE.safetensors, the
+Model: the full-width 2x architecture with the synthetic weights of synth.py (seed 1), identical
+to the ones `bench` uses; or, with --model FILE.safetensors, the
 architecture read off that file's shapes (tools/train/export.py) with its weights (the shipped
-model: `bench --model` the same file). Timing: fp16 channels-last eager (cudnn.benchmark off, the default, and on; and
+model: `bench --model` the same file). --arch official (the default) runs it with the official
+FLAVR code's op sequence (official_ops.py: frames stacked inside, in-place activations, adaptive
+pooling), which is what users of that code get; --arch ref runs tools/reference/flavr_ref.py.
+Timing: fp16 channels-last eager (cudnn.benchmark off, the default, and on; and
 torch.compile, and TF32 where asked), no_grad, CUDA events, median over --runs after warm-up;
 peak memory = torch.cuda.max_memory_allocated during the timed runs (weights included).
 --compare: PSNR of `bench --dump DIR` outputs (ours_<precision>_<i>.f32, [n, 3, H, W] float32)
@@ -27,6 +30,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "reference"))
 sys.path.insert(0, here)
 import flavr_ref as fr  # noqa: E402
+import official_ops  # noqa: E402
 import synth  # noqa: E402
 
 
@@ -35,10 +39,15 @@ def size(s):
     return int(w), int(h)
 
 
-def frames_input(w, h, dtype, device):
+def frames_input(w, h, dtype, device, arch="ref"):
+    """The window: [1, 3, 4, h, w] channels-last (ref), or a list of four [1, 3, h, w]
+    channels-last frames (official: the official code takes the frames as a list)."""
     g = torch.Generator().manual_seed(5)
     x = torch.rand(1, 3, 4, h, w, generator=g) * 0.5 + 0.25
-    return x.to(device=device, dtype=dtype).contiguous(memory_format=torch.channels_last_3d)
+    x = x.to(device=device, dtype=dtype)
+    if arch == "official":
+        return [x[:, :, t].contiguous(memory_format=torch.channels_last) for t in range(4)]
+    return x.contiguous(memory_format=torch.channels_last_3d)
 
 
 def channels_last(model):
@@ -112,6 +121,22 @@ def load_model(path):
     return model
 
 
+def check_arch(base, dev="cuda"):
+    """The official op sequence computes the same function as flavr_ref (float32, TF32 off)."""
+    torch.backends.cudnn.allow_tf32 = False
+    ref = base.to(dev).float()
+    off = official_ops.from_reference(ref).to(dev).eval()
+    x = frames_input(256, 128, torch.float32, "cpu").to(dev)
+    with torch.no_grad():
+        a = ref(x)
+        b = off([x[:, :, t] for t in range(4)])
+    err = max(float((p - q).abs().max()) for p, q in zip(a, b))
+    print(f"official op sequence vs flavr_ref, float32 256x128: max abs {err:.2e}", flush=True)
+    if not err < 1e-4:
+        raise SystemExit("the official op sequence does not compute the reference's function")
+    torch.backends.cudnn.allow_tf32 = True
+
+
 def bench(args):
     dev = "cuda"
     if args.model:
@@ -119,25 +144,29 @@ def bench(args):
     else:
         base = synth.synthesize(fr.Flavr(n_out=1), seed=1).eval()
     flops_of = flops_counter(base)
+    if args.arch == "official":
+        check_arch(base, dev)
+        base = official_ops.from_reference(base.cpu()).eval()
+    print(f"architecture: {args.arch} op sequence", flush=True)
     print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name()}",
           flush=True)
     rows = []
     m16 = channels_last(base.to(dev).half())
     for w, h in args.sizes:
-        x = frames_input(w, h, torch.float16, dev)
+        x = frames_input(w, h, torch.float16, dev, args.arch)
         ms, mem = time_model(m16, x, args.runs)
         rows.append((f"{w}x{h}", "fp16 eager", ms, flops_of(w, h) / ms / 1e9, mem))
         print(rows[-1], flush=True)
     torch.backends.cudnn.benchmark = True
     for w, h in args.sizes:
-        x = frames_input(w, h, torch.float16, dev)
+        x = frames_input(w, h, torch.float16, dev, args.arch)
         ms, mem = time_model(m16, x, args.runs)
         rows.append((f"{w}x{h}", "fp16 eager cudnn.benchmark", ms, flops_of(w, h) / ms / 1e9, mem))
         print(rows[-1], flush=True)
     for w, h in args.compile:
         t0 = time.time()
         mc = torch.compile(m16, mode=args.compile_mode)
-        x = frames_input(w, h, torch.float16, dev)
+        x = frames_input(w, h, torch.float16, dev, args.arch)
         with torch.no_grad():
             mc(x)
         ct = time.time() - t0
@@ -149,7 +178,7 @@ def bench(args):
         torch.backends.cudnn.allow_tf32 = True
         m32 = channels_last(base.to(dev).float())
         for w, h in args.tf32:
-            x = frames_input(w, h, torch.float32, dev)
+            x = frames_input(w, h, torch.float32, dev, args.arch)
             ms, mem = time_model(m32, x, max(3, args.runs // 4))
             rows.append((f"{w}x{h}", "tf32 eager", ms, flops_of(w, h) / ms / 1e9, mem))
             print(rows[-1], flush=True)
@@ -193,6 +222,8 @@ def main():
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--compile", type=lambda s: [size(x) for x in s.split(",") if x], default=[])
     ap.add_argument("--compile-mode", default="default")
+    ap.add_argument("--arch", choices=("official", "ref"), default="official",
+                    help="op sequence: the official FLAVR code's (default) or flavr_ref.py's")
     ap.add_argument("--tf32", type=lambda s: [size(x) for x in s.split(",") if x], default=[])
     ap.add_argument("--compare")
     ap.add_argument("--frames")

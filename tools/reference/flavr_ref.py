@@ -1,4 +1,4 @@
-"""FLAVR in PyTorch, written from ../../shared/flavr-spec.md (not from the original code).
+"""FLAVR in PyTorch, written from the description in docs/network.md (not from the original code).
 
 The module tree reproduces the released checkpoints' key names, so `load_state_dict` takes a
 released `state_dict` (after stripping `module.`) as it is. Widths are parameters, so narrow test

@@ -213,6 +213,216 @@ def test_resume_and_export():
         assert export.spec_from_shapes(sd)[:3] == ((8, 16, 32, 64), (32, 16, 8, 8, 8), 8)
 
 
+# ---------------------------------------------------------------------------------------------
+# The real-video knobs (codec.py and data.py's p_codec, p_parallax, p_layer_warp, p_light, p_small)
+
+
+def _psnr(a, b):
+    return float(10 * torch.log10(1 / ((a - b) ** 2).mean().clamp(min=1e-12)))
+
+
+def test_yuv420_formula():
+    """BT.601 limited range both ways, the formula tools/eval uses: white 235/128/128, black 16;
+    a grey with smooth colour comes back within the 8-bit rounding."""
+    from data import rgb_to_yuv420, yuv420_to_rgb
+
+    Y, U, V = rgb_to_yuv420(torch.ones(1, 3, 4, 4))
+    assert int(Y.min()) == int(Y.max()) == 235 and int(U.min()) == int(V.max()) == 128
+    Y, U, V = rgb_to_yuv420(torch.zeros(1, 3, 4, 4))
+    assert int(Y.max()) == 16 and int(U.max()) == 128
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 0.1 + 0.45
+    x = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(x, 2), scale_factor=2)  # flat 2x2 chroma
+    back = yuv420_to_rgb(*rgb_to_yuv420(x))
+    assert (back - x).abs().max() < 2.5 / 255, float((back - x).abs().max())
+    red = yuv420_to_rgb(*rgb_to_yuv420(torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1).expand(1, 3, 2, 2)))
+    assert (red[0, :, 0, 0] - torch.tensor([1.0, 0.0, 0.0])).abs().max() < 3 / 255
+
+
+def _planes(seed, n=7, h=64, w=96, shift=2):
+    import numpy as np
+
+    g = torch.Generator().manual_seed(seed)
+    big = torch.nn.functional.interpolate(torch.rand(1, 3, 14, 20, generator=g), size=(h + 40, w + 40 + shift * n),
+                                          mode="bicubic", align_corners=False).clamp(0, 1)
+    out = []
+    for t in range(n):
+        f = (big[0, :, 10:10 + h, 10 + shift * t:10 + shift * t + w] * 255).round().byte().numpy()
+        out.append((f[0].copy(), np.ascontiguousarray(f[1, ::2, ::2]), np.ascontiguousarray(f[2, ::2, ::2])))
+    return out
+
+
+def test_codec_roundtrip():
+    """x264 and FFmpeg's MPEG-4 part 2 through ctypes: every frame comes back, at the right size,
+    and a lower quality setting loses more (CRF 16 vs 40, quantiser 2 vs 20)."""
+    import numpy as np
+    import codec
+
+    for name in ("h264", "mpeg4"):
+        why = codec.available(name)
+        assert why is None, f"{name} is not available here: {why}"
+    fr = _planes(3)
+
+    def err(dec):
+        return np.mean([np.mean((a[0].astype(float) - b[0]) ** 2) for a, b in zip(fr, dec)])
+    hi = codec.roundtrip_one(fr, "h264", crf=16, bframes=2)
+    lo = codec.roundtrip_one(fr, "h264", crf=40, preset="ultrafast", bframes=0)
+    assert len(hi) == len(lo) == 7 and hi[0][0].shape == (64, 96) and hi[0][1].shape == (32, 48)
+    assert 0 < err(hi) < err(lo), (err(hi), err(lo))
+    m_hi = codec.roundtrip_one(fr, "mpeg4", qscale=2)
+    m_lo = codec.roundtrip_one(fr, "mpeg4", qscale=20, bframes=2)
+    assert len(m_hi) == len(m_lo) == 7 and 0 < err(m_hi) < err(m_lo), (err(m_hi), err(m_lo))
+    assert 10 * np.log10(255 ** 2 / err(hi)) > 35, "CRF 16 should be close to the source"
+    both = codec.roundtrip([(fr, "h264", {"crf": 16, "bframes": 2}), (fr, "mpeg4", {"qscale": 2})], threads=2)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(both[0], hi)), "threaded result differs"
+    try:
+        codec.roundtrip_one(_planes(1, h=63), "h264")
+    except ValueError as e:
+        assert "even" in str(e)
+    else:
+        raise AssertionError("an odd frame size was accepted")
+
+
+def test_codec_missing_is_a_clear_error():
+    import codec
+
+    old = os.environ.get("FLAVR_X264")
+    saved = dict(codec._LIBS)
+    os.environ["FLAVR_X264"] = "/nonexistent/libx264.so"
+    codec._LIBS.clear()
+    try:
+        assert "FLAVR_X264" in (codec.available("h264") or ""), codec.available("h264")
+        try:
+            ClipGenerator(_bank(), crop=32, p_codec=0.5)
+        except codec.CodecUnavailable as e:
+            assert "p_codec" in str(e) and "FLAVR_X264" in str(e), str(e)
+        else:
+            raise AssertionError("p_codec without libx264 was accepted")
+        ClipGenerator(_bank(), crop=32, p_codec=0.5, codec_h264=0.0).batch(2, seed=1)  # MPEG-4 needs no x264
+    finally:
+        if old is None:
+            del os.environ["FLAVR_X264"]
+        else:
+            os.environ["FLAVR_X264"] = old
+        codec._LIBS.clear()
+        codec._LIBS.update(saved)
+
+
+def test_new_knobs_off_change_nothing_and_codec_only_its_clips():
+    """The real-video knobs at 0 give the default batch; p_codec changes only the clips it picks
+    (same scenes, the others bit-identical) and they stay close to the clean clip."""
+    base = ClipGenerator(_bank(), crop=32).batch(6, seed=9)
+    off = ClipGenerator(_bank(), crop=32, p_parallax=0, p_layer_warp=0, p_light=0, p_small=0, p_codec=0,
+                        warp_scale=1.0).batch(6, seed=9)
+    assert torch.equal(base[0], off[0]) and torch.equal(base[1], off[1])
+    kn = dict(p_noise=0.0, p_420=1.0, p_compress=0.0)  # so that only the codec differs
+    base = ClipGenerator(_bank(), crop=32, **kn).batch(6, seed=9)
+    cod = ClipGenerator(_bank(), crop=32, p_codec=0.5, crf=(14, 14), mpeg4_q=(2, 2), **kn).batch(6, seed=9)
+    picked = cod[2]["codec"]
+    assert 0 < int(picked.sum()) < 6, picked
+    assert torch.equal(cod[2]["motion"], base[2]["motion"])
+    for i in range(6):
+        same = torch.equal(cod[0][i], base[0][i]) and torch.equal(cod[1][i], base[1][i])
+        assert same != bool(picked[i]), f"clip {i}: codec {bool(picked[i])}, unchanged {same}"
+        if picked[i]:  # (32 px crops of noise-like texture: a codec at high quality is ~34-48 dB)
+            assert _psnr(cod[1][i], base[1][i]) > 30, _psnr(cod[1][i], base[1][i])
+            assert _psnr(cod[0][i], base[0][i]) > 25, _psnr(cod[0][i], base[0][i])
+
+
+def test_codec_clip_timing():
+    """A pure pan through H.264 at high quality, full-rate mode: the decoded target is still
+    input 1 moved by v (the codec keeps the geometry), and far from input 1 unmoved."""
+    for h264 in (1.0, 0.0):
+        gen = ClipGenerator(_bank(), crop=64, p_codec=1.0, codec_h264=h264, p_codec_full=1.0, crf=(12, 12),
+                            mpeg4_q=(2, 2))
+        _plain(gen, 2, v=torch.tensor([[2.0, 0.0], [2.0, 0.0]]), codec=torch.ones(2, dtype=torch.bool),
+               noise=torch.zeros(2), c420_nearest=torch.zeros(2, dtype=torch.bool))
+        x, y, _ = gen.batch(2, seed=5)
+        m = 8
+        moved = (y[..., m:-m] - x[:, :, 1, :, m + 2:-m + 2]).abs().mean().item()
+        still = (y[..., m:-m] - x[:, :, 1, :, m:-m]).abs().mean().item()
+        assert moved < 2.5 / 255 and still > 3 * moved, (h264, moved, still)
+
+
+def test_small_batches_geometry():
+    """p_small: 144x176 clips; a horizontal and a vertical pan keep the timing on both axes."""
+    gen = ClipGenerator(_bank(), crop=64, p_small=1.0)
+    for v in ([2.0, 0.0], [0.0, 2.0]):
+        _plain(gen, 1, v=torch.tensor([v]))
+        x, y, _ = gen.batch(1, seed=4)
+        assert x.shape == (1, 3, 4, 144, 176) and y.shape == (1, 3, 144, 176)
+        m = 8
+        if v[0]:
+            _close(y[..., m:-m, m:-m], x[:, :, 1, m:-m, m + 2:-m + 2], "small, horizontal pan")
+        else:
+            _close(y[..., m:-m, m:-m], x[:, :, 1, m + 2:-m + 2, m:-m], "small, vertical pan")
+
+
+def test_parallax_layers_follow_the_camera():
+    gen = ClipGenerator(_bank(), crop=64, p_parallax=1.0, p_static=0.0)
+    p = gen._params(32, torch.Generator().manual_seed(3))
+    L = p["layers"][0]
+    assert bool(L["on"].all()), "parallax clips need layer 0"
+    fast = p["v"].norm(dim=1) > 2
+    ratio = -(L["v"] * p["v"]).sum(1) / p["v"].norm(dim=1) ** 2  # ~ k in 1.2..2.5 (plus own motion)
+    assert bool(((ratio > 0.9) & (ratio < 2.9))[fast].all()), ratio[fast]
+    assert bool((p["motion"] >= 2 * L["v"].norm(dim=1) - 1e-4).all()), "motion must include the layer"
+
+
+def test_warp_and_light_leave_the_target():
+    """Layer deformation and local light grow from zero at the target's time: the target is the
+    clip without them, the inputs are not."""
+    kn = dict(layer_probs=(0.0, 0.0, 0.0, 1.0), p_blur=0.0)
+    base = ClipGenerator(_bank(), crop=48, **kn).batch(3, seed=13)
+    for extra in ({"p_layer_warp": 1.0}, {"p_light": 1.0}):
+        alt = ClipGenerator(_bank(), crop=48, **kn, **extra).batch(3, seed=13)
+        assert (alt[1] - base[1]).abs().max() < 1.5 / 255, (extra, float((alt[1] - base[1]).abs().max()))
+        assert (alt[0] - base[0]).abs().mean() > 1e-3, f"{extra} did not change the inputs"
+
+
+def test_real_video_windows():
+    """videos.VideoBank: windows never span a scene cut; with p_real = 1 a clip is 7 decoded
+    frames of the video (a 2 px/frame pan: the target is input 1 moved by 2 px), untouched by
+    the synthetic degradations; a clip smaller than the batch is never used."""
+    import json
+    import codec
+    from videos import VideoBank
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fr = _planes(5, n=20, h=80, w=96, shift=2)
+        for k in range(10, 20):  # a scene cut at frame 10: another, brighter scene
+            fr[k] = tuple((q // 2 + 120).astype(q.dtype) for q in fr[k])
+        with open(os.path.join(tmp, "pan.h264"), "wb") as f:
+            f.write(b"".join(codec.encode_h264(fr, crf=10, aud=True)))
+        small = _planes(6, n=8, h=40, w=48)
+        with open(os.path.join(tmp, "small.h264"), "wb") as f:
+            f.write(b"".join(codec.encode_h264(small, crf=20, aud=True)))
+        clips = {"pan": {"file": "pan.h264", "width": 96, "height": 80, "frames": 20, "cuts": [10]},
+                 "small": {"file": "small.h264", "width": 48, "height": 40, "frames": 8, "cuts": []}}
+        with open(os.path.join(tmp, "videos.json"), "w") as f:
+            json.dump({"clips": clips}, f)
+        bank = VideoBank(tmp, "cpu")
+        assert bank.windows[bank.names.index("pan")] == [0, 1, 2, 3, 10, 11, 12, 13], bank.windows
+        assert bank.fits(64, 64) == [bank.names.index("pan")]
+        g = torch.Generator().manual_seed(1)
+        w = bank.sample(12, 64, 64, g, torch.zeros(12, dtype=torch.bool))
+        bright = w.mean(dim=(2, 3, 4))  # [12, 7]: a window is all dark or all bright
+        assert bool(((bright.max(1).values - bright.min(1).values) < 0.1).all()), bright
+        gen = ClipGenerator(_bank(), crop=64, p_real=1.0, videos=bank, p_noise=1.0, p_compress=1.0)
+        _plain(gen, 3, noise=torch.full((3,), 0.02), compress=torch.ones(3, dtype=torch.bool))
+        x, y, info = gen.batch(3, seed=8)
+        assert bool(info["real"].all()) and bool(torch.isnan(info["motion"]).all())
+        m = 8
+        moved = (y[..., m:-m] - x[:, :, 1, :, m + 2:-m + 2]).abs().mean().item()
+        still = (y[..., m:-m] - x[:, :, 1, :, m:-m]).abs().mean().item()
+        assert moved < 2 / 255 and still > 3 * moved, (moved, still)
+        try:
+            ClipGenerator(_bank(), crop=64, p_real=0.5)
+        except ValueError as e:
+            assert "videos" in str(e)
+        else:
+            raise AssertionError("p_real without videos was accepted")
+
+
 if __name__ == "__main__":
     fails = 0
     for name, fn in list(globals().items()):

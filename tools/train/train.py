@@ -49,6 +49,8 @@ def parse_knobs(text):
         if k not in DATA_KNOBS:
             raise ValueError(f"unknown knob {k!r} (known: {', '.join(sorted(DATA_KNOBS))})")
         vals = tuple(float(t) for t in v.split(":"))
+        if k in INT_KNOBS:
+            vals = tuple(int(t) for t in vals)
         out[k] = vals if len(vals) > 1 or k == "layer_probs" else vals[0]
     return out
 
@@ -56,7 +58,12 @@ def parse_knobs(text):
 # ClipGenerator attributes --data may set (see tools/train/data.py)
 DATA_KNOBS = {"p_static", "p_blur", "max_blur_px", "layer_probs", "p_warp", "p_photometric", "p_420",
               "p_420_nearest",
-              "p_noise", "max_noise", "p_compress", "p_reverse", "p_dup_first", "p_dup_last"}
+              "p_noise", "max_noise", "p_compress", "p_reverse", "p_dup_first", "p_dup_last",
+              # real-video knobs (tools/train/README.md)
+              "blur_samples", "p_parallax", "p_layer_warp", "warp_scale", "p_light", "p_small", "small_size",
+              "small_scale", "p_codec", "codec_h264", "crf", "mpeg4_q", "p_codec_full", "codec_threads", "p_real"}
+# knobs that are integers
+INT_KNOBS = {"blur_samples", "codec_threads"}
 
 # Validation sets beside the main one: "clean" = the same scenes without noise or compression on
 # the inputs; "still" = a still camera and no layers, i.e. four copies of the target (the
@@ -110,6 +117,8 @@ def parse_args(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--no-amp", action="store_true", help="float32 instead of bf16 autocast")
     ap.add_argument("--compile", action="store_true", help="torch.compile the training forward (validation runs eager)")
+    ap.add_argument("--videos", default=None,
+                    help="folder of real-video clips (tools/data/make_videos.py) for the p_real knob")
     ap.add_argument("--data", default="",
                     help="training data knobs, ClipGenerator attributes: 'p_noise=0.15,max_noise=0.008,"
                          "layer_probs=0.45:0.3:0.15:0.1' (validation keeps the defaults)")
@@ -394,7 +403,13 @@ def main(argv=None):
 
     bank = PhotoBank(os.path.join(args.photos, "train"), dev)
     vbank = PhotoBank(os.path.join(args.photos, "val"), dev)
-    gen = ClipGenerator(bank, crop=args.crop, max_motion=args.max_motion, **args.data)
+    videos = None
+    if args.videos:
+        from videos import VideoBank
+
+        videos = VideoBank(args.videos, dev)
+        log(f"real video: {len(videos)} clips from {args.videos}")
+    gen = ClipGenerator(bank, crop=args.crop, max_motion=args.max_motion, videos=videos, **args.data)
     if args.data:
         log(f"training data knobs: {json.dumps(args.data)}")
     vcrop = args.val_crop or args.crop

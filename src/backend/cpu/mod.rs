@@ -1,4 +1,4 @@
-//! CPU backend: the FLAVR network in float32, exactly as `flavr-spec.md` describes it, on the
+//! CPU backend: the FLAVR network in float32, exactly as `docs/network.md` describes it, on the
 //! `gemm` crate and rayon threads. It is the reference the GPU path is checked against, and
 //! the backend on machines without a GPU.
 //!

@@ -1,13 +1,21 @@
 //! Thin RAII wrappers over the cuDNN legacy convolution API (through cudarc's `sys` bindings):
 //! the handle, and a convolution ready to run with the two calls the network needs (forward
 //! convolution, and backward-data for the transposed convolutions), on typed device views.
-//! The descriptors are in [`desc`], the configure-time algorithm search in [`search`].
+//! The descriptors are in [`desc`], the configure-time algorithm search in [`search`]; the
+//! graph (backend) API's convolutions in [`backend`], their tuning results kept between runs
+//! in [`plan_cache`].
 
+mod backend;
 mod desc;
+mod plan_cache;
 mod search;
 
+pub use backend::{ConvEpilogue, GraphChoice};
+
+pub(crate) use backend::{ConvBufs, ConvGeom, GraphConv};
+pub use plan_cache::PlanCache;
 pub use search::ConvChoice;
-pub(crate) use search::{AlgoCache, Search, shape_key};
+pub(crate) use search::{AlgoCache, GraphRequest, Search, shape_key};
 
 use std::ffi::c_void;
 
@@ -46,6 +54,11 @@ pub struct Dnn {
 unsafe impl Send for Dnn {}
 
 impl Dnn {
+    /// The raw handle, for the graph API (backend.rs).
+    pub(super) fn handle(&self) -> sys::cudnnHandle_t {
+        self.h
+    }
+
     pub fn new(stream: &CudaStream) -> Result<Dnn> {
         version()?;
         let mut h = std::ptr::null_mut();

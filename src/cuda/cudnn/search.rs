@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cudarc::cudnn::sys;
-use cudarc::driver::CudaContext;
+use cudarc::driver::{CudaContext, CudaStream};
 
+use super::backend::{ConvBufs, ConvEpilogue, ConvGeom, GraphChoice, GraphConv};
+use super::plan_cache::{Choice, PlanCache};
 use super::{Algo, Candidate, Conv, Dnn};
 use crate::backend::Precision;
 use crate::cuda::error::{CudaError, DriverContext, Result};
@@ -19,6 +21,20 @@ use crate::cuda::weights::ConvShape;
 pub struct ConvChoice {
     pub what: String,
     pub chosen: Candidate,
+    /// The graph-API plan used instead, where it was faster (see [`Search::graph`]).
+    pub graph: Option<GraphChoice>,
+}
+
+/// Graph-API engine configurations timed per convolution shape (heuristics' best ranked
+/// first); the winners measured on an H200 were ranked 1st to 11th.
+pub const GRAPH_TRIES: usize = 12;
+
+/// One convolution for [`Search::graph`]: its cache key, shapes, epilogue and buffers.
+pub(crate) struct GraphRequest<'a> {
+    pub key: &'a str,
+    pub geom: &'a ConvGeom,
+    pub epi: ConvEpilogue,
+    pub bufs: ConvBufs<'a>,
 }
 
 /// Algorithms chosen so far, by convolution shape (see [`shape_key`]).
@@ -132,6 +148,7 @@ impl<'a> Search<'a> {
             return Ok(ConvChoice {
                 what: key,
                 chosen: *c,
+                graph: None,
             });
         }
         self.take_workspace()?;
@@ -161,7 +178,47 @@ impl<'a> Search<'a> {
         Ok(ConvChoice {
             what: key,
             chosen: c,
+            graph: None,
         })
+    }
+
+    /// A graph-API plan for `r` (its workspace is the search's own), kept when `keep(ms)`
+    /// holds for its time: the plan cache's earlier choice rebuilt (when it is still the same
+    /// engine), else the fastest of the first [`GRAPH_TRIES`] configurations, timed. The
+    /// choice, or that none was kept, goes into the plan cache.
+    pub fn graph(
+        &mut self,
+        stream: &CudaStream,
+        plans: &mut PlanCache,
+        r: GraphRequest<'_>,
+        keep: impl Fn(f32) -> bool,
+    ) -> Result<Option<GraphConv>> {
+        let GraphRequest {
+            key,
+            geom,
+            epi,
+            bufs: b,
+        } = r;
+        let cached: Option<Choice> = plans.get(key);
+        if cached == Some(None) {
+            return Ok(None);
+        }
+        self.take_workspace()?;
+        let ws = match &self.ws {
+            Some(w) => Some(w.slice(0, self.cap, Dtype::U8)?),
+            None => None,
+        };
+        let b = ConvBufs { ws, ..b };
+        if let Some(Some((rank, engine))) = cached {
+            let g = GraphConv::tune(self.dnn, stream, geom, epi, &b, 1, Some(rank))?;
+            if let Some(g) = g.filter(|g| g.choice.engine == engine) {
+                return Ok(Some(g));
+            }
+        }
+        let g = GraphConv::tune(self.dnn, stream, geom, epi, &b, GRAPH_TRIES, None)?
+            .filter(|g| keep(g.choice.ms));
+        plans.insert(key, g.as_ref().map(|g| (g.choice.rank, g.choice.engine)));
+        Ok(g)
     }
 
     /// Takes the search workspace on first use: what the GPU can give, up to the cap.

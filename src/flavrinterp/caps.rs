@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Caps arithmetic of `flavrinterp`: the formats it takes, frame rates times or over the
+//! factor (caps transform and fixation), why caps are refused, and the backend's view of the
+//! negotiated format.
+
+use gst::glib;
+use gst::prelude::*;
+use gst_video::VideoFormat;
+
+use crate::backend::{FrameLayout, PixelFormat, YuvMatrix};
+use crate::error::Error;
+
+/// The formats the backends convert to and from the network's RGB; the same format goes out.
+const FORMATS: [VideoFormat; 7] = [
+    VideoFormat::Rgb,
+    VideoFormat::Rgba,
+    VideoFormat::Bgra,
+    VideoFormat::Rgbx,
+    VideoFormat::Bgrx,
+    VideoFormat::I420,
+    VideoFormat::Nv12,
+];
+const FORMAT_NAMES: &str = "RGB, RGBA, BGRA, RGBx, BGRx, I420 and NV12";
+
+/// Multiplies (`up`) or divides a frame rate by `factor`; `None` when it does not fit.
+fn scale_fraction(fr: gst::Fraction, factor: u32, up: bool) -> Option<gst::Fraction> {
+    let (mut n, mut d) = (i64::from(fr.numer()), i64::from(fr.denom()));
+    if d <= 0 || n < 0 {
+        return None;
+    }
+    if up {
+        n *= i64::from(factor);
+    } else {
+        d *= i64::from(factor);
+    }
+    if n == 0 {
+        return Some(gst::Fraction::new(0, 1));
+    }
+    let g = gcd(n, d);
+    let (n, d) = (n / g, d / g);
+    Some(gst::Fraction::new(
+        i32::try_from(n).ok()?,
+        i32::try_from(d).ok()?,
+    ))
+}
+
+fn gcd(mut a: i64, mut b: i64) -> i64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.max(1)
+}
+
+/// Scales a `framerate` caps value (fraction, range or list). `None`: no rate of it fits.
+fn scale_rate(v: &glib::Value, factor: u32, up: bool) -> Option<glib::SendValue> {
+    if let Ok(fr) = v.get::<gst::Fraction>() {
+        return scale_fraction(fr, factor, up).map(|f| f.to_send_value());
+    }
+    if let Ok(r) = v.get::<gst::FractionRange>() {
+        let min = scale_fraction(r.min(), factor, up)?;
+        let max = scale_fraction(r.max(), factor, up).unwrap_or(gst::Fraction::new(i32::MAX, 1));
+        if min >= max {
+            return Some(min.to_send_value());
+        }
+        return Some(gst::FractionRange::new(min, max).to_send_value());
+    }
+    if let Ok(l) = v.get::<gst::List>() {
+        let items: Vec<glib::SendValue> =
+            l.iter().filter_map(|v| scale_rate(v, factor, up)).collect();
+        return (!items.is_empty()).then(|| gst::List::from_values(items).to_send_value());
+    }
+    None
+}
+
+/// The caps of both pad templates: the formats the backends convert, progressive only (the
+/// network has no notion of fields). Any size: the backends pad to a multiple of 8 and crop
+/// back.
+pub(super) fn template() -> gst::Caps {
+    gst_video::VideoCapsBuilder::new()
+        .format_list(FORMATS)
+        .field("interlace-mode", "progressive")
+        .build()
+}
+
+/// `caps` with every frame rate multiplied (`up`: sink to src) or divided by `factor`;
+/// structures with no rate that fits are left out.
+pub(super) fn transform(caps: &gst::Caps, factor: u32, up: bool) -> Option<gst::Caps> {
+    let mut out = gst::Caps::new_empty();
+    {
+        let out = out.get_mut()?;
+        for (s, features) in caps.iter_with_features() {
+            let mut s = s.to_owned();
+            if let Ok(v) = s.value("framerate") {
+                match scale_rate(v, factor, up) {
+                    Some(v) => s.set_value("framerate", v),
+                    None => continue,
+                }
+            }
+            out.append_structure_full(s, Some(features.to_owned()));
+        }
+    }
+    Some(out)
+}
+
+/// Fixates `othercaps` for the fixed `caps` on the other side, preferring `transformed` (what
+/// `caps` transforms to): same size, rate times (`up`) or over `factor`.
+pub(super) fn fixate(
+    caps: &gst::Caps,
+    othercaps: gst::Caps,
+    transformed: Option<&gst::Caps>,
+    factor: u32,
+    up: bool,
+) -> gst::Caps {
+    let mut other = othercaps;
+    if let Some(t) = transformed {
+        let i = other.intersect_with_mode(t, gst::CapsIntersectMode::First);
+        if !i.is_empty() {
+            other = i;
+        }
+    }
+    other.truncate();
+    if let Some(s_in) = caps.structure(0)
+        && let Some(s_out) = other.make_mut().structure_mut(0)
+    {
+        for dim in ["width", "height"] {
+            if let Ok(v) = s_in.get::<i32>(dim)
+                && s_out.has_field(dim)
+            {
+                s_out.fixate_field_nearest_int(dim, v);
+            }
+        }
+        if let Ok(fr) = s_in.get::<gst::Fraction>("framerate")
+            && let Some(target) = scale_fraction(fr, factor, up)
+            && s_out.has_field("framerate")
+        {
+            s_out.fixate_field_nearest_fraction("framerate", target);
+        }
+    }
+    other.fixate();
+    other
+}
+
+/// Why fixed caps cannot be taken, in words; `None` when they can.
+pub(super) fn caps_problem(caps: &gst::CapsRef, factor: u32) -> Option<String> {
+    let Some(s) = caps.structure(0) else {
+        return Some("empty caps".into());
+    };
+    if s.name() != "video/x-raw" {
+        return Some(format!(
+            "only raw video (video/x-raw) is accepted, not {}",
+            s.name()
+        ));
+    }
+    if let Some(f) = caps.features(0)
+        && !f.is_any()
+        && f.iter().any(|f| f != "memory:SystemMemory")
+    {
+        return Some(format!(
+            "only video in system memory is accepted, not {f} (download it first)"
+        ));
+    }
+    if let Ok(format) = s.get::<&str>("format") {
+        let fmt = VideoFormat::from_string(format);
+        if !FORMATS.contains(&fmt) {
+            return Some(format!(
+                "format {format} is not supported: flavrinterp takes {FORMAT_NAMES} \
+                 (put videoconvert before it)"
+            ));
+        }
+    }
+    if let Ok(mode) = s.get::<&str>("interlace-mode")
+        && mode != "progressive"
+    {
+        return Some(format!(
+            "interlaced video (interlace-mode={mode}) is not supported: put deinterlace \
+             before flavrinterp"
+        ));
+    }
+    for dim in ["width", "height"] {
+        if let Ok(v) = s.get::<i32>(dim)
+            && v < 1
+        {
+            return Some(format!("{dim} {v} is not a frame size"));
+        }
+    }
+    if let Ok(fr) = s.get::<gst::Fraction>("framerate")
+        && scale_fraction(fr, factor, true).is_none()
+    {
+        return Some(format!(
+            "framerate {}/{} times factor {factor} cannot be represented",
+            fr.numer(),
+            fr.denom()
+        ));
+    }
+    None
+}
+
+/// The backend's view of a negotiated video format.
+pub(super) fn layout_from_info(info: &gst_video::VideoInfo) -> Result<FrameLayout, Error> {
+    let format = match info.format() {
+        VideoFormat::Rgb => PixelFormat::Rgb,
+        VideoFormat::Rgba => PixelFormat::Rgba,
+        VideoFormat::Bgra => PixelFormat::Bgra,
+        VideoFormat::Rgbx => PixelFormat::Rgbx,
+        VideoFormat::Bgrx => PixelFormat::Bgrx,
+        VideoFormat::I420 => PixelFormat::I420,
+        VideoFormat::Nv12 => PixelFormat::Nv12,
+        other => {
+            return Err(Error::Caps(format!(
+                "format {} is not supported: flavrinterp takes {FORMAT_NAMES}",
+                other.to_str()
+            )));
+        }
+    };
+    let colorimetry = info.colorimetry();
+    let mut yuv = match colorimetry.matrix() {
+        gst_video::VideoColorMatrix::Bt709 => YuvMatrix::BT709,
+        gst_video::VideoColorMatrix::Bt2020 => YuvMatrix::BT2020,
+        _ => YuvMatrix::BT601,
+    };
+    yuv.full_range = colorimetry.range() == gst_video::VideoColorRange::Range0_255;
+    let strides = info
+        .stride()
+        .iter()
+        .map(|&s| {
+            usize::try_from(s).map_err(|_| Error::Caps(format!("negative stride {s} in {info:?}")))
+        })
+        .collect::<Result<Vec<usize>, Error>>()?;
+    Ok(FrameLayout {
+        format,
+        width: info.width() as usize,
+        height: info.height() as usize,
+        offsets: info.offset().to_vec(),
+        strides,
+        size: info.size(),
+        yuv,
+    })
+}
+
+/// Nanoseconds of one frame at `fps`, if the rate is fixed and non-zero.
+pub(super) fn frame_duration(fps: gst::Fraction) -> Option<u64> {
+    let (n, d) = (
+        u64::try_from(fps.numer()).ok()?,
+        u64::try_from(fps.denom()).ok()?,
+    );
+    if n == 0 || d == 0 {
+        return None;
+    }
+    gst::ClockTime::SECOND.nseconds().mul_div_round(d, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_scale_both_ways() {
+        let f = |n, d| gst::Fraction::new(n, d);
+        assert_eq!(scale_fraction(f(30, 1), 2, true), Some(f(60, 1)));
+        assert_eq!(
+            scale_fraction(f(30000, 1001), 4, true),
+            Some(f(120000, 1001))
+        );
+        assert_eq!(scale_fraction(f(60, 1), 8, false), Some(f(15, 2)));
+        assert_eq!(scale_fraction(f(0, 1), 8, true), Some(f(0, 1)));
+        assert_eq!(scale_fraction(f(i32::MAX, 1), 2, true), None);
+        assert_eq!(
+            scale_fraction(f(i32::MAX, 2), 2, true),
+            Some(f(i32::MAX, 1))
+        );
+    }
+
+    #[test]
+    fn caps_values_scale() {
+        gst::init().unwrap();
+        let r = gst::FractionRange::new(gst::Fraction::new(0, 1), gst::Fraction::new(i32::MAX, 1));
+        let v = scale_rate(&r.to_value(), 4, true).unwrap();
+        let r = v.get::<gst::FractionRange>().unwrap();
+        assert_eq!(r.min(), gst::Fraction::new(0, 1));
+        assert_eq!(r.max(), gst::Fraction::new(i32::MAX, 1));
+        let r = gst::FractionRange::new(gst::Fraction::new(10, 1), gst::Fraction::new(30, 1));
+        let v = scale_rate(&r.to_value(), 2, false).unwrap();
+        let r = v.get::<gst::FractionRange>().unwrap();
+        assert_eq!(
+            (r.min(), r.max()),
+            (gst::Fraction::new(5, 1), gst::Fraction::new(15, 1))
+        );
+        let l = gst::List::new([gst::Fraction::new(25, 1), gst::Fraction::new(i32::MAX, 1)]);
+        let v = scale_rate(&l.to_value(), 2, true).unwrap();
+        let l = v.get::<gst::List>().unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!(
+            l[0].get::<gst::Fraction>().unwrap(),
+            gst::Fraction::new(50, 1)
+        );
+    }
+
+    #[test]
+    fn caps_problems_are_named() {
+        gst::init().unwrap();
+        let p = |s: &str| caps_problem(&gst::Caps::from_str(s).unwrap(), 2);
+        assert_eq!(
+            p("video/x-raw,format=I420,width=64,height=48,framerate=30/1"),
+            None
+        );
+        assert!(
+            p("video/x-raw,format=I420,width=64,height=48,interlace-mode=interleaved")
+                .unwrap()
+                .contains("interlaced")
+        );
+        assert!(
+            p("video/x-raw,format=YUY2,width=64,height=48")
+                .unwrap()
+                .contains("YUY2")
+        );
+        assert!(p("video/x-h264").unwrap().contains("raw video"));
+        assert!(
+            p("video/x-raw(memory:GLMemory),format=RGBA,width=64,height=48")
+                .unwrap()
+                .contains("system memory")
+        );
+        assert!(
+            p("video/x-raw,format=RGB,width=64,height=48,framerate=2147483647/1")
+                .unwrap()
+                .contains("framerate")
+        );
+    }
+
+    use std::str::FromStr;
+}
