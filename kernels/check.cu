@@ -1,6 +1,9 @@
-// Self-check of the convolution library (FLAVR_CUDA_VERIFY=1): a plain direct convolution
-// (one thread per output value, float32 sums) of channels-last x [t, h, w, c] with a filter
-// [k, kt, kh, kw, c], and the largest difference between two outputs.
+// Self-check of the convolution library (the engine's `verify` option, FLAVR_CUDA_VERIFY=1): a
+// plain direct convolution (one thread per output value, float32 sums) of channels-last
+// x [t, h, w, c] with a filter [k, kt, kh, kw, c], and the largest difference between two
+// outputs.
+
+#include "common.cuh"
 
 template <class S>
 __device__ void ref_conv_t(const void *x_, const void *w_, float *y, int c, int t, int h, int w,

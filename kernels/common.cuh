@@ -1,14 +1,21 @@
-// Shared by every kernel file. src/cuda/kernels.rs compiles common.cuh followed by all the .cu
-// files as one NVRTC program, so the .cu files do not #include it (NVRTC has no file system
-// here, and no CUDA headers are needed: half and bfloat16 conversions are written out below).
+// Shared by every kernel file (each includes it). src/cuda/kernels.rs compiles all the .cu
+// files as one NVRTC program, expanding each header where it is first included (NVRTC has no file
+// system here, and no CUDA headers are needed: half and bfloat16 conversions are written out
+// below).
 //
 // Storage types: activations are float32, float16 or bfloat16 (the engine's precision); every
 // kernel computes in float32. A storage type is one of the structs F32, F16, BF16 below; a kernel
 // template `op<S>` is instantiated per type as `op_f32`, `op_f16`, `op_bf16`.
 
+#ifndef FLAVR_COMMON_CUH
+#define FLAVR_COMMON_CUH
+
+#include "params.cuh"
+
 typedef unsigned char u8;
 typedef unsigned short u16;
 typedef long long i64;
+#define I32_MAX 2147483647
 
 __device__ __forceinline__ float h2f(u16 h) {
     float f;
@@ -50,6 +57,10 @@ struct BF16 {
     static __device__ __forceinline__ T st(float x) { return f2bf(x); }
 };
 
+static_assert(F32::V * sizeof(float) == VECTOR_BYTES, "F32::V");
+static_assert(F16::V * sizeof(u16) == VECTOR_BYTES, "F16::V");
+static_assert(BF16::V * sizeof(u16) == VECTOR_BYTES, "BF16::V");
+
 template <class S> union Pack16 {
     uint4 u;
     typename S::T e[S::V];
@@ -71,10 +82,6 @@ template <class S> __device__ __forceinline__ void stv(typename S::T *p, const f
     *reinterpret_cast<uint4 *>(p) = k.u;
 }
 
-#define ACT_NONE 0
-#define ACT_RELU 1
-#define ACT_LRELU 2  // LeakyReLU(0.2)
-
 __device__ __forceinline__ float activate(float v, int act) {
     if (act == ACT_RELU) return v > 0.f ? v : 0.f;
     if (act == ACT_LRELU) return v >= 0.f ? v : 0.2f * v;
@@ -87,3 +94,5 @@ __device__ __forceinline__ float activate(float v, int act) {
     extern "C" __global__ void NAME##_f32 ARGS { NAME##_t<F32> CALL; }   \
     extern "C" __global__ void NAME##_f16 ARGS { NAME##_t<F16> CALL; }   \
     extern "C" __global__ void NAME##_bf16 ARGS { NAME##_t<BF16> CALL; }
+
+#endif

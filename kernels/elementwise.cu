@@ -4,28 +4,9 @@
 //   into a concatenation buffer at a channel offset: that is how skips and decoder outputs are
 //   concatenated in place, without a copy pass).
 // - reflect_pad: ReflectionPad2d(3) of a [H, W, c] map with LeakyReLU(0.2) applied on the way.
+// The epilogue's parameters, `EpiParams`, are in params.cuh.
 
-// Mirrors `EpiParams` in src/cuda/launch.rs (#[repr(C)]).
-struct EpiParams {
-    const void *x;      // [rows, c]
-    const void *resid;  // [rows, c] or null
-    const float *bias;  // [c] or null
-    const float *gate;  // [c] or null
-    void *out;          // row stride out_stride, channel offset out_off
-    void *out2;         // or null
-    i64 rows;
-    int c, act, out_stride, out_off, out2_stride, out2_off;
-    // Time unfold of x (0: none): x is [fold_p, fold_t, c] and row r = t * fold_p + p of the
-    // output reads x row p * fold_t + t (the stem's output, time folded into channels).
-    int fold_t, fold_p;
-    // Sub-pixel gather (ph_h = 0: none): x holds the four phases of a transposed conv
-    // (weights::convt_phases) as [ph_t][ph_h + 1][ph_w + 1][4][c]; output row r = (t, Y, X) of
-    // [ph_t, 2 ph_h, 2 ph_w] reads phase (Y%2, X%2) at (t, Y/2 + Y%2, X/2 + X%2).
-    int ph_t, ph_h, ph_w;
-    // Period of the bias and gate channels (0: c): the in-place pass over the four phases runs
-    // with c = 4 x the stage's channels, which all share one bias and gate.
-    int gc;
-};
+#include "common.cuh"
 
 // Element offset of output pixel (t, Y, X), channel 0, in the four-phase layout
 // [t][h + 1][w + 1][4][c] of a transposed conv's output of [t, 2h, 2w] (see EpiParams).
@@ -35,33 +16,35 @@ __device__ __forceinline__ i64 phase_elem(unsigned t, unsigned Y, unsigned X, in
     return (cell * 4 + a * 2 + b) * c;
 }
 
+// Element counts: a [rows, c] map of a 16384 x 16384 frame has more than 2^32 elements, so
+// every grid-stride loop below runs over I = i64 when its count exceeds I32_MAX, and over
+// I = unsigned (32-bit division, the fast path) otherwise. Per-element arithmetic is the same.
+
 // Element offset of row `row`'s channel 0 in x.
-__device__ __forceinline__ i64 x_elem(const EpiParams &p, i64 row) {
+template <class I> __device__ __forceinline__ i64 x_elem(const EpiParams &p, I row) {
     if (p.fold_t != 0) {
-        const i64 t = row / p.fold_p, q = row - t * p.fold_p;
-        return (q * p.fold_t + t) * p.c;
+        const I t = row / p.fold_p, q = row - t * p.fold_p;
+        return ((i64)q * p.fold_t + t) * p.c;
     }
     if (p.ph_h != 0) {
-        const i64 w2 = 2 * p.ph_w, h2 = 2 * p.ph_h;
-        const i64 X = row % w2, q = row / w2;
-        const i64 Y = q % h2, t = q / h2;
+        const I w2 = 2 * p.ph_w, h2 = 2 * p.ph_h;
+        const I X = row % w2, q = row / w2;
+        const I Y = q % h2, t = q / h2;
         return phase_elem((unsigned)t, (unsigned)Y, (unsigned)X, p.ph_h, p.ph_w, p.c);
     }
-    return row * p.c;
+    return (i64)row * p.c;
 }
 
-// Vectorised: S::V channels per thread. Needs c, strides and offsets multiples of S::V.
-template <class S> __device__ void epilogue_t(const EpiParams p) {
+template <class S, class I> __device__ __forceinline__ void epilogue_loop(const EpiParams p, I n) {
     typedef typename S::T T;
     const int V = S::V;
     const int cv = p.c / V;
-    const i64 n = p.rows * cv;
     const T *x = (const T *)p.x;
     const T *r = (const T *)p.resid;
     T *o = (T *)p.out;
     T *o2 = (T *)p.out2;
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
-        const i64 row = i / cv;
+    for (I i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const I row = i / cv;
         const int c0 = (int)(i - row * cv) * V;
         const int cg = p.gc ? c0 % p.gc : c0;
         float v[V];
@@ -87,16 +70,24 @@ template <class S> __device__ void epilogue_t(const EpiParams p) {
     }
 }
 
-// Any channel count: one element per thread.
-template <class S> __device__ void epilogue1_t(const EpiParams p) {
+// Vectorised: S::V channels per thread. Needs c, strides and offsets multiples of S::V.
+template <class S> __device__ void epilogue_t(const EpiParams p) {
+    const i64 n = p.rows * (p.c / S::V);
+    if (n <= I32_MAX)
+        epilogue_loop<S, unsigned>(p, (unsigned)n);
+    else
+        epilogue_loop<S, i64>(p, n);
+}
+
+template <class S, class I>
+__device__ __forceinline__ void epilogue1_loop(const EpiParams p, I n) {
     typedef typename S::T T;
-    const i64 n = p.rows * p.c;
     const T *x = (const T *)p.x;
     const T *r = (const T *)p.resid;
     T *o = (T *)p.out;
     T *o2 = (T *)p.out2;
-    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
-        const i64 row = i / p.c;
+    for (I i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const I row = i / p.c;
         const int c = (int)(i - row * p.c);
         const int cg = p.gc ? c % p.gc : c;
         float v = S::ld(x[x_elem(p, row) + c]);
@@ -107,6 +98,15 @@ template <class S> __device__ void epilogue1_t(const EpiParams p) {
         o[(i64)row * p.out_stride + p.out_off + c] = S::st(v);
         if (o2) o2[(i64)row * p.out2_stride + p.out2_off + c] = S::st(v);
     }
+}
+
+// Any channel count: one element per thread.
+template <class S> __device__ void epilogue1_t(const EpiParams p) {
+    const i64 n = p.rows * p.c;
+    if (n <= I32_MAX)
+        epilogue1_loop<S, unsigned>(p, (unsigned)n);
+    else
+        epilogue1_loop<S, i64>(p, n);
 }
 
 INSTANTIATE3(epilogue, (const EpiParams p), (p))
@@ -121,21 +121,20 @@ __device__ __forceinline__ int reflect(int i, int n) {
 // pixel (2by + py, 2bx + px) = in[reflect(2by + py - pad), reflect(2bx + px - pad)].
 // Vectorised when c % S::V == 0 (vec = 1), else one element per thread (vec = 0). phased: `in`
 // is the four sub-pixel phases [h/2 + 1][w/2 + 1][4][c] (see EpiParams) instead of [h][w][c].
-template <class S>
-__device__ void reflect_pad_t(const void *in_, void *out_, int h, int w, int c, int pad, int vec,
-                              int phased) {
+template <class S, class I>
+__device__ __forceinline__ void reflect_pad_loop(const void *in_, void *out_, int h, int w, int c,
+                                                 int pad, int vec, int phased, I n) {
     typedef typename S::T T;
     const T *in = (const T *)in_;
     T *out = (T *)out_;
     const int V = vec ? S::V : 1;
     const int cv = 4 * c / V;  // vectors per block
     const int bw = (w + 2 * pad) / 2;
-    const unsigned n = (unsigned)((h + 2 * pad) / 2) * bw * cv;
-    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        const unsigned blk = i / cv;
+    for (I i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const I blk = i / cv;
         const int e = (int)(i - blk * cv) * V;  // element within the block's 4c
         const int q = e / c, c0 = e - q * c;
-        const int by = (int)(blk / bw), bx = (int)(blk - (unsigned)by * bw);
+        const int by = (int)(blk / bw), bx = (int)(blk - (I)by * bw);
         const int sy = reflect(2 * by + q / 2 - pad, h), sx = reflect(2 * bx + q % 2 - pad, w);
         const i64 src =
             (phased ? phase_elem(0, sy, sx, h / 2, w / 2, c) : ((i64)sy * w + sx) * c) + c0;
@@ -150,6 +149,16 @@ __device__ void reflect_pad_t(const void *in_, void *out_, int h, int w, int c, 
             out[dst] = S::st(activate(S::ld(in[src]), ACT_LRELU));
         }
     }
+}
+
+template <class S>
+__device__ void reflect_pad_t(const void *in, void *out, int h, int w, int c, int pad, int vec,
+                              int phased) {
+    const i64 n = (i64)((h + 2 * pad) / 2) * ((w + 2 * pad) / 2) * (4 * c / (vec ? S::V : 1));
+    if (n <= I32_MAX)
+        reflect_pad_loop<S, unsigned>(in, out, h, w, c, pad, vec, phased, (unsigned)n);
+    else
+        reflect_pad_loop<S, i64>(in, out, h, w, c, pad, vec, phased, n);
 }
 
 INSTANTIATE3(reflect_pad,

@@ -15,27 +15,10 @@
 //   cb = (B - y) cb_scale, U = floor(128 + cb c_range + 0.5) (V likewise with cr, R);
 //   bytes clamped to [0, 255].
 
-#define FMT_RGB 0
-#define FMT_RGBA 1
-#define FMT_BGRA 2
-#define FMT_RGBX 3
-#define FMT_BGRX 4
-#define FMT_I420 5
-#define FMT_NV12 6
+//
+// The formats (FMT_*), `FrameParams` and `YuvCoeffs` are in params.cuh.
 
-// Mirrors `YuvCoeffs` in src/backend/pixels.rs (#[repr(C)]).
-struct YuvCoeffs {
-    float y_off, y_scale, c_scale, r_cr, g_cb, g_cr, b_cb, kr, kg, kb, cb_scale, cr_scale,
-        y_range, c_range;
-};
-
-// Mirrors `FrameParams` in src/cuda/launch.rs (#[repr(C)]).
-struct FrameParams {
-    i64 off[3];     // byte offset of each plane
-    int stride[3];  // bytes per row of each plane
-    int format, width, height, pw, ph;
-    YuvCoeffs yuv;
-};
+#include "common.cuh"
 
 __device__ __forceinline__ float clamp01(float v) { return fminf(fmaxf(v, 0.f), 1.f); }
 // floor(v + 0.5) clamped to [0, 255]; NaN gives 0.
@@ -99,9 +82,9 @@ extern "C" __global__ void f32_to_slot(const float *src, const FrameParams p, fl
     }
 }
 
-// Per-block partial channel sums of a slot: partial[blockIdx.x * 3 + c]. blockDim.x = 256.
+// Per-block partial channel sums of a slot: partial[blockIdx.x * 3 + c]. blockDim.x = THREADS.
 extern "C" __global__ void slot_sum(const float4 *slot, int npix, float *partial) {
-    __shared__ float sm[3][256];
+    __shared__ float sm[3][THREADS];
     float r = 0.f, g = 0.f, b = 0.f;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < npix; i += gridDim.x * blockDim.x) {
         const float4 v = slot[i];
@@ -131,17 +114,18 @@ extern "C" __global__ void slot_sum_final(const float *partial, int nblk, double
     sums[c] = s;
 }
 
-// The window's mean: mean[c] = sum over its 4 slots of sums[slot * 4 + c] / (4 * npix).
+// The window's mean: mean[c] = sum over its 4 slots of sums[slot * SLOT_SUM_RECORD + c] /
+// (4 * npix).
 extern "C" __global__ void window_mean(const double *sums, const int *win, int npix, float *mean) {
     const int c = threadIdx.x;
     if (c >= 3) return;
     double s = 0.0;
-    for (int t = 0; t < 4; t++) s += sums[win[t] * 4 + c];
+    for (int t = 0; t < 4; t++) s += sums[win[t] * SLOT_SUM_RECORD + c];
     mean[c] = (float)(s / (4.0 * npix));
 }
 
 // Network input in space-to-depth form with time folded into channels (see `stem_fold` in
-// src/cuda/weights.rs): x [ph/2 + 3, pw/2 + 3, 48], block (by, bx) channel
+// src/cuda/weights.rs): x [ph/2 + 3, pw/2 + 3, NET_IN_CHANNELS = 48], block (by, bx) channel
 // t*12 + (py*2 + px)*3 + c = slot[win[t]][2(by-2) + py, 2(bx-2) + px][c] - mean[c], zero outside
 // the padded frame.
 template <class S>
@@ -155,7 +139,7 @@ __device__ void assemble_t(const float4 *slots, i64 slot_elems, const int *win, 
     const int w4[4] = {win[0], win[1], win[2], win[3]};
     for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
         const int by = (int)(i / bw), bx = (int)(i - (unsigned)by * bw);
-        float f[48];
+        float f[NET_IN_CHANNELS];
 #pragma unroll
         for (int t = 0; t < 4; t++) {
             const float4 *slot = slots + w4[t] * slot_elems;
@@ -177,7 +161,8 @@ __device__ void assemble_t(const float4 *slots, i64 slot_elems, const int *win, 
             }
         }
 #pragma unroll
-        for (int g = 0; g < 48; g += S::V) stv<S>(out + (i64)i * 48 + g, f + g);
+        for (int g = 0; g < NET_IN_CHANNELS; g += S::V)
+            stv<S>(out + (i64)i * NET_IN_CHANNELS + g, f + g);
     }
 }
 

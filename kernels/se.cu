@@ -4,6 +4,8 @@
 // se_gate (the CxC matrix-vector product and the sigmoid). The scaling itself is done by
 // `epilogue` in elementwise.cu.
 
+#include "common.cuh"
+
 // Partial sums of x [rows, c] (row stride rs elements) over rows [blockIdx.x * rows_per_block,
 // +rows_per_block) into partial[blockIdx.x * c + ch]. With gh > 0, logical row r = (t, y, x) of
 // a [t, gh, gw] grid lives at physical row (t (gh + 1) + y + ga) (gw + 1) + x + gb: one
@@ -11,7 +13,7 @@
 // extra row and column and whose rows hold the four phases' channels (rs = 4c, x pointing at the
 // phase's first channel). Vectorised (vec = 1): S::V channels per thread, which needs
 // c % S::V == 0, rs % S::V == 0 and (c / S::V) dividing blockDim.x; otherwise (vec = 0) one
-// channel per thread. blockDim.x must be 256.
+// channel per thread. blockDim.x must be THREADS.
 __device__ __forceinline__ i64 pool_row(i64 r, int gh, int gw, int ga, int gb) {
     if (gh == 0) return r;
     const i64 hw = (i64)gh * gw;
@@ -25,7 +27,7 @@ __device__ void pool_t(const void *x_, i64 rows, int c, int rs, int rows_per_blo
                        int vec, int gh, int gw, int ga, int gb) {
     typedef typename S::T T;
     const T *x = (const T *)x_;
-    __shared__ float sm[256 * 8];
+    __shared__ float sm[THREADS * 8];
     const i64 r0 = (i64)blockIdx.x * rows_per_block;
     const i64 r1 = min(rows, r0 + rows_per_block);
     const int tid = threadIdx.x;

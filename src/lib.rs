@@ -7,7 +7,6 @@
 //! - [`model`]: the network description, weights and checkpoint loaders.
 //! - [`backend`]: the inference interface, the CPU backend and the pixel conversions.
 //! - [`cuda`]: the CUDA engine (the only module that touches cudarc).
-#![allow(clippy::too_many_arguments)]
 
 pub mod backend;
 pub mod cuda;

@@ -92,33 +92,23 @@ fn full_width_matches_cpu() {
     float_parity(&model, &[(50, 37), (64, 64)]);
 }
 
+/// A packed layout of `format`, RGB rows padded by a byte.
 fn layout(format: PixelFormat, w: usize, h: usize) -> FrameLayout {
-    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-    let (offsets, strides, size) = match format {
-        PixelFormat::Rgb => (vec![0], vec![3 * w + 1], (3 * w + 1) * h),
-        PixelFormat::I420 => (
-            vec![0, w * h, w * h + cw * ch],
-            vec![w, cw, cw],
-            w * h + 2 * cw * ch,
-        ),
-        PixelFormat::Nv12 => (vec![0, w * h], vec![w, 2 * cw], w * h + 2 * cw * ch),
-        _ => (vec![0], vec![4 * w], 4 * w * h),
-    };
-    FrameLayout {
-        format,
-        width: w,
-        height: h,
-        offsets,
-        strides,
-        size,
-        yuv: YuvMatrix::BT709,
+    let packed = FrameLayout::packed(format, w, h, YuvMatrix::BT709);
+    match format {
+        PixelFormat::Rgb => FrameLayout {
+            strides: vec![3 * w + 1],
+            size: (3 * w + 1) * h,
+            ..packed
+        },
+        _ => packed,
     }
 }
 
 #[test]
 fn backends_agree_on_bytes() {
     let model = Arc::new(load_model("flavr2x_w8.safetensors"));
-    let mut gpu = match gstflavrinterp::cuda::open(model.clone(), 0, Precision::Fp32) {
+    let mut gpu = match gstflavrinterp::cuda::open(model.clone(), 0, Precision::Fp32, options()) {
         Ok(b) => b,
         Err(e) => {
             assert!(

@@ -12,7 +12,7 @@ use gstflavrinterp::backend::{BackendError, FrameLayout, PixelFormat, Precision,
 #[test]
 fn unusable_device_id_is_a_clear_error() {
     let model = Arc::new(load_model("flavr2x_w8.safetensors"));
-    match gstflavrinterp::cuda::open(model, 999, Precision::Fp16) {
+    match gstflavrinterp::cuda::open(model, 999, Precision::Fp16, options()) {
         Ok(_) => panic!("device 999 opened"),
         Err(BackendError::NoDevice(msg)) => {
             eprintln!("{msg}");
@@ -37,15 +37,7 @@ fn bad_layout_and_out_of_memory_are_errors() {
     let err = e.configure(&bad).expect_err("short layout accepted");
     assert!(matches!(BackendError::from(err), BackendError::Layout(_)));
     // 16384 x 16384 needs about 220 GB of activations.
-    let huge = FrameLayout {
-        format: PixelFormat::Rgb,
-        width: 16384,
-        height: 16384,
-        offsets: vec![0],
-        strides: vec![3 * 16384],
-        size: 3 * 16384 * 16384,
-        yuv: YuvMatrix::BT709,
-    };
+    let huge = FrameLayout::packed(PixelFormat::Rgb, 16384, 16384, YuvMatrix::BT709);
     match e.configure(&huge).map_err(BackendError::from) {
         Err(BackendError::OutOfMemory(msg)) => eprintln!("{msg}"),
         other => panic!("expected OutOfMemory, got {other:?}"),

@@ -29,13 +29,10 @@ fn layout(format: PixelFormat, w: usize, h: usize, yuv: YuvMatrix) -> FrameLayou
         _ => (vec![0], vec![4 * w + 8], (4 * w + 8) * h),
     };
     FrameLayout {
-        format,
-        width: w,
-        height: h,
         offsets,
         strides,
         size,
-        yuv,
+        ..FrameLayout::packed(format, w, h, yuv)
     }
 }
 

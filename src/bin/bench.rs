@@ -7,6 +7,8 @@
 //!       [--frames FILE.rgb --frame-size WxH [--dump DIR]]   PSNR of fp16/bf16 against fp32
 //!       [--write-synth FILE]                                the synthetic weights, safetensors
 //! ```
+//! The engine's options come from the `FLAVR_CUDA_*` variables (see `cuda::options`).
+//!
 //! Timing: the network alone (window mean, input assembly, every layer, output conversion),
 //! median of `--runs` after `--warmup`, CUDA events; and end to end as the element drives it
 //! (upload and conversion of one new frame, network, download of the output), host clock.
@@ -15,7 +17,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use gstflavrinterp::backend::{FrameLayout, PixelFormat, Precision, YuvMatrix};
-use gstflavrinterp::cuda::{self, Engine};
+use gstflavrinterp::cuda::{self, Engine, EngineOptions};
 use gstflavrinterp::model::{Flavr, ModelSpec};
 
 struct Args {
@@ -30,6 +32,7 @@ struct Args {
     frame_size: Option<(usize, usize)>,
     dump: Option<String>,
     write_synth: Option<String>,
+    options: EngineOptions,
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -70,6 +73,7 @@ fn parse_args() -> Result<Args, String> {
         frame_size: None,
         dump: None,
         write_synth: None,
+        options: EngineOptions::from_env().map_err(|e| e.to_string())?,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -109,15 +113,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn rgb_layout(w: usize, h: usize) -> FrameLayout {
-    FrameLayout {
-        format: PixelFormat::Rgb,
-        width: w,
-        height: h,
-        offsets: vec![0],
-        strides: vec![3 * w],
-        size: 3 * w * h,
-        yuv: YuvMatrix::BT709,
-    }
+    FrameLayout::packed(PixelFormat::Rgb, w, h, YuvMatrix::BT709)
 }
 
 /// A smooth moving pattern with noise (never zeros: timings and checks on real-looking data).
@@ -184,7 +180,8 @@ struct Row {
 fn bench(a: &Args, model: &Flavr) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     for &p in &a.precisions {
-        let mut e = cuda::open_engine(model, a.device, p).map_err(|e| e.to_string())?;
+        let mut e =
+            cuda::open_engine(model, a.device, p, a.options.clone()).map_err(|e| e.to_string())?;
         let base = device_used(&e).unwrap_or(0);
         for &(w, h) in &a.sizes {
             let layout = rgb_layout(w, h);
@@ -291,7 +288,8 @@ fn real_frames(a: &Args, model: &Flavr, file: &str, (w, h): (usize, usize)) -> R
     type Outputs = Vec<(Vec<f32>, Vec<u8>)>;
     let mut outs: HashMap<&'static str, Outputs> = HashMap::new();
     for p in [Precision::Fp32, Precision::Fp16, Precision::Bf16] {
-        let mut e = cuda::open_engine(model, a.device, p).map_err(|e| e.to_string())?;
+        let mut e =
+            cuda::open_engine(model, a.device, p, a.options.clone()).map_err(|e| e.to_string())?;
         e.configure(&layout).map_err(|e| e.to_string())?;
         let mut v = Vec::new();
         for i in 0..frames.len() - 3 {

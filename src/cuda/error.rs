@@ -40,6 +40,12 @@ pub enum CudaError {
     Unsupported(String),
     #[error("{0}")]
     Layout(String),
+    /// A broken internal invariant (a device buffer too small for a launch, ...): a bug.
+    #[error("internal error of the CUDA engine: {0}")]
+    Internal(String),
+    /// An engine option (a `FLAVR_CUDA_*` variable) that cannot be read.
+    #[error("{0}")]
+    Option(String),
 }
 
 /// `Result` with the engine's error.
@@ -110,9 +116,11 @@ impl From<CudaError> for BackendError {
             }
             CudaError::OutOfMemory(_) => BackendError::OutOfMemory(text),
             CudaError::Layout(_) => BackendError::Layout(text),
-            CudaError::Driver { .. } | CudaError::Cudnn { .. } | CudaError::Unsupported(_) => {
-                BackendError::Failed(text)
-            }
+            CudaError::Driver { .. }
+            | CudaError::Cudnn { .. }
+            | CudaError::Unsupported(_)
+            | CudaError::Internal(_)
+            | CudaError::Option(_) => BackendError::Failed(text),
         }
     }
 }

@@ -8,11 +8,17 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
 use cudarc::nvrtc::{CompileOptions, Ptx, compile_ptx_with_opts};
 
 use super::error::{CudaError, DriverContext, Result};
+use super::params::Dtype;
 use crate::backend::Precision;
 
-/// `common.cuh` first, then every kernel file: one NVRTC program.
-const SOURCES: [(&str, &str); 5] = [
+/// The headers the kernel files `#include`.
+const HEADERS: [(&str, &str); 2] = [
     ("common.cuh", include_str!("../../kernels/common.cuh")),
+    ("params.cuh", include_str!("../../kernels/params.cuh")),
+];
+
+/// The kernel files, compiled as one NVRTC program in this order.
+const UNITS: [(&str, &str); 4] = [
     (
         "elementwise.cu",
         include_str!("../../kernels/elementwise.cu"),
@@ -22,15 +28,45 @@ const SOURCES: [(&str, &str); 5] = [
     ("check.cu", include_str!("../../kernels/check.cu")),
 ];
 
-/// The whole program's text, with `#line` markers so NVRTC's log names the real file and line.
-pub fn program_source() -> String {
+/// The whole program's text: the kernel files, each header expanded in place at its first
+/// `#include "name"` (later ones are dropped, as an include guard would), with `#line` markers
+/// so NVRTC's log names the real file and line.
+pub fn program_source() -> Result<String> {
     let mut src = String::new();
-    for (name, text) in SOURCES {
-        src.push_str(&format!("#line 1 \"{name}\"\n"));
-        src.push_str(text);
-        src.push('\n');
+    let mut done = Vec::new();
+    for (name, text) in UNITS {
+        append_source(&mut src, name, text, &mut done)?;
     }
-    src
+    Ok(src)
+}
+
+fn append_source(
+    src: &mut String,
+    name: &str,
+    text: &str,
+    done: &mut Vec<&'static str>,
+) -> Result<()> {
+    src.push_str(&format!("#line 1 \"{name}\"\n"));
+    for (i, line) in text.lines().enumerate() {
+        let Some(rest) = line.trim_start().strip_prefix("#include") else {
+            src.push_str(line);
+            src.push('\n');
+            continue;
+        };
+        let want = rest.trim().trim_matches('"');
+        let Some(&(header, body)) = HEADERS.iter().find(|(h, _)| *h == want) else {
+            return Err(CudaError::Compile(format!(
+                "{name}:{}: unknown header {want}",
+                i + 1
+            )));
+        };
+        if !done.contains(&header) {
+            done.push(header);
+            append_source(src, header, body, done)?;
+        }
+        src.push_str(&format!("#line {} \"{name}\"\n", i + 2));
+    }
+    Ok(())
 }
 
 /// Compiles the kernels for compute capability `major.minor` (virtual architecture, so the
@@ -58,7 +94,7 @@ pub fn compile(major: i32, minor: i32) -> Result<String> {
         fmad: Some(false),
         ..Default::default()
     };
-    let ptx = compile_ptx_with_opts(program_source(), opts)?.to_src();
+    let ptx = compile_ptx_with_opts(program_source()?, opts)?.to_src();
     guard.insert((major, minor), ptx.clone());
     Ok(ptx)
 }
@@ -72,64 +108,130 @@ pub fn dtype_suffix(p: Precision) -> &'static str {
     }
 }
 
+/// Our kernels. The value of each is its index in [`KernelId::ALL`] and in the loaded table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelId {
+    Epilogue,
+    Epilogue1,
+    ReflectPad,
+    Pool,
+    SeMean,
+    SeGate,
+    FrameToSlot,
+    F32ToSlot,
+    SlotSum,
+    SlotSumFinal,
+    WindowMean,
+    Assemble,
+    OutFrame,
+    OutF32,
+    RefConv,
+    MaxDiff,
+}
+
+impl KernelId {
+    /// Every kernel, in the order of their values.
+    pub const ALL: [KernelId; 16] = [
+        KernelId::Epilogue,
+        KernelId::Epilogue1,
+        KernelId::ReflectPad,
+        KernelId::Pool,
+        KernelId::SeMean,
+        KernelId::SeGate,
+        KernelId::FrameToSlot,
+        KernelId::F32ToSlot,
+        KernelId::SlotSum,
+        KernelId::SlotSumFinal,
+        KernelId::WindowMean,
+        KernelId::Assemble,
+        KernelId::OutFrame,
+        KernelId::OutF32,
+        KernelId::RefConv,
+        KernelId::MaxDiff,
+    ];
+
+    /// The kernel's name in kernels/*.cu, and whether it is a template instantiated per
+    /// activation type (entry points `NAME_f32`, `NAME_f16`, `NAME_bf16`).
+    const fn source(self) -> (&'static str, bool) {
+        match self {
+            KernelId::Epilogue => ("epilogue", true),
+            KernelId::Epilogue1 => ("epilogue1", true),
+            KernelId::ReflectPad => ("reflect_pad", true),
+            KernelId::Pool => ("pool", true),
+            KernelId::SeMean => ("se_mean", false),
+            KernelId::SeGate => ("se_gate", false),
+            KernelId::FrameToSlot => ("frame_to_slot", false),
+            KernelId::F32ToSlot => ("f32_to_slot", false),
+            KernelId::SlotSum => ("slot_sum", false),
+            KernelId::SlotSumFinal => ("slot_sum_final", false),
+            KernelId::WindowMean => ("window_mean", false),
+            KernelId::Assemble => ("assemble", true),
+            KernelId::OutFrame => ("out_frame", true),
+            KernelId::OutF32 => ("out_f32", true),
+            KernelId::RefConv => ("ref_conv", true),
+            KernelId::MaxDiff => ("max_diff", true),
+        }
+    }
+
+    /// The entry point's name for activations of `precision`.
+    pub fn symbol(self, precision: Precision) -> String {
+        match self.source() {
+            (name, true) => format!("{name}_{}", dtype_suffix(precision)),
+            (name, false) => name.to_string(),
+        }
+    }
+}
+
+// ALL lists each kernel at its own value, so `Kernels::get` indexes the right function.
+const _: () = {
+    let mut i = 0;
+    while i < KernelId::ALL.len() {
+        assert!(KernelId::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 /// The loaded functions, those templated on the activation type already picked for the
 /// engine's precision.
 pub struct Kernels {
     _module: Arc<CudaModule>,
-    pub epilogue: CudaFunction,
-    pub epilogue1: CudaFunction,
-    pub reflect_pad: CudaFunction,
-    pub pool: CudaFunction,
-    pub se_mean: CudaFunction,
-    pub se_gate: CudaFunction,
-    pub frame_to_slot: CudaFunction,
-    pub f32_to_slot: CudaFunction,
-    pub slot_sum: CudaFunction,
-    pub slot_sum_final: CudaFunction,
-    pub window_mean: CudaFunction,
-    pub assemble: CudaFunction,
-    pub out_frame: CudaFunction,
-    pub out_f32: CudaFunction,
-    pub ref_conv: CudaFunction,
-    pub max_diff: CudaFunction,
+    /// The activation type the templated kernels were picked for.
+    pub act: Dtype,
+    /// Indexed by [`KernelId`].
+    fns: Vec<CudaFunction>,
 }
 
 impl Kernels {
+    /// Compiles (once per architecture) and loads every kernel, for activations of
+    /// `precision`.
     pub fn load(ctx: &Arc<CudaContext>, precision: Precision) -> Result<Kernels> {
         let (major, minor) = ctx.compute_capability().during("cuDeviceGetAttribute")?;
         let ptx = compile(major, minor)?;
         let module = ctx
             .load_module(Ptx::from_src(ptx))
             .during("cuModuleLoadData")?;
-        let sfx = dtype_suffix(precision);
-        let f = |name: &str| -> Result<CudaFunction> {
-            module.load_function(name).map_err(|e| {
-                CudaError::Compile(format!(
-                    "kernel {name} missing from the module: {}",
-                    super::error::driver_text(&e)
-                ))
+        let fns = KernelId::ALL
+            .iter()
+            .map(|id| {
+                let name = id.symbol(precision);
+                module.load_function(&name).map_err(|e| {
+                    CudaError::Compile(format!(
+                        "kernel {name} missing from the module: {}",
+                        super::error::driver_text(&e)
+                    ))
+                })
             })
-        };
-        let t = |name: &str| f(&format!("{name}_{sfx}"));
+            .collect::<Result<Vec<_>>>()?;
         Ok(Kernels {
-            epilogue: t("epilogue")?,
-            epilogue1: t("epilogue1")?,
-            reflect_pad: t("reflect_pad")?,
-            pool: t("pool")?,
-            se_mean: f("se_mean")?,
-            se_gate: f("se_gate")?,
-            frame_to_slot: f("frame_to_slot")?,
-            f32_to_slot: f("f32_to_slot")?,
-            slot_sum: f("slot_sum")?,
-            slot_sum_final: f("slot_sum_final")?,
-            window_mean: f("window_mean")?,
-            assemble: t("assemble")?,
-            out_frame: t("out_frame")?,
-            out_f32: t("out_f32")?,
-            ref_conv: t("ref_conv")?,
-            max_diff: t("max_diff")?,
             _module: module,
+            act: Dtype::act(precision),
+            fns,
         })
+    }
+
+    /// The function of kernel `id`.
+    pub fn get(&self, id: KernelId) -> &CudaFunction {
+        &self.fns[id as usize]
     }
 }
 
@@ -137,7 +239,28 @@ impl Kernels {
 mod tests {
     use super::*;
 
+    /// Every header is expanded once, before the first file that needs it, and no `#include`
+    /// reaches NVRTC (which has no files to include).
+    #[test]
+    fn program_expands_each_header_once() {
+        let src = program_source().expect("program");
+        assert!(!src.contains("#include"));
+        for (h, body) in HEADERS {
+            assert_eq!(src.matches(&format!("#line 1 \"{h}\"")).count(), 1, "{h}");
+            let first = body.lines().next().expect("header text");
+            assert_eq!(src.matches(first).count(), 1, "{h}");
+        }
+        // params.cuh is inside common.cuh, both before the first kernel.
+        let at = |m: &str| src.find(m).unwrap_or_else(|| panic!("{m}"));
+        assert!(at("#line 1 \"common.cuh\"") < at("#line 1 \"params.cuh\""));
+        assert!(at("struct EpiParams") < at("epilogue_t"));
+        for (name, _) in UNITS {
+            assert!(src.contains(&format!("#line 1 \"{name}\"")), "{name}");
+        }
+    }
+
     /// Compiles the kernels when NVRTC is on this machine (no GPU needed); says so otherwise.
+    /// Every kernel id has its entry point in every precision.
     #[test]
     fn kernels_compile_with_nvrtc() {
         // SAFETY: only probes whether the shared library can be opened.
@@ -150,26 +273,27 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         for p in [Precision::Fp32, Precision::Fp16, Precision::Bf16] {
-            let s = dtype_suffix(p);
-            for k in [
-                "epilogue",
-                "epilogue1",
-                "reflect_pad",
-                "pool",
-                "assemble",
-                "out_frame",
-            ] {
-                assert!(ptx.contains(&format!(".entry {k}_{s}(")), "{k}_{s} missing");
+            for id in KernelId::ALL {
+                let name = id.symbol(p);
+                assert!(ptx.contains(&format!(".entry {name}(")), "{name} missing");
             }
         }
-        for k in [
-            "se_mean",
-            "se_gate",
-            "frame_to_slot",
-            "slot_sum",
-            "window_mean",
-        ] {
-            assert!(ptx.contains(&format!(".entry {k}(")), "{k} missing");
+    }
+
+    #[test]
+    fn kernel_symbols_name_the_sources() {
+        assert_eq!(KernelId::Epilogue.symbol(Precision::Fp16), "epilogue_f16");
+        assert_eq!(KernelId::MaxDiff.symbol(Precision::Bf16), "max_diff_bf16");
+        assert_eq!(KernelId::SlotSum.symbol(Precision::Bf16), "slot_sum");
+        let src = program_source().expect("program");
+        for id in KernelId::ALL {
+            let (name, templated) = id.source();
+            let entry = if templated {
+                format!("INSTANTIATE3({name},")
+            } else {
+                format!("__global__ void {name}(")
+            };
+            assert!(src.contains(&entry), "{id:?}: no `{entry}` in kernels/");
         }
     }
 }

@@ -1,19 +1,86 @@
-//! Device memory: raw allocations owned by RAII handles, pinned host staging, and the planner
-//! that packs activation buffers into one arena by liveness (buffers whose lifetimes do not
-//! overlap share bytes), so peak memory stays near the largest set of simultaneously live
-//! activations.
+//! Device memory: raw allocations owned by RAII handles, typed views into them, and pinned
+//! host staging.
+//!
+//! A [`DevView`] is what the launches, cuDNN calls and copies take instead of a device address:
+//! where it starts, how many elements and of which type. Views are made only from a live
+//! [`DeviceBuf`] (borrowed for the view's lifetime) and sub-views are bounds-checked, so a view
+//! always lies inside one allocation. Work queued on a stream may outlive the borrow: owners
+//! synchronise their streams before freeing (the engine does at configure and drop).
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, result, sys::CUdeviceptr};
+use cudarc::driver::{CudaContext, CudaStream, result, sys::CUdeviceptr};
 
-use super::error::{DriverContext, Result};
+use super::arena::ALIGN;
+use super::error::{CudaError, DriverContext, Result};
+pub use super::params::Dtype;
 
-/// Alignment of every buffer inside the arena (cuDNN and 16-byte vector kernels).
-pub const ALIGN: usize = 256;
+/// `len` elements of `dtype` at a device address inside a live allocation (see the module
+/// documentation).
+#[derive(Clone, Copy, Debug)]
+pub struct DevView<'a> {
+    ptr: CUdeviceptr,
+    len: usize,
+    dtype: Dtype,
+    _buf: PhantomData<&'a DeviceBuf>,
+}
 
-pub fn align_up(n: usize) -> usize {
-    n.div_ceil(ALIGN) * ALIGN
+impl<'a> DevView<'a> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.len * self.dtype.bytes()
+    }
+
+    /// Elements `start..start + len` of this view.
+    pub fn sub(&self, start: usize, len: usize) -> Result<DevView<'a>> {
+        match start.checked_add(len) {
+            Some(end) if end <= self.len => Ok(DevView {
+                ptr: self.ptr + (start * self.dtype.bytes()) as u64,
+                len,
+                ..*self
+            }),
+            _ => Err(CudaError::Internal(format!(
+                "device view {start}..+{len} outside {} elements of {:?}",
+                self.len, self.dtype
+            ))),
+        }
+    }
+
+    /// Elements from `start` to the end of this view.
+    pub fn from(&self, start: usize) -> Result<DevView<'a>> {
+        self.sub(start, self.len.saturating_sub(start))
+    }
+
+    /// An error unless this view holds at least `n` elements of `dtype`; `what` names the
+    /// buffer in the error.
+    pub fn check(&self, dtype: Dtype, n: usize, what: &str) -> Result<()> {
+        if self.dtype != dtype || self.len < n {
+            return Err(CudaError::Internal(format!(
+                "{what}: needs {n} elements of {dtype:?}, the buffer has {} of {:?}",
+                self.len, self.dtype
+            )));
+        }
+        Ok(())
+    }
+
+    /// An error unless the view starts at a multiple of `align` bytes (vector loads).
+    pub fn check_aligned(&self, align: usize, what: &str) -> Result<()> {
+        if !self.ptr.is_multiple_of(align as u64) {
+            return Err(CudaError::Internal(format!(
+                "{what}: device address not {align}-byte aligned"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The device address, for the unsafe launch, cuDNN call or copy that uses the view.
+    pub fn device_ptr(&self) -> CUdeviceptr {
+        self.ptr
+    }
 }
 
 /// A device allocation, freed on drop.
@@ -36,13 +103,78 @@ impl DeviceBuf {
         })
     }
 
-    pub fn ptr(&self) -> CUdeviceptr {
-        self.ptr
-    }
-
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+
+    /// The whole allocation as elements of `dtype`.
+    pub fn view(&self, dtype: Dtype) -> DevView<'_> {
+        DevView {
+            ptr: self.ptr,
+            len: self.bytes / dtype.bytes(),
+            dtype,
+            _buf: PhantomData,
+        }
+    }
+
+    /// Bytes `off..off + bytes` of the allocation as elements of `dtype` (`off` and `bytes`
+    /// multiples of its size).
+    pub fn slice(&self, off: usize, bytes: usize, dtype: Dtype) -> Result<DevView<'_>> {
+        let e = dtype.bytes();
+        if !off.is_multiple_of(e) || !bytes.is_multiple_of(e) {
+            return Err(CudaError::Internal(format!(
+                "device slice at {off} of {bytes} bytes is not in whole {dtype:?} elements"
+            )));
+        }
+        self.view(dtype).sub(off / e, bytes / e)
+    }
+}
+
+/// Fills a view's bytes with `byte`, ordered on `stream`.
+pub fn memset(view: DevView<'_>, byte: u8, stream: &CudaStream) -> Result<()> {
+    // SAFETY: the view lies inside a live allocation (DevView's invariant); no host memory is
+    // involved.
+    unsafe { result::memset_d8_async(view.ptr, byte, view.bytes(), stream.cu_stream()) }
+        .during("cuMemsetD8Async")
+}
+
+/// Queues a copy of `src` into the start of `dst` on `stream` (bounds checked).
+///
+/// # Safety
+/// `src` must stay valid and unchanged until the stream has passed the copy (a pinned buffer
+/// not touched until an event after the copy completes, or a synchronisation of the stream
+/// before `src` is used or dropped).
+pub unsafe fn copy_to_device<T>(dst: DevView<'_>, src: &[T], stream: &CudaStream) -> Result<()> {
+    let n = std::mem::size_of_val(src);
+    if n > dst.bytes() {
+        return Err(CudaError::Internal(format!(
+            "copy of {n} bytes into a device buffer of {}",
+            dst.bytes()
+        )));
+    }
+    // SAFETY: n bytes fit in dst (checked), which lies in a live allocation; the caller keeps
+    // `src` valid until the copy is done.
+    unsafe { result::memcpy_htod_async(dst.ptr, src, stream.cu_stream()) }
+        .during("cuMemcpyHtoDAsync")
+}
+
+/// Queues a copy of the start of `src` into `dst` on `stream` (bounds checked).
+///
+/// # Safety
+/// `dst` must stay valid and not be read or written by the host until the stream has passed
+/// the copy (synchronise the stream first).
+pub unsafe fn copy_to_host<T>(dst: &mut [T], src: DevView<'_>, stream: &CudaStream) -> Result<()> {
+    let n = std::mem::size_of_val(dst);
+    if n > src.bytes() {
+        return Err(CudaError::Internal(format!(
+            "copy of {n} bytes out of a device buffer of {}",
+            src.bytes()
+        )));
+    }
+    // SAFETY: n bytes lie in src (checked), inside a live allocation; the caller leaves `dst`
+    // alone until the copy is done.
+    unsafe { result::memcpy_dtoh_async(dst, src.ptr, stream.cu_stream()) }
+        .during("cuMemcpyDtoHAsync")
 }
 
 impl Drop for DeviceBuf {
@@ -87,10 +219,6 @@ impl PinnedBuf {
         // SAFETY: as above, and &mut self guarantees exclusive access from the host.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.bytes) }
     }
-
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
 }
 
 impl Drop for PinnedBuf {
@@ -103,111 +231,3 @@ impl Drop for PinnedBuf {
 
 // SAFETY: owned host memory; access goes through &self / &mut self.
 unsafe impl Send for PinnedBuf {}
-
-/// A buffer to place: its size and the first and last step (inclusive) that use it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Lifetime {
-    pub bytes: usize,
-    pub first: usize,
-    pub last: usize,
-}
-
-/// Offsets of every buffer in one arena, and the arena's size.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ArenaPlan {
-    pub offsets: Vec<usize>,
-    pub size: usize,
-}
-
-/// Places buffers largest first, each at the lowest aligned offset where it overlaps no
-/// already placed buffer that is live at the same time.
-pub fn plan_arena(bufs: &[Lifetime]) -> ArenaPlan {
-    let mut order: Vec<usize> = (0..bufs.len()).collect();
-    order.sort_by(|&a, &b| bufs[b].bytes.cmp(&bufs[a].bytes).then(a.cmp(&b)));
-    let mut offsets = vec![0usize; bufs.len()];
-    let mut placed: Vec<usize> = Vec::with_capacity(bufs.len());
-    let mut size = 0usize;
-    for &i in &order {
-        let b = bufs[i];
-        let need = align_up(b.bytes);
-        // Byte ranges of placed buffers alive at the same time, by offset.
-        let mut busy: Vec<(usize, usize)> = placed
-            .iter()
-            .filter(|&&j| bufs[j].first <= b.last && b.first <= bufs[j].last)
-            .map(|&j| (offsets[j], offsets[j] + align_up(bufs[j].bytes)))
-            .collect();
-        busy.sort_unstable();
-        let mut at = 0usize;
-        for (start, end) in busy {
-            if start >= at + need {
-                break;
-            }
-            at = at.max(end);
-        }
-        offsets[i] = at;
-        size = size.max(at + need);
-        placed.push(i);
-    }
-    ArenaPlan { offsets, size }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn check(bufs: &[Lifetime], plan: &ArenaPlan) {
-        for (i, a) in bufs.iter().enumerate() {
-            assert_eq!(plan.offsets[i] % ALIGN, 0);
-            assert!(plan.offsets[i] + a.bytes <= plan.size);
-            for (j, b) in bufs.iter().enumerate().skip(i + 1) {
-                let live = a.first <= b.last && b.first <= a.last;
-                let (oa, ob) = (plan.offsets[i], plan.offsets[j]);
-                let apart = oa + a.bytes <= ob || ob + b.bytes <= oa;
-                assert!(
-                    !live || apart,
-                    "buffers {i} and {j} overlap while both live"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn dead_buffers_share_memory() {
-        let bufs = [
-            Lifetime {
-                bytes: 1000,
-                first: 0,
-                last: 1,
-            },
-            Lifetime {
-                bytes: 1000,
-                first: 2,
-                last: 3,
-            },
-            Lifetime {
-                bytes: 500,
-                first: 1,
-                last: 2,
-            },
-        ];
-        let plan = plan_arena(&bufs);
-        check(&bufs, &plan);
-        assert_eq!(plan.offsets[0], plan.offsets[1]);
-        assert_eq!(plan.size, align_up(1000) + align_up(500));
-    }
-
-    proptest! {
-        #[test]
-        fn never_overlaps_live_buffers(spec in prop::collection::vec((1usize..5000, 0usize..20, 0usize..6), 1..30)) {
-            let bufs: Vec<Lifetime> = spec
-                .iter()
-                .map(|&(bytes, first, len)| Lifetime { bytes, first, last: first + len })
-                .collect();
-            let plan = plan_arena(&bufs);
-            check(&bufs, &plan);
-            let total: usize = bufs.iter().map(|b| align_up(b.bytes)).sum();
-            prop_assert!(plan.size <= total);
-        }
-    }
-}

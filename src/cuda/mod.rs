@@ -1,33 +1,43 @@
 //! The CUDA engine: FLAVR on cuDNN and our NVRTC-compiled kernels (`kernels/*.cu`).
 //! Only this module touches cudarc.
 //!
-//! - [`engine`]: the network on one GPU (plan, buffers, launches).
-//! - [`cudnn`]: the convolution library's descriptors and algorithm search.
-//! - [`cudnn_graph`]: cuDNN's graph API: more engine configurations, timed at configure.
-//! - [`kernels`] / [`launch`]: our kernels, compiled at open, and their typed launches.
-//! - [`plan_cache`]: the graph API's tuning results, kept between runs.
-//! - [`memory`]: device and pinned buffers, and the liveness-based arena planner.
-//! - [`weights`]: host-side rearrangement of the weights for the GPU.
+//! - [`Engine`] (engine.rs): the network on one GPU (open, configure, the run).
+//! - graph.rs: the forward pass as data (steps over buffers) and the buffers' lifetimes.
+//! - arena.rs: the liveness-based arena planner.
+//! - io.rs: frame slots, transfer buffers, frames in and out.
+//! - diag.rs: test, benchmark and diagnostic entry points of the engine.
+//! - cudnn/: the convolution library's handle, descriptors and algorithm search.
+//! - kernels.rs / launch.rs: our kernels, compiled at open, and their checked launches;
+//!   params.rs: the Rust side of `kernels/params.cuh`.
+//! - memory.rs: device buffers, typed device views, pinned buffers.
+//! - weights.rs: host-side rearrangement of the weights for the GPU.
+//! - [`options`]: the engine's tuning and diagnosis switches ([`EngineOptions`]).
 //! - [`synth`]: deterministic synthetic weights (tests, benchmark).
 
-pub mod cudnn;
-pub mod cudnn_graph;
-pub mod engine;
-pub mod error;
-pub mod kernels;
-pub mod launch;
-pub mod memory;
-pub mod plan_cache;
+mod arena;
+pub(crate) mod cudnn;
+mod diag;
+mod engine;
+mod error;
+mod graph;
+mod io;
+pub(crate) mod kernels;
+pub(crate) mod launch;
+pub(crate) mod memory;
+pub mod options;
+mod params;
 pub mod synth;
-pub mod weights;
+pub(crate) mod weights;
 
 use std::sync::Arc;
 
 use crate::backend::{Backend, BackendError, FrameLayout, Precision};
 use crate::model::Flavr;
 
+pub use cudnn::{Algo, Candidate, ConvChoice, ConvEpilogue, GraphChoice};
 pub use engine::{Engine, MemoryReport};
 pub use error::CudaError;
+pub use options::{DEFAULT_WORKSPACE_CAP, EngineOptions};
 
 /// Opens the CUDA backend on GPU `device_id`: creates the context and stream, compiles the
 /// kernels and uploads the weights. Fails with a message naming the cause (no driver, no GPU
@@ -36,8 +46,9 @@ pub fn open(
     model: Arc<Flavr>,
     device_id: u32,
     precision: Precision,
+    options: EngineOptions,
 ) -> Result<Box<dyn Backend>, BackendError> {
-    let engine = open_engine(&model, device_id, precision)?;
+    let engine = open_engine(&model, device_id, precision, options)?;
     Ok(Box::new(CudaBackend { engine }))
 }
 
@@ -46,10 +57,11 @@ pub fn open_engine(
     model: &Flavr,
     device_id: u32,
     precision: Precision,
+    options: EngineOptions,
 ) -> Result<Engine, CudaError> {
     // A library that loads but lacks a symbol makes cudarc panic; report it as an error.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        Engine::open(model, device_id, precision)
+        Engine::open(model, device_id, precision, options)
     }))
     .unwrap_or_else(|p| {
         let msg = p

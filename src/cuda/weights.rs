@@ -3,6 +3,7 @@
 //! padded where the tensor cores want multiples), biases and SE gates in float32. Everything is
 //! packed into one byte buffer that is uploaded once.
 
+use super::params::{Dtype, NET_IN_CHANNELS};
 use crate::backend::Precision;
 use crate::model::{Conv, Flavr, Gate, Tensor};
 
@@ -20,11 +21,6 @@ pub struct ConvShape {
 }
 
 impl ConvShape {
-    /// Channels the layer reads.
-    pub fn cin(&self) -> usize {
-        if self.transposed { self.k } else { self.c }
-    }
-
     /// Channels the layer writes.
     pub fn cout(&self) -> usize {
         if self.transposed { self.c } else { self.k }
@@ -36,21 +32,29 @@ impl ConvShape {
     }
 }
 
-/// A convolution's weights inside the packed buffer (byte offsets).
+/// Bytes `off..off + bytes` of the packed buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub off: usize,
+    pub bytes: usize,
+}
+
+/// A convolution's weights inside the packed buffer.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvW {
     pub shape: ConvShape,
-    pub w: usize,
+    /// The filter `[k, t, r, s, c]` in the activation precision.
+    pub w: Span,
     /// float32 `[cout]`, when the layer has a bias.
-    pub bias: Option<usize>,
+    pub bias: Option<Span>,
 }
 
 /// SE gate: float32 `w [c, c]` (out x in) and `b [c]`.
 #[derive(Clone, Copy, Debug)]
 pub struct GateW {
     pub c: usize,
-    pub w: usize,
-    pub b: usize,
+    pub w: Span,
+    pub b: Span,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -59,8 +63,6 @@ pub struct BlockW {
     pub conv2: ConvW,
     pub ds: Option<ConvW>,
     pub gate: GateW,
-    /// Spatial stride (1 or 2).
-    pub stride: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -81,7 +83,7 @@ pub struct NetWeights {
     /// The stem as a 2-D conv, output `[h/2, w/2, 4 * stem]` (time in channels).
     pub stem: ConvW,
     /// The stem's own bias (`[stem]`), applied after the time unfold.
-    pub stem_bias: Option<usize>,
+    pub stem_bias: Option<Span>,
     pub blocks: Vec<[BlockW; 2]>,
     pub dec: Vec<DecW>,
     pub fuse: ConvW,
@@ -91,20 +93,12 @@ pub struct NetWeights {
     /// the original `[3n]`.
     pub out: ConvW,
     pub kout: usize,
-    pub n_out: usize,
     pub bytes: Vec<u8>,
 }
 
-/// Elements of the activation type in 16 bytes (the kernels' vector width).
-pub fn vec_elems(p: Precision) -> usize {
-    16 / elem_bytes(p)
-}
-
+/// Bytes of an activation element.
 pub fn elem_bytes(p: Precision) -> usize {
-    match p {
-        Precision::Fp32 => 4,
-        Precision::Fp16 | Precision::Bf16 => 2,
-    }
+    Dtype::act(p).bytes()
 }
 
 /// A PyTorch weight `[d0, d1, t, r, s]` (d0 = cuDNN's k, d1 = its c) rearranged to
@@ -302,12 +296,12 @@ struct Packer {
 
 impl Packer {
     fn align(&mut self) {
-        let n = super::memory::align_up(self.bytes.len());
+        let n = super::arena::align_up(self.bytes.len());
         self.bytes.resize(n, 0);
     }
 
     /// Values in the activation precision.
-    fn act(&mut self, v: &[f32]) -> usize {
+    fn act(&mut self, v: &[f32]) -> Span {
         self.align();
         let at = self.bytes.len();
         match self.precision {
@@ -319,18 +313,26 @@ impl Packer {
                 .iter()
                 .for_each(|x| self.bytes.extend(half::bf16::from_f32(*x).to_le_bytes())),
         }
-        at
+        self.span_from(at)
     }
 
     /// Values in float32.
-    fn f32s(&mut self, v: &[f32]) -> usize {
+    fn f32s(&mut self, v: &[f32]) -> Span {
         self.align();
         let at = self.bytes.len();
         v.iter().for_each(|x| self.bytes.extend(x.to_le_bytes()));
-        at
+        self.span_from(at)
     }
 
-    fn bias(&mut self, b: Option<&Tensor>, n: usize) -> Option<usize> {
+    /// The bytes written since `at`.
+    fn span_from(&self, at: usize) -> Span {
+        Span {
+            off: at,
+            bytes: self.bytes.len() - at,
+        }
+    }
+
+    fn bias(&mut self, b: Option<&Tensor>, n: usize) -> Option<Span> {
         b.map(|b| {
             let mut v = b.data.clone();
             v.resize(n, 0.0);
@@ -369,14 +371,14 @@ fn conv3(k: usize, c: usize, stride: usize) -> ConvShape {
 impl NetWeights {
     pub fn pack(model: &Flavr, precision: Precision) -> NetWeights {
         let spec = &model.spec;
-        let v = vec_elems(precision);
+        let v = super::params::VECTOR_BYTES / elem_bytes(precision);
         let mut p = Packer {
             precision,
             bytes: Vec::new(),
         };
         // The stem runs as a 2-D conv on the space-to-depth input with time in channels (see
         // `stem_fold`): 48 channels in, 4 x stem channels out.
-        let cin = 48;
+        let cin = NET_IN_CHANNELS;
         let stem = p.conv(
             &Conv {
                 weight: stem_fold(&stem_s2d(&model.stem.weight)),
@@ -424,7 +426,6 @@ impl NetWeights {
                     conv2,
                     ds,
                     gate,
-                    stride: s,
                 });
             }
             blocks.push([pair[0], pair[1]]);
@@ -520,7 +521,6 @@ impl NetWeights {
             fuse_phases,
             out,
             kout,
-            n_out: spec.n_out,
             bytes: p.bytes,
         }
     }
@@ -529,6 +529,16 @@ impl NetWeights {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Values in [-1, 1) from a xorshift generator seeded with `z`.
+    fn rng(mut z: u32) -> impl FnMut() -> f32 {
+        move || {
+            z ^= z << 13;
+            z ^= z >> 17;
+            z ^= z << 5;
+            (z % 2000) as f32 / 1000.0 - 1.0
+        }
+    }
 
     #[test]
     fn khwc_moves_channels_last_and_pads() {
@@ -553,16 +563,13 @@ mod tests {
         }
     }
 
-    /// Direct stem convolution (k(3,7,7), s(1,2,2), p(1,3,3)) at output (t, i, j, k).
+    /// Direct stem convolution (k(3,7,7), s(1,2,2), p(1,3,3)) of x `[4, h, wd, 3]` at output
+    /// `[t, i, j, k]`.
     fn stem_direct(
         w: &Tensor,
         x: &[f32],
-        h: usize,
-        wd: usize,
-        t: usize,
-        i: usize,
-        j: usize,
-        k: usize,
+        (h, wd): (usize, usize),
+        [t, i, j, k]: [usize; 4],
     ) -> f32 {
         let mut s = 0f32;
         for c in 0..3 {
@@ -592,13 +599,7 @@ mod tests {
     #[test]
     fn space_to_depth_stem_is_the_same_convolution() {
         let (h, wd, k0) = (8, 12, 2);
-        let mut z = 12345u32;
-        let mut rnd = || {
-            z ^= z << 13;
-            z ^= z >> 17;
-            z ^= z << 5;
-            (z % 2000) as f32 / 1000.0 - 1.0
-        };
+        let mut rnd = rng(12345u32);
         let w = Tensor {
             shape: vec![k0, 3, 3, 7, 7],
             data: (0..k0 * 3 * 3 * 49).map(|_| rnd()).collect(),
@@ -649,7 +650,7 @@ mod tests {
                                 }
                             }
                         }
-                        let d = stem_direct(&w, &x, h, wd, t, i, j, k);
+                        let d = stem_direct(&w, &x, (h, wd), [t, i, j, k]);
                         assert!((s - d).abs() < 1e-4, "t {t} i {i} j {j} k {k}: {s} vs {d}");
                         // The time-folded 2-D form: input channel ti * 12 + c.
                         let mut f = 0f32;
@@ -678,13 +679,7 @@ mod tests {
     #[test]
     fn block_outconv_is_the_same_convolution() {
         let (n3, c0, h, wd) = (3, 2, 6, 8);
-        let mut z = 999u32;
-        let mut rnd = || {
-            z ^= z << 13;
-            z ^= z >> 17;
-            z ^= z << 5;
-            (z % 2000) as f32 / 1000.0 - 1.0
-        };
+        let mut rnd = rng(999u32);
         let w = Tensor {
             shape: vec![n3, c0, 7, 7],
             data: (0..n3 * c0 * 49).map(|_| rnd()).collect(),
@@ -734,13 +729,7 @@ mod tests {
     #[test]
     fn subpixel_phases_are_the_transposed_convolution() {
         let (ci, co, t, h, w) = (3, 2, 4, 3, 5);
-        let mut z = 4242u32;
-        let mut rnd = || {
-            z ^= z << 13;
-            z ^= z >> 17;
-            z ^= z << 5;
-            (z % 2000) as f32 / 1000.0 - 1.0
-        };
+        let mut rnd = rng(4242u32);
         let wt = Tensor {
             shape: vec![ci, co, 3, 4, 4],
             data: (0..ci * co * 48).map(|_| rnd()).collect(),

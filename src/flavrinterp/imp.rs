@@ -279,12 +279,15 @@ impl FlavrInterp {
             Ok(Box::new(CpuBackend::new(model).map_err(Error::Cpu)?))
         };
         let cuda = |model: Arc<Flavr>| {
-            crate::cuda::open(model, settings.device_id, settings.precision.into()).map_err(
-                |source| Error::Cuda {
+            crate::cuda::EngineOptions::from_env()
+                .map_err(Into::into)
+                .and_then(|opts| {
+                    crate::cuda::open(model, settings.device_id, settings.precision.into(), opts)
+                })
+                .map_err(|source| Error::Cuda {
                     device: settings.device_id,
                     source,
-                },
-            )
+                })
         };
         match settings.backend {
             BackendKind::Cpu => cpu(model),

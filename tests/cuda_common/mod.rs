@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use gstflavrinterp::backend::{FrameLayout, PixelFormat, Precision, YuvMatrix};
-use gstflavrinterp::cuda::{self, Engine};
+use gstflavrinterp::cuda::{self, Engine, EngineOptions};
 use gstflavrinterp::model::{Flavr, Tensor, checkpoint};
 
 /// The fixtures folder: `$FLAVR_FIXTURES`, else tests/fixtures of this crate.
@@ -32,10 +32,15 @@ pub fn read_tensors(name: &str) -> Vec<(String, Tensor)> {
         .collect()
 }
 
+/// The engine options of the `FLAVR_CUDA_*` variables (diagnosis runs switch them).
+pub fn options() -> EngineOptions {
+    EngineOptions::from_env().unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// An engine, or `None` with "skipped: ..." when there is no usable GPU. With
 /// FLAVR_REQUIRE_GPU=1 (set on the GPU machine) a failure to open is a test failure.
 pub fn engine(model: &Flavr, p: Precision) -> Option<Engine> {
-    match cuda::open_engine(model, 0, p) {
+    match cuda::open_engine(model, 0, p, options()) {
         Ok(e) => Some(e),
         Err(e) => {
             if std::env::var_os("FLAVR_REQUIRE_GPU").is_some() {
@@ -48,15 +53,7 @@ pub fn engine(model: &Flavr, p: Precision) -> Option<Engine> {
 }
 
 pub fn rgb_layout(w: usize, h: usize) -> FrameLayout {
-    FrameLayout {
-        format: PixelFormat::Rgb,
-        width: w,
-        height: h,
-        offsets: vec![0],
-        strides: vec![3 * w],
-        size: 3 * w * h,
-        yuv: YuvMatrix::BT709,
-    }
+    FrameLayout::packed(PixelFormat::Rgb, w, h, YuvMatrix::BT709)
 }
 
 /// Frame t of an input `[1, 3, 4, h, w]` as planar `[3, h, w]`.

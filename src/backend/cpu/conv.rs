@@ -154,6 +154,7 @@ impl SharedMut {
 /// # Safety
 /// The pointers must address matrices of these shapes and strides; `dst` must not alias the
 /// inputs.
+#[allow(clippy::too_many_arguments)]
 unsafe fn gemm_rm(
     m: usize,
     n: usize,
@@ -194,6 +195,7 @@ unsafe fn gemm_rm(
 
 /// Gathers `col[(ci, tap), j] = x[ci, t + dt, oh * s + dy, ow * s + dx]` (zero outside `x`)
 /// for the output positions `p0 + j`, `j < col.len() / rows`, of an output `to x ho x wo`.
+#[allow(clippy::too_many_arguments)]
 fn im2col(
     x: &[f32],
     xd: Dims,

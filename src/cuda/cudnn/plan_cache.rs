@@ -6,9 +6,8 @@
 //! the next engine: a pipeline that starts again at the same size configures in a fraction of a
 //! second. A missing, unreadable or corrupt file only means tuning again.
 //!
-//! File: `$FLAVR_CUDA_PLAN_CACHE`, else `$XDG_CACHE_HOME/gst-flavr/cudnn-plans.tsv`, else
-//! `$HOME/.cache/gst-flavr/cudnn-plans.tsv`; `FLAVR_CUDA_PLAN_CACHE=off` keeps it in memory.
-//! One line per choice: `scope \t key \t rank \t engine` (rank `-`: the legacy algorithm was
+//! The file is `EngineOptions::plan_cache` (see src/cuda/options.rs); None keeps the choices in
+//! memory. One line per choice: `scope \t key \t rank \t engine` (rank `-`: the legacy algorithm was
 //! faster), where scope names the GPU and the cuDNN version.
 
 use std::collections::HashMap;
@@ -27,20 +26,6 @@ pub struct PlanCache {
 }
 
 impl PlanCache {
-    /// The default file (see the module documentation), or None when caching to disk is off.
-    pub fn default_path() -> Option<PathBuf> {
-        match std::env::var_os("FLAVR_CUDA_PLAN_CACHE") {
-            Some(p) if p == "off" => return None,
-            Some(p) if !p.is_empty() => return Some(PathBuf::from(p)),
-            _ => {}
-        }
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-        Some(base.join("gst-flavr").join("cudnn-plans.tsv"))
-    }
-
     /// The choices recorded in `path` for this GPU and cuDNN version.
     pub fn open(path: Option<PathBuf>, gpu: &str, cudnn_version: usize) -> PlanCache {
         let scope = format!("{} cudnn {cudnn_version}", gpu.replace(['\t', '\n'], " "));

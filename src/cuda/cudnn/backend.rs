@@ -12,12 +12,14 @@
 //! GEMM-family algorithms.
 
 use std::ffi::c_void;
+use std::sync::Mutex;
 
 use cudarc::cudnn::sys;
 use cudarc::driver::{CudaStream, sys::CUevent_flags};
 
-use super::cudnn::Dnn;
-use super::error::{CudaError, DriverContext, Result, cudnn_check};
+use super::Dnn;
+use crate::cuda::error::{CudaError, DriverContext, Result, cudnn_check};
+use crate::cuda::memory::{DevView, Dtype};
 
 use sys::cudnnBackendAttributeName_t as A;
 use sys::cudnnBackendAttributeType_t as T;
@@ -199,7 +201,7 @@ fn pointwise_op(pw: &Desc, x: &Desc, b: Option<&Desc>, y: &Desc) -> Result<Desc>
 
 /// What a fused graph does after the convolution, before writing y.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Epilogue {
+pub struct ConvEpilogue {
     /// Add a float32 bias `[cout]` (its device address is bound with the buffers).
     pub bias: bool,
     /// Then max(v, slope * v): Some(0.0) for ReLU, Some(0.2) for LeakyReLU(0.2).
@@ -209,7 +211,9 @@ pub struct Epilogue {
 /// The shapes of one forward convolution.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvGeom {
+    /// The activation and weight type (cuDNN's name and ours).
     pub dt: sys::cudnnDataType_t,
+    pub dtype: Dtype,
     pub x_dims: [usize; 5],
     /// `[k, c, t, r, s]`, stored channels-last `[k, t, r, s, c]`.
     pub w_dims: [usize; 5],
@@ -224,7 +228,7 @@ struct OpGraph {
     _parts: Vec<Desc>,
 }
 
-fn op_graph(dnn: &Dnn, g: &ConvGeom, epi: Epilogue) -> Result<OpGraph> {
+fn op_graph(dnn: &Dnn, g: &ConvGeom, epi: ConvEpilogue) -> Result<OpGraph> {
     let f32t = sys::cudnnDataType_t::CUDNN_DATA_FLOAT;
     let fused = epi.bias || epi.relu_slope.is_some();
     let x = tensor(UID_X, g.dt, g.x_dims, ndhwc(g.x_dims), false)?;
@@ -428,23 +432,62 @@ fn plan(dnn: &Dnn, cfg: &Desc) -> Result<(Desc, usize)> {
     Ok((p, ws.max(0) as usize))
 }
 
-/// Device addresses a graph convolution runs on.
+/// The buffers a graph convolution runs on.
 #[derive(Clone, Copy, Debug)]
-pub struct ConvBufs {
-    pub x: u64,
-    pub w: u64,
-    pub y: u64,
+pub struct ConvBufs<'a> {
+    pub x: DevView<'a>,
+    pub w: DevView<'a>,
+    pub y: DevView<'a>,
     /// float32 `[cout]`, for an epilogue with a bias.
-    pub bias: u64,
-    pub ws: u64,
+    pub bias: Option<DevView<'a>>,
+    pub ws: Option<DevView<'a>>,
 }
 
-fn variant_pack(epi: Epilogue, b: ConvBufs) -> Result<Desc> {
+impl ConvBufs<'_> {
+    /// An error unless the views hold the convolution's tensors (and the bias an epilogue with
+    /// one needs) in their types, and the workspace at least `ws` bytes.
+    fn check(&self, g: &ConvGeom, epi: ConvEpilogue, ws: usize) -> Result<()> {
+        let n = |d: [usize; 5]| d.iter().product::<usize>();
+        self.x.check(g.dtype, n(g.x_dims), "graph conv input")?;
+        self.w.check(g.dtype, n(g.w_dims), "graph conv weights")?;
+        self.y.check(g.dtype, n(g.y_dims), "graph conv output")?;
+        if epi.bias {
+            match self.bias {
+                Some(b) => b.check(Dtype::F32, g.y_dims[1], "graph conv bias")?,
+                None => return Err(CudaError::Internal("graph conv bias missing".into())),
+            }
+        }
+        let have = self.ws.map_or(0, |v| v.bytes());
+        if have < ws {
+            return Err(CudaError::Internal(format!(
+                "graph conv needs {ws} bytes of workspace, has {have}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn ptrs(&self) -> [u64; 5] {
+        [
+            self.x.device_ptr(),
+            self.w.device_ptr(),
+            self.y.device_ptr(),
+            self.bias.map_or(0, |v| v.device_ptr()),
+            self.ws.map_or(0, |v| v.device_ptr()),
+        ]
+    }
+}
+
+/// The variant pack of `ptrs` (ConvBufs::ptrs: x, w, y, bias, workspace).
+fn variant_pack(epi: ConvEpilogue, p: [u64; 5]) -> Result<Desc> {
     let mut uids = vec![UID_X, UID_W, UID_Y];
-    let mut ptrs = vec![b.x as *mut c_void, b.w as *mut c_void, b.y as *mut c_void];
+    let mut ptrs = vec![
+        p[0] as *mut c_void,
+        p[1] as *mut c_void,
+        p[2] as *mut c_void,
+    ];
     if epi.bias {
         uids.push(UID_B);
-        ptrs.push(b.bias as *mut c_void);
+        ptrs.push(p[3] as *mut c_void);
     }
     let vp = Desc::new(D::CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR)?;
     vp.set_i64(A::CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, &uids)?;
@@ -458,7 +501,7 @@ fn variant_pack(epi: Epilogue, b: ConvBufs) -> Result<Desc> {
         vp.set_raw(
             A::CUDNN_ATTR_VARIANT_PACK_WORKSPACE,
             T::CUDNN_TYPE_VOID_PTR,
-            &[b.ws as *mut c_void],
+            &[p[4] as *mut c_void],
         )?;
     }
     vp.finalize()
@@ -476,38 +519,37 @@ pub struct GraphChoice {
     /// Configurations tried (finalized and timed) / offered.
     pub tried: usize,
     pub offered: usize,
-    pub epilogue: Epilogue,
+    pub epilogue: ConvEpilogue,
 }
 
 /// A forward convolution (with its epilogue) as a graph-API execution plan.
 pub struct GraphConv {
-    epi: Epilogue,
+    epi: ConvEpilogue,
+    geom: ConvGeom,
     plan: Desc,
-    pack: Option<Desc>,
+    /// The variant pack of the last run and the addresses it holds (rebuilt when they change).
+    pack: Mutex<Option<([u64; 5], Desc)>>,
     _graph: OpGraph,
     pub choice: GraphChoice,
 }
 
 impl GraphConv {
     /// Times up to `max_tries` of the allowed configurations heuristics offer for this
-    /// convolution on the buffers `b` (workspace at most `ws_cap` bytes; y is overwritten) and
-    /// keeps the fastest; `rank` = Some(r) builds only the configuration ranked r (a choice
-    /// made earlier for the same shapes). None when no configuration can run it.
-    ///
-    /// # Safety
-    /// The buffers must be device memory of the shapes in `g` (x, w, y; bias `[cout]` for an
-    /// epilogue with a bias; `ws_cap` bytes at ws), owned by the context of `stream`, which
-    /// must be the stream `dnn` runs on.
-    pub unsafe fn tune(
+    /// convolution on the buffers `b` (y is overwritten; the workspace view bounds what a
+    /// configuration may use) and keeps the fastest; `rank` = Some(r) builds only the
+    /// configuration ranked r (a choice made earlier for the same shapes). None when no
+    /// configuration can run it. `stream` must be the stream `dnn` runs on.
+    pub fn tune(
         dnn: &Dnn,
         stream: &CudaStream,
         g: &ConvGeom,
-        epi: Epilogue,
-        b: ConvBufs,
-        ws_cap: usize,
+        epi: ConvEpilogue,
+        b: &ConvBufs<'_>,
         max_tries: usize,
         rank: Option<usize>,
     ) -> Result<Option<GraphConv>> {
+        b.check(g, epi, 0)?;
+        let ws_cap = b.ws.map_or(0, |v| v.bytes());
         let graph = match op_graph(dnn, g, epi) {
             Ok(graph) => graph,
             // An engine-less graph (unsupported fusion) is not an error: the caller falls back.
@@ -544,13 +586,14 @@ impl GraphConv {
             if ws > ws_cap {
                 continue;
             }
-            let Ok(vp) = variant_pack(epi, b) else {
+            let Ok(vp) = variant_pack(epi, b.ptrs()) else {
                 continue;
             };
             tried += 1;
             // One warm-up, then the mean of three runs.
             let run = || {
-                // SAFETY: the caller guarantees the buffers; the workspace fits.
+                // SAFETY: the views hold the graph's tensors (checked above) and the workspace
+                // is at least this plan's need.
                 cudnn_check(
                     unsafe { sys::cudnnBackendExecute(dnn.handle(), p.0, vp.0) },
                     "cudnnBackendExecute",
@@ -586,32 +629,33 @@ impl GraphConv {
             choice.tried = tried;
             GraphConv {
                 epi,
+                geom: *g,
                 plan,
-                pack: None,
+                pack: Mutex::new(None),
                 _graph: graph,
                 choice,
             }
         }))
     }
 
-    /// Binds the buffers the plan runs on from now on (the workspace of at least
-    /// `choice.workspace` bytes).
-    pub fn bind(&mut self, b: ConvBufs) -> Result<()> {
-        self.pack = Some(variant_pack(self.epi, b)?);
-        Ok(())
-    }
-
-    /// Runs the plan on the handle's stream.
-    ///
-    /// # Safety
-    /// The buffers given to `bind` must still be live device memory of the tuned shapes.
-    pub unsafe fn run(&self, dnn: &Dnn) -> Result<()> {
-        let Some(vp) = &self.pack else {
-            return Err(CudaError::Unsupported(
-                "graph convolution run before its buffers were bound".into(),
+    /// Runs the plan on the handle's stream, on buffers of the tuned shapes.
+    pub fn run(&self, dnn: &Dnn, b: &ConvBufs<'_>) -> Result<()> {
+        b.check(&self.geom, self.epi, self.choice.workspace)?;
+        let ptrs = b.ptrs();
+        let mut pack = self
+            .pack
+            .lock()
+            .map_err(|_| CudaError::Internal("graph conv variant pack poisoned".into()))?;
+        if pack.as_ref().is_none_or(|(p, _)| *p != ptrs) {
+            *pack = Some((ptrs, variant_pack(self.epi, ptrs)?));
+        }
+        let Some((_, vp)) = pack.as_ref() else {
+            return Err(CudaError::Internal(
+                "graph conv without a variant pack".into(),
             ));
         };
-        // SAFETY: the caller guarantees the bound buffers.
+        // SAFETY: the views hold the graph's tensors in their types and the workspace holds at
+        // least the plan's need (checked above); the pack holds exactly these addresses.
         cudnn_check(
             unsafe { sys::cudnnBackendExecute(dnn.handle(), self.plan.0, vp.0) },
             "cudnnBackendExecute",

@@ -1,0 +1,75 @@
+// What the kernels and the Rust side must agree on: the parameter structs passed by value, the
+// activation and pixel-format codes, and the sizes of the records the kernels index. Mirrored
+// in src/cuda/params.rs (#[repr(C)] types and constants); the struct sizes are asserted on both
+// sides, and a unit test there reads this file and checks every field offset and constant.
+//
+// Plain C++ (no CUDA keywords or types), so a host compiler can check it too:
+//   g++ -std=c++17 -fsyntax-only -x c++ kernels/params.cuh
+#ifndef FLAVR_PARAMS_CUH
+#define FLAVR_PARAMS_CUH
+
+// Activations (EpiParams.act; 0: none).
+#define ACT_RELU 1
+#define ACT_LRELU 2  // LeakyReLU(0.2)
+
+// Pixel formats (FrameParams.format), as src/backend/pixels.rs `PixelFormat`.
+#define FMT_RGB 0
+#define FMT_RGBA 1
+#define FMT_BGRA 2
+#define FMT_RGBX 3
+#define FMT_BGRX 4
+#define FMT_I420 5
+#define FMT_NV12 6
+
+// Threads per block of every kernel; the reductions size their shared memory by it.
+#define THREADS 256
+// Bytes of one vector load or store (ldv / stv in common.cuh).
+#define VECTOR_BYTES 16
+// A frame slot is float32 [ph, pw, SLOT_CHANNELS]: R, G, B and a zero.
+#define SLOT_CHANNELS 4
+// Doubles per slot in the slot-sum table: the R, G, B sums and one unused.
+#define SLOT_SUM_RECORD 4
+// Channels of the network input: 4 frames x 2x2 pixels x 3 colours.
+#define NET_IN_CHANNELS 48
+
+// Epilogue over channels-last [rows, c] (kernels/elementwise.cu).
+struct EpiParams {
+    const void *x;      // [rows, c]
+    const void *resid;  // [rows, c] or null
+    const float *bias;  // [c] or null
+    const float *gate;  // [c] or null
+    void *out;          // row stride out_stride, channel offset out_off
+    void *out2;         // or null
+    long long rows;
+    int c, act, out_stride, out_off, out2_stride, out2_off;
+    // Time unfold of x (0: none): x is [fold_p, fold_t, c] and row r = t * fold_p + p of the
+    // output reads x row p * fold_t + t (the stem's output, time folded into channels).
+    int fold_t, fold_p;
+    // Sub-pixel gather (ph_h = 0: none): x holds the four phases of a transposed conv
+    // (weights::convt_phases) as [ph_t][ph_h + 1][ph_w + 1][4][c]; output row r = (t, Y, X) of
+    // [ph_t, 2 ph_h, 2 ph_w] reads phase (Y%2, X%2) at (t, Y/2 + Y%2, X/2 + X%2).
+    int ph_t, ph_h, ph_w;
+    // Period of the bias and gate channels (0: c): the in-place pass over the four phases runs
+    // with c = 4 x the stage's channels, which all share one bias and gate.
+    int gc;
+};
+
+// The Y'CbCr constants of src/backend/pixels.rs `YuvCoeffs` (same struct, same arithmetic).
+struct YuvCoeffs {
+    float y_off, y_scale, c_scale, r_cr, g_cb, g_cr, b_cb, kr, kg, kb, cb_scale, cr_scale,
+        y_range, c_range;
+};
+
+// A frame's layout (kernels/pixels.cu).
+struct FrameParams {
+    long long off[3];  // byte offset of each plane
+    int stride[3];     // bytes per row of each plane
+    int format, width, height, pw, ph;
+    YuvCoeffs yuv;
+};
+
+static_assert(sizeof(EpiParams) == 104, "EpiParams differs from src/cuda/params.rs");
+static_assert(sizeof(YuvCoeffs) == 56, "YuvCoeffs differs from src/backend/pixels.rs");
+static_assert(sizeof(FrameParams) == 112, "FrameParams differs from src/cuda/params.rs");
+
+#endif

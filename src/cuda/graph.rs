@@ -1,0 +1,729 @@
+//! The forward pass as data: the graph IR (convolutions, SE gates, epilogues, the pad) over a
+//! table of activation buffers, built for one padded frame size before anything is allocated,
+//! and the buffers' lifetimes for the arena planner. Pure Rust: no GPU is needed to build or
+//! test a plan.
+//!
+//! Layout: every activation is channels-last `[t, h, w, c]` (batch 1).
+
+use super::arena::Lifetime;
+use super::params::{ACT_LRELU, ACT_RELU};
+use super::weights::{ConvW, GateW, NetWeights, Span, elem_bytes};
+
+/// One step of the forward pass. Buffers are indices into the plan's buffer table.
+#[derive(Clone, Debug)]
+pub(super) enum Op {
+    /// y = conv_i(x) (cuDNN), written `y_off` elements into y.
+    Conv {
+        i: usize,
+        x: usize,
+        y: usize,
+        y_off: usize,
+    },
+    /// SE gate of x (+ conv bias) into the gate scratch vector. `phases`: x holds the four
+    /// sub-pixel phases of a transposed conv's output of `rows` rows, `(t, h, w)` their grid,
+    /// as `[t][h + 1][w + 1][4][c]`.
+    Gate {
+        x: usize,
+        rows: usize,
+        c: usize,
+        bias: Option<Span>,
+        gate: GateW,
+        phases: Option<(usize, usize, usize)>,
+    },
+    /// out = act((x + bias) * gate + resid), optionally twice.
+    Epi(Epi),
+    /// Reflection pad 3 with LeakyReLU of x [h, w, c] (`phased`: in sub-pixel phase layout)
+    /// into y, in 2x2 space-to-depth form.
+    Pad {
+        x: usize,
+        y: usize,
+        h: usize,
+        w: usize,
+        c: usize,
+        phased: bool,
+    },
+}
+
+/// An epilogue step: out = act((x + bias) * gate + resid) over `rows` x `c`, written to `out`
+/// and optionally to `out2` (see `EpiParams` in kernels/params.cuh).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Epi {
+    pub x: usize,
+    pub rows: usize,
+    pub c: usize,
+    /// float32 `[c]` in the weights.
+    pub bias: Option<Span>,
+    /// Scale by the gate scratch vector (made by the `Gate` step just before).
+    pub gate: bool,
+    pub resid: Option<usize>,
+    pub act: i32,
+    pub out: Dst,
+    pub out2: Option<Dst>,
+    /// x is `[p, t, c]` (time folded into channels): (t, p).
+    pub fold: Option<(usize, usize)>,
+    /// x is the four sub-pixel phases of grid `(t, h, w)`, gathered into output order.
+    pub phases: Option<(usize, usize, usize)>,
+    /// Period of the bias and gate channels, when it is not `c` (the in-place pass over all
+    /// four phases at once).
+    pub gc: Option<usize>,
+}
+
+impl Epi {
+    /// act(x) over `dims` into `out`: no bias, gate, residual, second output, fold or phases.
+    fn new(x: usize, dims: &[usize; 5], act: i32, out: Dst) -> Epi {
+        Epi {
+            x,
+            rows: rows(dims),
+            c: dims[1],
+            bias: None,
+            gate: false,
+            resid: None,
+            act,
+            out,
+            out2: None,
+            fold: None,
+            phases: None,
+            gc: None,
+        }
+    }
+}
+
+/// Where an epilogue writes: buffer, row stride and channel offset (elements).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Dst {
+    pub buf: usize,
+    pub stride: usize,
+    pub off: usize,
+}
+
+impl Op {
+    /// Buffers the step reads.
+    pub(super) fn reads(&self) -> Vec<usize> {
+        match self {
+            Op::Conv { x, .. } | Op::Gate { x, .. } | Op::Pad { x, .. } => vec![*x],
+            Op::Epi(e) => {
+                let mut v = vec![e.x];
+                v.extend(e.resid);
+                v
+            }
+        }
+    }
+
+    /// Buffers the step writes (a gate goes to the gate scratch vector, not to a buffer).
+    pub(super) fn writes(&self) -> Vec<usize> {
+        match self {
+            Op::Conv { y, .. } | Op::Pad { y, .. } => vec![*y],
+            Op::Gate { .. } => Vec::new(),
+            Op::Epi(e) => {
+                let mut v = vec![e.out.buf];
+                v.extend(e.out2.map(|d| d.buf));
+                v
+            }
+        }
+    }
+
+    /// Every buffer the step touches.
+    pub(super) fn buffers(&self) -> Vec<usize> {
+        let mut v = self.reads();
+        v.extend(self.writes());
+        v
+    }
+}
+
+/// A convolution of the plan: its weights and the cuDNN shapes.
+pub(super) struct ConvStep {
+    pub w: ConvW,
+    pub x_dims: [usize; 5],
+    pub y_dims: [usize; 5],
+}
+
+/// Reflection padding before the outconv (its 7x7 taps).
+pub(super) const OUTCONV_PAD: usize = 3;
+
+/// The forward pass as data, before any allocation.
+pub(super) struct Graph {
+    /// Bytes of each buffer.
+    pub bufs: Vec<usize>,
+    pub ops: Vec<Op>,
+    pub convs: Vec<ConvStep>,
+    /// Network input (space-to-depth with time in channels, `[hp/2 + 3, wp/2 + 3, 48]`) and
+    /// outconv output `[hp/2, wp/2, kout]` (2x2 blocks of pixels).
+    pub xin: usize,
+    pub y: usize,
+    /// Widest SE gate.
+    pub cmax: usize,
+}
+
+struct Builder<'a> {
+    net: &'a NetWeights,
+    esz: usize,
+    g: Graph,
+}
+
+impl Builder<'_> {
+    fn buf(&mut self, elems: usize) -> usize {
+        self.g.bufs.push(elems * self.esz);
+        self.g.bufs.len() - 1
+    }
+
+    fn conv(&mut self, w: ConvW, x: usize, x_dims: [usize; 5]) -> (usize, [usize; 5]) {
+        let s = w.shape;
+        let [_, _, d, h, wd] = x_dims;
+        let y_dims = if s.transposed {
+            [1, s.cout(), d, h * 2, wd * 2]
+        } else {
+            let o = |n: usize, i: usize| (n + 2 * s.pad[i] - s.taps[i]) / s.stride[i] + 1;
+            [1, s.cout(), o(d, 0), o(h, 1), o(wd, 2)]
+        };
+        let y = self.buf(y_dims.iter().product());
+        self.g.convs.push(ConvStep { w, x_dims, y_dims });
+        self.g.ops.push(Op::Conv {
+            i: self.g.convs.len() - 1,
+            x,
+            y,
+            y_off: 0,
+        });
+        (y, y_dims)
+    }
+
+    /// A transposed conv as its four sub-pixel phases in one conv (weights::convt_phases) into
+    /// one buffer `[t][h + 1][w + 1][4][c]`. Returns it and the phase grid (t, h, w).
+    fn convt_phases(
+        &mut self,
+        phases: ConvW,
+        x: usize,
+        x_dims: [usize; 5],
+    ) -> (usize, (usize, usize, usize)) {
+        let [_, _, t, h, w] = x_dims;
+        let (y, _) = self.conv(phases, x, x_dims);
+        (y, (t, h, w))
+    }
+
+    fn gate(&mut self, x: usize, dims: [usize; 5], bias: Option<Span>, gate: GateW) {
+        self.g.cmax = self.g.cmax.max(gate.c);
+        self.g.ops.push(Op::Gate {
+            x,
+            rows: rows(&dims),
+            c: dims[1],
+            bias,
+            gate,
+            phases: None,
+        });
+    }
+
+    fn epi(&mut self, e: Epi) {
+        self.g.ops.push(Op::Epi(e));
+    }
+}
+
+fn rows(dims: &[usize; 5]) -> usize {
+    dims[0] * dims[2] * dims[3] * dims[4]
+}
+
+fn inplace(buf: usize, c: usize) -> Dst {
+    Dst {
+        buf,
+        stride: c,
+        off: 0,
+    }
+}
+
+/// Plans the forward pass for a padded frame size.
+pub(super) fn build_graph(
+    net: &NetWeights,
+    spec: &crate::model::ModelSpec,
+    hp: usize,
+    wp: usize,
+    convt_cudnn: bool,
+) -> Graph {
+    let mut b = Builder {
+        net,
+        esz: elem_bytes(net.precision),
+        g: Graph {
+            bufs: Vec::new(),
+            ops: Vec::new(),
+            convs: Vec::new(),
+            xin: 0,
+            y: 0,
+            cmax: 0,
+        },
+    };
+    // Stem: a 2-D conv on the space-to-depth input with time in channels (weights::stem_fold),
+    // then bias + ReLU while unfolding time into x0 [4, h/2, w/2, c] and its copy in cat3.
+    let xin_dims = [1, b.net.cin, 1, hp / 2 + 3, wp / 2 + 3];
+    let xin = b.buf(xin_dims.iter().product());
+    b.g.xin = xin;
+    // Concatenation buffers [decoder output d_k, skip]: the skips are written into them by the
+    // encoder, the decoder outputs later; nothing is copied.
+    let cat_c = [
+        spec.decoder[0] + spec.widths[2],
+        spec.decoder[1] + spec.widths[1],
+        spec.decoder[2] + spec.widths[0],
+        spec.decoder[3] + spec.stem,
+    ];
+    let px = |s: usize| 4 * (hp / s) * (wp / s);
+    let (s0, _) = b.conv(net.stem, xin, xin_dims);
+    let x0_dims = [1, spec.stem, 4, hp / 2, wp / 2];
+    let x0 = b.buf(x0_dims.iter().product());
+    let cat3 = b.buf(px(2) * cat_c[3]);
+    b.epi(Epi {
+        bias: net.stem_bias,
+        out2: Some(Dst {
+            buf: cat3,
+            stride: cat_c[3],
+            off: spec.decoder[3],
+        }),
+        fold: Some((4, (hp / 2) * (wp / 2))),
+        ..Epi::new(s0, &x0_dims, ACT_RELU, inplace(x0, spec.stem))
+    });
+    let cat2 = b.buf(px(2) * cat_c[2]);
+    let cat1 = b.buf(px(4) * cat_c[1]);
+    let cat0 = b.buf(px(8) * cat_c[0]);
+    let skips = [
+        (cat2, cat_c[2], spec.decoder[2]),
+        (cat1, cat_c[1], spec.decoder[1]),
+        (cat0, cat_c[0], spec.decoder[0]),
+    ];
+    let (mut cur, mut cur_dims) = (x0, x0_dims);
+    for (l, pair) in net.blocks.iter().enumerate() {
+        for (bi, blk) in pair.iter().enumerate() {
+            let (t1, t1_dims) = b.conv(blk.conv1, cur, cur_dims);
+            let c = t1_dims[1];
+            b.epi(Epi {
+                bias: blk.conv1.bias,
+                ..Epi::new(t1, &t1_dims, ACT_RELU, inplace(t1, c))
+            });
+            let (t2, t2_dims) = b.conv(blk.conv2, t1, t1_dims);
+            let resid = match blk.ds {
+                Some(ds) => b.conv(ds, cur, cur_dims).0,
+                None => cur,
+            };
+            b.gate(t2, t2_dims, blk.conv2.bias, blk.gate);
+            let skip = (bi == 1 && l < 3).then(|| {
+                let (buf, stride, off) = skips[l];
+                Dst { buf, stride, off }
+            });
+            b.epi(Epi {
+                bias: blk.conv2.bias,
+                gate: true,
+                resid: Some(resid),
+                out2: skip,
+                ..Epi::new(t2, &t2_dims, ACT_RELU, inplace(t2, c))
+            });
+            (cur, cur_dims) = (t2, t2_dims);
+        }
+    }
+    // Decoder: stage k reads cat_{k-1} (x4 for d0) and writes its output into cat_k[.., :d_k].
+    // Transposed stages run as four sub-pixel phase convs unless `convt_cudnn`.
+    let mut input = (cur, cur_dims);
+    // Whether the last stage's output is left in sub-pixel phase layout (fuse and pad read it
+    // so).
+    let mut phased_out = false;
+    let cats = [cat0, cat1, cat2, cat3];
+    for (d, stage) in net.dec.iter().enumerate() {
+        let bias = stage.conv.bias;
+        let (raw, raw_dims, phases) = match stage.phases {
+            Some(ph) if !convt_cudnn => {
+                let (y, (t, h, w)) = b.convt_phases(ph, input.0, input.1);
+                let c = ph.shape.cout() / 4;
+                b.g.cmax = b.g.cmax.max(stage.gate.c);
+                b.g.ops.push(Op::Gate {
+                    x: y,
+                    rows: t * 4 * h * w,
+                    c,
+                    bias,
+                    gate: stage.gate,
+                    phases: Some((t, h, w)),
+                });
+                (y, [1, c, t, 2 * h, 2 * w], Some((t, h, w)))
+            }
+            _ => {
+                let (raw, raw_dims) = b.conv(stage.conv, input.0, input.1);
+                b.gate(raw, raw_dims, bias, stage.gate);
+                (raw, raw_dims, None)
+            }
+        };
+        let c = raw_dims[1];
+        if d < 4 {
+            let out = Dst {
+                buf: cats[d],
+                stride: cat_c[d],
+                off: 0,
+            };
+            b.epi(Epi {
+                bias,
+                gate: true,
+                phases,
+                ..Epi::new(raw, &raw_dims, ACT_LRELU, out)
+            });
+            let mut dims = raw_dims;
+            dims[1] = cat_c[d];
+            input = (cats[d], dims);
+        } else {
+            // In place; over phases, all four at once (4c channels sharing c gates) and their
+            // spare row and column too (nothing reads them).
+            let (dims, gc) = match phases {
+                Some((t, h, w)) => ([1, 4 * c, t, h + 1, w + 1], Some(c)),
+                None => (raw_dims, None),
+            };
+            b.epi(Epi {
+                bias,
+                gate: true,
+                gc,
+                ..Epi::new(raw, &dims, ACT_LRELU, inplace(raw, dims[1]))
+            });
+            input = (raw, dims);
+            phased_out = phases.is_some();
+        }
+    }
+    // Time fold + feature_fuse as one (4, 1, 1) conv, then pad (with the LeakyReLU), outconv.
+    // On phases [4 t, h/2 + 1, w/2 + 1, 4 phases x c] the fuse is block-diagonal over phases
+    // (weights::fuse_phases), its output [h/2 + 1, w/2 + 1, 4 phases x f], which the pad
+    // gathers.
+    let fuse = if phased_out {
+        net.fuse_phases
+    } else {
+        net.fuse
+    };
+    let (f, _) = b.conv(fuse, input.0, input.1);
+    let fc = net.fuse.shape.cout();
+    // The padded map in space-to-depth form for the per-2x2-block outconv (weights::outconv_s2d).
+    let pad_dims = [1, 4 * fc, 1, hp / 2 + 3, wp / 2 + 3];
+    let padded = b.buf(pad_dims.iter().product());
+    b.g.ops.push(Op::Pad {
+        x: f,
+        y: padded,
+        h: hp,
+        w: wp,
+        c: fc,
+        phased: phased_out,
+    });
+    let (y, _) = b.conv(net.out, padded, pad_dims);
+    b.g.y = y;
+    b.g
+}
+
+/// Lifetimes of the graph's buffers: from the first step that touches each to the last; the
+/// input is live from the start, the output until the end (the output kernels read it).
+pub(super) fn lifetimes(g: &Graph) -> Vec<Lifetime> {
+    let mut lt: Vec<Option<(usize, usize)>> = vec![None; g.bufs.len()];
+    for (i, op) in g.ops.iter().enumerate() {
+        for b in op.buffers() {
+            lt[b] = Some(match lt[b] {
+                Some((f, l)) => (f.min(i), l.max(i)),
+                None => (i, i),
+            });
+        }
+    }
+    let end = g.ops.len();
+    g.bufs
+        .iter()
+        .enumerate()
+        .map(|(i, &bytes)| {
+            let (mut first, mut last) = lt[i].unwrap_or((0, 0));
+            if i == g.xin {
+                first = 0;
+            }
+            if i == g.y {
+                last = end;
+            }
+            Lifetime { bytes, first, last }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Precision;
+    use crate::cuda::arena::plan_arena;
+    use crate::model::ModelSpec;
+
+    fn fake_net(spec: &ModelSpec, p: Precision) -> NetWeights {
+        let model = crate::cuda::synth::synthetic_model(spec, 1).expect("synthetic model");
+        NetWeights::pack(&model, p)
+    }
+
+    /// A narrow shape of base width `w`.
+    fn narrow(w: usize, n_out: usize) -> ModelSpec {
+        ModelSpec {
+            stem: w,
+            widths: [w, 2 * w, 4 * w, 8 * w],
+            decoder: [4 * w, 2 * w, w, w, w],
+            fuse: w,
+            ..ModelSpec::released(n_out)
+        }
+    }
+
+    /// Narrow 2x and 4x shapes (the 4x one with encoder biases), in two precisions.
+    fn narrow_nets() -> Vec<(ModelSpec, NetWeights)> {
+        let mut nets = Vec::new();
+        for spec in [narrow(8, 1), narrow(12, 3)] {
+            assert_eq!(spec.encoder_bias, spec.n_out > 1);
+            for p in [Precision::Fp32, Precision::Fp16] {
+                nets.push((spec.clone(), fake_net(&spec, p)));
+            }
+        }
+        nets
+    }
+
+    /// Padded sizes (multiples of 8) the graph tests run at.
+    const SIZES: [(usize, usize); 3] = [(8, 8), (24, 40), (48, 64)];
+
+    #[test]
+    fn plan_of_full_width_1080p_fits_far_below_pytorch() {
+        let spec = ModelSpec::released(1);
+        let net = fake_net(&spec, Precision::Fp16);
+        for convt_cudnn in [false, true] {
+            let g = build_graph(&net, &spec, 1080, 1920, convt_cudnn);
+            let lts = lifetimes(&g);
+            let plan = plan_arena(&lts);
+            let unshared: usize = g.bufs.iter().sum();
+            // The d4 output alone is 1.06 GB in fp16 (as four sub-pixel phases with a spare row
+            // and column each, slightly more).
+            let d4 = if convt_cudnn {
+                64 * 4 * 1080 * 1920 * 2
+            } else {
+                4 * 64 * 4 * 541 * 961 * 2
+            };
+            assert!(g.bufs.contains(&d4));
+            assert!(plan.size < 2_300_000_000, "arena {} bytes", plan.size);
+            assert!(
+                plan.size < unshared / 2,
+                "arena {} vs unshared {unshared}",
+                plan.size
+            );
+            // The last conv (outconv per 2x2 block) makes the half-resolution block grid.
+            assert_eq!(
+                g.convs.last().map(|c| c.y_dims),
+                Some([1, net.kout, 1, 540, 960])
+            );
+            check_arena(&g);
+        }
+    }
+
+    /// What has been written into a buffer so far: byte ranges written whole, and channel
+    /// ranges written in every row of a buffer of `stride` channels per row.
+    #[derive(Clone, Default)]
+    struct Cover {
+        bytes: Vec<(usize, usize)>,
+        channels: Vec<(usize, usize)>,
+        stride: usize,
+    }
+
+    fn covers(mut ranges: Vec<(usize, usize)>, end: usize) -> bool {
+        ranges.sort_unstable();
+        let mut at = 0;
+        for (lo, hi) in ranges {
+            if lo > at {
+                return false;
+            }
+            at = at.max(hi);
+        }
+        at >= end
+    }
+
+    impl Cover {
+        fn complete(&self, bytes: usize) -> bool {
+            covers(self.bytes.clone(), bytes)
+                || (self.stride > 0 && covers(self.channels.clone(), self.stride))
+        }
+    }
+
+    /// Elements of a buffer, checking that its bytes are a whole number of elements.
+    fn elems(g: &Graph, b: usize, esz: usize) -> usize {
+        assert_eq!(g.bufs[b] % esz, 0, "buffer {b}");
+        g.bufs[b] / esz
+    }
+
+    /// Every buffer a step reads has been written whole by earlier steps (the input by the
+    /// input assembly), every step stays inside its buffers, and every gated epilogue follows
+    /// the gate of its own input.
+    fn check_dataflow(g: &Graph, esz: usize, what: &str) {
+        let mut cover = vec![Cover::default(); g.bufs.len()];
+        cover[g.xin].bytes.push((0, g.bufs[g.xin]));
+        let mut gate_of: Option<usize> = None;
+        for (i, op) in g.ops.iter().enumerate() {
+            for b in op.reads() {
+                assert!(
+                    cover[b].complete(g.bufs[b]),
+                    "{what}: step {i} {op:?} reads buffer {b} before it is written whole"
+                );
+            }
+            match *op {
+                Op::Conv { i: ci, x, y, y_off } => {
+                    let c = &g.convs[ci];
+                    let xn: usize = c.x_dims.iter().product();
+                    let yn: usize = c.y_dims.iter().product();
+                    assert_eq!(xn, elems(g, x, esz), "{what}: step {i} input size");
+                    assert!(
+                        (y_off + yn) * esz <= g.bufs[y],
+                        "{what}: step {i} writes past its output"
+                    );
+                    cover[y].bytes.push((y_off * esz, (y_off + yn) * esz));
+                }
+                Op::Gate {
+                    x,
+                    rows,
+                    c,
+                    phases,
+                    gate,
+                    ..
+                } => {
+                    let n = match phases {
+                        Some((t, h, w)) => {
+                            assert_eq!(rows, t * 4 * h * w, "{what}: step {i} phase rows");
+                            4 * t * (h + 1) * (w + 1) * c
+                        }
+                        None => rows * c,
+                    };
+                    assert_eq!(n, elems(g, x, esz), "{what}: step {i} gate input size");
+                    assert_eq!(gate.c, c, "{what}: step {i} gate width");
+                    assert!(c <= g.cmax, "{what}: step {i} gate wider than the scratch");
+                    gate_of = Some(x);
+                }
+                Op::Epi(Epi {
+                    x,
+                    rows,
+                    c,
+                    gate,
+                    resid,
+                    out,
+                    out2,
+                    fold,
+                    phases,
+                    gc,
+                    ..
+                }) => {
+                    let xrows = match (fold, phases) {
+                        (Some((t, p)), None) => {
+                            assert_eq!(t * p, rows, "{what}: step {i} fold");
+                            rows
+                        }
+                        (None, Some((t, h, w))) => {
+                            assert_eq!(rows, t * 4 * h * w, "{what}: step {i} phase rows");
+                            4 * t * (h + 1) * (w + 1)
+                        }
+                        (None, None) => rows,
+                        _ => panic!("{what}: step {i} folds and gathers phases at once"),
+                    };
+                    assert!(xrows * c <= elems(g, x, esz), "{what}: step {i} input size");
+                    if let Some(r) = resid {
+                        assert!(rows * c <= elems(g, r, esz), "{what}: step {i} residual");
+                    }
+                    if gate {
+                        assert_eq!(gate_of, Some(x), "{what}: step {i} uses another's gate");
+                    }
+                    if let Some(gc) = gc {
+                        assert!(c % gc == 0, "{what}: step {i} bias/gate period");
+                        assert!(gc <= g.cmax, "{what}: step {i} gate wider than the scratch");
+                    }
+                    for d in std::iter::once(out).chain(out2) {
+                        assert!(d.off + c <= d.stride, "{what}: step {i} channels");
+                        assert_eq!(
+                            rows * d.stride,
+                            elems(g, d.buf, esz),
+                            "{what}: step {i} output rows"
+                        );
+                        let cv = &mut cover[d.buf];
+                        if d.off == 0 && d.stride == c {
+                            cv.bytes.push((0, g.bufs[d.buf]));
+                        } else {
+                            assert!(cv.stride == 0 || cv.stride == d.stride, "{what}: step {i}");
+                            cv.stride = d.stride;
+                            cv.channels.push((d.off, d.off + c));
+                        }
+                    }
+                }
+                Op::Pad {
+                    x,
+                    y,
+                    h,
+                    w,
+                    c,
+                    phased,
+                } => {
+                    let xn = if phased {
+                        4 * (h / 2 + 1) * (w / 2 + 1) * c
+                    } else {
+                        h * w * c
+                    };
+                    assert_eq!(xn, elems(g, x, esz), "{what}: step {i} pad input");
+                    let yn = (h + 6) / 2 * ((w + 6) / 2) * 4 * c;
+                    assert_eq!(yn, elems(g, y, esz), "{what}: step {i} pad output");
+                    cover[y].bytes.push((0, g.bufs[y]));
+                }
+            }
+        }
+        assert!(
+            cover[g.y].complete(g.bufs[g.y]),
+            "{what}: the output is not written whole"
+        );
+    }
+
+    /// Lifetimes contain every step that touches a buffer (the input from the start, the
+    /// output to the end), and buffers live at the same time never share arena bytes.
+    fn check_arena(g: &Graph) {
+        let lts = lifetimes(g);
+        for (i, op) in g.ops.iter().enumerate() {
+            for b in op.buffers() {
+                assert!(lts[b].first <= i && i <= lts[b].last, "step {i} buffer {b}");
+            }
+        }
+        assert_eq!(lts[g.xin].first, 0);
+        assert_eq!(lts[g.y].last, g.ops.len());
+        let plan = plan_arena(&lts);
+        for (a, la) in lts.iter().enumerate() {
+            let oa = plan.offsets[a];
+            assert!(oa + la.bytes <= plan.size, "buffer {a} past the arena");
+            for (b, lb) in lts.iter().enumerate().skip(a + 1) {
+                let ob = plan.offsets[b];
+                let live = la.first <= lb.last && lb.first <= la.last;
+                let apart = oa + la.bytes <= ob || ob + lb.bytes <= oa;
+                assert!(!live || apart, "buffers {a} and {b} share bytes while live");
+            }
+        }
+    }
+
+    #[test]
+    fn every_read_was_written_and_live_buffers_are_apart() {
+        for (spec, net) in narrow_nets() {
+            let esz = elem_bytes(net.precision);
+            for (hp, wp) in SIZES {
+                for convt_cudnn in [false, true] {
+                    let g = build_graph(&net, &spec, hp, wp, convt_cudnn);
+                    let what = format!(
+                        "n_out {} {:?} {hp}x{wp} convt_cudnn {convt_cudnn}",
+                        spec.n_out, net.precision
+                    );
+                    check_dataflow(&g, esz, &what);
+                    check_arena(&g);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transposed_stages_run_as_phases_unless_asked() {
+        for (spec, net) in narrow_nets() {
+            let n_transposed = net.dec.iter().filter(|d| d.phases.is_some()).count();
+            assert!(n_transposed > 0);
+            let phased = build_graph(&net, &spec, 24, 40, false);
+            let cudnn = build_graph(&net, &spec, 24, 40, true);
+            let count = |g: &Graph| g.convs.iter().filter(|c| c.w.shape.transposed).count();
+            assert_eq!(count(&phased), 0);
+            assert_eq!(count(&cudnn), n_transposed);
+            // Each transposed stage becomes one conv with four phases' outputs.
+            assert_eq!(phased.convs.len(), cudnn.convs.len());
+            let pad_phased = |g: &Graph| {
+                g.ops
+                    .iter()
+                    .any(|op| matches!(op, Op::Pad { phased: true, .. }))
+            };
+            // The last stage is transposed: its output stays in phase layout for the pad.
+            assert!(crate::model::spec::DECODER_TRANSPOSED[4]);
+            assert!(pad_phased(&phased));
+            assert!(!pad_phased(&cudnn));
+        }
+    }
+}
