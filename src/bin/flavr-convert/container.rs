@@ -237,9 +237,10 @@ mod tests {
         assert!(Container::Mp4.takes("audio_%u", &aac));
         assert!(Container::Mkv.takes("audio_%u", &aac));
         assert!(!Container::Webm.takes("audio_%u", &aac));
-        let opus: gst::Caps = "audio/x-opus, channel-mapping-family=(int)0"
-            .parse()
-            .unwrap();
+        let opus: gst::Caps =
+            "audio/x-opus, channel-mapping-family=(int)0, channels=(int)2, rate=(int)48000"
+                .parse()
+                .unwrap();
         assert!(Container::Webm.takes("audio_%u", &opus));
     }
 }

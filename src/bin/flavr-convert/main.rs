@@ -113,13 +113,5 @@ fn fail(f: &Failure) -> ExitCode {
 
 /// What the modules' tests share.
 #[cfg(test)]
-pub(crate) mod test_support {
-    /// GStreamer and the plugin, once per test binary.
-    pub(crate) fn init() {
-        static INIT: std::sync::Once = std::sync::Once::new();
-        INIT.call_once(|| {
-            gst::init().unwrap();
-            gstflavrinterp::plugin_register_static().unwrap();
-        });
-    }
-}
+#[path = "../shared/test_init.rs"]
+pub(crate) mod test_support;

@@ -63,7 +63,9 @@ impl Options {
                     match v.parse::<u32>() {
                         Ok(f) if FACTORS.contains(&f) => factor = Some(f),
                         _ => {
-                            return Err(Failure::usage(format!("--factor: `{v}` is not 2, 4 or 8")));
+                            return Err(Failure::usage(format!(
+                                "--factor: `{v}` is not 2, 4 or 8"
+                            )));
                         }
                     }
                 }

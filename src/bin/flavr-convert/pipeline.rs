@@ -123,16 +123,20 @@ fn open_interp(
     Ok((interp, gpu, fallback))
 }
 
+/// What one conversion is made of.
+pub(crate) struct Job<'a> {
+    pub(crate) opts: &'a Options,
+    pub(crate) uri: &'a str,
+    pub(crate) plan: Plan,
+    pub(crate) container: Container,
+    /// The file the muxer writes (OUTPUT.part).
+    pub(crate) part: &'a Path,
+}
+
 /// The elements, linked, with the decoder's streams linked as they appear.
-pub(crate) fn build(
-    opts: &Options,
-    uri: &str,
-    plan: Plan,
-    container: Container,
-    part: &Path,
-) -> Result<Converter, Failure> {
+pub(crate) fn build(job: &Job) -> Result<Converter, Failure> {
     let pipeline = gst::Pipeline::new();
-    let built = assemble(&pipeline, opts, uri, plan, container, part);
+    let built = assemble(&pipeline, job);
     if built.is_err() {
         // Elements go to NULL before they are dropped.
         let _ = pipeline.set_state(gst::State::Null);
@@ -140,14 +144,14 @@ pub(crate) fn build(
     built
 }
 
-fn assemble(
-    pipeline: &gst::Pipeline,
-    opts: &Options,
-    uri: &str,
-    plan: Plan,
-    container: Container,
-    part: &Path,
-) -> Result<Converter, Failure> {
+fn assemble(pipeline: &gst::Pipeline, job: &Job) -> Result<Converter, Failure> {
+    let Job {
+        opts,
+        uri,
+        plan,
+        container,
+        part,
+    } = *job;
     let pipeline = pipeline.clone();
     let (interp, gpu, fallback) = open_interp(&pipeline, opts, plan.factor)?;
     let encoder_name = container.pick_video_encoder(opts.encoder.as_deref(), gpu)?;

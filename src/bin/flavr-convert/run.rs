@@ -37,7 +37,13 @@ pub(crate) fn run(opts: &Options) -> Result<(Summary, Option<i32>), Failure> {
     })?;
     let input = probe::probe(&opts.input)?;
     let plan = Plan::new(opts.rate, input.rate).map_err(Failure::usage)?;
-    let conv = pipeline::build(opts, &input.uri, plan, container, part.path())?;
+    let conv = pipeline::build(&pipeline::Job {
+        opts,
+        uri: &input.uri,
+        plan,
+        container,
+        part: part.path(),
+    })?;
     let model = match &opts.model {
         Some(m) => m.display().to_string(),
         None => "embedded".to_string(),
