@@ -149,6 +149,9 @@ impl Track {
     }
 }
 
+/// A value the streaming threads fill.
+type Shared<T> = Arc<Mutex<T>>;
+
 /// The video and audio streams of `path`, decoded.
 fn streams(path: &Path) -> (Track, Option<Track>) {
     init();
@@ -161,7 +164,7 @@ fn streams(path: &Path) -> (Track, Option<Track>) {
         .build()
         .unwrap();
     pipeline.add(&decode).unwrap();
-    let tracks: Arc<Mutex<Vec<(String, Arc<Mutex<Track>>)>>> = Arc::default();
+    let tracks: Shared<Vec<(String, Shared<Track>)>> = Arc::default();
     let t = tracks.clone();
     let weak = pipeline.downgrade();
     decode.connect_pad_added(move |_, pad| {

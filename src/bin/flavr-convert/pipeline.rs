@@ -227,7 +227,7 @@ fn assemble(pipeline: &gst::Pipeline, job: &Job) -> Result<Converter, Failure> {
             .structure(0)
             .is_some_and(|s| !s.name().starts_with("video/"))
             && (container.takes("audio_%u", &caps) || container.takes("subtitle_%u", &caps))
-            && !caps.structure(0).is_some_and(|s| s.name() == "audio/x-raw");
+            && caps.structure(0).is_none_or(|s| s.name() != "audio/x-raw");
         Some((!remux).to_value())
     });
     let s = shared.clone();

@@ -77,15 +77,14 @@ pub(crate) fn probe(path: &Path) -> Result<Input, Failure> {
     let videos = info.video_streams();
     // A missing decoder for the video (or the container) matters; one for audio does not
     // when the video decodes (the audio is then left out, with a note).
-    if videos.is_empty() || info.result() == gst_pbutils::DiscovererResult::MissingPlugins {
-        if let Some(d) = details
+    if (videos.is_empty() || info.result() == gst_pbutils::DiscovererResult::MissingPlugins)
+        && let Some(d) = details
             .iter()
             .find(|d| videos.is_empty() || !d.contains("decoder-audio/"))
-        {
-            let description = d.split('|').nth(3).unwrap_or("this format").to_string();
-            let f = plugins::missing(d, &description);
-            return Err(Failure::new(f.code, format!("{name}: {}", f.message)));
-        }
+    {
+        let description = d.split('|').nth(3).unwrap_or("this format").to_string();
+        let f = plugins::missing(d, &description);
+        return Err(Failure::new(f.code, format!("{name}: {}", f.message)));
     }
     match info.result() {
         gst_pbutils::DiscovererResult::Ok | gst_pbutils::DiscovererResult::MissingPlugins => {}
