@@ -14,6 +14,7 @@ packages=(
     build-essential pkg-config curl ca-certificates
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
     gstreamer1.0-tools
+    gstreamer1.0-plugins-base-apps  # gst-discoverer-1.0 (the flavr-convert tests)
     gstreamer1.0-plugins-base  # videotestsrc, videoconvert, decodebin, playbin, appsink
     gstreamer1.0-plugins-good  # mp4mux, qtdemux
     gstreamer1.0-plugins-bad   # h264parse

@@ -86,17 +86,14 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(test)]
+#[path = "../shared/test_init.rs"]
+mod test_init;
+
 /// What the modules' tests share.
 #[cfg(test)]
 pub(crate) mod test_support {
-    /// GStreamer and the plugin, once per test binary.
-    pub(crate) fn init() {
-        static INIT: std::sync::Once = std::sync::Once::new();
-        INIT.call_once(|| {
-            gst::init().unwrap();
-            gstflavrinterp::plugin_register_static().unwrap();
-        });
-    }
+    pub(crate) use super::test_init::init;
 
     /// A smooth pattern and a noisy copy (LCG noise in -8..=8), as tools/eval's Python
     /// reference makes them for the constants in the metrics tests.
