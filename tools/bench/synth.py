@@ -1,6 +1,6 @@
 """Deterministic synthetic FLAVR weights, bit-identical to src/cuda/synth.rs.
 
-Tensor `ti` (index in the model's key order, ModelSpec::keys in Rust) element i is
+Tensor `ti` (index in the model's key order: ModelSpec::keys, i.e. Flavr::build's order, in Rust) element i is
 (2u - 1) * scale, u = (mix(base + (i + 1) * GOLDEN) >> 40) / 2^24, base = mix((seed << 32) ^ ti),
 with wrapping uint64 arithmetic; scale = sqrt(3 / fan_in) for weights (transposed conv:
 in * taps / 4; outconv quartered), 0.1 for biases.
