@@ -49,7 +49,9 @@ mod tests {
 
     #[test]
     fn open_names_the_missing_feature() {
-        let model = Arc::new(Flavr::load_bytes(crate::model::default_model()).unwrap());
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/flavr2x_w8.safetensors");
+        let model = Arc::new(Flavr::load_path(&path).unwrap());
         let options = EngineOptions::from_env().unwrap();
         let e = open(model, 0, Precision::Fp16, options).err().unwrap();
         let text = e.to_string();

@@ -110,3 +110,60 @@ fn repeated_runs_are_identical() {
     let b = e.interpolate_f32([0, 1, 2, 3]).expect("run");
     assert_eq!(a, b, "two runs on the same input differ (a race?)");
 }
+
+/// The network replayed as a captured CUDA graph computes exactly what its launches issued one
+/// by one compute, for each window it is given (the graph reads the window's slots from device
+/// memory, so one capture serves every window), and after a new configure.
+#[test]
+fn captured_graph_matches_launches() {
+    let model = load_model("flavr2x_w8.safetensors");
+    let eager = gstflavrinterp::cuda::EngineOptions {
+        capture: false,
+        ..options()
+    };
+    let captured = gstflavrinterp::cuda::EngineOptions {
+        capture: true,
+        ..options()
+    };
+    // Skips without a GPU.
+    if engine(&model, Precision::Fp16).is_none() {
+        return;
+    }
+    let open = |o: gstflavrinterp::cuda::EngineOptions| {
+        gstflavrinterp::cuda::open_engine(&model, 0, Precision::Fp16, o).expect("open")
+    };
+    let (mut a, mut b) = (open(eager), open(captured));
+    let t = read_tensors("golden2x.safetensors");
+    for case in ["case0.input", "case1.input"] {
+        let input = &t.iter().find(|(n, _)| n == case).expect("case").1;
+        let (h, w) = (input.shape[3], input.shape[4]);
+        for e in [&mut a, &mut b] {
+            e.configure(&rgb_layout(w, h)).expect("configure");
+            for s in 0..4 {
+                e.load_frame_f32(s, &frame_of(input, s)).expect("load");
+                e.load_frame_f32(s + 4, &frame_of(input, 3 - s))
+                    .expect("load");
+            }
+        }
+        let mut outs = Vec::new();
+        for window in [[0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 2, 3]] {
+            let want = a.interpolate_f32(window).expect("launches");
+            let got = b.interpolate_f32(window).expect("graph");
+            assert_eq!(
+                b.capture_failure(),
+                None,
+                "{case}: the network could not be captured"
+            );
+            assert_eq!(got, want, "{case} window {window:?}: graph replay differs");
+            outs.push(got);
+        }
+        assert_ne!(
+            outs[0], outs[1],
+            "{case}: another window gave the same output"
+        );
+        assert_eq!(
+            outs[0], outs[2],
+            "{case}: the same window gave another output"
+        );
+    }
+}

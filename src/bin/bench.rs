@@ -6,6 +6,7 @@
 //!       [--warmup 3] [--device 0] [--model FILE] [--seed 1]
 //!       [--frames FILE.rgb --frame-size WxH [--dump DIR]]   PSNR of fp16/bf16 against fp32
 //!       [--write-synth FILE]                                the synthetic weights, safetensors
+//!       [--profile]                          per-step times (launch by launch, an event after each)
 //! ```
 //! The engine's options come from the `FLAVR_CUDA_*` variables (see `cuda::options`).
 //!
@@ -32,6 +33,7 @@ struct Args {
     frame_size: Option<(usize, usize)>,
     dump: Option<String>,
     write_synth: Option<String>,
+    profile: bool,
     options: EngineOptions,
 }
 
@@ -73,6 +75,7 @@ fn parse_args() -> Result<Args, String> {
         frame_size: None,
         dump: None,
         write_synth: None,
+        profile: false,
         options: EngineOptions::from_env().map_err(|e| e.to_string())?,
     };
     let mut it = std::env::args().skip(1);
@@ -95,12 +98,13 @@ fn parse_args() -> Result<Args, String> {
             "--frame-size" => a.frame_size = Some(parse_size(&v()?)?),
             "--dump" => a.dump = Some(v()?),
             "--write-synth" => a.write_synth = Some(v()?),
+            "--profile" => a.profile = true,
             "-h" | "--help" => {
                 println!(
                     "{}",
                     include_str!("bench.rs")
                         .lines()
-                        .take(9)
+                        .take(10)
                         .collect::<Vec<_>>()
                         .join("\n")
                 );
@@ -213,6 +217,12 @@ fn bench(a: &Args, model: &Flavr) -> Result<Vec<Row>, String> {
                     .map_err(|e| e.to_string())?;
                 e2e.push(t0.elapsed().as_secs_f32() * 1000.0);
             }
+            if let Some(why) = e.capture_failure() {
+                eprintln!("{w}x{h} {}: no CUDA graph replay: {why}", pname(p));
+            }
+            if a.profile {
+                print_profile(&mut e, window, runs, (w, h), p)?;
+            }
             let (hp, wp) = e.padded_size().unwrap_or((h, w));
             let flops = model.spec.flops(hp, wp);
             let mem = e.memory();
@@ -260,6 +270,58 @@ fn bench(a: &Args, model: &Flavr) -> Result<Vec<Row>, String> {
         }
     }
     Ok(rows)
+}
+
+/// Prints the time of every step of the network (`Engine::profile`) as a table.
+fn print_profile(
+    e: &mut Engine,
+    window: [usize; 4],
+    runs: usize,
+    (w, h): (usize, usize),
+    p: Precision,
+) -> Result<(), String> {
+    let steps = e.profile(window, runs).map_err(|e| e.to_string())?;
+    let total: f32 = steps.iter().map(|s| s.ms).sum();
+    println!(
+        "profile {w}x{h} {}: {} steps, {total:.2} ms launched one by one (median per step of {runs} runs)",
+        pname(p),
+        steps.len()
+    );
+    println!("| step | ms | share | TFLOP/s | GB/s |");
+    println!("|---|---|---|---|---|");
+    let (mut conv_ms, mut conv_flop) = (0f32, 0f64);
+    for s in &steps {
+        let secs = s.ms as f64 * 1e-3;
+        let tflops = if s.flop > 0.0 {
+            conv_ms += s.ms;
+            conv_flop += s.flop;
+            format!("{:.0}", s.flop / secs / 1e12)
+        } else {
+            String::new()
+        };
+        let gbs = if s.bytes > 0.0 {
+            format!("{:.0}", s.bytes / secs / 1e9)
+        } else {
+            String::new()
+        };
+        println!(
+            "| {} | {:.3} | {:.1}% | {tflops} | {gbs} |",
+            s.label,
+            s.ms,
+            100.0 * s.ms / total
+        );
+    }
+    println!(
+        "| all convolutions | {conv_ms:.2} | {:.1}% | {:.0} | |",
+        100.0 * conv_ms / total,
+        conv_flop / (conv_ms as f64 * 1e-3) / 1e12
+    );
+    println!(
+        "| everything else | {:.2} | {:.1}% | | |",
+        total - conv_ms,
+        100.0 * (total - conv_ms) / total
+    );
+    Ok(())
 }
 
 fn psnr(a: &[f32], b: &[f32]) -> f64 {

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, CudaStream, result};
+use cudarc::driver::{CudaContext, CudaGraph, CudaStream, result, sys};
 
 use super::arena::{self, align_up};
 use super::cudnn::{
@@ -51,6 +51,12 @@ impl MemoryReport {
 
 /// Everything made for one frame layout at configure.
 pub(super) struct Plan {
+    /// The network of a window (after its upload, up to the outconv) as a captured CUDA graph
+    /// ([`EngineOptions::capture`]), made at the first window. First: dropped before the
+    /// buffers its launches use.
+    captured: Option<Captured>,
+    /// Why capture was not used for this plan, once it was tried and failed.
+    capture_failed: Option<String>,
     pub layout: FrameLayout,
     pub geom: FrameGeom,
     pub hp: usize,
@@ -89,6 +95,16 @@ impl Plan {
     /// The outconv result `[hp/2, wp/2, kout]`.
     pub fn output(&self) -> Result<DevView<'_>> {
         self.buf(self.y)
+    }
+
+    /// Whether step `i` runs (false: fused into the graph-API plan of the conv before it).
+    pub fn runs(&self, i: usize) -> bool {
+        !self.skip[i]
+    }
+
+    /// Bytes of an activation element.
+    pub fn act_bytes(&self) -> usize {
+        self.act.bytes()
     }
 
     fn workspace(&self) -> Option<DevView<'_>> {
@@ -132,6 +148,70 @@ fn relu_in_place(e: &Epi, y: usize) -> bool {
         && e.fold.is_none()
         && e.phases.is_none()
         && e.gc.is_none()
+}
+
+/// The launch of epilogue step `e`, its buffers from `buf`, its bias from the weights `wbuf`
+/// and the gate vector `gate` (for a gated step).
+fn epilogue_args<'a>(
+    wbuf: &'a DeviceBuf,
+    e: &Epi,
+    buf: &dyn Fn(usize) -> Result<DevView<'a>>,
+    gate: Option<DevView<'a>>,
+) -> Result<Epilogue<'a>> {
+    let dst = |d: Dst| -> Result<EpiOut<'a>> {
+        Ok(EpiOut {
+            view: buf(d.buf)?,
+            stride: d.stride,
+            off: d.off,
+        })
+    };
+    Ok(Epilogue {
+        x: buf(e.x)?,
+        rows: e.rows,
+        c: e.c,
+        bias: e
+            .bias
+            .map(|b| wbuf.slice(b.off, b.bytes, Dtype::F32))
+            .transpose()?,
+        gate,
+        resid: e.resid.map(buf).transpose()?,
+        act: e.act,
+        out: dst(e.out)?,
+        out2: e.out2.map(dst).transpose()?,
+        fold: e.fold,
+        phases: e.phases,
+        gc: e.gc,
+    })
+}
+
+/// Milliseconds of the epilogue `epi` on its own on `stream` (the mean of three runs after
+/// one; it changes its output's contents).
+fn time_epilogue(stream: &CudaStream, k: &Kernels, epi: &Epilogue<'_>) -> Result<f32> {
+    let ctx = stream.context();
+    let ev = || {
+        ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+            .during("cuEventCreate")
+    };
+    let (start, end) = (ev()?, ev()?);
+    launch::epilogue(stream, k, epi)?;
+    start.record(stream).during("cuEventRecord")?;
+    for _ in 0..3 {
+        launch::epilogue(stream, k, epi)?;
+    }
+    end.record(stream).during("cuEventRecord")?;
+    Ok(start.elapsed_ms(&end).during("cuEventElapsedTime")? / 3.0)
+}
+
+/// A captured CUDA graph of the engine's network.
+struct Captured(CudaGraph);
+
+// SAFETY: a graph and its executable are driver handles that any thread may launch with the
+// context current (the engine binds it before every call); the engine is used by one thread
+// at a time (`&mut self`), and the graph is dropped with its plan, before the streams.
+unsafe impl Send for Captured {}
+
+fn not_configured() -> CudaError {
+    CudaError::Layout("configure() must be called before interpolating".into())
 }
 
 /// Opens a context on `device_id`, checking each library first so that a missing one is named.
@@ -344,8 +424,8 @@ impl Engine {
                 let mut gc =
                     search.graph(&self.stream, &mut self.plans, plain, |ms| ms < legacy)?;
                 // An in-place ReLU right after this conv (the encoder blocks' conv1) fused
-                // into the plan, where that is at most 2% slower than the conv alone: it saves
-                // the whole ReLU pass over the output.
+                // into the plan, where the fused plan takes no longer than the conv alone and
+                // the ReLU pass it saves (that pass reads and writes the whole output).
                 if let Some(Op::Epi(e)) = g.ops.get(oi + 1)
                     && relu_in_place(e, y)
                     && y_off == 0
@@ -358,7 +438,9 @@ impl Engine {
                         .bias
                         .map(|b| self.wbuf.slice(b.off, b.bytes, Dtype::F32))
                         .transpose()?;
-                    let alone = gc.as_ref().map_or(legacy, |g| g.choice.ms);
+                    let relu = epilogue_args(&self.wbuf, e, &buf, None)?;
+                    let pass = time_epilogue(&self.stream, &self.k, &relu)?;
+                    let alone = gc.as_ref().map_or(legacy, |g| g.choice.ms) + pass;
                     let fkey = format!("{key} relu {}", epi.bias);
                     let req = GraphRequest {
                         key: &fkey,
@@ -366,8 +448,8 @@ impl Engine {
                         epi,
                         bufs: ConvBufs { bias, ..bufs },
                     };
-                    let fused = search
-                        .graph(&self.stream, &mut self.plans, req, |ms| ms <= alone * 1.02)?;
+                    let fused =
+                        search.graph(&self.stream, &mut self.plans, req, |ms| ms <= alone)?;
                     if fused.is_some() {
                         skip[oi + 1] = true;
                         gc = fused;
@@ -410,6 +492,8 @@ impl Engine {
             unshared: g.bufs.iter().map(|&b| align_up(b)).sum(),
         };
         self.plan = Some(Plan {
+            captured: None,
+            capture_failed: None,
             layout: layout.clone(),
             geom,
             hp,
@@ -454,7 +538,8 @@ impl Engine {
     }
 
     /// Queues the network on `window` up to the outconv result (window mean, input assembly,
-    /// every layer). The caller synchronises.
+    /// every layer): the plan's captured graph where capture is on and works, else launch by
+    /// launch. The caller synchronises.
     pub(super) fn enqueue_network(&mut self, window: [usize; 4]) -> Result<()> {
         for s in window {
             check_slot(s)?;
@@ -465,7 +550,56 @@ impl Engine {
             ));
         };
         plan.io.set_window(&self.stream, window)?;
+        let untried = plan.captured.is_none() && plan.capture_failed.is_none();
+        if self.opts.capture && !self.opts.verify && untried {
+            let captured = self.capture(window)?;
+            let plan = self.plan.as_mut().ok_or_else(not_configured)?;
+            match captured {
+                Ok(g) => plan.captured = Some(Captured(g)),
+                Err(why) => plan.capture_failed = Some(why),
+            }
+        }
         let plan = self.plan()?;
+        match &plan.captured {
+            Some(g) => g.0.launch().during("cuGraphLaunch"),
+            None => self.enqueue_body(plan, window, &mut |_| Ok(())),
+        }
+    }
+
+    /// Captures the network of a window as a CUDA graph: the launches read the window's slot
+    /// numbers from device memory, so one graph serves every window of the plan. `Err(why)`
+    /// where capture fails (the stream is left as it was, and the caller issues the launches
+    /// one by one).
+    fn capture(&self, window: [usize; 4]) -> Result<std::result::Result<CudaGraph, String>> {
+        let plan = self.plan()?;
+        let mode = sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL;
+        self.stream
+            .begin_capture(mode)
+            .during("cuStreamBeginCapture")?;
+        let body = self.enqueue_body(plan, window, &mut |_| Ok(()));
+        let ended = self
+            .stream
+            .end_capture(sys::CUgraphInstantiate_flags(0))
+            .during("cuStreamEndCapture");
+        Ok(match (body, ended) {
+            (Ok(()), Ok(Some(g))) => match g.upload().during("cuGraphUpload") {
+                Ok(()) => Ok(g),
+                Err(e) => Err(e.to_string()),
+            },
+            (Ok(()), Ok(None)) => Err("capture made an empty graph".into()),
+            (Err(e), _) | (Ok(()), Err(e)) => Err(e.to_string()),
+        })
+    }
+
+    /// Queues the window mean, the input assembly and every step of the plan on the compute
+    /// stream; `after(Some(i))` runs after step i is queued and `after(None)` after the input
+    /// assembly (the profiler records events there).
+    pub(super) fn enqueue_body(
+        &self,
+        plan: &Plan,
+        window: [usize; 4],
+        after: &mut dyn FnMut(Option<usize>) -> Result<()>,
+    ) -> Result<()> {
         let (s, k, io) = (&*self.stream, &self.k, &plan.io);
         let npix = plan.hp * plan.wp;
         launch::window_mean(s, k, io.sums()?, io.win()?, &window, npix, io.mean()?)?;
@@ -483,15 +617,26 @@ impl Engine {
                 out: plan.buf(plan.xin)?,
             },
         )?;
-        self.run_ops(plan)
+        after(None)?;
+        self.run_ops(plan, after)
     }
 
-    /// Queues every step of the plan on the compute stream.
-    fn run_ops(&self, plan: &Plan) -> Result<()> {
+    /// Why the network of the configured plan runs launch by launch although capture is on
+    /// (None: it replays a captured graph, or has not run yet, or capture is off).
+    pub fn capture_failure(&self) -> Option<String> {
+        self.plan.as_ref().and_then(|p| p.capture_failed.clone())
+    }
+
+    /// Queues every step of the plan on the compute stream, calling `after(i)` after step i.
+    fn run_ops(
+        &self,
+        plan: &Plan,
+        after: &mut dyn FnMut(Option<usize>) -> Result<()>,
+    ) -> Result<()> {
         let (s, k, io) = (&*self.stream, &self.k, &plan.io);
         let bias = |b: Option<Span>| b.map(|b| self.weights_f32(b)).transpose();
-        let run = plan.ops.iter().zip(&plan.skip).filter(|(_, skip)| !**skip);
-        for (op, _) in run {
+        let run = plan.ops.iter().enumerate().zip(&plan.skip);
+        for ((oi, op), _) in run.filter(|(_, skip)| !**skip) {
             match *op {
                 Op::Conv { i, x, y, y_off } => {
                     let (xv, yv) = (plan.buf(x)?, plan.buf(y)?.from(y_off)?);
@@ -574,27 +719,8 @@ impl Engine {
                     launch::se_finish(s, k, &finish)?;
                 }
                 Op::Epi(ref e) => {
-                    let dst = |d: Dst| -> Result<EpiOut<'_>> {
-                        Ok(EpiOut {
-                            view: plan.buf(d.buf)?,
-                            stride: d.stride,
-                            off: d.off,
-                        })
-                    };
-                    let epi = Epilogue {
-                        x: plan.buf(e.x)?,
-                        rows: e.rows,
-                        c: e.c,
-                        bias: bias(e.bias)?,
-                        gate: if e.gate { Some(io.gate()?) } else { None },
-                        resid: e.resid.map(|r| plan.buf(r)).transpose()?,
-                        act: e.act,
-                        out: dst(e.out)?,
-                        out2: e.out2.map(dst).transpose()?,
-                        fold: e.fold,
-                        phases: e.phases,
-                        gc: e.gc,
-                    };
+                    let gate = if e.gate { Some(io.gate()?) } else { None };
+                    let epi = epilogue_args(&self.wbuf, e, &|i| plan.buf(i), gate)?;
                     launch::epilogue(s, k, &epi)?;
                 }
                 Op::Pad {
@@ -617,6 +743,7 @@ impl Engine {
                     launch::reflect_pad(s, k, &pad)?;
                 }
             }
+            after(Some(oi))?;
         }
         Ok(())
     }

@@ -35,6 +35,7 @@ use crate::backend::{Backend, BackendError, FrameLayout, Precision};
 use crate::model::Flavr;
 
 pub use cudnn::{Algo, Candidate, ConvChoice, ConvEpilogue, GraphChoice};
+pub use diag::StepTime;
 pub use engine::{Engine, MemoryReport};
 pub use error::CudaError;
 pub use options::{DEFAULT_WORKSPACE_CAP, EngineOptions};

@@ -14,6 +14,7 @@
 //! | `FLAVR_CUDA_NO_REUSE` (set) | [`arena_reuse`](EngineOptions::arena_reuse) `= false` | reuse | every activation buffer its own bytes, no sharing by liveness |
 //! | `FLAVR_CUDA_ALL_ALGOS` (set) | [`all_algos`](EngineOptions::all_algos) | GEMM family | the algorithm search may choose FFT and Winograd algorithms too |
 //! | `FLAVR_CUDA_GRAPH=0` (or `1`) | [`graph_api`](EngineOptions::graph_api) | on | float16/bfloat16 convolutions may run as cuDNN graph-API plans, timed at configure, where faster than the legacy algorithm |
+//! | `FLAVR_CUDA_CAPTURE=0` (or `1`) | [`capture`](EngineOptions::capture) | on | the network of a window (everything after the window's upload, up to the outconv) is captured once per configured layout as a CUDA graph and replayed for every window, which saves the gaps between its ~150 launches; off, or where capture fails (logged once), the launches are issued one by one |
 //! | `FLAVR_CUDA_PLAN_CACHE=PATH` (or `off`) | [`plan_cache`](EngineOptions::plan_cache) | `$XDG_CACHE_HOME/gst-flavr/cudnn-plans.tsv` (else `~/.cache/...`) from the environment; none in `Default` | where the graph-API tuning results are kept between runs |
 //!
 //! "(set)": any value turns the switch on, as `FLAVR_CUDA_VERIFY=1`.
@@ -44,6 +45,8 @@ pub struct EngineOptions {
     pub graph_api: bool,
     /// The file that keeps graph-API tuning results between runs (None: memory only).
     pub plan_cache: Option<PathBuf>,
+    /// Replay the network of a window as one captured CUDA graph.
+    pub capture: bool,
 }
 
 impl Default for EngineOptions {
@@ -56,6 +59,7 @@ impl Default for EngineOptions {
             all_algos: false,
             graph_api: true,
             plan_cache: None,
+            capture: true,
         }
     }
 }
@@ -97,6 +101,13 @@ impl EngineOptions {
                 _ => return Err(bad("FLAVR_CUDA_GRAPH", &v, "`0` or `1`")),
             };
         }
+        if let Some(v) = var("FLAVR_CUDA_CAPTURE") {
+            o.capture = match v.to_str() {
+                Some("1") => true,
+                Some("0") => false,
+                _ => return Err(bad("FLAVR_CUDA_CAPTURE", &v, "`0` or `1`")),
+            };
+        }
         o.plan_cache = match var("FLAVR_CUDA_PLAN_CACHE") {
             Some(v) if v == "off" => None,
             Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
@@ -127,6 +138,7 @@ mod tests {
         let o = with(&[]).expect("defaults");
         assert_eq!(o, EngineOptions::default());
         assert!(!o.convt_cudnn && !o.verify && o.arena_reuse && !o.all_algos && o.graph_api);
+        assert!(o.capture);
         assert_eq!(o.workspace_cap, 512 << 20);
     }
 
@@ -140,6 +152,7 @@ mod tests {
             ("FLAVR_CUDA_ALL_ALGOS", "1"),
             ("FLAVR_CUDA_GRAPH", "0"),
             ("FLAVR_CUDA_PLAN_CACHE", "/tmp/p.tsv"),
+            ("FLAVR_CUDA_CAPTURE", "0"),
         ])
         .expect("options");
         assert_eq!(
@@ -152,6 +165,7 @@ mod tests {
                 all_algos: true,
                 graph_api: false,
                 plan_cache: Some(PathBuf::from("/tmp/p.tsv")),
+                capture: false,
             }
         );
         // The plan cache: off, or under the cache home.
@@ -188,6 +202,7 @@ mod tests {
             ("FLAVR_CUDA_WORKSPACE_MB", "-1"),
             ("FLAVR_CUDA_WORKSPACE_MB", "99999999999999999999"),
             ("FLAVR_CUDA_GRAPH", "yes"),
+            ("FLAVR_CUDA_CAPTURE", "on"),
         ] {
             let err = with(&[(name, value)]).expect_err(value).to_string();
             assert!(err.contains(name) && err.contains(value), "{err}");

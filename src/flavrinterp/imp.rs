@@ -32,7 +32,7 @@ use super::{BackendKind, PrecisionKind};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{self, Backend};
 use crate::error::Error;
-use crate::model::{self, Flavr};
+use crate::model::Flavr;
 use crate::window::{FrameIn, Key, Plan, Restart, Step, Window};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -117,7 +117,7 @@ pub struct FlavrInterp {
 
 fn load_model(settings: &Settings) -> Result<(Flavr, String), Error> {
     if settings.model_location.is_empty() {
-        let m = Flavr::load_bytes(model::default_model()).map_err(Error::LoadEmbedded)?;
+        let m = Flavr::load_default().map_err(Error::LoadEmbedded)?;
         return Ok((m, "(embedded)".into()));
     }
     let path = &settings.model_location;

@@ -45,8 +45,19 @@ pub enum LoadError {
 /// The checkpoint built into the plugin, used when `model-location` is empty: our own 2x model
 /// (widths 32/64/128/256, float16 safetensors), trained by `tools/train/` on synthetic motion
 /// over Debian wallpaper photographs. `models/README.md` says how it was made.
+///
+/// Empty when the crate is built without its `embedded-model` feature (a plugin 21 MB smaller,
+/// for machines where every model is given by `model-location`): loading it then fails with
+/// an error that says so.
 pub fn default_model() -> &'static [u8] {
-    include_bytes!("../../models/flavr2x-default.safetensors")
+    #[cfg(feature = "embedded-model")]
+    {
+        include_bytes!("../../models/flavr2x-default.safetensors")
+    }
+    #[cfg(not(feature = "embedded-model"))]
+    {
+        &[]
+    }
 }
 
 // The model's parts are generic over what stands in each tensor's place: a [`Tensor`] in a
@@ -107,6 +118,20 @@ impl Flavr {
     pub fn load_path(path: &Path) -> Result<Flavr, LoadError> {
         let mut ckpt = checkpoint::open_path(path)?;
         Flavr::from_checkpoint(ckpt.as_mut())
+    }
+
+    /// Loads the model built into the plugin ([`default_model`]); an error naming the cargo
+    /// feature when the crate was built without it.
+    pub fn load_default() -> Result<Flavr, LoadError> {
+        let bytes = default_model();
+        if bytes.is_empty() {
+            return Err(LoadError::Io(
+                "this build has no embedded model (cargo feature `embedded-model` off): set \
+                 model-location"
+                    .into(),
+            ));
+        }
+        Flavr::load_bytes(bytes)
     }
 
     /// Loads a checkpoint held in memory.

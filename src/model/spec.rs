@@ -288,10 +288,11 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "embedded-model")]
     fn embedded_default_model_loads() {
         let bytes = crate::model::default_model();
         assert!(bytes.len() <= 25_000_000, "{} bytes", bytes.len());
-        let m = crate::model::Flavr::load_bytes(bytes).unwrap();
+        let m = crate::model::Flavr::load_default().unwrap();
         assert_eq!(m.spec.widths, [32, 64, 128, 256]);
         assert_eq!(m.spec.decoder, [128, 64, 32, 32, 32]);
         assert_eq!((m.spec.stem, m.spec.fuse, m.spec.n_out), (32, 32, 1));

@@ -11,6 +11,9 @@ steps=${1:-tests,psnr,bench,bench32,torch}
 export LD_LIBRARY_PATH=/usr/local/cuda-13.0/lib64:${LD_LIBRARY_PATH:-}
 export FLAVR_REQUIRE_GPU=1 FLAVR_FIXTURES=$PWD/fixtures PYTHONUNBUFFERED=1
 has() { [[ ",$steps," == *",$1,"* ]]; }
+# torch_bench options from the environment: BATCH (e.g. 1,2,4), LAYOUTS (e.g. cl3d,cl), and
+# FLAVR_OFFICIAL_SRC, a checkout of the official FLAVR code to time beside its op sequence.
+torch_opts=(${BATCH:+--batch "$BATCH"} ${LAYOUTS:+--layouts "$LAYOUTS"} ${FLAVR_OFFICIAL_SRC:+--official-src "$FLAVR_OFFICIAL_SRC"})
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader
 if has tests; then
   ./cuda_parity --test-threads=1 --nocapture 2>&1 | tee "$OUT/parity.log" | grep -E "max abs|test |result|panicked|skipped"
@@ -43,10 +46,11 @@ if has allalgos; then
   FLAVR_CUDA_ALL_ALGOS=1 ./cuda_cpu_parity narrow --nocapture 2>&1 | tee "$OUT/allalgos.log" | grep -E "error|->|test result"
 fi
 if has torch; then
-  python3 tools/bench/torch_bench.py --runs ${RUNS:-20} 2>&1 | tee "$OUT/torch.log"
+  python3 tools/bench/torch_bench.py --runs ${RUNS:-20} "${torch_opts[@]}" 2>&1 | tee "$OUT/torch.log"
 fi
 if has compile; then
-  python3 tools/bench/torch_bench.py --sizes "" --compile 1920x1080 --compile-mode ${MODE:-default} --runs ${RUNS:-20} 2>&1 | tee "$OUT/compile.log"
+  python3 tools/bench/torch_bench.py --sizes "" --compile 1920x1080 --compile-mode ${MODE:-default} --runs ${RUNS:-20} \
+    "${torch_opts[@]}" 2>&1 | tee "$OUT/compile.log"
 fi
 if has pipeline; then
   bash tools/bench/pipeline.sh ${FRAMES:-300} ${PIPE_PRECISIONS:-fp16} ${PIPE_FORMATS:-RGB} 2>&1 | tee "$OUT/pipeline.log"
@@ -54,4 +58,4 @@ fi
 if has bench32; then
   ./bench --precisions fp32 --runs 8 ${SIZES32:+--sizes $SIZES32} 2>&1 | tee "$OUT/bench32.log"
 fi
-echo "=== summary"; grep -h -E "^ +[0-9]+x[0-9]+ |^psnr|PyTorch fp32|test result|^pipeline|^fp16 |^bf16 " "$OUT"/*.log
+echo "=== summary"; grep -h -E "^ +[0-9]+x[0-9]+ |^psnr|PyTorch fp32|test result|^pipeline|^fp16 |^bf16 |^official op sequence" "$OUT"/*.log

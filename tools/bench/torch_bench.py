@@ -2,6 +2,7 @@
 comparison of the CUDA engine's outputs with the PyTorch reference on the same weights.
 
     python3 tools/bench/torch_bench.py [--sizes 960x544,1280x720,1920x1080] [--runs 20]
+        [--batch 1,2,4] [--layouts cl3d,cl,none] [--official-src DIR]
         [--compile 1920x1080] [--compile-mode default] [--tf32 1920x1080]
         [--compare DIR --frames FILE.rgb --frame-size WxH]
 
@@ -9,15 +10,25 @@ Model: the full-width 2x architecture with the synthetic weights of synth.py (se
 to the ones `bench` uses; or, with --model FILE.safetensors, the
 architecture read off that file's shapes (tools/train/export.py) with its weights (the shipped
 model: `bench --model` the same file). --arch official (the default) runs it with the official
-FLAVR code's op sequence (official_ops.py: frames stacked inside, in-place activations, adaptive
-pooling), which is what users of that code get; --arch ref runs tools/reference/flavr_ref.py.
-Timing: fp16 channels-last eager (cudnn.benchmark off, the default, and on; and
-torch.compile, and TF32 where asked), no_grad, CUDA events, median over --runs after warm-up;
-peak memory = torch.cuda.max_memory_allocated during the timed runs (weights included).
+FLAVR code's op sequence (official_ops.py), fed as the official interpolate.py feeds it: a list
+of four contiguous [N, 3, H, W] frames; --arch ref runs tools/reference/flavr_ref.py on one
+channels_last_3d [N, 3, 4, H, W] tensor. --official-src DIR (a checkout of the official code,
+kept outside this repository) also times the official model class itself, with the same weights
+(checked to give the same outputs in float32), inputs and settings, in the same run, and prints
+the ratio of the two.
+Weights: fp16, in the memory formats of --layouts (each timed in turn): cl3d (default for
+official) puts the 5-D weights in channels_last_3d and leaves the 2-D convs as built, cl also
+puts the 2-D convs in channels_last (default for ref), none leaves every weight contiguous.
+--batch N runs N windows per forward pass (a file, nobody waiting) and reports ms per window and
+frames/s (interpolated frames per second: N x n_out per call) beside ms per call.
+Timing: eager (cudnn.benchmark off, the default, and on; and torch.compile with dynamic=False,
+and TF32 where asked), no_grad, CUDA events, median over --runs after warm-up; peak memory =
+torch.cuda.max_memory_allocated during the timed runs (weights included).
 --compare: PSNR of `bench --dump DIR` outputs (ours_<precision>_<i>.f32, [n, 3, H, W] float32)
 against the PyTorch reference in float32 (TF32 off) on the same frames.
 """
 import argparse
+import importlib
 import os
 import statistics
 import sys
@@ -39,31 +50,65 @@ def size(s):
     return int(w), int(h)
 
 
-def frames_input(w, h, dtype, device, arch="ref"):
-    """The window: [1, 3, 4, h, w] channels-last (ref), or a list of four [1, 3, h, w]
-    channels-last frames (official: the official code takes the frames as a list)."""
+def batches(s):
+    out = [int(x) for x in s.split(",") if x]
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"--batch {s}: positive window counts expected")
+    return out
+
+
+def layouts(s):
+    out = [x for x in s.split(",") if x]
+    bad = [x for x in out if x not in LAYOUTS]
+    if not out or bad:
+        raise argparse.ArgumentTypeError(f"--layouts {s}: expected a comma list of {', '.join(LAYOUTS)}")
+    return out
+
+
+def frames_input(w, h, dtype, device, arch="ref", batch=1):
+    """The window, `batch` windows at once. ref: one [batch, 3, 4, h, w] channels_last_3d tensor.
+    official: a list of four contiguous [batch, 3, h, w] frames, as the official interpolate.py
+    hands them to the model (each frame a contiguous CHW tensor moved to the GPU and unsqueezed)."""
     g = torch.Generator().manual_seed(5)
-    x = torch.rand(1, 3, 4, h, w, generator=g) * 0.5 + 0.25
+    x = torch.rand(batch, 3, 4, h, w, generator=g) * 0.5 + 0.25
     x = x.to(device=device, dtype=dtype)
     if arch == "official":
-        return [x[:, :, t].contiguous(memory_format=torch.channels_last) for t in range(4)]
+        return [x[:, :, t].contiguous() for t in range(4)]
     return x.contiguous(memory_format=torch.channels_last_3d)
 
 
-def channels_last(model):
-    """Channels-last weights: 3-D convs as channels_last_3d, 2-D ones as channels_last."""
+# Weight memory formats, set on the model before timing (--layouts).
+LAYOUTS = {
+    "cl3d": "5-D weights (3-D convs, transposed convs, SE convs) channels_last_3d, 2-D convs untouched",
+    "cl": "5-D weights channels_last_3d and the 2-D convs' weights channels_last",
+    "none": "every weight contiguous, as the official interpolate.py runs the model",
+}
+
+
+def set_layout(model, layout):
+    """Puts every conv weight of `model` in the memory format `layout` (a LAYOUTS key) asks for."""
     for m in model.modules():
         if isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
-            m.to(memory_format=torch.channels_last_3d)
+            m.to(memory_format=torch.contiguous_format if layout == "none" else torch.channels_last_3d)
         elif isinstance(m, torch.nn.Conv2d):
-            m.to(memory_format=torch.channels_last)
+            m.to(memory_format=torch.channels_last if layout == "cl" else torch.contiguous_format)
     return model
 
 
 def time_model(fn, x, runs, warmup=3):
+    """Median ms of fn(x) over `runs` calls after `warmup`, and the peak GiB allocated meanwhile
+    (CUDA events on the GPU; wall clock on the CPU, where the peak is not tracked: 0)."""
+    cuda = (x[0] if isinstance(x, list) else x).is_cuda
     with torch.no_grad():
         for _ in range(warmup):
             fn(x)
+        if not cuda:
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                fn(x)
+                times.append((time.perf_counter() - t0) * 1e3)
+            return statistics.median(times), 0.0
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         times = []
@@ -137,55 +182,130 @@ def check_arch(base, dev="cuda"):
     torch.backends.cudnn.allow_tf32 = True
 
 
+def load_official(src, ref):
+    """The official model class, imported from a checkout of the official repository at `src`
+    (kept outside this repository), built in the configuration of the released checkpoints for
+    ref.n_out outputs (unet_18 encoder, 4 inputs, concat joins, transposed convs, no batch norm),
+    with ref's weights (the key names are the same)."""
+    src = os.path.abspath(src)
+    if not os.path.isdir(os.path.join(src, "model")):
+        raise SystemExit(f"--official-src {src}: no model/ folder (a checkout of the official FLAVR code is expected)")
+    sys.path.insert(0, src)
+    module = None
+    for name in ("model.FLAVR_arch", "model.Unet_3D_3D_interpolate"):  # newer, older file name
+        try:
+            module = importlib.import_module(name)
+            break
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+    if module is None:
+        raise SystemExit(f"--official-src {src}: neither model/FLAVR_arch.py nor model/Unet_3D_3D_interpolate.py")
+    net = module.UNet_3D_3D("unet_18", n_inputs=4, n_outputs=ref.n_out, joinType="concat", upmode="transpose")
+    try:
+        net.load_state_dict(ref.state_dict(), strict=True)
+    except RuntimeError as e:
+        raise SystemExit(f"the official model does not take these weights (it has the released widths only): {e}")
+    print(f"official code: {module.__file__}", flush=True)
+    return net.eval()
+
+
+def check_same(ours, theirs, dev="cuda"):
+    """official_ops and the official code compute the same function (float32, TF32 off)."""
+    torch.backends.cudnn.allow_tf32 = False
+    x = frames_input(256, 128, torch.float32, dev, "official")
+    with torch.no_grad():
+        a, b = ours.to(dev).float()(x), theirs.to(dev).float()(x)
+    err = max(float((p - q).abs().max()) for p, q in zip(a, b))
+    print(f"official op sequence vs the official code, float32 256x128: max abs {err:.2e}", flush=True)
+    if not err < 1e-4:
+        raise SystemExit("the official op sequence does not compute the official code's function")
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def print_rows(rows):
+    print(f"{'size':>10} {'batch':>5} {'model':>22} {'pytorch':>34} {'layout':>6} {'ms/call':>8} "
+          f"{'ms/window':>9} {'frames/s':>8} {'TFLOP/s':>8} {'peak GiB':>8}  note")
+    for r in rows:
+        print(f"{r['size']:>10} {r['batch']:>5} {r['model']:>22} {r['mode']:>34} {r['layout']:>6} {r['ms']:>8.2f} "
+              f"{r['ms'] / r['batch']:>9.2f} {r['fps']:>8.1f} {r['tflops']:>8.1f} {r['mem']:>8.2f}  {r['note']}")
+    # The official op sequence against the official code itself, timed in the same run.
+    theirs = {(r["size"], r["batch"], r["mode"], r["layout"]): r["ms"] for r in rows if r["model"] == "official code"}
+    for r in rows:
+        key = (r["size"], r["batch"], r["mode"], r["layout"])
+        if r["model"] == "official op sequence" and key in theirs:
+            print(f"official op sequence / official code, {r['size']} batch {r['batch']} {r['mode']} "
+                  f"{r['layout']}: {r['ms'] / theirs[key]:.3f}")
+
+
 def bench(args):
-    dev = "cuda"
+    dev = args.device
     if args.model:
         base = load_model(args.model).eval()
     else:
         base = synth.synthesize(fr.Flavr(n_out=1), seed=1).eval()
     flops_of = flops_counter(base)
+    n_out = base.n_out
+    # (label, model on the CPU in float32, input kind for frames_input)
+    entries = []
     if args.arch == "official":
         check_arch(base, dev)
-        base = official_ops.from_reference(base.cpu()).eval()
-    print(f"architecture: {args.arch} op sequence", flush=True)
-    print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name()}",
-          flush=True)
+        entries.append(("official op sequence", official_ops.from_reference(base.cpu()).eval(), "official"))
+    else:
+        entries.append(("flavr_ref", base.cpu(), "ref"))
+    if args.official_src:
+        theirs = load_official(args.official_src, base.cpu())
+        check_same(official_ops.from_reference(base.cpu()).eval(), theirs, dev)
+        entries.append(("official code", theirs.cpu(), "official"))
+    layouts = args.layouts or (["cl3d"] if args.arch == "official" else ["cl"])
+    print(f"architecture: {args.arch} op sequence; layouts: "
+          + "; ".join(f"{k}: {LAYOUTS[k]}" for k in layouts), flush=True)
+    gpu = torch.cuda.get_device_name() if dev == "cuda" else dev
+    print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {gpu}", flush=True)
     rows = []
-    m16 = channels_last(base.to(dev).half())
-    for w, h in args.sizes:
-        x = frames_input(w, h, torch.float16, dev, args.arch)
-        ms, mem = time_model(m16, x, args.runs)
-        rows.append((f"{w}x{h}", "fp16 eager", ms, flops_of(w, h) / ms / 1e9, mem))
+
+    def timed(label, mode, layout, fn, kind, w, h, b, dtype, runs, note=""):
+        x = frames_input(w, h, dtype, dev, kind, b)
+        ms, mem = time_model(fn, x, runs)
+        rows.append(dict(size=f"{w}x{h}", batch=b, model=label, mode=mode, layout=layout, ms=ms,
+                         fps=1000.0 * b * n_out / ms, tflops=flops_of(w, h) * b / ms / 1e9, mem=mem, note=note))
         print(rows[-1], flush=True)
-    torch.backends.cudnn.benchmark = True
-    for w, h in args.sizes:
-        x = frames_input(w, h, torch.float16, dev, args.arch)
-        ms, mem = time_model(m16, x, args.runs)
-        rows.append((f"{w}x{h}", "fp16 eager cudnn.benchmark", ms, flops_of(w, h) / ms / 1e9, mem))
-        print(rows[-1], flush=True)
+
+    models = [(label, m.to(dev).half(), kind) for label, m, kind in entries]
+    for layout in layouts:
+        for label, m, kind in models:
+            set_layout(m, layout)
+        for benchmark in (False, True):
+            torch.backends.cudnn.benchmark = benchmark
+            mode = "fp16 eager cudnn.benchmark" if benchmark else "fp16 eager"
+            for w, h in args.sizes:
+                for b in args.batch:
+                    for label, m, kind in models:
+                        timed(label, mode, layout, m, kind, w, h, b, torch.float16, args.runs)
+    for label, m, kind in models:
+        set_layout(m, layouts[0])
     for w, h in args.compile:
-        t0 = time.time()
-        mc = torch.compile(m16, mode=args.compile_mode)
-        x = frames_input(w, h, torch.float16, dev, args.arch)
-        with torch.no_grad():
-            mc(x)
-        ct = time.time() - t0
-        ms, mem = time_model(mc, x, args.runs)
-        rows.append((f"{w}x{h}", f"fp16 compile({args.compile_mode}, {ct:.0f}s)", ms, flops_of(w, h) / ms / 1e9, mem))
-        print(rows[-1], flush=True)
-    del m16
+        for b in args.batch:
+            for label, m, kind in models:
+                torch._dynamo.reset()
+                t0 = time.time()
+                mc = torch.compile(m, mode=args.compile_mode, dynamic=False)
+                with torch.no_grad():
+                    mc(frames_input(w, h, torch.float16, dev, kind, b))
+                ct = time.time() - t0
+                timed(label, f"fp16 compile({args.compile_mode})", layouts[0], mc, kind, w, h, b,
+                      torch.float16, args.runs, f"compiled in {ct:.0f} s")
+                del mc
+    del models
     if args.tf32:
         torch.backends.cudnn.allow_tf32 = True
-        m32 = channels_last(base.to(dev).float())
-        for w, h in args.tf32:
-            x = frames_input(w, h, torch.float32, dev, args.arch)
-            ms, mem = time_model(m32, x, max(3, args.runs // 4))
-            rows.append((f"{w}x{h}", "tf32 eager", ms, flops_of(w, h) / ms / 1e9, mem))
-            print(rows[-1], flush=True)
-        del m32
-    print(f"{'size':>10} {'pytorch':>34} {'ms/frame':>9} {'TFLOP/s':>8} {'peak GiB':>9}")
-    for r in rows:
-        print(f"{r[0]:>10} {r[1]:>34} {r[2]:>9.2f} {r[3]:>8.1f} {r[4]:>9.2f}")
+        for label, m, kind in entries:
+            m32 = set_layout(m.to(dev).float(), layouts[0])
+            for w, h in args.tf32:
+                for b in args.batch:
+                    timed(label, "tf32 eager", layouts[0], m32, kind, w, h, b, torch.float32, max(3, args.runs // 4))
+            m.cpu()
+    print_rows(rows)
 
 
 def psnr(a, b):
@@ -229,6 +349,14 @@ def main():
     ap.add_argument("--frames")
     ap.add_argument("--frame-size", type=size)
     ap.add_argument("--model", help="a safetensors checkpoint (default: synthetic full-width weights)")
+    ap.add_argument("--device", default="cuda", help="cuda, or cpu for a quick check of the script itself")
+    ap.add_argument("--batch", type=batches, default=[1],
+                    help="windows per forward pass, a comma list (e.g. 1,2,4): each size is timed at each")
+    ap.add_argument("--layouts", type=layouts,
+                    help="weight memory formats to time, a comma list of " + ", ".join(LAYOUTS)
+                    + " (default: cl3d for --arch official, cl for --arch ref)")
+    ap.add_argument("--official-src", help="a checkout of the official FLAVR code: its model is timed "
+                    "beside the official op sequence, with the same weights, inputs and settings")
     args = ap.parse_args()
     if args.compare:
         compare(args)

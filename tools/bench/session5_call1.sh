@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Session 5, device call 1 (run from the repository root on the GPU machine, carry .gpu-c1):
+# the GPU tests (with the captured-graph test), the engine with and without CUDA graph replay,
+# the per-step profile at 1080p, the embedded model, the PyTorch probes of the next rewrites
+# (tools/bench/probe_convs.py) and the official op sequence beside the official code itself
+# (transcribed into the git-ignored .gpu-c1/official for this run only), in eager mode.
+set -u
+D=.gpu-c1
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+export LD_LIBRARY_PATH=/usr/local/cuda-13.0/lib64:${LD_LIBRARY_PATH:-}
+export FLAVR_REQUIRE_GPU=1 FLAVR_FIXTURES=$PWD/$D/fixtures PYTHONUNBUFFERED=1
+export FLAVR_CUDA_PLAN_CACHE=/tmp/plans.tsv
+nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader
+t0=$(date +%s)
+step() { echo "=== $1 ($(( $(date +%s) - t0 )) s)"; }
+step tests
+$D/cuda_parity --test-threads=1 --nocapture 2>&1 | tee "$OUT/parity.log" | grep -E "max abs|test |result|panicked|skipped"
+$D/cuda_pixels --nocapture 2>&1 | tee "$OUT/pixels.log" | grep -E "differ|test |result|panicked"
+$D/cuda_cpu_parity --nocapture 2>&1 | tee "$OUT/cpu_parity.log" | grep -E "error|differ|test |result|panicked"
+$D/cuda_errors --nocapture 2>&1 | tee "$OUT/errors.log" | grep -E "test |result|panicked"
+step bench
+FLAVR_BENCH_VERBOSE=1 $D/bench --sizes 1280x720,1920x1080,3840x2160 --precisions fp16 --runs 20 2>&1 | tee "$OUT/bench.log" | grep -v "^    "
+FLAVR_BENCH_VERBOSE=1 $D/bench --sizes 1920x1080 --precisions bf16 --runs 20 2>&1 | tee "$OUT/bench_bf16.log" | grep -v "^    "
+step "bench without graph replay"
+FLAVR_CUDA_CAPTURE=0 $D/bench --sizes 1280x720,1920x1080 --precisions fp16 --runs 20 2>&1 | tee "$OUT/bench_nocapture.log" | grep -v "^    "
+step profile
+$D/bench --sizes 1920x1080 --precisions fp16 --runs 15 --profile 2>&1 | tee "$OUT/profile.log" | grep -v "^    "
+step "embedded model"
+$D/bench --model models/flavr2x-default.safetensors --sizes 1280x720,1920x1080 --precisions fp16 --runs 20 2>&1 | tee "$OUT/bench_model.log" | grep -v "^    "
+step probes
+python3 tools/bench/probe_convs.py --runs 20 2>&1 | tee "$OUT/probe.log"
+step "pytorch: the official op sequence and the official code, eager"
+python3 tools/bench/torch_bench.py --sizes 1920x1080,1280x720 --batch 1,2 --official-src $D/official --runs 20 2>&1 | tee "$OUT/torch.log" | grep -v "^{"
+step done
