@@ -35,6 +35,17 @@ pub struct ModelSpec {
     pub encoder_bias: bool,
 }
 
+/// A narrow network (a quarter of the stem's width and an eighth of the others'), for tests.
+#[cfg(test)]
+pub(crate) const NARROW: ModelSpec = ModelSpec {
+    stem: 8,
+    widths: [8, 16, 32, 64],
+    decoder: [32, 16, 8, 8, 8],
+    fuse: 8,
+    n_out: 1,
+    encoder_bias: false,
+};
+
 /// One tensor the model needs: its key without `module.`, the key as stored, its shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Key {
@@ -309,15 +320,7 @@ mod tests {
             assert_eq!(keys.len(), spec.keys().len());
             assert!(keys[0].stored.starts_with("module."));
         }
-        let narrow = ModelSpec {
-            stem: 8,
-            widths: [8, 16, 32, 64],
-            decoder: [32, 16, 8, 8, 8],
-            fuse: 8,
-            n_out: 1,
-            encoder_bias: false,
-        };
-        assert_eq!(expected_keys(&entries(&narrow, "")).unwrap().0, narrow);
+        assert_eq!(expected_keys(&entries(&NARROW, "")).unwrap().0, NARROW);
     }
 
     #[test]

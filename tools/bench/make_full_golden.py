@@ -1,5 +1,5 @@
 """Golden outputs of the full-width 2x architecture with the synthetic weights (seed 1) of
-synth.py / src/cuda/synth.rs, computed in float64 by the PyTorch reference, for the GPU parity
+synth.py / src/model/synth.rs, computed in float64 by the PyTorch reference, for the GPU parity
 test (tests/cuda_parity.rs) at small sizes, one of them not a multiple of 8.
 
     python3 tools/bench/make_full_golden.py tests/fixtures/golden_full2x.safetensors

@@ -1,4 +1,4 @@
-"""Deterministic synthetic FLAVR weights, bit-identical to src/cuda/synth.rs.
+"""Deterministic synthetic FLAVR weights, bit-identical to src/model/synth.rs.
 
 Tensor `ti` (index in the model's key order: ModelSpec::keys, i.e. Flavr::build's order, in Rust) element i is
 (2u - 1) * scale, u = (mix(base + (i + 1) * GOLDEN) >> 40) / 2^24, base = mix((seed << 32) ^ ti),
