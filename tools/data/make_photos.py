@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the training photographs from Debian's wallpaper packages.
 
-    python3 tools/data/make_photos.py --out .gpu-train/photos        (as root, or with apt access)
+    python3 -m tools.data.make_photos --out .gpu-train/photos        (as root, or with apt access)
 
 Steps (deterministic for the same package versions):
 1. `apt-get download` the packages below (no install: nothing on the system changes) and unpack

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the real-video training clips of tools/data/videos-sources.tsv from Debian packages.
 
-    python3 tools/data/make_videos.py --out .gpu-train/videos [--crf 16] [--work DIR]
+    python3 -m tools.data.make_videos --out .gpu-train/videos [--crf 16] [--work DIR]
 
 For each row: `apt-get download PACKAGE=VERSION` (no install) + `dpkg-deb -x`, check the file's
 sha256 against the table, take frames start .. start+frames-1, apply the row's FFmpeg filter

