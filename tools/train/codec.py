@@ -233,29 +233,47 @@ def _frame_planes(fr, w, h):
     return out
 
 
+def _alloc(L, codec, what):
+    """`codec` (what avcodec_find_* returned for `what`), a context for it, a packet, a frame."""
+    if not codec:
+        raise CodecUnavailable(f"{L.avcodec_path} has no {what}")
+    return codec, L.avcodec.avcodec_alloc_context3(codec), L.avcodec.av_packet_alloc(), L.avutil.av_frame_alloc()
+
+
+def _free(L, ctx, pkt, fr):
+    """Frees a codec context, a packet and a frame."""
+    L.avutil.av_frame_free(ctypes.byref(VP(fr)))
+    L.avcodec.av_packet_free(ctypes.byref(VP(pkt)))
+    L.avcodec.avcodec_free_context(ctypes.byref(VP(ctx)))
+
+
+def _drain(receive, what, take):
+    """Calls `take()` for each frame or packet `receive()` hands over, until the codec wants more
+    input (EAGAIN) or is done (EOF); a negative status is an error of `what`."""
+    while True:
+        r = receive()
+        if r in (EAGAIN, AVERROR_EOF):
+            return
+        if r < 0:
+            raise RuntimeError(f"{what} error {r}")
+        take()
+
+
 def _decode(L, name, packets, w, h):
     a, u = L.avcodec, L.avutil
-    codec = a.avcodec_find_decoder_by_name(name)
-    if not codec:
-        raise CodecUnavailable(f"{L.avcodec_path} has no {name.decode()} decoder")
-    ctx = a.avcodec_alloc_context3(codec)
-    pkt = a.av_packet_alloc()
-    fr = u.av_frame_alloc()
+    codec, ctx, pkt, fr = _alloc(L, a.avcodec_find_decoder_by_name(name), f"{name.decode()} decoder")
     out = []
     try:
         u.av_opt_set(ctx, b"threads", b"1", OPT_CHILDREN)
         if a.avcodec_open2(ctx, codec, None) < 0:
             raise RuntimeError(f"cannot open the {name.decode()} decoder")
 
+        def take():
+            out.append(_frame_planes(fr, w, h))
+            u.av_frame_unref(fr)
+
         def drain():
-            while True:
-                r = a.avcodec_receive_frame(ctx, fr)
-                if r in (EAGAIN, AVERROR_EOF):
-                    return
-                if r < 0:
-                    raise RuntimeError(f"{name.decode()} decoder error {r}")
-                out.append(_frame_planes(fr, w, h))
-                u.av_frame_unref(fr)
+            _drain(lambda: a.avcodec_receive_frame(ctx, fr), f"{name.decode()} decoder", take)
 
         for data in packets:
             if a.av_new_packet(pkt, len(data)) < 0:
@@ -269,9 +287,7 @@ def _decode(L, name, packets, w, h):
         a.avcodec_send_packet(ctx, None)
         drain()
     finally:
-        u.av_frame_free(ctypes.byref(VP(fr)))
-        a.av_packet_free(ctypes.byref(VP(pkt)))
-        a.avcodec_free_context(ctypes.byref(VP(ctx)))
+        _free(L, ctx, pkt, fr)
     return out
 
 
@@ -338,12 +354,7 @@ def encode_mpeg4(frames, qscale=5.0, bframes=0, gop=12):
     L = libs(need_x264=False)
     a, u = L.avcodec, L.avutil
     h, w = check_frames(frames)
-    codec = a.avcodec_find_encoder_by_name(b"mpeg4")
-    if not codec:
-        raise CodecUnavailable(f"{L.avcodec_path} has no mpeg4 encoder")
-    ctx = a.avcodec_alloc_context3(codec)
-    pkt = a.av_packet_alloc()
-    fr = u.av_frame_alloc()
+    codec, ctx, pkt, fr = _alloc(L, a.avcodec_find_encoder_by_name(b"mpeg4"), "mpeg4 encoder")
     units = []
     try:
         for k, v in (("video_size", f"{w}x{h}"), ("pixel_format", "yuv420p"), ("time_base", "1/25"),
@@ -354,15 +365,12 @@ def encode_mpeg4(frames, qscale=5.0, bframes=0, gop=12):
         if a.avcodec_open2(ctx, codec, None) < 0:
             raise RuntimeError(f"cannot open the mpeg4 encoder for {w}x{h}")
 
+        def take():
+            units.append(ctypes.string_at(_ptr(pkt, PKT_DATA).value, _i32(pkt, PKT_SIZE).value))
+            a.av_packet_unref(pkt)
+
         def drain():
-            while True:
-                r = a.avcodec_receive_packet(ctx, pkt)
-                if r in (EAGAIN, AVERROR_EOF):
-                    return
-                if r < 0:
-                    raise RuntimeError(f"mpeg4 encoder error {r}")
-                units.append(ctypes.string_at(_ptr(pkt, PKT_DATA).value, _i32(pkt, PKT_SIZE).value))
-                a.av_packet_unref(pkt)
+            _drain(lambda: a.avcodec_receive_packet(ctx, pkt), "mpeg4 encoder", take)
 
         for planes in frames:
             _i32(fr, FR_W).value, _i32(fr, FR_H).value, _i32(fr, FR_FMT).value = w, h, PIX_YUV420P
@@ -381,9 +389,7 @@ def encode_mpeg4(frames, qscale=5.0, bframes=0, gop=12):
         a.avcodec_send_frame(ctx, None)
         drain()
     finally:
-        u.av_frame_free(ctypes.byref(VP(fr)))
-        a.av_packet_free(ctypes.byref(VP(pkt)))
-        a.avcodec_free_context(ctypes.byref(VP(ctx)))
+        _free(L, ctx, pkt, fr)
     return units
 
 

@@ -21,21 +21,14 @@ sets Adam's step size); the first one (a 10-step memory at beta1 = 0.9) is rebui
 
 CLI (no torch needed):  python3 -m tools.train.state verify DIR   |   info DIR
 """
-import hashlib
 import json
 import math
 import os
 import sys
 
+from tools.files import sha256
+
 BLOCK = 256
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_split(folder, name, tensors, meta, max_bytes=None):
@@ -65,7 +58,7 @@ def save_split(folder, name, tensors, meta, max_bytes=None):
         fn = f"{name}-{i:02d}.safetensors"
         tmp = os.path.join(folder, fn + ".tmp")
         save_file(g, tmp, metadata={"part": str(i), "of": str(len(groups))})
-        parts.append({"file": fn, "bytes": os.path.getsize(tmp), "sha256": _sha256(tmp), "keys": sorted(g)})
+        parts.append({"file": fn, "bytes": os.path.getsize(tmp), "sha256": sha256(tmp), "keys": sorted(g)})
     for p in parts:
         os.replace(os.path.join(folder, p["file"] + ".tmp"), os.path.join(folder, p["file"]))
     manifest = {"name": name, "parts": parts, "meta": meta}
@@ -92,7 +85,7 @@ def verify_split(folder, name):
         fp = os.path.join(folder, p["file"])
         if not os.path.isfile(fp):
             raise ValueError(f"{folder}: part {p['file']} is missing")
-        if os.path.getsize(fp) != p["bytes"] or _sha256(fp) != p["sha256"]:
+        if os.path.getsize(fp) != p["bytes"] or sha256(fp) != p["sha256"]:
             raise ValueError(f"{folder}: part {p['file']} does not match {name}.json (an interrupted save?)")
     return manifest
 
