@@ -20,16 +20,16 @@ $D/cuda_pixels --nocapture 2>&1 | tee "$OUT/pixels.log" | grep -E "differ|test |
 $D/cuda_cpu_parity --nocapture 2>&1 | tee "$OUT/cpu_parity.log" | grep -E "error|differ|test |result|panicked"
 $D/cuda_errors --nocapture 2>&1 | tee "$OUT/errors.log" | grep -E "test |result|panicked"
 step bench
-FLAVR_BENCH_VERBOSE=1 $D/bench --sizes 1280x720,1920x1080,3840x2160 --precisions fp16 --runs 20 2>&1 | tee "$OUT/bench.log" | grep -v "^    "
-FLAVR_BENCH_VERBOSE=1 $D/bench --sizes 1920x1080 --precisions bf16 --runs 20 2>&1 | tee "$OUT/bench_bf16.log" | grep -v "^    "
+FLAVR_BENCH_VERBOSE=1 $D/bench --sizes 1280x720,1920x1080,3840x2160 --precisions fp16 --runs 20 ${SHORT:+--sizes 1280x720,1920x1080} 2>&1 | tee "$OUT/bench.log" | grep -v "^    "
+[ -n "${SHORT:-}" ] || FLAVR_BENCH_VERBOSE=1 $D/bench --sizes 1920x1080 --precisions bf16 --runs 20 2>&1 | tee "$OUT/bench_bf16.log" | grep -v "^    "
 step "bench without graph replay"
-FLAVR_CUDA_CAPTURE=0 $D/bench --sizes 1280x720,1920x1080 --precisions fp16 --runs 20 2>&1 | tee "$OUT/bench_nocapture.log" | grep -v "^    "
+FLAVR_CUDA_CAPTURE=0 $D/bench --sizes 1920x1080 --precisions fp16 --runs 20 2>&1 | tee "$OUT/bench_nocapture.log" | grep -v "^    "
 step profile
 $D/bench --sizes 1920x1080 --precisions fp16 --runs 15 --profile 2>&1 | tee "$OUT/profile.log" | grep -v "^    "
 step "embedded model"
-$D/bench --model models/flavr2x-default.safetensors --sizes 1280x720,1920x1080 --precisions fp16 --runs 20 2>&1 | tee "$OUT/bench_model.log" | grep -v "^    "
+$D/bench --model models/flavr2x-default.safetensors --sizes 1920x1080 --precisions fp16 --runs 20 2>&1 | tee "$OUT/bench_model.log" | grep -v "^    "
 step probes
 python3 -m tools.bench.probe_convs --runs 20 2>&1 | tee "$OUT/probe.log"
 step "pytorch: the official op sequence and the official code, eager"
-python3 -m tools.bench.torch_bench --sizes 1920x1080,1280x720 --batch 1,2 --official-src $D/official --runs 20 2>&1 | tee "$OUT/torch.log" | grep -v "^{"
+python3 -m tools.bench.torch_bench --sizes 1920x1080 --batch ${BATCH:-1,2} --official-src $D/official --runs 20 2>&1 | tee "$OUT/torch.log" | grep -v "^{"
 step done
