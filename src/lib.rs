@@ -6,9 +6,15 @@
 //! - [`window`]: the four-frame window and the output schedule (timestamps, drain).
 //! - [`model`]: the network description, weights and checkpoint loaders.
 //! - [`backend`]: the inference interface, the CPU backend and the pixel conversions.
-//! - [`cuda`]: the CUDA engine (the only module that touches cudarc).
+//! - [`cuda`]: the CUDA engine (the only module that touches cudarc), built with the `cuda`
+//!   cargo feature (on by default). Without it, `cuda` is a stand-in whose `open` fails with
+//!   an error naming the feature (`src/cuda_disabled.rs`).
 
 pub mod backend;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+#[cfg(not(feature = "cuda"))]
+#[path = "cuda_disabled.rs"]
 pub mod cuda;
 pub mod error;
 pub mod flavrinterp;

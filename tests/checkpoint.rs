@@ -2,21 +2,13 @@
 //! make_loader_fixtures.py): the same weights in every container, views and dtypes read as
 //! PyTorch reads them, and every kind of bad file reported by an error that names it.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+mod common;
 
+use std::collections::BTreeMap;
+
+use common::{fixture as path, fixture_bytes as bytes};
 use gstflavrinterp::model::checkpoint::{self, Checkpoint, DType};
 use gstflavrinterp::model::{Flavr, LoadError, Tensor};
-
-fn path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn bytes(name: &str) -> Vec<u8> {
-    std::fs::read(path(name)).unwrap()
-}
 
 fn open(name: &str) -> Box<dyn Checkpoint> {
     checkpoint::open_path(&path(name)).unwrap_or_else(|e| panic!("{name}: {e}"))

@@ -3,18 +3,14 @@
 //! and the real fixtures mutated, cut and spliced, for all three containers. Whatever opens is
 //! read tensor by tensor and handed to the model loader, which must answer too.
 
+mod common;
+
 use std::sync::LazyLock;
 
+use common::fixture_bytes as fixture;
 use gstflavrinterp::model::Flavr;
 use gstflavrinterp::model::checkpoint::{self, pickle};
 use proptest::prelude::*;
-
-fn fixture(name: &str) -> Vec<u8> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    std::fs::read(p).unwrap()
-}
 
 /// (file, the byte range where its structure lies: pickles, directory, header).
 struct Sample {

@@ -2,8 +2,9 @@
 //! optimizer state needs about the weights' memory, not the file's. One test only: the
 //! allocator counts every allocation of the process.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gstflavrinterp::model::Flavr;
@@ -52,7 +53,7 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn loading_needs_the_weights_memory_not_the_files() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = common::fixtures();
     for name in ["flavr4x_w16.pth", "flavr4x_w16.legacy.pth"] {
         let p = dir.join(name);
         let file = std::fs::metadata(&p).unwrap().len() as usize;

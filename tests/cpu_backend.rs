@@ -2,7 +2,8 @@
 //! bytes as running `forward` on the frames and converting by hand (`v / 255` in,
 //! `floor(clamp(v, 0, 1) * 255 + 0.5)` out, opaque padding byte).
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
 
 use gstflavrinterp::backend::cpu::{self, CpuBackend};
@@ -10,10 +11,7 @@ use gstflavrinterp::backend::{Backend, FrameLayout, PixelFormat, YuvMatrix};
 use gstflavrinterp::model::Flavr;
 
 fn model(name: &str) -> Arc<Flavr> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    Arc::new(Flavr::load_path(&path).unwrap())
+    Arc::new(Flavr::load_path(&common::fixture(name)).unwrap())
 }
 
 /// An RGBx layout with padded rows (stride = 4 * w + 8) and a 16-byte header before the plane.

@@ -2,19 +2,14 @@
 //! hold inputs and the outputs of `tools/reference/flavr_ref.py::interpolate` computed in
 //! float64, for narrow models at sizes that are and are not multiples of 8.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use common::fixture;
 use gstflavrinterp::backend::cpu::{self, CpuModel};
 use gstflavrinterp::model::{Flavr, checkpoint};
 
 /// Largest accepted difference from the float64 reference.
 const TOL: f32 = 1e-4;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 /// Runs every case of `golden` through `model`; returns the largest error over all cases.
 fn check(model_file: &str, golden: &str, n_out: usize) -> f32 {

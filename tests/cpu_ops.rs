@@ -5,8 +5,8 @@
 
 use gstflavrinterp::backend::cpu::conv::{Act, Conv, ConvTranspose, Dims};
 use gstflavrinterp::backend::cpu::ops;
-use gstflavrinterp::backend::cpu::random::SplitMix;
 use gstflavrinterp::model::Tensor;
+use gstflavrinterp::model::synth::SplitMix;
 
 fn rand_vec(n: usize, rng: &mut SplitMix) -> Vec<f32> {
     (0..n).map(|_| rng.symmetric(1.0)).collect()

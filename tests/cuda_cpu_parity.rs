@@ -87,7 +87,7 @@ fn narrow_models_match_cpu() {
 
 #[test]
 fn full_width_matches_cpu() {
-    let model = gstflavrinterp::cuda::synth::synthetic_model(&ModelSpec::released(1), 3)
+    let model = gstflavrinterp::model::synth::synthetic_model(&ModelSpec::released(1), 3)
         .expect("synthetic");
     float_parity(&model, &[(50, 37), (64, 64)]);
 }

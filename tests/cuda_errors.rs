@@ -28,7 +28,7 @@ fn unusable_device_id_is_a_clear_error() {
 #[test]
 fn bad_layout_and_out_of_memory_are_errors() {
     let spec = gstflavrinterp::model::ModelSpec::released(1);
-    let model = gstflavrinterp::cuda::synth::synthetic_model(&spec, 1).expect("synthetic model");
+    let model = gstflavrinterp::model::synth::synthetic_model(&spec, 1).expect("synthetic model");
     let Some(mut e) = engine(&model, Precision::Fp16) else {
         return;
     };

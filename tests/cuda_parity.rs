@@ -74,14 +74,14 @@ fn narrow_4x_fp32_matches_reference() {
 #[test]
 fn full_width_fp32_matches_reference() {
     let spec = gstflavrinterp::model::ModelSpec::released(1);
-    let model = gstflavrinterp::cuda::synth::synthetic_model(&spec, 1).expect("synthetic model");
+    let model = gstflavrinterp::model::synth::synthetic_model(&spec, 1).expect("synthetic model");
     check_golden(&model, "golden_full2x.safetensors", Precision::Fp32, 1e-3);
 }
 
 #[test]
 fn half_precisions_stay_close() {
     let spec = gstflavrinterp::model::ModelSpec::released(1);
-    let full = gstflavrinterp::cuda::synth::synthetic_model(&spec, 1).expect("synthetic model");
+    let full = gstflavrinterp::model::synth::synthetic_model(&spec, 1).expect("synthetic model");
     for p in [Precision::Fp16, Precision::Bf16] {
         check_golden(&full, "golden_full2x.safetensors", p, 3e-2);
         check_golden(

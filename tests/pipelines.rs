@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use gst::prelude::*;
 
@@ -207,34 +207,29 @@ fn flushing_seek_leaves_no_stale_frame() {
     assert_eq!(*outputs.last().unwrap(), *after.last().unwrap());
 }
 
-/// Builds the plugin library (`cargo test` builds only the rlib) next to this test binary and
-/// returns its directory, for `GST_PLUGIN_PATH`.
-fn plugin_dir() -> PathBuf {
-    static BUILT: Once = Once::new();
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let target = dir.parent().unwrap().to_path_buf();
-    BUILT.call_once(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--lib", "--target-dir"])
-            .arg(&target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().unwrap();
+/// A folder holding only the plugin library of this build, for `GST_PLUGIN_PATH`, and the
+/// registry file the scripts' `gst-launch-1.0` keeps (apart from the user's).
+///
+/// `cargo test` compiles the library's cdylib together with the rlib this test links, into
+/// `deps/` beside this test binary; no second cargo runs. The library is copied out because
+/// GStreamer would try every other shared object of `deps/` (proc macros, build scripts) as a
+/// plugin.
+fn plugin_env() -> &'static [(&'static str, PathBuf); 2] {
+    static ENV: OnceLock<[(&str, PathBuf); 2]> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let lib = exe.parent().unwrap().join("libgstflavrinterp.so");
         assert!(
-            out.status.success(),
-            "cargo build --lib failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            lib.exists(),
+            "no {} (cargo test builds it with the library)",
+            lib.display()
         );
-    });
-    assert!(
-        dir.join("libgstflavrinterp.so").exists(),
-        "no libgstflavrinterp.so in {}",
-        dir.display()
-    );
-    dir
+        let dir = std::env::temp_dir().join(format!("flavrinterp-plugin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&lib, dir.join("libgstflavrinterp.so")).unwrap();
+        let registry = dir.join("registry.bin");
+        [("GST_PLUGIN_PATH", dir), ("GST_REGISTRY", registry)]
+    })
 }
 
 fn script(name: &str, args: &[&str], env: &[(&str, &str)]) -> String {
@@ -244,7 +239,7 @@ fn script(name: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let mut cmd = Command::new("bash");
     cmd.arg(&path)
         .args(args)
-        .env("GST_PLUGIN_PATH", plugin_dir())
+        .envs(plugin_env().iter().map(|(k, v)| (k, v)))
         .env("FLAVR_MODEL", model())
         .env("FLAVR_BACKEND", "cpu");
     for (k, v) in env {
@@ -314,4 +309,5 @@ fn example_pipelines_run() {
     );
     assert!(summary.contains("10 frames in, 19 out"), "{summary}");
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&plugin_env()[0].1);
 }

@@ -20,6 +20,7 @@ packages=(
     gstreamer1.0-plugins-bad   # h264parse
     gstreamer1.0-plugins-ugly  # x264enc
     gstreamer1.0-libav         # avdec_h264
+    python3-venv               # tools/setup-python.sh (the Python tools' checks)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -29,6 +29,15 @@ pub enum BackendError {
     Layout(String),
     #[error("backend failure: {0}")]
     Failed(String),
+    /// The backend was left out of this build (a cargo feature is off).
+    #[error(
+        "this build has no {backend} backend: rebuild gst-flavr with the `{feature}` cargo \
+         feature (on by default; it was turned off with --no-default-features)"
+    )]
+    NotBuilt {
+        backend: &'static str,
+        feature: &'static str,
+    },
 }
 
 /// A frame-interpolation engine.

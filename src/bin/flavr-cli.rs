@@ -18,9 +18,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use args::Flags;
-use gstflavrinterp::backend::cpu::{CpuModel, Step, random};
+use gstflavrinterp::backend::cpu::{CpuModel, Step};
 use gstflavrinterp::model::checkpoint::{self, safetensors};
 use gstflavrinterp::model::spec::SIZE_MULTIPLE;
+use gstflavrinterp::model::synth::{self, SplitMix};
 use gstflavrinterp::model::{Flavr, ModelSpec};
 
 const USAGE: &str = "usage:
@@ -156,7 +157,7 @@ fn run(o: &Options) -> Result<(), String> {
 
 /// Smooth frames with some texture, in [0, 1]: `[3, 4, h, w]`.
 fn test_frames(h: usize, w: usize) -> Vec<f32> {
-    let mut rng = random::SplitMix::new(12345);
+    let mut rng = SplitMix::new(12345);
     let mut x = vec![0.0f32; 12 * h * w];
     for c in 0..3 {
         for t in 0..4 {
@@ -214,11 +215,13 @@ fn bench(o: &Options) -> Result<(), String> {
     let model = match (&o.model, o.random_full_width) {
         (Some(_), true) => return Err("give either --model or --random-full-width".into()),
         (Some(p), false) => load_model(p)?,
-        (None, _) => random::random_flavr(&ModelSpec::released(1), 1).map_err(|e| e.to_string())?,
+        (None, _) => {
+            synth::synthetic_model(&ModelSpec::released(1), 1).map_err(|e| e.to_string())?
+        }
     };
     let what = match &o.model {
         Some(p) => p.display().to_string(),
-        None => "released 2x shape, random weights".into(),
+        None => "released 2x shape, synthetic weights (seed 1)".into(),
     };
     let threads = rayon::current_num_threads();
     println!(
@@ -334,7 +337,7 @@ struct Gemm {
 
 impl Gemm {
     fn new(n: usize) -> Gemm {
-        let mut rng = random::SplitMix::new(7);
+        let mut rng = SplitMix::new(7);
         let a = (0..n * n).map(|_| rng.symmetric(1.0)).collect();
         let b = (0..n * n).map(|_| rng.symmetric(1.0)).collect();
         Gemm {

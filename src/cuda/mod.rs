@@ -12,7 +12,7 @@
 //! - memory.rs: device buffers, typed device views, pinned buffers.
 //! - weights.rs: host-side rearrangement of the weights for the GPU.
 //! - [`options`]: the engine's tuning and diagnosis switches ([`EngineOptions`]).
-//! - [`synth`]: deterministic synthetic weights (tests, benchmark).
+//! - [`synth`]: [`crate::model::synth`], the synthetic weights, under its former path.
 
 mod arena;
 pub(crate) mod cudnn;
@@ -26,7 +26,9 @@ pub(crate) mod launch;
 pub(crate) mod memory;
 pub mod options;
 mod params;
-pub mod synth;
+/// The synthetic weights moved to [`crate::model::synth`] (the CPU uses them too); the
+/// benchmark and the engine's tests still name them here.
+pub use crate::model::synth;
 pub(crate) mod weights;
 
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //!
 //! The engine reads no environment. At the edges (the element's backend opening, the `bench`
 //! binary, the GPU tests) [`EngineOptions::from_env`] reads these variables, so that the
-//! diagnosis runs of `tools/bench/device_run.sh` can switch them without a rebuild:
+//! diagnosis runs of `tools/device/bench_run.sh` can switch them without a rebuild:
 //!
 //! | variable | field | default | effect |
 //! | --- | --- | --- | --- |

@@ -817,23 +817,13 @@ mod tests {
         }
     }
 
-    fn xorshift(seed: u32) -> impl FnMut() -> f32 {
-        let mut z = seed;
-        move || {
-            z ^= z << 13;
-            z ^= z >> 17;
-            z ^= z << 5;
-            (z % 2000) as f32 / 1000.0 - 1.0
-        }
-    }
-
     /// The merged phase conv, run directly on channels-last `[t][h][w][ci]` input and read back
     /// through the kernels' gather (`phase_elem` in kernels/elementwise.cu), is the transposed
     /// convolution.
     #[test]
     fn merged_phases_in_the_gather_layout_are_the_transposed_convolution() {
         let (ci, co, t, h, w) = (3, 2, 2, 3, 4);
-        let mut rnd = xorshift(99);
+        let mut rnd = rng(99);
         let wt = Tensor {
             shape: vec![ci, co, 3, 4, 4],
             data: (0..ci * co * 48).map(|_| rnd()).collect(),
@@ -925,7 +915,7 @@ mod tests {
     #[test]
     fn fuse_over_phases_is_the_fuse_of_each_phase() {
         let (f, c, n) = (3, 2, 5);
-        let mut rnd = xorshift(7);
+        let mut rnd = rng(7);
         let fuse = Tensor {
             shape: vec![f, 4 * c, 1, 1],
             data: (0..f * 4 * c).map(|_| rnd()).collect(),

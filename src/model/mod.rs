@@ -4,9 +4,12 @@
 //! backends ([`crate::backend`], [`crate::cuda`]) compute with what this module loads.
 
 pub mod checkpoint;
+mod layout;
 pub mod spec;
+pub mod synth;
 pub mod tensor;
 
+use std::collections::HashMap;
 use std::path::Path;
 
 pub use spec::ModelSpec;
@@ -58,54 +61,57 @@ pub fn default_model() -> &'static [u8] {
     }
 }
 
+// The model's parts are generic over what stands in each tensor's place: a [`Tensor`] in a
+// loaded model, the key or nothing in the model layout.rs builds to list the keys.
+
 /// A convolution's weights, in PyTorch layout.
 #[derive(Clone, Debug)]
-pub struct Conv {
-    pub weight: Tensor,
-    pub bias: Option<Tensor>,
+pub struct Conv<T = Tensor> {
+    pub weight: T,
+    pub bias: Option<T>,
 }
 
 /// SE gating: `x * sigmoid(W · mean(x) + b)`, `W` is `[C, C]` (stored `[C, C, 1, 1, 1]`).
 #[derive(Clone, Debug)]
-pub struct Gate {
-    pub weight: Tensor,
-    pub bias: Tensor,
+pub struct Gate<T = Tensor> {
+    pub weight: T,
+    pub bias: T,
 }
 
 /// A 3D ResNet basic block with SE gating.
 #[derive(Clone, Debug)]
-pub struct Block {
-    pub conv1: Conv,
-    pub conv2: Conv,
-    pub gate: Gate,
+pub struct Block<T = Tensor> {
+    pub conv1: Conv<T>,
+    pub conv2: Conv<T>,
+    pub gate: Gate<T>,
     /// 1x1x1 projection of the shortcut (no bias), when the shape changes.
-    pub downsample: Option<Tensor>,
+    pub downsample: Option<T>,
     /// Spatial stride of `conv1` and `downsample` (1 or 2); time is never strided.
     pub stride: usize,
 }
 
 /// One decoder stage: a 3x3x3 conv or a (3,4,4)/(1,2,2) transposed conv, then SE gating.
 #[derive(Clone, Debug)]
-pub struct DecoderStage {
-    pub conv: Conv,
+pub struct DecoderStage<T = Tensor> {
+    pub conv: Conv<T>,
     /// `true`: ConvTranspose3d, weight `[in, out, 3, 4, 4]`, doubles H and W.
     pub transposed: bool,
-    pub gate: Gate,
+    pub gate: Gate<T>,
 }
 
-/// The whole FLAVR network with its weights.
+/// The whole FLAVR network with its weights. [`Flavr::build`] (layout.rs) names its tensors.
 #[derive(Clone, Debug)]
-pub struct Flavr {
+pub struct Flavr<T = Tensor> {
     pub spec: ModelSpec,
-    pub stem: Conv,
+    pub stem: Conv<T>,
     /// layer1..layer4, two blocks each.
-    pub layers: [[Block; 2]; 4],
+    pub layers: [[Block<T>; 2]; 4],
     /// d0..d4.
-    pub decoder: [DecoderStage; 5],
+    pub decoder: [DecoderStage<T>; 5],
     /// feature_fuse 1x1 conv, `[C, 4*C_d4, 1, 1]`, no bias.
-    pub fuse: Tensor,
+    pub fuse: T,
     /// outconv 7x7 conv (after reflection padding 3), `[3n, C, 7, 7]` with bias.
-    pub outconv: Conv,
+    pub outconv: Conv<T>,
 }
 
 impl Flavr {
@@ -115,7 +121,6 @@ impl Flavr {
         Flavr::from_checkpoint(ckpt.as_mut())
     }
 
-    /// Loads a checkpoint held in memory.
     /// Loads the model built into the plugin ([`default_model`]); an error naming the cargo
     /// feature when the crate was built without it.
     pub fn load_default() -> Result<Flavr, LoadError> {
@@ -130,23 +135,26 @@ impl Flavr {
         Flavr::load_bytes(bytes)
     }
 
+    /// Loads a checkpoint held in memory.
     pub fn load_bytes(bytes: impl AsRef<[u8]> + Send + 'static) -> Result<Flavr, LoadError> {
         let mut ckpt = checkpoint::open_bytes(bytes)?;
         Flavr::from_checkpoint(ckpt.as_mut())
     }
 
     /// Checks the checkpoint's keys and shapes against the architecture (widths and output
-    /// count taken from the weights) and reads the tensors the model needs.
+    /// count taken from the weights) and reads each tensor the model needs by its key.
     pub fn from_checkpoint(ckpt: &mut dyn Checkpoint) -> Result<Flavr, LoadError> {
         let (spec, keys) = expected_keys(ckpt.entries())?;
-        let mut load = |key: &Key| -> Result<Tensor, LoadError> {
+        let keys: HashMap<String, Key> = keys.into_iter().map(|k| (k.name.clone(), k)).collect();
+        Flavr::build(&spec, |name, shape| {
+            let key = keys.get(&name).ok_or(LoadError::MissingKey(name))?;
             let mut t = ckpt.read_f32(&key.stored)?;
-            if t.shape != key.shape {
+            if t.shape != shape {
                 // The index was checked already; a reader that disagrees with it is a bug in
                 // the file, not a panic.
                 return Err(LoadError::Shape {
                     key: key.name.clone(),
-                    expected: tensor::shape_str(&key.shape),
+                    expected: tensor::shape_str(&shape),
                     found: tensor::shape_str(&t.shape),
                 });
             }
@@ -158,113 +166,74 @@ impl Flavr {
             }
             t.shape.shrink_to_fit();
             Ok(t)
-        };
-        let mut it = keys.iter();
-        let mut next = |expect: &str| -> Result<Tensor, LoadError> {
-            let key = it.next().expect("key list and loader agree");
-            debug_assert_eq!(key.name, expect);
-            load(key)
-        };
-        let mut conv = |name: &str, bias: bool| -> Result<Conv, LoadError> {
-            let weight = next(&format!("{name}.weight"))?;
-            let bias = if bias {
-                Some(next(&format!("{name}.bias"))?)
-            } else {
-                None
-            };
-            Ok(Conv { weight, bias })
-        };
-        let eb = spec.encoder_bias;
-        let stem = conv("encoder.stem.0", eb)?;
-        let mut layers = Vec::with_capacity(4);
-        for l in 1..=4 {
-            let mut blocks = Vec::with_capacity(2);
-            for b in 0..2 {
-                let p = format!("encoder.layer{l}.{b}");
-                let conv1 = conv(&format!("{p}.conv1.0"), eb)?;
-                let conv2 = conv(&format!("{p}.conv2.0"), eb)?;
-                let se = conv(&format!("{p}.fg.attn_layer.0"), true)?;
-                let downsample = if spec.has_downsample(l, b) {
-                    Some(conv(&format!("{p}.downsample.0"), false)?.weight)
-                } else {
-                    None
-                };
-                blocks.push(Block {
-                    conv1,
-                    conv2,
-                    gate: Gate {
-                        weight: se.weight,
-                        bias: se.bias.expect("SE has a bias"),
-                    },
-                    downsample,
-                    stride: if b == 0 && (l == 2 || l == 3) { 2 } else { 1 },
-                });
-            }
-            layers.push(<[Block; 2]>::try_from(blocks).expect("two blocks"));
-        }
-        let mut decoder = Vec::with_capacity(5);
-        for d in 0..5 {
-            let transposed = spec::DECODER_TRANSPOSED[d];
-            let op = if transposed { "upconv" } else { "conv" };
-            let c = conv(&format!("decoder.{d}.{op}.0"), true)?;
-            let se = conv(&format!("decoder.{d}.{op}.1.attn_layer.0"), true)?;
-            decoder.push(DecoderStage {
-                conv: c,
-                transposed,
-                gate: Gate {
-                    weight: se.weight,
-                    bias: se.bias.expect("SE has a bias"),
-                },
-            });
-        }
-        let fuse = conv("feature_fuse.conv.0", false)?.weight;
-        let outconv = conv("outconv.1", true)?;
-        Ok(Flavr {
-            spec,
-            stem,
-            layers: <[[Block; 2]; 4]>::try_from(layers).expect("four layers"),
-            decoder: <[DecoderStage; 5]>::try_from(decoder).expect("five stages"),
-            fuse,
-            outconv,
         })
     }
+}
 
-    /// Every weight tensor of the model with its (prefix-free) checkpoint key, in key order.
-    pub fn named_tensors(&self) -> Vec<(String, &Tensor)> {
-        fn conv<'a>(out: &mut Vec<(String, &'a Tensor)>, name: &str, c: &'a Conv) {
-            out.push((format!("{name}.weight"), &c.weight));
-            if let Some(b) = &c.bias {
-                out.push((format!("{name}.bias"), b));
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A safetensors image of `spec`'s tensors, written in the order `order` gives, each
+    /// filled with values no other tensor holds (same-shaped tensors differ too); `prefix` is
+    /// put before every key.
+    fn checkpoint(spec: &ModelSpec, order: &[usize], prefix: &str) -> Vec<u8> {
+        let keys = spec.keys();
+        let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = order
+            .iter()
+            .map(|&i| {
+                let (name, shape) = &keys[i];
+                let n: usize = shape.iter().product();
+                let data = (0..n).map(|j| i as f32 + j as f32 / n as f32).collect();
+                (format!("{prefix}{name}"), shape.clone(), data)
+            })
+            .collect();
+        let views: Vec<(&str, &[usize], &[f32])> = tensors
+            .iter()
+            .map(|(k, s, d)| (k.as_str(), s.as_slice(), d.as_slice()))
+            .collect();
+        checkpoint::safetensors::to_bytes(&views, &[]).unwrap()
+    }
+
+    #[test]
+    fn tensors_are_read_by_key_whatever_the_file_order() {
+        let spec = ModelSpec {
+            n_out: 3,
+            encoder_bias: true,
+            ..spec::NARROW
+        };
+        let n = spec.keys().len();
+        let in_order: Vec<usize> = (0..n).collect();
+        // A fixed shuffle: a step coprime with the count, so every key comes once.
+        let step = (n / 3..n).find(|s| gcd(*s, n) == 1).unwrap();
+        let shuffled: Vec<usize> = (0..n).map(|i| (i * step + 5) % n).collect();
+        let mut sorted = shuffled.clone();
+        sorted.sort();
+        assert_eq!(sorted, in_order);
+        assert_ne!(shuffled, in_order);
+
+        let a = Flavr::load_bytes(checkpoint(&spec, &in_order, "")).unwrap();
+        let bytes = checkpoint(&spec, &shuffled, "module.");
+        let b = Flavr::load_bytes(bytes.clone()).unwrap();
+        assert_eq!(a.spec, spec);
+        let (na, nb) = (a.named_tensors(), b.named_tensors());
+        assert_eq!(na.len(), n);
+        assert_eq!(na, nb);
+        // Each tensor is the one its key names in the file.
+        let mut file = checkpoint::open_bytes(bytes).unwrap();
+        for (name, t) in &nb {
+            assert_eq!(*t, &file.read_f32(&format!("module.{name}")).unwrap());
         }
-        fn gate<'a>(out: &mut Vec<(String, &'a Tensor)>, name: &str, g: &'a Gate) {
-            out.push((format!("{name}.weight"), &g.weight));
-            out.push((format!("{name}.bias"), &g.bias));
-        }
-        let mut out = Vec::new();
-        conv(&mut out, "encoder.stem.0", &self.stem);
-        for (l, layer) in self.layers.iter().enumerate() {
-            for (b, block) in layer.iter().enumerate() {
-                let p = format!("encoder.layer{}.{b}", l + 1);
-                conv(&mut out, &format!("{p}.conv1.0"), &block.conv1);
-                conv(&mut out, &format!("{p}.conv2.0"), &block.conv2);
-                gate(&mut out, &format!("{p}.fg.attn_layer.0"), &block.gate);
-                if let Some(ds) = &block.downsample {
-                    out.push((format!("{p}.downsample.0.weight"), ds));
-                }
-            }
-        }
-        for (d, stage) in self.decoder.iter().enumerate() {
-            let op = if stage.transposed { "upconv" } else { "conv" };
-            conv(&mut out, &format!("decoder.{d}.{op}.0"), &stage.conv);
-            gate(
-                &mut out,
-                &format!("decoder.{d}.{op}.1.attn_layer.0"),
-                &stage.gate,
-            );
-        }
-        out.push(("feature_fuse.conv.0.weight".into(), &self.fuse));
-        conv(&mut out, "outconv.1", &self.outconv);
-        out
+        // Two fields of equal shape, spelled out: a swap between them would show here.
+        let l2 = &b.layers[1][1];
+        let conv1 = file.read_f32("module.encoder.layer2.1.conv1.0.weight");
+        let conv2 = file.read_f32("module.encoder.layer2.1.conv2.0.weight");
+        assert_eq!(Ok(&l2.conv1.weight), conv1.as_ref());
+        assert_eq!(Ok(&l2.conv2.weight), conv2.as_ref());
+        assert_ne!(l2.conv1.weight, l2.conv2.weight);
+    }
+
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 { a } else { gcd(b, a % b) }
     }
 }

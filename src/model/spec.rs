@@ -1,11 +1,13 @@
 //! The architecture of `docs/network.md` as a checklist: which keys a checkpoint must hold,
-//! with which shapes, given the widths read from the weights themselves.
+//! with which shapes, given the widths read from the weights themselves. The keys themselves
+//! are spelled in layout.rs ([`Flavr::build`]).
 
 use std::collections::{BTreeMap, HashSet};
+use std::convert::Infallible;
 
-use super::LoadError;
 use super::checkpoint::{DType, TensorEntry};
 use super::tensor::shape_str;
+use super::{Flavr, LoadError};
 
 /// Decoder stages d0..d4: `true` where the stage is a ConvTranspose3d.
 pub const DECODER_TRANSPOSED: [bool; 5] = [false, true, true, false, true];
@@ -32,6 +34,17 @@ pub struct ModelSpec {
     /// Encoder convolutions carry a bias (the 4x and 8x models).
     pub encoder_bias: bool,
 }
+
+/// A narrow network (a quarter of the stem's width and an eighth of the others'), for tests.
+#[cfg(test)]
+pub(crate) const NARROW: ModelSpec = ModelSpec {
+    stem: 8,
+    widths: [8, 16, 32, 64],
+    decoder: [32, 16, 8, 8, 8],
+    fuse: 8,
+    n_out: 1,
+    encoder_bias: false,
+};
 
 /// One tensor the model needs: its key without `module.`, the key as stored, its shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,72 +98,13 @@ impl ModelSpec {
         }
     }
 
-    /// Every tensor of the model with its shape, in a fixed order (the loader's order).
+    /// Every tensor of the model, its key and shape, in [`Flavr::build`]'s order.
     pub fn keys(&self) -> Vec<(String, Vec<usize>)> {
         let mut keys = Vec::new();
-        // A weight and, when `bias` says so, a bias of that many elements.
-        let mut conv = |name: String, shape: Vec<usize>, bias: Option<usize>| {
-            keys.push((format!("{name}.weight"), shape));
-            if let Some(n) = bias {
-                keys.push((format!("{name}.bias"), vec![n]));
-            }
-        };
-        let eb = |c: usize| self.encoder_bias.then_some(c);
-        conv(
-            "encoder.stem.0".into(),
-            vec![self.stem, 3, 3, 7, 7],
-            eb(self.stem),
-        );
-        for l in 1..=4 {
-            let c = self.widths[l - 1];
-            for b in 0..2 {
-                let cin = self.block_in(l, b);
-                let p = format!("encoder.layer{l}.{b}");
-                conv(format!("{p}.conv1.0"), vec![c, cin, 3, 3, 3], eb(c));
-                conv(format!("{p}.conv2.0"), vec![c, c, 3, 3, 3], eb(c));
-                conv(format!("{p}.fg.attn_layer.0"), vec![c, c, 1, 1, 1], Some(c));
-                if self.has_downsample(l, b) {
-                    conv(format!("{p}.downsample.0"), vec![c, cin, 1, 1, 1], None);
-                }
-            }
-        }
-        for (d, &transposed) in DECODER_TRANSPOSED.iter().enumerate() {
-            let (cin, cout) = (self.decoder_in(d), self.decoder[d]);
-            if transposed {
-                // ConvTranspose3d stores its weight as [in, out, ...].
-                conv(
-                    format!("decoder.{d}.upconv.0"),
-                    vec![cin, cout, 3, 4, 4],
-                    Some(cout),
-                );
-                conv(
-                    format!("decoder.{d}.upconv.1.attn_layer.0"),
-                    vec![cout, cout, 1, 1, 1],
-                    Some(cout),
-                );
-            } else {
-                conv(
-                    format!("decoder.{d}.conv.0"),
-                    vec![cout, cin, 3, 3, 3],
-                    Some(cout),
-                );
-                conv(
-                    format!("decoder.{d}.conv.1.attn_layer.0"),
-                    vec![cout, cout, 1, 1, 1],
-                    Some(cout),
-                );
-            }
-        }
-        conv(
-            "feature_fuse.conv.0".into(),
-            vec![self.fuse, WINDOW * self.decoder[4], 1, 1],
-            None,
-        );
-        conv(
-            "outconv.1".into(),
-            vec![3 * self.n_out, self.fuse, 7, 7],
-            Some(3 * self.n_out),
-        );
+        let Ok(_) = Flavr::<()>::build(self, |key, shape| {
+            keys.push((key, shape));
+            Ok::<_, Infallible>(())
+        });
         keys
     }
 
@@ -366,15 +320,7 @@ mod tests {
             assert_eq!(keys.len(), spec.keys().len());
             assert!(keys[0].stored.starts_with("module."));
         }
-        let narrow = ModelSpec {
-            stem: 8,
-            widths: [8, 16, 32, 64],
-            decoder: [32, 16, 8, 8, 8],
-            fuse: 8,
-            n_out: 1,
-            encoder_bias: false,
-        };
-        assert_eq!(expected_keys(&entries(&narrow, "")).unwrap().0, narrow);
+        assert_eq!(expected_keys(&entries(&NARROW, "")).unwrap().0, NARROW);
     }
 
     #[test]

@@ -25,11 +25,13 @@
 //!   frame to derive it from, [`Window::push`] fails with [`WindowError::NoTimestamp`].
 //! - GAP buffers are pushed unchanged (timestamp and duration) and never used as input.
 
-mod scheduler;
+mod plan;
+mod slots;
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
-pub use scheduler::{Level, Plan, PlanError, Slots, scale};
+pub use plan::{Level, Plan, PlanError, scale};
+pub use slots::Slots;
 
 /// Names a frame the element holds: an original input frame or a new one.
 ///

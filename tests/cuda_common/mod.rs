@@ -1,26 +1,21 @@
 //! Shared by the GPU tests: fixtures, engines that skip without a GPU, comparisons.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-
 use gstflavrinterp::backend::{FrameLayout, PixelFormat, Precision, YuvMatrix};
 use gstflavrinterp::cuda::{self, Engine, EngineOptions};
 use gstflavrinterp::model::{Flavr, Tensor, checkpoint};
 
-/// The fixtures folder: `$FLAVR_FIXTURES`, else tests/fixtures of this crate.
-pub fn fixtures() -> PathBuf {
-    std::env::var_os("FLAVR_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
-}
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::fixture;
 
 pub fn load_model(name: &str) -> Flavr {
-    let p = fixtures().join(name);
+    let p = fixture(name);
     Flavr::load_path(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 pub fn read_tensors(name: &str) -> Vec<(String, Tensor)> {
-    let p = fixtures().join(name);
+    let p = fixture(name);
     let mut ck = checkpoint::open_path(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let names: Vec<String> = ck.entries().iter().map(|e| e.name.clone()).collect();
     names

@@ -1,6 +1,6 @@
 """Per-layer table of the CUDA engine's convolutions from a `FLAVR_BENCH_VERBOSE=1 bench` log.
 
-    python3 tools/bench/layer_table.py LOG [--size 1920x1080] [--precision fp16] [--base LOG2]
+    python3 -m tools.bench.layer_table LOG [--size 1920x1080] [--precision fp16] [--base LOG2]
 
 Each convolution's time is the one measured when it was chosen at configure (cuDNN's search, or
 the graph API's timing of its plan), not inside the whole forward pass; FLOP are the executed

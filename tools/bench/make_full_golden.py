@@ -1,8 +1,8 @@
 """Golden outputs of the full-width 2x architecture with the synthetic weights (seed 1) of
-synth.py / src/cuda/synth.rs, computed in float64 by the PyTorch reference, for the GPU parity
+synth.py / src/model/synth.rs, computed in float64 by the PyTorch reference, for the GPU parity
 test (tests/cuda_parity.rs) at small sizes, one of them not a multiple of 8.
 
-    python3 tools/bench/make_full_golden.py tests/fixtures/golden_full2x.safetensors
+    python3 -m tools.bench.make_full_golden tests/fixtures/golden_full2x.safetensors
 """
 import os
 import sys
@@ -10,12 +10,9 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-here = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(here, "..", "reference"))
-sys.path.insert(0, here)
-import flavr_ref as fr  # noqa: E402
-import make_fixtures as mf  # noqa: E402
-import synth  # noqa: E402
+from tools.bench import synth
+from tools.reference import flavr_ref as fr
+from tools.reference import make_fixtures as mf
 
 
 def main(path):

@@ -11,7 +11,7 @@ full-width network at 1920x1080 (stem output 540x960, four frames):
 - fp8: the GEMM of layer4's convolution (M = 4 x 135 x 240, N = 512, K = 512 x 27) in bf16
   against float8 e4m3 (torch._scaled_mm), the ceiling an FP8 convolution could reach.
 
-    python3 tools/bench/probe_convs.py [--runs 30]
+    python3 -m tools.bench.probe_convs [--runs 30]
 """
 import argparse
 import statistics

@@ -4,7 +4,7 @@ network in float32 on real frames, with the inputs and weights of chosen convolu
 float8 e4m3 (per-tensor scale for the activations, per-output-channel scale for the weights, the
 way an FP8 convolution would see them) and everything else in float32. Runs on the CPU or a GPU.
 
-    python3 tools/bench/probe_fp8.py --model models/flavr2x-default.safetensors \
+    python3 -m tools.bench.probe_fp8 --model models/flavr2x-default.safetensors \
         --frames FILE.rgb --frame-size WxH [--windows 4] [--device cpu]
 
 FILE.rgb: raw rgb24 frames (e.g. `ffmpeg -i clip.mp4 -frames:v 8 -f rawvideo -pix_fmt rgb24
@@ -12,18 +12,13 @@ FILE.rgb`). Prints the PSNR (8-bit rounded output, and float) of each quantisati
 float32, averaged over the windows.
 """
 import argparse
-import os
-import sys
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-here = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(here, "..", "reference"))
-sys.path.insert(0, os.path.join(here, "..", "train"))
-import flavr_ref as fr  # noqa: E402
+from tools.reference import flavr_ref as fr
 
 E4M3_MAX = 448.0
 
@@ -89,7 +84,7 @@ def main():
     ap.add_argument("--windows", type=int, default=4)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = ap.parse_args()
-    from export import model_from_state_dict
+    from tools.train.export import model_from_state_dict
     from safetensors.torch import load_file
 
     torch.backends.cudnn.allow_tf32 = False

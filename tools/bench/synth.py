@@ -1,11 +1,11 @@
-"""Deterministic synthetic FLAVR weights, bit-identical to src/cuda/synth.rs.
+"""Deterministic synthetic FLAVR weights, bit-identical to src/model/synth.rs.
 
-Tensor `ti` (index in the model's key order, ModelSpec::keys in Rust) element i is
+Tensor `ti` (index in the model's key order: ModelSpec::keys, i.e. Flavr::build's order, in Rust) element i is
 (2u - 1) * scale, u = (mix(base + (i + 1) * GOLDEN) >> 40) / 2^24, base = mix((seed << 32) ^ ti),
 with wrapping uint64 arithmetic; scale = sqrt(3 / fan_in) for weights (transposed conv:
 in * taps / 4; outconv quartered), 0.1 for biases.
 
-    python3 synth.py --check FILE.safetensors   # compares with weights written by `bench --write-synth`
+    python3 -m tools.bench.synth --check FILE.safetensors   # compares with weights written by `bench --write-synth`
 """
 import sys
 
@@ -84,10 +84,8 @@ def synthesize(model, seed):
 
 
 def check(path, seed=1):
-    import os
     from safetensors.numpy import load_file
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
-    import flavr_ref as fr
+    from tools.reference import flavr_ref as fr
     model = synthesize(fr.Flavr(n_out=1), seed)
     theirs = load_file(path)
     bad = 0

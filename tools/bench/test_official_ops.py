@@ -1,21 +1,17 @@
 """Checks of official_ops.py and torch_bench.py's input handling, on the CPU in float32.
 
-    python3 tools/bench/test_official_ops.py          (or: python3 -m pytest tools/bench)
-    FLAVR_OFFICIAL_SRC=DIR python3 tools/bench/test_official_ops.py   also against the official
+    python3 -m tools.bench.test_official_ops          (or: python3 -m pytest tools/bench)
+    FLAVR_OFFICIAL_SRC=DIR python3 -m tools.bench.test_official_ops   also against the official
                                                       code in DIR (a checkout, kept outside this repo)
 """
 import os
-import sys
 import unittest
 
 import torch
 
-here = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(here, "..", "reference"))
-sys.path.insert(0, here)
-import flavr_ref as fr  # noqa: E402
-import official_ops  # noqa: E402
-import torch_bench as tb  # noqa: E402
+from tools.bench import official_ops
+from tools.bench import torch_bench as tb
+from tools.reference import flavr_ref as fr
 
 
 def max_abs(a, b):

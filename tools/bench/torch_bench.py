@@ -1,7 +1,7 @@
 """PyTorch reference timings for the same network and shapes as the `bench` program, and the
 comparison of the CUDA engine's outputs with the PyTorch reference on the same weights.
 
-    python3 tools/bench/torch_bench.py [--sizes 960x544,1280x720,1920x1080] [--runs 20]
+    python3 -m tools.bench.torch_bench [--sizes 960x544,1280x720,1920x1080] [--runs 20]
         [--batch 1,2,4] [--layouts cl3d,cl,none] [--official-src DIR]
         [--compile 1920x1080] [--compile-mode default] [--tf32 1920x1080]
         [--compare DIR --frames FILE.rgb --frame-size WxH]
@@ -37,12 +37,9 @@ import time
 import numpy as np
 import torch
 
-here = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(here, "..", "reference"))
-sys.path.insert(0, here)
-import flavr_ref as fr  # noqa: E402
-import official_ops  # noqa: E402
-import synth  # noqa: E402
+from tools.bench import official_ops
+from tools.bench import synth
+from tools.reference import flavr_ref as fr
 
 
 def size(s):
@@ -156,8 +153,7 @@ def flops_counter(model):
 
 def load_model(path):
     """The architecture read off a safetensors file's shapes, with its weights (float32)."""
-    sys.path.insert(0, os.path.join(here, "..", "train"))
-    from export import model_from_state_dict
+    from tools.train.export import model_from_state_dict
     from safetensors.torch import load_file
 
     model, spec = model_from_state_dict(load_file(path))

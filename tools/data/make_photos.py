@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the training photographs from Debian's wallpaper packages.
 
-    python3 tools/data/make_photos.py --out .gpu-train/photos        (as root, or with apt access)
+    python3 -m tools.data.make_photos --out .gpu-train/photos        (as root, or with apt access)
 
 Steps (deterministic for the same package versions):
 1. `apt-get download` the packages below (no install: nothing on the system changes) and unpack
@@ -19,7 +19,6 @@ Steps (deterministic for the same package versions):
 Needs Pillow (Debian: python3-pil; or `pip install pillow`).
 """
 import argparse
-import hashlib
 import io
 import os
 import shutil
@@ -28,6 +27,8 @@ import sys
 import tempfile
 
 from PIL import Image
+
+from tools.files import sha256
 
 PACKAGES = [
     "plasma-workspace-wallpapers",
@@ -111,14 +112,6 @@ SOURCES = [
     ("train", "art", "ukui-wallpapers", "usr/share/backgrounds/the-mouse.jpg"),
     ("train", "art", "ukui-wallpapers", "usr/share/backgrounds/rhythm.jpg"),
 ]
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fetch(packages, work):

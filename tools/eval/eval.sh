@@ -23,6 +23,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 clip=${1:-/work/data/bigbuckbunny.mp4}
+[ -e "$clip" ] || { echo "usage: eval.sh CLIP (no clip at $clip)" >&2; exit 2; }
 out=${OUT:-out/eval}
 mkdir -p "$out"
 
@@ -32,9 +33,8 @@ elif [ -x "$here/bin/flavr-eval" ]; then
   eval_bin=$here/bin/flavr-eval
 else
   root=$(cd "$here/../.." && pwd)
-  (cd "$root" && CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target} \
-    cargo build --release --bin flavr-eval)
-  eval_bin=${CARGO_TARGET_DIR:-/work/target}/release/flavr-eval
+  (cd "$root" && cargo build --release --bin flavr-eval)
+  eval_bin=${CARGO_TARGET_DIR:-$root/target}/release/flavr-eval
 fi
 
 args=(--clip "$clip" --method dup --method blend)

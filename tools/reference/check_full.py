@@ -1,6 +1,6 @@
 """Full-width check of the Rust CPU backend against the PyTorch reference (run on the GPU machine).
 
-    python3 tools/reference/check_full.py --cli PATH/flavr-cli --frames FRAMES.rgb --size 1280x720 \
+    python3 -m tools.reference.check_full --cli PATH/flavr-cli --frames FRAMES.rgb --size 1280x720 \
         [--n-out 1] [--out DIR]
 
 Builds the released 2x architecture (42,061,571 parameters) with random weights, saves it as a
@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import flavr_ref as fr  # noqa: E402
+from tools.reference import flavr_ref as fr
 
 
 def main():

@@ -1,6 +1,6 @@
 """Writes the committed test fixtures of tests/fixtures/ with the PyTorch reference.
 
-    python3 tools/reference/make_fixtures.py tests/fixtures
+    python3 -m tools.reference.make_fixtures tests/fixtures
 
 - flavr2x_w8.{pth,legacy.pth,safetensors}: a 2x model with all widths / 8, the released key names
   (with `module.`), in the zip container, the legacy (pre-1.6) container and safetensors.
@@ -17,8 +17,7 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import flavr_ref as fr  # noqa: E402
+from tools.reference import flavr_ref as fr
 
 
 def smooth_frames(g, h, w, shift=(1.5, 0.7)):

@@ -1,6 +1,6 @@
 """Writes the small extra fixtures of the checkpoint-loader tests (tests/checkpoint*.rs).
 
-    /opt/torchenv/bin/python tools/reference/make_loader_fixtures.py tests/fixtures
+    /opt/torchenv/bin/python -m tools.reference.make_loader_fixtures tests/fixtures
 
 - tiny_mixed{.pth,.legacy.pth,.p4.pth,.p4.legacy.pth,.p5.pth,.p5.legacy.pth}: a bare state_dict
   (no wrapper dict) of odd tensors in both PyTorch containers and pickle protocols 2, 4 and 5:
@@ -19,7 +19,6 @@
 - flavr2x_w32_f64.legacy.pth: the released layout with `module.outconv.1.bias` as float64.
 """
 import collections
-import io
 import os
 import sys
 import zipfile
@@ -27,8 +26,7 @@ import zipfile
 import torch
 from safetensors.torch import save_file
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import flavr_ref as fr  # noqa: E402
+from tools.reference import flavr_ref as fr
 
 
 def tiny_mixed():

@@ -1,6 +1,6 @@
 """How fast the data knobs are: the codec's CPU time per clip, and whole batches per second.
 
-    python tools/train/bench_data.py [--crop 256] [--n 24] [--device cpu|cuda] [--batches 3]
+    python -m tools.train.bench_data [--crop 256] [--n 24] [--device cpu|cuda] [--batches 3]
 
 1. Codec: CPU seconds (thread time, so other load on the machine does not count) per clip for
    each codec setting the generator draws, full-rate (7 frames) and half-rate (4 frames), on
@@ -11,15 +11,13 @@
 """
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import codec  # noqa: E402
-from data import X264_PRESETS, ClipGenerator, PhotoBank  # noqa: E402
+from tools.train import codec
+from tools.train.data import X264_PRESETS, ClipGenerator, PhotoBank
 
 
 def content(n, size, seed=0):

@@ -6,11 +6,13 @@ headless, whose wheel bundles FFmpeg's libavcodec (decoders for H.264 and MPEG-4
 MPEG-4 part 2 encoder; no x264, which is GPL). So this module talks to the C libraries directly:
 
 - H.264 encoding: libx264 (the 2.2 MB `libx264-*.so.165` of the PyAV manylinux wheel, which
-  needs only libc/libm/libpthread; `tools/train/fetch_codec.sh` puts it in .gpu-train/codec);
+  needs only libc/libm/libpthread; `tools/device/fetch_codec.sh` fetches it), looked for in
+  $FLAVR_CODEC_DIR, then in PyAV's wheel (`av.libs/`), then the system's;
 - decoding (H.264, MPEG-4) and MPEG-4 encoding: libavcodec + libavutil, from cv2's wheel
   (`opencv_python_headless.libs/`), else PyAV's (`av.libs/`), else the system's.
 
-Overrides: FLAVR_X264=/path/libx264.so, FLAVR_AVCODEC=/path/libavcodec.so (libavutil is taken
+Overrides: FLAVR_CODEC_DIR=a folder with libx264*.so* (tools/device/env.sh sets it to
+.gpu-train/codec on the GPU machine), FLAVR_X264=/path/libx264.so, FLAVR_AVCODEC=/path/libavcodec.so (libavutil is taken
 from the same folder). A missing library raises CodecUnavailable naming what was looked for.
 
 Only stable C entry points are used, options are set by name (x264_param_parse, av_opt_set), and
@@ -30,8 +32,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class CodecUnavailable(RuntimeError):
@@ -66,8 +66,7 @@ def _find(env, pattern_dirs, patterns, system_name):
 
 
 def _x264_path():
-    root = os.path.abspath(os.path.join(HERE, "..", ".."))
-    dirs = [os.path.join(root, ".gpu-train", "codec")]
+    dirs = [os.environ["FLAVR_CODEC_DIR"]] if os.environ.get("FLAVR_CODEC_DIR") else []
     dirs += [os.path.join(s, "av.libs") for s in _site_dirs()]
     return _find("FLAVR_X264", dirs, ["libx264*.so*"], "x264")
 
@@ -150,7 +149,7 @@ class _Libs:
         path, tried = _x264_path()
         if not path:
             raise CodecUnavailable("libx264 not found (tried: " + "; ".join(tried) + "): run "
-                                   "tools/train/fetch_codec.sh, or set FLAVR_X264")
+                                   "tools/device/fetch_codec.sh, or set FLAVR_X264")
         try:
             x = ctypes.CDLL(path)
         except OSError as e:
@@ -234,29 +233,47 @@ def _frame_planes(fr, w, h):
     return out
 
 
+def _alloc(L, codec, what):
+    """`codec` (what avcodec_find_* returned for `what`), a context for it, a packet, a frame."""
+    if not codec:
+        raise CodecUnavailable(f"{L.avcodec_path} has no {what}")
+    return codec, L.avcodec.avcodec_alloc_context3(codec), L.avcodec.av_packet_alloc(), L.avutil.av_frame_alloc()
+
+
+def _free(L, ctx, pkt, fr):
+    """Frees a codec context, a packet and a frame."""
+    L.avutil.av_frame_free(ctypes.byref(VP(fr)))
+    L.avcodec.av_packet_free(ctypes.byref(VP(pkt)))
+    L.avcodec.avcodec_free_context(ctypes.byref(VP(ctx)))
+
+
+def _drain(receive, what, take):
+    """Calls `take()` for each frame or packet `receive()` hands over, until the codec wants more
+    input (EAGAIN) or is done (EOF); a negative status is an error of `what`."""
+    while True:
+        r = receive()
+        if r in (EAGAIN, AVERROR_EOF):
+            return
+        if r < 0:
+            raise RuntimeError(f"{what} error {r}")
+        take()
+
+
 def _decode(L, name, packets, w, h):
     a, u = L.avcodec, L.avutil
-    codec = a.avcodec_find_decoder_by_name(name)
-    if not codec:
-        raise CodecUnavailable(f"{L.avcodec_path} has no {name.decode()} decoder")
-    ctx = a.avcodec_alloc_context3(codec)
-    pkt = a.av_packet_alloc()
-    fr = u.av_frame_alloc()
+    codec, ctx, pkt, fr = _alloc(L, a.avcodec_find_decoder_by_name(name), f"{name.decode()} decoder")
     out = []
     try:
         u.av_opt_set(ctx, b"threads", b"1", OPT_CHILDREN)
         if a.avcodec_open2(ctx, codec, None) < 0:
             raise RuntimeError(f"cannot open the {name.decode()} decoder")
 
+        def take():
+            out.append(_frame_planes(fr, w, h))
+            u.av_frame_unref(fr)
+
         def drain():
-            while True:
-                r = a.avcodec_receive_frame(ctx, fr)
-                if r in (EAGAIN, AVERROR_EOF):
-                    return
-                if r < 0:
-                    raise RuntimeError(f"{name.decode()} decoder error {r}")
-                out.append(_frame_planes(fr, w, h))
-                u.av_frame_unref(fr)
+            _drain(lambda: a.avcodec_receive_frame(ctx, fr), f"{name.decode()} decoder", take)
 
         for data in packets:
             if a.av_new_packet(pkt, len(data)) < 0:
@@ -270,9 +287,7 @@ def _decode(L, name, packets, w, h):
         a.avcodec_send_packet(ctx, None)
         drain()
     finally:
-        u.av_frame_free(ctypes.byref(VP(fr)))
-        a.av_packet_free(ctypes.byref(VP(pkt)))
-        a.avcodec_free_context(ctypes.byref(VP(ctx)))
+        _free(L, ctx, pkt, fr)
     return out
 
 
@@ -339,12 +354,7 @@ def encode_mpeg4(frames, qscale=5.0, bframes=0, gop=12):
     L = libs(need_x264=False)
     a, u = L.avcodec, L.avutil
     h, w = check_frames(frames)
-    codec = a.avcodec_find_encoder_by_name(b"mpeg4")
-    if not codec:
-        raise CodecUnavailable(f"{L.avcodec_path} has no mpeg4 encoder")
-    ctx = a.avcodec_alloc_context3(codec)
-    pkt = a.av_packet_alloc()
-    fr = u.av_frame_alloc()
+    codec, ctx, pkt, fr = _alloc(L, a.avcodec_find_encoder_by_name(b"mpeg4"), "mpeg4 encoder")
     units = []
     try:
         for k, v in (("video_size", f"{w}x{h}"), ("pixel_format", "yuv420p"), ("time_base", "1/25"),
@@ -355,15 +365,12 @@ def encode_mpeg4(frames, qscale=5.0, bframes=0, gop=12):
         if a.avcodec_open2(ctx, codec, None) < 0:
             raise RuntimeError(f"cannot open the mpeg4 encoder for {w}x{h}")
 
+        def take():
+            units.append(ctypes.string_at(_ptr(pkt, PKT_DATA).value, _i32(pkt, PKT_SIZE).value))
+            a.av_packet_unref(pkt)
+
         def drain():
-            while True:
-                r = a.avcodec_receive_packet(ctx, pkt)
-                if r in (EAGAIN, AVERROR_EOF):
-                    return
-                if r < 0:
-                    raise RuntimeError(f"mpeg4 encoder error {r}")
-                units.append(ctypes.string_at(_ptr(pkt, PKT_DATA).value, _i32(pkt, PKT_SIZE).value))
-                a.av_packet_unref(pkt)
+            _drain(lambda: a.avcodec_receive_packet(ctx, pkt), "mpeg4 encoder", take)
 
         for planes in frames:
             _i32(fr, FR_W).value, _i32(fr, FR_H).value, _i32(fr, FR_FMT).value = w, h, PIX_YUV420P
@@ -382,9 +389,7 @@ def encode_mpeg4(frames, qscale=5.0, bframes=0, gop=12):
         a.avcodec_send_frame(ctx, None)
         drain()
     finally:
-        u.av_frame_free(ctypes.byref(VP(fr)))
-        a.av_packet_free(ctypes.byref(VP(pkt)))
-        a.avcodec_free_context(ctypes.byref(VP(ctx)))
+        _free(L, ctx, pkt, fr)
     return units
 
 

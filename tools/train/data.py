@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import codec
+from tools.train import codec
 
 # ---------------------------------------------------------------------------------------------
 # Photos

@@ -1,8 +1,8 @@
 """Export trained weights as the model the plugin ships: one float16 safetensors file with the
 released key names (no `module.`), the architecture readable from the shapes alone.
 
-    python3 tools/train/export.py --state .gpu-train/state --out flavr2x-small.safetensors
-    python3 tools/train/export.py --weights some.safetensors|some.pt --out model.safetensors
+    python3 -m tools.train.export --state .gpu-train/state --out flavr2x-small.safetensors
+    python3 -m tools.train.export --weights some.safetensors|some.pt --out model.safetensors
 
 It derives the widths from the shapes the way src/model/spec.rs does (stem, layer1..4,
 decoder d0..d4, fuse, n_out, encoder bias), rebuilds tools/reference/flavr_ref.Flavr with them,
@@ -17,11 +17,8 @@ import sys
 import torch
 from safetensors.torch import load_file, save_file
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "reference"))
-import state as st  # noqa: E402
-from flavr_ref import Flavr  # noqa: E402
+from tools.reference.flavr_ref import Flavr
+from tools.train import state as st
 
 
 def spec_from_shapes(sd):

@@ -1,16 +1,13 @@
 """Look at synthetic clips: a PNG sheet, one clip per row (inputs 0..3 with the target between
 inputs 1 and 2, then |target - mean(inputs 1, 2)| x4), and the motion of each clip.
 
-    python tools/train/preview.py --photos .gpu-train/photos/train --out /tmp/clips.png --n 6
+    python -m tools.train.preview --photos .gpu-train/photos/train --out /tmp/clips.png --n 6
 """
 import argparse
-import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from data import ClipGenerator, PhotoBank  # noqa: E402
+from tools.train.data import ClipGenerator, PhotoBank
 
 
 def main():

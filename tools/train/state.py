@@ -1,47 +1,39 @@
-"""Training state in parts small enough for the device machine's limits.
-
-The device tool brings back at most 8 files of at most 16 MiB (64 MiB together) from $OUT, and a
-call carries at most 64 MiB of working tree in. So the state is:
+"""The training state: a folder that train.py saves to and resumes from.
 
   model-NN.safetensors + model.json   the weights, float16, released key names (this IS the
-                                      shipped model, split); model.json holds the training meta
-                                      (step, schedule, seeds, history) and each part's sha256
+                                      shipped model, in parts); model.json holds the training
+                                      meta (step, schedule, seeds, history) and each part's sha256
   opt-NN.safetensors + opt.json       AdamW's second moment (and, with --keep-m, its first),
                                       8-bit log-quantised per block of 256 (see q8_encode)
   train.log                           the log, appended to by every call
 
+Each of model and opt is one part unless a size is given (`train.py --max-part-mb`): the GPU
+machine's transfers take files of at most 16 MiB, so tools/device/train.sh asks for 15 MB parts.
+
 Float16 weights: the master weights are float32 during a call and rounded to float16 between
 calls (relative error 2^-11, far below one step's update at any learning rate used here).
-10.5M parameters take 21 MB as float16 instead of 42 MB as float32, which is what lets photos +
-state + repository fit in one call's 64 MiB. Moments: the second moment is kept (it is what
+10.5M parameters take 21 MB as float16 instead of 42 MB as float32 (what lets photos + state +
+repository fit in one device call's 64 MiB carry). Moments: the second moment is kept (it is what
 sets Adam's step size); the first one (a 10-step memory at beta1 = 0.9) is rebuilt by default.
 
-    save_split(dir, "model", {name: tensor}, meta)   -> list of files written
+    save_split(dir, "model", {name: tensor}, meta[, max_bytes])   -> list of files written
     load_split(dir, "model") -> (tensors, meta)       (checks every part's sha256)
 
-CLI (no torch needed):  python3 tools/train/state.py verify DIR   |   info DIR
+CLI (no torch needed):  python3 -m tools.train.state verify DIR   |   info DIR
 """
-import hashlib
 import json
 import math
 import os
 import sys
 
-MAX_PART = 15_000_000  # bytes per part (the device tool takes files up to 16 MiB)
+from tools.files import sha256
+
 BLOCK = 256
 
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def save_split(folder, name, tensors, meta, max_bytes=MAX_PART):
+def save_split(folder, name, tensors, meta, max_bytes=None):
     """Write `tensors` as name-00.safetensors, name-01, ... (each at most max_bytes of data, a
-    tensor never split) and name.json (meta + parts + sha256). Writes go to temporary names
+    tensor never split; one part when max_bytes is None) and name.json (meta + parts + sha256). Writes go to temporary names
     first; name.json is written last, so a reader sees either the old state or the new one
     (a mix fails the sha256 check). Returns the file names written."""
     import torch
@@ -52,9 +44,9 @@ def save_split(folder, name, tensors, meta, max_bytes=MAX_PART):
     for k in sorted(tensors):
         t = tensors[k].detach().contiguous().cpu()
         nb = t.numel() * t.element_size()
-        if nb > max_bytes:
+        if max_bytes is not None and nb > max_bytes:
             raise ValueError(f"tensor {k} ({nb} bytes) is larger than a part ({max_bytes})")
-        if cur and size + nb > max_bytes:
+        if cur and max_bytes is not None and size + nb > max_bytes:
             groups.append(cur)
             cur, size = {}, 0
         cur[k] = t
@@ -66,7 +58,7 @@ def save_split(folder, name, tensors, meta, max_bytes=MAX_PART):
         fn = f"{name}-{i:02d}.safetensors"
         tmp = os.path.join(folder, fn + ".tmp")
         save_file(g, tmp, metadata={"part": str(i), "of": str(len(groups))})
-        parts.append({"file": fn, "bytes": os.path.getsize(tmp), "sha256": _sha256(tmp), "keys": sorted(g)})
+        parts.append({"file": fn, "bytes": os.path.getsize(tmp), "sha256": sha256(tmp), "keys": sorted(g)})
     for p in parts:
         os.replace(os.path.join(folder, p["file"] + ".tmp"), os.path.join(folder, p["file"]))
     manifest = {"name": name, "parts": parts, "meta": meta}
@@ -93,7 +85,7 @@ def verify_split(folder, name):
         fp = os.path.join(folder, p["file"])
         if not os.path.isfile(fp):
             raise ValueError(f"{folder}: part {p['file']} is missing")
-        if os.path.getsize(fp) != p["bytes"] or _sha256(fp) != p["sha256"]:
+        if os.path.getsize(fp) != p["bytes"] or sha256(fp) != p["sha256"]:
             raise ValueError(f"{folder}: part {p['file']} does not match {name}.json (an interrupted save?)")
     return manifest
 

@@ -1,6 +1,6 @@
 """Checks of the training tools on CPU, with synthetic images (no photos needed).
 
-    /opt/torchenv/bin/python tools/train/test_train.py        (or: pytest tools/train)
+    /opt/torchenv/bin/python -m tools.train.test_train        (or: pytest tools/train)
 
 - the clip timing: with a pure pan of v px per unit, the target (frame 3) is input 1 (frame 2)
   moved by v and input 2 (frame 4) moved by -v, input 0 by 3v; with a pure acceleration the
@@ -16,10 +16,8 @@ import tempfile
 
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import state as st  # noqa: E402
-from data import ClipGenerator, PhotoBank  # noqa: E402
+from tools.train import state as st
+from tools.train.data import ClipGenerator, PhotoBank
 
 torch.set_num_threads(1)
 
@@ -96,7 +94,7 @@ def test_deterministic():
 
 
 def test_still_validation_and_knobs():
-    import train
+    from tools.train import train
 
     gen = ClipGenerator(_bank(), crop=32, **train.STILL)
     x, y, info = gen.batch(4, seed=3)
@@ -116,7 +114,7 @@ def test_still_validation_and_knobs():
 def test_chroma420_nearest():
     """4:2:0 as videoconvert decodes it: luma kept, chroma one value per 2x2 block (its mean);
     the knob at 0 leaves every batch as it was, at 1 all 4:2:0 clips get it."""
-    from data import chroma420, to_ycc
+    from tools.train.data import chroma420, to_ycc
 
     x = torch.rand(2, 3, 8, 10, generator=torch.Generator().manual_seed(5))
     for nearest in (False, True):
@@ -183,8 +181,8 @@ def _photos(folder):
 
 
 def test_resume_and_export():
-    import train
-    import export
+    from tools.train import train
+    from tools.train import export
 
     with tempfile.TemporaryDirectory() as tmp:
         _photos(os.path.join(tmp, "photos"))
@@ -224,7 +222,7 @@ def _psnr(a, b):
 def test_yuv420_formula():
     """BT.601 limited range both ways, the formula tools/eval uses: white 235/128/128, black 16;
     a grey with smooth colour comes back within the 8-bit rounding."""
-    from data import rgb_to_yuv420, yuv420_to_rgb
+    from tools.train.data import rgb_to_yuv420, yuv420_to_rgb
 
     Y, U, V = rgb_to_yuv420(torch.ones(1, 3, 4, 4))
     assert int(Y.min()) == int(Y.max()) == 235 and int(U.min()) == int(V.max()) == 128
@@ -255,7 +253,7 @@ def test_codec_roundtrip():
     """x264 and FFmpeg's MPEG-4 part 2 through ctypes: every frame comes back, at the right size,
     and a lower quality setting loses more (CRF 16 vs 40, quantiser 2 vs 20)."""
     import numpy as np
-    import codec
+    from tools.train import codec
 
     for name in ("h264", "mpeg4"):
         why = codec.available(name)
@@ -283,7 +281,7 @@ def test_codec_roundtrip():
 
 
 def test_codec_missing_is_a_clear_error():
-    import codec
+    from tools.train import codec
 
     old = os.environ.get("FLAVR_X264")
     saved = dict(codec._LIBS)
@@ -384,8 +382,8 @@ def test_real_video_windows():
     frames of the video (a 2 px/frame pan: the target is input 1 moved by 2 px), untouched by
     the synthetic degradations; a clip smaller than the batch is never used."""
     import json
-    import codec
-    from videos import VideoBank
+    from tools.train import codec
+    from tools.train.videos import VideoBank
 
     with tempfile.TemporaryDirectory() as tmp:
         fr = _planes(5, n=20, h=80, w=96, shift=2)

@@ -5,8 +5,12 @@ One call trains for --minutes (or --max-steps), then validates, saves the state 
 A later call with the same --state continues where this one stopped: the step counter, the
 learning-rate schedule and the data stream (a pure function of --seed and the step) go on.
 
-    python3 tools/train/train.py --photos .gpu-train/photos --state .gpu-train/state \\
-        --out-state $OUT/state --minutes 8
+    python3 -m tools.train.train --photos PHOTOS --state STATE --minutes 8
+
+from the repository root, on any machine with PyTorch (a CUDA GPU when there is one). PHOTOS is
+the output of `python3 -m tools.data.make_photos`; `--videos` (make_videos.py) and the codec
+knobs add real material (tools/train/README.md). On the GPU machine, tools/device/train.sh runs
+it with the machine's paths and limits.
 
 Model: Flavr(n_out=1, widths=--widths), no encoder bias (as the released 2x model), decoder and
 fuse widths as flavr_ref derives them. Default widths 32,64,128,256: 10,525,571 parameters,
@@ -28,12 +32,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "reference"))
-import state as st  # noqa: E402
-from data import ClipGenerator, PhotoBank, make_validation  # noqa: E402
-from flavr_ref import Flavr  # noqa: E402
+from tools.reference.flavr_ref import Flavr
+from tools.train import state as st
+from tools.train.data import ClipGenerator, PhotoBank, make_validation
 
 VAL_SEED = 77_000_000
 BUCKETS = [(0, 4), (4, 16), (16, 32), (32, 1e9)]
@@ -113,6 +114,8 @@ def parse_args(argv=None):
     ap.add_argument("--val-crop", type=int, default=None, help="validation crop (default: --crop)")
     ap.add_argument("--save-every-min", type=float, default=3.0)
     ap.add_argument("--keep-m", action="store_true", help="also save Adam's first moment")
+    ap.add_argument("--max-part-mb", type=float, default=None,
+                    help="save the state in parts of at most this many MB (default: one part each)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--no-amp", action="store_true", help="float32 instead of bf16 autocast")
@@ -236,7 +239,7 @@ def model_tensors(model):
     return out
 
 
-def save_state(folders, model, opt, meta, keep_m, log):
+def save_state(folders, model, opt, meta, keep_m, log, max_bytes=None):
     weights = model_tensors(model)
     opt_t = {}
     names = {p: n for n, p in model.named_parameters()}
@@ -252,9 +255,9 @@ def save_state(folders, model, opt, meta, keep_m, log):
     for folder in folders:
         if not folder:
             continue
-        st.save_split(folder, "model", weights, meta)
+        st.save_split(folder, "model", weights, meta, max_bytes)
         if opt_t:
-            st.save_split(folder, "opt", opt_t, {"step": meta["step"], "keep_m": keep_m})
+            st.save_split(folder, "opt", opt_t, {"step": meta["step"], "keep_m": keep_m}, max_bytes)
     log(f"saved step {meta['step']} to {', '.join(f for f in folders if f)} ({time.time() - t0:.1f} s)")
 
 
@@ -337,6 +340,7 @@ def blend_psnr(val):
 def main(argv=None):
     args = parse_args(argv)
     t_start = time.time()
+    max_part = None if args.max_part_mb is None else int(args.max_part_mb * 1e6)
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = args.device
@@ -405,7 +409,7 @@ def main(argv=None):
     vbank = PhotoBank(os.path.join(args.photos, "val"), dev)
     videos = None
     if args.videos:
-        from videos import VideoBank
+        from tools.train.videos import VideoBank
 
         videos = VideoBank(args.videos, dev)
         log(f"real video: {len(videos)} clips from {args.videos}")
@@ -516,7 +520,7 @@ def main(argv=None):
         if time.time() - last_save > args.save_every_min * 60:
             t0 = time.time()
             update_meta(step)
-            save_state([args.state, args.out_state], model, opt, meta, args.keep_m, log)
+            save_state([args.state, args.out_state], model, opt, meta, args.keep_m, log, max_part)
             last_save = time.time()
             t_log += time.time() - t0
 
@@ -531,7 +535,7 @@ def main(argv=None):
         meta["history"].append({"step": step, "val": res})
         log(f"step {step} val {json.dumps(res)}")
     update_meta(step)
-    save_state([args.state, args.out_state], model, opt, meta, args.keep_m, log)
+    save_state([args.state, args.out_state], model, opt, meta, args.keep_m, log, max_part)
     log(f"SUMMARY call {meta['calls']}: steps {start_step} -> {step} ({steps} in {train_s:.0f} s, "
         f"{steps * args.batch / max(train_s, 1e-9):.1f} samples/s incl. setup), "
         f"val PSNR {res['psnr']:.3f} dB, total {meta['samples']:,} samples")

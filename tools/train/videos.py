@@ -16,8 +16,8 @@ import os
 import numpy as np
 import torch
 
-import codec
-from data import yuv420_to_rgb
+from tools.train import codec
+from tools.train.data import yuv420_to_rgb
 
 
 class VideoBank:

@@ -261,6 +261,18 @@ fn gather_row(seg: &mut [f32], src: &[f32], ow0: usize, s: usize, dx: isize, w: 
     }
 }
 
+/// Checks that `x` holds `xd` and `out` holds `od`; the error names the layer kind `what`.
+fn check_buffers(what: &str, x: &[f32], xd: Dims, out: &[f32], od: Dims) -> Result<(), String> {
+    if x.len() != xd.len() || out.len() != od.len() {
+        return Err(format!(
+            "{what} buffers hold {} and {} elements for shapes {xd:?} -> {od:?}",
+            x.len(),
+            out.len()
+        ));
+    }
+    Ok(())
+}
+
 /// A 3D (or 2D, as `kT = 1`) convolution prepared as a GEMM: zero padding, spatial stride `s`
 /// on H and W, time never strided.
 #[derive(Clone, Debug)]
@@ -375,13 +387,7 @@ impl Conv {
         sums: bool,
     ) -> Result<Vec<f64>, String> {
         let od = self.out_dims(xd)?;
-        if x.len() != xd.len() || out.len() != od.len() {
-            return Err(format!(
-                "conv buffers hold {} and {} elements for shapes {xd:?} -> {od:?}",
-                x.len(),
-                out.len()
-            ));
-        }
+        check_buffers("conv", x, xd, out, od)?;
         let n = od.plane();
         let k = self.cin * self.taps.len();
         // A 1x1x1 stride-1 conv reads its input as it is: no gathering.
@@ -579,13 +585,7 @@ impl ConvTranspose {
         sums: bool,
     ) -> Result<Vec<f64>, String> {
         let od = self.out_dims(xd)?;
-        if x.len() != xd.len() || out.len() != od.len() {
-            return Err(format!(
-                "transposed conv buffers hold {} and {} elements for shapes {xd:?} -> {od:?}",
-                x.len(),
-                out.len()
-            ));
-        }
+        check_buffers("transposed conv", x, xd, out, od)?;
         let n = xd.plane(); // input positions; each phase makes one output per input position
         let k = self.cin * 12;
         let chunk = chunk_len(n, k);

@@ -4,7 +4,6 @@
 //!
 //! - [`conv`]: convolutions and transposed convolutions as GEMMs.
 //! - [`ops`]: SE gating, activations, residual add, padding, time fold, normalisation.
-//! - [`random`]: a model with random weights of any shape (benchmarks, tests).
 //!
 //! One window is one sample: activations are planar `[C, T, H, W]`. Skip connections are
 //! written by the encoder straight into the tail of the buffer the decoder later fills at its
@@ -13,7 +12,6 @@
 
 pub mod conv;
 pub mod ops;
-pub mod random;
 
 use std::sync::Arc;
 use std::time::Instant;

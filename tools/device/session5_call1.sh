@@ -7,8 +7,9 @@
 set -u
 D=.gpu-c1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-export LD_LIBRARY_PATH=/usr/local/cuda-13.0/lib64:${LD_LIBRARY_PATH:-}
-export FLAVR_REQUIRE_GPU=1 FLAVR_FIXTURES=$PWD/$D/fixtures PYTHONUNBUFFERED=1
+# shellcheck source=env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+export FLAVR_REQUIRE_GPU=1 FLAVR_FIXTURES=$PWD/$D/fixtures
 export FLAVR_CUDA_PLAN_CACHE=/tmp/plans.tsv
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader
 t0=$(date +%s)
@@ -28,7 +29,7 @@ $D/bench --sizes 1920x1080 --precisions fp16 --runs 15 --profile 2>&1 | tee "$OU
 step "embedded model"
 $D/bench --model models/flavr2x-default.safetensors --sizes 1920x1080 --precisions fp16 --runs 20 2>&1 | tee "$OUT/bench_model.log" | grep -v "^    "
 step probes
-python3 tools/bench/probe_convs.py --runs 20 2>&1 | tee "$OUT/probe.log"
+python3 -m tools.bench.probe_convs --runs 20 2>&1 | tee "$OUT/probe.log"
 step "pytorch: the official op sequence and the official code, eager"
-python3 tools/bench/torch_bench.py --sizes 1920x1080 --batch ${BATCH:-1,2} --official-src $D/official --runs 20 2>&1 | tee "$OUT/torch.log" | grep -v "^{"
+python3 -m tools.bench.torch_bench --sizes 1920x1080 --batch ${BATCH:-1,2} --official-src $D/official --runs 20 2>&1 | tee "$OUT/torch.log" | grep -v "^{"
 step done

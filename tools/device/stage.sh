@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the bench program and the GPU test binaries here and stages what a device call needs
 # in $DEST (default /work/main/.gpu-cuda, git-ignored), to be named in the call's `carry`.
-# usage: tools/bench/stage.sh [FRAMES.rgb]    (raw 1280x720 RGB frames of bigbuckbunny.mp4)
+# usage: tools/device/stage.sh [FRAMES.rgb]    (raw 1280x720 RGB frames of bigbuckbunny.mp4)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target}
@@ -13,8 +13,9 @@ cp "$CARGO_TARGET_DIR/release/bench" "$DEST/bench"
 while read -r name path; do cp "$path" "$DEST/$name"; done <<<"$tests"
 strip "$DEST"/bench "$DEST"/cuda_*
 cp tests/fixtures/*.safetensors "$DEST/fixtures/"
-rm -rf "$DEST/tools/bench" "$DEST/tools/reference"
-cp -r tools/bench tools/reference "$DEST/tools/"
+rm -rf "$DEST/tools"
+mkdir -p "$DEST/tools"
+cp -r tools/__init__.py tools/bench tools/reference tools/train tools/device "$DEST/tools/"
 # The element for the pipeline timing: the plugin and a GStreamer runtime (no GStreamer there).
 cargo build --release --lib
 mkdir -p "$DEST/plugin"

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Runs on the GPU machine from the staged folder (tools/bench/stage.sh): GPU tests, PSNR on real
+# Runs on the GPU machine from the staged folder (tools/device/stage.sh): GPU tests, PSNR on real
 # frames (ours and PyTorch's), the bench program and the PyTorch reference timings, in one call.
-# usage: bash .gpu-cuda/tools/bench/device_run.sh [STEPS]   STEPS: comma list of
+# usage: bash .gpu-cuda/tools/device/bench_run.sh [STEPS]   STEPS: comma list of
 #        tests,psnr,bench,torch,compile,pipeline,bench32 (run in that order; default: all but
 #        compile and pipeline)
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 steps=${1:-tests,psnr,bench,bench32,torch}
-export LD_LIBRARY_PATH=/usr/local/cuda-13.0/lib64:${LD_LIBRARY_PATH:-}
-export FLAVR_REQUIRE_GPU=1 FLAVR_FIXTURES=$PWD/fixtures PYTHONUNBUFFERED=1
+# shellcheck source=env.sh
+source tools/device/env.sh
+export FLAVR_REQUIRE_GPU=1 FLAVR_FIXTURES=$PWD/fixtures
 has() { [[ ",$steps," == *",$1,"* ]]; }
 # torch_bench options from the environment: BATCH (e.g. 1,2,4), LAYOUTS (e.g. cl3d,cl), and
 # FLAVR_OFFICIAL_SRC, a checkout of the official FLAVR code to time beside its op sequence.
@@ -24,7 +25,7 @@ fi
 if has psnr && [ -e frames.rgb.gz ]; then
   gunzip -c frames.rgb.gz > /tmp/frames.rgb; mkdir -p /tmp/dump
   ./bench --frames /tmp/frames.rgb --frame-size 1280x720 --dump /tmp/dump --runs 0 2>&1 | tee "$OUT/psnr.log"
-  python3 tools/bench/torch_bench.py --sizes "" --compare /tmp/dump --frames /tmp/frames.rgb --frame-size 1280x720 2>&1 | tee -a "$OUT/psnr.log"
+  python3 -m tools.bench.torch_bench --sizes "" --compare /tmp/dump --frames /tmp/frames.rgb --frame-size 1280x720 2>&1 | tee -a "$OUT/psnr.log"
 fi
 if has bench; then
   FLAVR_BENCH_VERBOSE=1 ./bench --precisions fp16,bf16 --runs ${RUNS:-20} 2>&1 | tee "$OUT/bench.log"
@@ -46,14 +47,14 @@ if has allalgos; then
   FLAVR_CUDA_ALL_ALGOS=1 ./cuda_cpu_parity narrow --nocapture 2>&1 | tee "$OUT/allalgos.log" | grep -E "error|->|test result"
 fi
 if has torch; then
-  python3 tools/bench/torch_bench.py --runs ${RUNS:-20} "${torch_opts[@]}" 2>&1 | tee "$OUT/torch.log"
+  python3 -m tools.bench.torch_bench --runs ${RUNS:-20} "${torch_opts[@]}" 2>&1 | tee "$OUT/torch.log"
 fi
 if has compile; then
-  python3 tools/bench/torch_bench.py --sizes "" --compile 1920x1080 --compile-mode ${MODE:-default} --runs ${RUNS:-20} \
+  python3 -m tools.bench.torch_bench --sizes "" --compile 1920x1080 --compile-mode ${MODE:-default} --runs ${RUNS:-20} \
     "${torch_opts[@]}" 2>&1 | tee "$OUT/compile.log"
 fi
 if has pipeline; then
-  bash tools/bench/pipeline.sh ${FRAMES:-300} ${PIPE_PRECISIONS:-fp16} ${PIPE_FORMATS:-RGB} 2>&1 | tee "$OUT/pipeline.log"
+  bash tools/device/pipeline.sh ${FRAMES:-300} ${PIPE_PRECISIONS:-fp16} ${PIPE_FORMATS:-RGB} 2>&1 | tee "$OUT/pipeline.log"
 fi
 if has bench32; then
   ./bench --precisions fp32 --runs 8 ${SIZES32:+--sizes $SIZES32} 2>&1 | tee "$OUT/bench32.log"

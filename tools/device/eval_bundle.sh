@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 # Packs flavr-eval and a GStreamer runtime that decodes the clip (MP4/H.264) into DIR, for a
 # machine without GStreamer (the GPU machine):
-#   tools/eval/bundle.sh DIR [libav]     # here (Debian 12 with GStreamer); about 42 MB
+#   tools/device/eval_bundle.sh DIR [libav]     # here (Debian 12 with GStreamer); about 42 MB
 #   source DIR/env.sh && BACKEND=cuda DIR/eval.sh DIR/bigbuckbunny.mp4   # MODEL=M: other weights
 # (the clip, $CLIP or /work/data/bigbuckbunny.mp4, is copied in; there is no ffmpeg there, so
 # eval.sh leaves minterpolate out)
@@ -15,7 +15,7 @@
 # codec): 226 MB instead of about 40, too much for a device call's 64 MiB carry.
 # flavr-eval registers flavrinterp itself: the plugin library is not needed.
 set -euo pipefail
-out=${1:?usage: tools/eval/bundle.sh DIR [libav]}
+out=${1:?usage: tools/device/eval_bundle.sh DIR [libav]}
 extra=(openh264)
 [ "${2:-}" = libav ] && extra+=(libav)
 cd "$(dirname "$0")/../.."

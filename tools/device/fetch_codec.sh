@@ -2,7 +2,9 @@
 # Puts libx264 (H.264 encoder for tools/train/codec.py) into .gpu-train/codec/, to be carried to
 # the GPU machine with .gpu-train (2.2 MB; it needs only libc, libm, libpthread, glibc >= 2.17).
 #
-#   bash tools/train/fetch_codec.sh [DIR]        # DIR defaults to .gpu-train/codec
+#   bash tools/device/fetch_codec.sh [DIR]        # DIR defaults to .gpu-train/codec
+#
+# (env.sh points FLAVR_CODEC_DIR there; on other machines set it, or FLAVR_X264, yourself)
 #
 # Source: the PyAV wheel for CPython 3.12 manylinux_2_28 x86_64 from PyPI (downloaded with pip,
 # not installed), file av.libs/libx264-*.so.165 (x264 core 165, GPL-2.0-or-later; used as a tool

@@ -1,24 +1,25 @@
 #!/usr/bin/env bash
 # One training call on the device machine, from the repository root:
 #
-#   bash tools/train/run_device.sh MINUTES [train.py options...]
+#   bash tools/device/train.sh MINUTES [train.py options...]
 #
 # Restores the state from $STATE (default .gpu-train/state, carried in), trains for MINUTES
 # (keep it <= 8: the call's limit is 10 minutes and setup + final validation + save take about
 # a minute), writes the new state (weights 2 parts, optimizer 1 part, 2 manifests, train.log) to
-# $OUT/state and to $STATE, and prints a summary. Refuses to start from scratch unless FRESH=1,
+# $OUT/state and to $STATE, in parts of at most 15 MB (the device tool brings back files of at
+# most 16 MiB), and prints a summary. Refuses to start from scratch unless FRESH=1,
 # so a call that forgot to carry the state fails instead of silently starting over.
 # INIT=weights.safetensors (an export.py file) starts from those weights instead.
 # Env: PHOTOS (default .gpu-train/photos), STATE, FRESH, INIT, PY (default python3).
 set -uo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 MINUTES="${1:-8}"
 shift || true
 PHOTOS="${PHOTOS:-.gpu-train/photos}"
 STATE="${STATE:-.gpu-train/state}"
 PY="${PY:-python3}"
 : "${OUT:?OUT is not set (the device tool sets it; elsewhere set it to a folder)}"
-export PYTHONUNBUFFERED=1
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())"
@@ -27,7 +28,7 @@ if [ ! -d "$PHOTOS/train" ] || [ ! -d "$PHOTOS/val" ]; then
     exit 2
 fi
 if [ -f "$STATE/model.json" ]; then
-    "$PY" "$HERE/state.py" verify "$STATE" || exit 2
+    "$PY" -m tools.train.state verify "$STATE" || exit 2
     REQ=--require-state
 elif [ -n "${INIT:-}" ]; then
     echo "no state in $STATE: starting from the weights $INIT"
@@ -39,9 +40,9 @@ else
     echo "no state in $STATE: carry it, or set FRESH=1 to start from scratch" >&2
     exit 2
 fi
-"$PY" "$HERE/train.py" --photos "$PHOTOS" --state "$STATE" --out-state "$OUT/state" \
-    --minutes "$MINUTES" $REQ "$@"
+"$PY" -m tools.train.train --photos "$PHOTOS" --state "$STATE" --out-state "$OUT/state" \
+    --max-part-mb 15 --minutes "$MINUTES" $REQ "$@"
 rc=$?
 ls -l "$OUT/state" 2>/dev/null
-"$PY" "$HERE/state.py" verify "$OUT/state" || rc=3
+"$PY" -m tools.train.state verify "$OUT/state" || rc=3
 exit $rc

@@ -1,0 +1,1 @@
+"""Training material: photographs and real video clips from Debian packages."""

@@ -1,0 +1,1 @@
+"""Quality on real clips: the check set and reference metrics."""
