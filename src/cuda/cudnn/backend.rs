@@ -115,41 +115,23 @@ impl Desc {
         Ok(self)
     }
 
-    /// Reads up to `out.len()` values of attribute `name` into `out` (none: a count query);
-    /// returns how many values the attribute holds. `call` names the call in errors.
-    ///
-    /// # Safety
-    /// `V` must be the C type that `ty` names, as for [`Desc::set_raw`].
-    unsafe fn get_raw<V>(&self, name: A, ty: T, out: &mut [V], call: &'static str) -> Result<i64> {
-        let mut n = 0i64;
-        let ptr = if out.is_empty() {
-            std::ptr::null_mut()
-        } else {
-            out.as_mut_ptr() as *mut c_void
-        };
-        // SAFETY: `ptr` is null for a count query, else room for out.len() values of the type
-        // `ty` names (the caller's contract).
+    fn get_i64(&self, name: A) -> Result<i64> {
+        let (mut v, mut n) = (0i64, 0i64);
+        // SAFETY: room for one int64_t.
         cudnn_check(
             unsafe {
-                sys::cudnnBackendGetAttribute(self.0, name, ty, out.len() as i64, &mut n, ptr)
+                sys::cudnnBackendGetAttribute(
+                    self.0,
+                    name,
+                    T::CUDNN_TYPE_INT64,
+                    1,
+                    &mut n,
+                    &mut v as *mut i64 as *mut c_void,
+                )
             },
-            call,
+            "cudnnBackendGetAttribute",
         )?;
-        Ok(n)
-    }
-
-    fn get_i64(&self, name: A) -> Result<i64> {
-        let mut v = [0i64];
-        // SAFETY: int64_t values of an INT64 attribute.
-        unsafe {
-            self.get_raw(
-                name,
-                T::CUDNN_TYPE_INT64,
-                &mut v,
-                "cudnnBackendGetAttribute",
-            )
-        }?;
-        Ok(v[0])
+        Ok(v)
     }
 }
 
@@ -348,20 +330,40 @@ fn engine_configs(graph: &OpGraph) -> Result<Vec<Desc>> {
         )
     }?;
     let heur = heur.finalize()?;
-    const RESULTS: &str = "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)";
-    let (results, ty) = (
-        A::CUDNN_ATTR_ENGINEHEUR_RESULTS,
-        T::CUDNN_TYPE_BACKEND_DESCRIPTOR,
-    );
-    let none: &mut [sys::cudnnBackendDescriptor_t] = &mut [];
+    let mut count = 0i64;
     // SAFETY: a count query (no output array).
-    let count = unsafe { heur.get_raw(results, ty, none, RESULTS) }?;
+    cudnn_check(
+        unsafe {
+            sys::cudnnBackendGetAttribute(
+                heur.0,
+                A::CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                T::CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                0,
+                &mut count,
+                std::ptr::null_mut(),
+            )
+        },
+        "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)",
+    )?;
     let cfgs = (0..count.max(0))
         .map(|_| Desc::new(D::CUDNN_BACKEND_ENGINECFG_DESCRIPTOR))
         .collect::<Result<Vec<_>>>()?;
     let mut raw: Vec<sys::cudnnBackendDescriptor_t> = cfgs.iter().map(|d| d.0).collect();
+    let mut got = 0i64;
     // SAFETY: `count` engine-config descriptors created above receive the results.
-    let got = unsafe { heur.get_raw(results, ty, &mut raw, RESULTS) }?;
+    cudnn_check(
+        unsafe {
+            sys::cudnnBackendGetAttribute(
+                heur.0,
+                A::CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                T::CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                count,
+                &mut got,
+                raw.as_mut_ptr() as *mut c_void,
+            )
+        },
+        "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)",
+    )?;
     let mut cfgs = cfgs;
     cfgs.truncate(got.clamp(0, count) as usize);
     Ok(cfgs)
@@ -371,27 +373,39 @@ fn engine_configs(graph: &OpGraph) -> Result<Vec<Desc>> {
 /// it (see the module documentation).
 fn engine_info(cfg: &Desc) -> Result<(i64, bool)> {
     let engine = Desc::new(D::CUDNN_BACKEND_ENGINE_DESCRIPTOR)?;
-    let mut raw = [engine.0];
+    let mut n = 0i64;
+    let mut raw = engine.0;
     // SAFETY: one engine descriptor receives the configuration's engine.
-    unsafe {
-        cfg.get_raw(
-            A::CUDNN_ATTR_ENGINECFG_ENGINE,
-            T::CUDNN_TYPE_BACKEND_DESCRIPTOR,
-            &mut raw,
-            "cudnnBackendGetAttribute(ENGINECFG_ENGINE)",
-        )
-    }?;
+    cudnn_check(
+        unsafe {
+            sys::cudnnBackendGetAttribute(
+                cfg.0,
+                A::CUDNN_ATTR_ENGINECFG_ENGINE,
+                T::CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                1,
+                &mut n,
+                &mut raw as *mut sys::cudnnBackendDescriptor_t as *mut c_void,
+            )
+        },
+        "cudnnBackendGetAttribute(ENGINECFG_ENGINE)",
+    )?;
     let index = engine.get_i64(A::CUDNN_ATTR_ENGINE_GLOBAL_INDEX)?;
     let mut notes = [sys::cudnnBackendNumericalNote_t::CUDNN_NUMERICAL_NOTE_TENSOR_CORE; 16];
-    // SAFETY: cudnnBackendNumericalNote_t values of a NUMERICAL_NOTE attribute.
-    let count = unsafe {
-        engine.get_raw(
-            A::CUDNN_ATTR_ENGINE_NUMERICAL_NOTE,
-            T::CUDNN_TYPE_NUMERICAL_NOTE,
-            &mut notes,
-            "cudnnBackendGetAttribute(ENGINE_NUMERICAL_NOTE)",
-        )
-    }?;
+    let mut count = 0i64;
+    // SAFETY: room for 16 notes.
+    cudnn_check(
+        unsafe {
+            sys::cudnnBackendGetAttribute(
+                engine.0,
+                A::CUDNN_ATTR_ENGINE_NUMERICAL_NOTE,
+                T::CUDNN_TYPE_NUMERICAL_NOTE,
+                notes.len() as i64,
+                &mut count,
+                notes.as_mut_ptr() as *mut c_void,
+            )
+        },
+        "cudnnBackendGetAttribute(ENGINE_NUMERICAL_NOTE)",
+    )?;
     use sys::cudnnBackendNumericalNote_t as N;
     let ok = notes[..count.clamp(0, 16) as usize].iter().all(|n| {
         !matches!(
