@@ -7,6 +7,7 @@
 //!       [--frames FILE.rgb --frame-size WxH [--dump DIR]]   PSNR of fp16/bf16 against fp32
 //!       [--write-synth FILE]                                the synthetic weights, safetensors
 //!       [--profile]                          per-step times (launch by launch, an event after each)
+//!       [--probe-fp8 WxH]       cuDNN's float8 3-D convolutions at the deep layers' shapes, then exit
 //! ```
 //! The engine's options come from the `FLAVR_CUDA_*` variables (see `cuda::options`).
 //!
@@ -34,6 +35,7 @@ struct Args {
     dump: Option<String>,
     write_synth: Option<String>,
     profile: bool,
+    probe_fp8: Option<(usize, usize)>,
     options: EngineOptions,
 }
 
@@ -76,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
         dump: None,
         write_synth: None,
         profile: false,
+        probe_fp8: None,
         options: EngineOptions::from_env().map_err(|e| e.to_string())?,
     };
     let mut it = std::env::args().skip(1);
@@ -99,12 +102,13 @@ fn parse_args() -> Result<Args, String> {
             "--dump" => a.dump = Some(v()?),
             "--write-synth" => a.write_synth = Some(v()?),
             "--profile" => a.profile = true,
+            "--probe-fp8" => a.probe_fp8 = Some(parse_size(&v()?)?),
             "-h" | "--help" => {
                 println!(
                     "{}",
                     include_str!("bench.rs")
                         .lines()
-                        .take(10)
+                        .take(11)
                         .collect::<Vec<_>>()
                         .join("\n")
                 );
@@ -408,8 +412,38 @@ fn write_synth(model: &Flavr, path: &str) -> Result<(), String> {
         .map_err(|e| format!("{path}: {e}"))
 }
 
+/// `--probe-fp8`: one line per shape and variant (see `cuda::probe_fp8`).
+fn probe_fp8(a: &Args, (w, h): (usize, usize)) -> Result<(), String> {
+    let shapes = cuda::network_shapes(w, h);
+    let rows =
+        cuda::probe_fp8(a.device, &shapes, a.runs.max(1), 1 << 30).map_err(|e| e.to_string())?;
+    println!(
+        "{:>18} {:>14} {:>7} {:>4} {:>9} {:>7} {:>6} {:>9}  note",
+        "shape", "variant", "offered", "ran", "ms", "engine", "notes", "rel err"
+    );
+    for r in &rows {
+        let (ms, engine, ok) = match r.best {
+            Some((ms, e, ok)) => (
+                format!("{ms:.3}"),
+                e.to_string(),
+                if ok { "ok" } else { "other" },
+            ),
+            None => ("-".into(), "-".into(), "-"),
+        };
+        let err = r.rel_err.map_or("-".into(), |e| format!("{e:.2e}"));
+        println!(
+            "{:>18} {:>14} {:>7} {:>4} {:>9} {:>7} {:>6} {:>9}  {}",
+            r.shape, r.variant, r.offered, r.ran, ms, engine, ok, err, r.note
+        );
+    }
+    Ok(())
+}
+
 fn run() -> Result<(), String> {
     let a = parse_args()?;
+    if let Some(size) = a.probe_fp8 {
+        return probe_fp8(&a, size);
+    }
     let model = load_model(&a)?;
     if let Some(p) = &a.write_synth {
         return write_synth(&model, p);

@@ -36,6 +36,7 @@ use std::sync::Arc;
 use crate::backend::{Backend, BackendError, FrameLayout, Precision};
 use crate::model::Flavr;
 
+pub use cudnn::probe_fp8::{ProbeRow, ProbeShape, network_shapes, probe_fp8};
 pub use cudnn::{Algo, Candidate, ConvChoice, ConvEpilogue, GraphChoice};
 pub use diag::StepTime;
 pub use engine::{Engine, MemoryReport};

@@ -26,7 +26,7 @@ use sys::cudnnBackendAttributeType_t as T;
 use sys::cudnnBackendDescriptorType_t as D;
 
 /// One backend descriptor, destroyed on drop.
-struct Desc(sys::cudnnBackendDescriptor_t);
+pub(super) struct Desc(pub(super) sys::cudnnBackendDescriptor_t);
 
 // SAFETY: an opaque host-side object, owned; the engine uses it from one thread at a time.
 unsafe impl Send for Desc {}
@@ -39,7 +39,7 @@ impl Drop for Desc {
 }
 
 impl Desc {
-    fn new(ty: D) -> Result<Desc> {
+    pub(super) fn new(ty: D) -> Result<Desc> {
         let mut d = std::ptr::null_mut();
         // SAFETY: out-pointer to a new descriptor.
         cudnn_check(
@@ -54,7 +54,7 @@ impl Desc {
     /// # Safety
     /// `V` must be the C type that `ty` names (int64_t for INT64, a descriptor for
     /// BACKEND_DESCRIPTOR, ...).
-    unsafe fn set_raw<V: Copy>(&self, name: A, ty: T, v: &[V]) -> Result<()> {
+    pub(super) unsafe fn set_raw<V: Copy>(&self, name: A, ty: T, v: &[V]) -> Result<()> {
         // SAFETY: v holds v.len() values of the type `ty` names (the caller's contract).
         cudnn_check(
             unsafe {
@@ -70,12 +70,12 @@ impl Desc {
         )
     }
 
-    fn set_i64(&self, name: A, v: &[i64]) -> Result<()> {
+    pub(super) fn set_i64(&self, name: A, v: &[i64]) -> Result<()> {
         // SAFETY: int64_t values for an INT64 attribute.
         unsafe { self.set_raw(name, T::CUDNN_TYPE_INT64, v) }
     }
 
-    fn set_f32(&self, name: A, v: f32) -> Result<()> {
+    pub(super) fn set_f32(&self, name: A, v: f32) -> Result<()> {
         // SAFETY: one float for a FLOAT attribute.
         unsafe { self.set_raw(name, T::CUDNN_TYPE_FLOAT, &[v]) }
     }
@@ -85,7 +85,7 @@ impl Desc {
         unsafe { self.set_raw(name, T::CUDNN_TYPE_DOUBLE, &[v]) }
     }
 
-    fn set_dtype(&self, name: A, v: sys::cudnnDataType_t) -> Result<()> {
+    pub(super) fn set_dtype(&self, name: A, v: sys::cudnnDataType_t) -> Result<()> {
         // SAFETY: one cudnnDataType_t for a DATA_TYPE attribute.
         unsafe { self.set_raw(name, T::CUDNN_TYPE_DATA_TYPE, &[v]) }
     }
@@ -95,18 +95,18 @@ impl Desc {
         unsafe { self.set_raw(name, T::CUDNN_TYPE_BOOLEAN, &[v]) }
     }
 
-    fn set_descs(&self, name: A, ds: &[&Desc]) -> Result<()> {
+    pub(super) fn set_descs(&self, name: A, ds: &[&Desc]) -> Result<()> {
         let raw: Vec<sys::cudnnBackendDescriptor_t> = ds.iter().map(|d| d.0).collect();
         // SAFETY: descriptors for a BACKEND_DESCRIPTOR attribute; they outlive this call.
         unsafe { self.set_raw(name, T::CUDNN_TYPE_BACKEND_DESCRIPTOR, &raw) }
     }
 
-    fn set_handle(&self, name: A, dnn: &Dnn) -> Result<()> {
+    pub(super) fn set_handle(&self, name: A, dnn: &Dnn) -> Result<()> {
         // SAFETY: one live cudnnHandle_t for a HANDLE attribute.
         unsafe { self.set_raw(name, T::CUDNN_TYPE_HANDLE, &[dnn.handle()]) }
     }
 
-    fn finalize(self) -> Result<Desc> {
+    pub(super) fn finalize(self) -> Result<Desc> {
         // SAFETY: a descriptor whose required attributes were set above.
         cudnn_check(
             unsafe { sys::cudnnBackendFinalize(self.0) },
@@ -144,7 +144,7 @@ const UID_CONV: i64 = 10;
 const UID_BIASED: i64 = 11;
 
 /// A tensor `[n, c, d, h, w]` with explicit strides (elements).
-fn tensor(
+pub(super) fn tensor(
     uid: i64,
     dt: sys::cudnnDataType_t,
     dims: [usize; 5],
@@ -163,12 +163,12 @@ fn tensor(
 
 /// Strides of a packed channels-last `[n, c, d, h, w]` (memory order n, d, h, w, c); the same
 /// for a filter `[k, c, t, r, s]` stored `[k, t, r, s, c]`.
-fn ndhwc(dims: [usize; 5]) -> [usize; 5] {
+pub(super) fn ndhwc(dims: [usize; 5]) -> [usize; 5] {
     let [_, c, d, h, w] = dims;
     [d * h * w * c, 1, h * w * c, w * c, c]
 }
 
-fn pointwise(mode: sys::cudnnPointwiseMode_t, relu_slope: Option<f64>) -> Result<Desc> {
+pub(super) fn pointwise(mode: sys::cudnnPointwiseMode_t, relu_slope: Option<f64>) -> Result<Desc> {
     let p = Desc::new(D::CUDNN_BACKEND_POINTWISE_DESCRIPTOR)?;
     // SAFETY: one cudnnPointwiseMode_t for a POINTWISE_MODE attribute.
     unsafe {
@@ -188,7 +188,7 @@ fn pointwise(mode: sys::cudnnPointwiseMode_t, relu_slope: Option<f64>) -> Result
     p.finalize()
 }
 
-fn pointwise_op(pw: &Desc, x: &Desc, b: Option<&Desc>, y: &Desc) -> Result<Desc> {
+pub(super) fn pointwise_op(pw: &Desc, x: &Desc, b: Option<&Desc>, y: &Desc) -> Result<Desc> {
     let op = Desc::new(D::CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR)?;
     op.set_descs(A::CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, &[pw])?;
     op.set_descs(A::CUDNN_ATTR_OPERATION_POINTWISE_XDESC, &[x])?;
@@ -223,9 +223,9 @@ pub struct ConvGeom {
 }
 
 /// The operation graph of `y = epilogue(conv(x, w))`; its tensors stay alive with it.
-struct OpGraph {
-    graph: Desc,
-    _parts: Vec<Desc>,
+pub(super) struct OpGraph {
+    pub(super) graph: Desc,
+    pub(super) _parts: Vec<Desc>,
 }
 
 fn op_graph(dnn: &Dnn, g: &ConvGeom, epi: ConvEpilogue) -> Result<OpGraph> {
@@ -318,7 +318,7 @@ fn op_graph(dnn: &Dnn, g: &ConvGeom, epi: ConvEpilogue) -> Result<OpGraph> {
 }
 
 /// Engine configurations heuristics mode A offers for `graph`, best ranked first.
-fn engine_configs(graph: &OpGraph) -> Result<Vec<Desc>> {
+pub(super) fn engine_configs(graph: &OpGraph) -> Result<Vec<Desc>> {
     let heur = Desc::new(D::CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR)?;
     heur.set_descs(A::CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, &[&graph.graph])?;
     // SAFETY: one cudnnBackendHeurMode_t for a HEUR_MODE attribute.
@@ -371,7 +371,7 @@ fn engine_configs(graph: &OpGraph) -> Result<Vec<Desc>> {
 
 /// The engine behind a configuration: its global index and whether its numerical notes allow
 /// it (see the module documentation).
-fn engine_info(cfg: &Desc) -> Result<(i64, bool)> {
+pub(super) fn engine_info(cfg: &Desc) -> Result<(i64, bool)> {
     let engine = Desc::new(D::CUDNN_BACKEND_ENGINE_DESCRIPTOR)?;
     let mut n = 0i64;
     let mut raw = engine.0;
@@ -423,7 +423,7 @@ fn engine_info(cfg: &Desc) -> Result<(i64, bool)> {
     Ok((index, ok))
 }
 
-fn plan(dnn: &Dnn, cfg: &Desc) -> Result<(Desc, usize)> {
+pub(super) fn plan(dnn: &Dnn, cfg: &Desc) -> Result<(Desc, usize)> {
     let p = Desc::new(D::CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR)?;
     p.set_handle(A::CUDNN_ATTR_EXECUTION_PLAN_HANDLE, dnn)?;
     p.set_descs(A::CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, &[cfg])?;

@@ -3,11 +3,12 @@
 //! convolution, and backward-data for the transposed convolutions), on typed device views.
 //! The descriptors are in [`desc`], the configure-time algorithm search in [`search`]; the
 //! graph (backend) API's convolutions in [`backend`], their tuning results kept between runs
-//! in [`plan_cache`].
+//! in [`plan_cache`]; [`probe_fp8`] probes the graph API's float8 convolutions.
 
 mod backend;
 mod desc;
 mod plan_cache;
+pub mod probe_fp8;
 mod search;
 
 pub use backend::{ConvEpilogue, GraphChoice};
