@@ -6,19 +6,8 @@
 # (transcribed into the git-ignored .gpu-c1/official for this run only), in eager mode.
 set -u
 D=.gpu-c1
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-# shellcheck source=env.sh
-source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-export FLAVR_REQUIRE_GPU=1 FLAVR_FIXTURES=$PWD/$D/fixtures
-export FLAVR_CUDA_PLAN_CACHE=/tmp/plans.tsv
-nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader
-t0=$(date +%s)
-step() { echo "=== $1 ($(( $(date +%s) - t0 )) s)"; }
-step tests
-$D/cuda_parity --test-threads=1 --nocapture 2>&1 | tee "$OUT/parity.log" | grep -E "max abs|test |result|panicked|skipped"
-$D/cuda_pixels --nocapture 2>&1 | tee "$OUT/pixels.log" | grep -E "differ|test |result|panicked"
-$D/cuda_cpu_parity --nocapture 2>&1 | tee "$OUT/cpu_parity.log" | grep -E "error|differ|test |result|panicked"
-$D/cuda_errors --nocapture 2>&1 | tee "$OUT/errors.log" | grep -E "test |result|panicked"
+# shellcheck source=gpu_tests.sh
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_tests.sh"
 step bench
 FLAVR_BENCH_VERBOSE=1 $D/bench --sizes 1280x720,1920x1080,3840x2160 --precisions fp16 --runs 20 ${SHORT:+--sizes 1280x720,1920x1080} 2>&1 | tee "$OUT/bench.log" | grep -v "^    "
 [ -n "${SHORT:-}" ] || FLAVR_BENCH_VERBOSE=1 $D/bench --sizes 1920x1080 --precisions bf16 --runs 20 2>&1 | tee "$OUT/bench_bf16.log" | grep -v "^    "

@@ -7,19 +7,8 @@
 # racecheck and synccheck over the small GPU tests (each bounded in time).
 set -u
 D=.gpu-c6
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-# shellcheck source=env.sh
-source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-export FLAVR_REQUIRE_GPU=1 FLAVR_FIXTURES=$PWD/$D/fixtures
-export FLAVR_CUDA_PLAN_CACHE=/tmp/plans.tsv
-nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader
-t0=$(date +%s)
-step() { echo "=== $1 ($(( $(date +%s) - t0 )) s)"; }
-step tests
-$D/cuda_parity --test-threads=1 --nocapture 2>&1 | tee "$OUT/parity.log" | grep -E "max abs|test |result|panicked|skipped"
-$D/cuda_pixels --nocapture 2>&1 | tee "$OUT/pixels.log" | grep -E "differ|test |result|panicked"
-$D/cuda_cpu_parity --nocapture 2>&1 | tee "$OUT/cpu_parity.log" | grep -E "error|differ|test |result|panicked"
-$D/cuda_errors --nocapture 2>&1 | tee "$OUT/errors.log" | grep -E "test |result|panicked"
+# shellcheck source=gpu_tests.sh
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_tests.sh"
 step "float8 probe"
 $D/bench --probe-fp8 1920x1080 --runs 10 2>&1 | tee "$OUT/probe_fp8.log"
 step bench

@@ -480,17 +480,19 @@ impl ConvBufs<'_> {
 /// The variant pack of `ptrs` (ConvBufs::ptrs: x, w, y, bias, workspace).
 fn variant_pack(epi: ConvEpilogue, p: [u64; 5]) -> Result<Desc> {
     let mut uids = vec![UID_X, UID_W, UID_Y];
-    let mut ptrs = vec![
-        p[0] as *mut c_void,
-        p[1] as *mut c_void,
-        p[2] as *mut c_void,
-    ];
+    let mut ptrs = vec![p[0], p[1], p[2]];
     if epi.bias {
         uids.push(UID_B);
-        ptrs.push(p[3] as *mut c_void);
+        ptrs.push(p[3]);
     }
+    variant_pack_of(&uids, &ptrs, p[4])
+}
+
+/// A variant pack: the tensors `uids` at the device addresses `ptrs`, and the workspace `ws`.
+pub(super) fn variant_pack_of(uids: &[i64], ptrs: &[u64], ws: u64) -> Result<Desc> {
+    let ptrs: Vec<*mut c_void> = ptrs.iter().map(|&p| p as *mut c_void).collect();
     let vp = Desc::new(D::CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR)?;
-    vp.set_i64(A::CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, &uids)?;
+    vp.set_i64(A::CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, uids)?;
     // SAFETY: void pointers for VOID_PTR attributes.
     unsafe {
         vp.set_raw(
@@ -501,7 +503,7 @@ fn variant_pack(epi: ConvEpilogue, p: [u64; 5]) -> Result<Desc> {
         vp.set_raw(
             A::CUDNN_ATTR_VARIANT_PACK_WORKSPACE,
             T::CUDNN_TYPE_VOID_PTR,
-            &[p[4] as *mut c_void],
+            &[ws as *mut c_void],
         )?;
     }
     vp.finalize()

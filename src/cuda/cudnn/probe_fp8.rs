@@ -15,7 +15,6 @@
 //! - `fp8*s->fp8`: times one scale, written as e4m3 (the pattern of cuDNN's own FP8 samples;
 //!   timed only, its output is itself rounded to e4m3).
 
-use std::ffi::c_void;
 use std::sync::Arc;
 
 use cudarc::cudnn::sys;
@@ -25,6 +24,7 @@ use half::f16;
 use super::Dnn;
 use super::backend::{
     Desc, OpGraph, engine_configs, engine_info, ndhwc, plan, pointwise, pointwise_op, tensor,
+    variant_pack_of,
 };
 use crate::cuda::error::{DriverContext, Result, cudnn_check};
 use crate::cuda::memory::{self, DeviceBuf, Dtype};
@@ -181,26 +181,6 @@ fn graph(dnn: &Dnn, s: &ProbeShape, v: Variant) -> Result<OpGraph> {
     })
 }
 
-fn variant_pack(uids: &[i64], ptrs: &[u64], ws: u64) -> Result<Desc> {
-    let ptrs: Vec<*mut c_void> = ptrs.iter().map(|&p| p as *mut c_void).collect();
-    let vp = Desc::new(D::CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR)?;
-    vp.set_i64(A::CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, uids)?;
-    // SAFETY: void pointers for VOID_PTR attributes.
-    unsafe {
-        vp.set_raw(
-            A::CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS,
-            T::CUDNN_TYPE_VOID_PTR,
-            &ptrs,
-        )?;
-        vp.set_raw(
-            A::CUDNN_ATTR_VARIANT_PACK_WORKSPACE,
-            T::CUDNN_TYPE_VOID_PTR,
-            &[ws as *mut c_void],
-        )?;
-    }
-    vp.finalize()
-}
-
 /// e4m3 (bias 7, no infinities; 0x7f/0xff are NaN) to f32.
 fn e4m3_to_f32(b: u8) -> f32 {
     let sign = if b & 0x80 != 0 { -1.0 } else { 1.0 };
@@ -355,7 +335,7 @@ pub fn probe_fp8(
             };
             row.offered = cfgs.len();
             let (uids, ptrs) = bufs.pack(v);
-            let vp = variant_pack(&uids, &ptrs, bufs.ws.view(Dtype::U8).device_ptr())?;
+            let vp = variant_pack_of(&uids, &ptrs, bufs.ws.view(Dtype::U8).device_ptr())?;
             let mut best: Option<(f32, i64, bool, Desc)> = None;
             for cfg in &cfgs {
                 let Ok((engine, notes_ok)) = engine_info(cfg) else {
