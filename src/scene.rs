@@ -114,7 +114,8 @@ impl Reduced {
                 }
                 Some((bpp, [r, g, b])) => {
                     for (x, px) in row.chunks_exact(bpp).enumerate() {
-                        let l = 77 * u64::from(px[r]) + 150 * u64::from(px[g]) + 29 * u64::from(px[b]);
+                        let l =
+                            77 * u64::from(px[r]) + 150 * u64::from(px[g]) + 29 * u64::from(px[b]);
                         sums[col_box[x]] += l;
                         counts[col_box[x]] += 256;
                     }
@@ -175,12 +176,11 @@ pub struct Measure {
 /// `diff` and `hist` of two reduced frames (of the same grid).
 pub fn compare(a: &Reduced, b: &Reduced) -> (f64, f64) {
     let n = a.z.len().min(b.z.len()).max(1) as f64;
-    let sq: f64 = a
-        .z
-        .iter()
-        .zip(&b.z)
-        .map(|(&x, &y)| f64::from(x - y).powi(2))
-        .sum();
+    let sq: f64 =
+        a.z.iter()
+            .zip(&b.z)
+            .map(|(&x, &y)| f64::from(x - y).powi(2))
+            .sum();
     let hist: f64 = a
         .hist
         .iter()

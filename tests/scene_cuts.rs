@@ -45,7 +45,7 @@ fn picture(seed: u64, shift: f32) -> Vec<u8> {
             [
                 rnd() * 0.3,
                 rnd() * 0.3,
-                rnd() * 6.28,
+                rnd() * std::f32::consts::TAU,
                 rnd() * W as f32,
                 rnd() * H as f32,
                 rnd() * 2.0 - 1.0,
@@ -88,7 +88,13 @@ struct Run {
 }
 
 /// Pushes `input` at 30 fps through a harness; `resync`: input frames flagged RESYNC.
-fn run(model: &str, factor: u32, threshold: Option<f64>, input: &[Vec<u8>], resync: &[usize]) -> Run {
+fn run(
+    model: &str,
+    factor: u32,
+    threshold: Option<f64>,
+    input: &[Vec<u8>],
+    resync: &[usize],
+) -> Run {
     init();
     let el = gst::ElementFactory::make("flavrinterp")
         .property("factor", factor)
@@ -108,7 +114,9 @@ fn run(model: &str, factor: u32, threshold: Option<f64>, input: &[Vec<u8>], resy
         {
             let b = b.get_mut().unwrap();
             b.set_pts(gst::ClockTime::from_nseconds(pts30(i as u64)));
-            b.set_duration(gst::ClockTime::from_nseconds(pts30(i as u64 + 1) - pts30(i as u64)));
+            b.set_duration(gst::ClockTime::from_nseconds(
+                pts30(i as u64 + 1) - pts30(i as u64),
+            ));
             if resync.contains(&i) {
                 b.set_flags(gst::BufferFlags::RESYNC);
             }
@@ -221,7 +229,10 @@ fn cuts_are_copies_and_no_window_reads_two_shots() {
         assert!(r.out[cut * f].flags().contains(gst::BufferFlags::RESYNC));
         // Next to the cut, the windows repeat the nearest frame of their own shot.
         let before = reference(model, [&input[i - 2], &input[i - 1], &input[i], &input[i]]);
-        let after = reference(model, [&input[cut], &input[cut], &input[cut + 1], &input[cut + 2]]);
+        let after = reference(
+            model,
+            [&input[cut], &input[cut], &input[cut + 1], &input[cut + 2]],
+        );
         for k in 1..f {
             assert_eq!(bytes(&r.out[(i - 1) * f + k]), before[k - 1], "before, {k}");
             assert_eq!(bytes(&r.out[cut * f + k]), after[k - 1], "after, {k}");
@@ -265,7 +276,11 @@ fn out_of_range_thresholds_are_refused_with_a_warning() {
         let gst::MessageView::Warning(w) = w.view() else {
             unreachable!()
         };
-        assert!(w.error().to_string().contains("out of range"), "{}", w.error());
+        assert!(
+            w.error().to_string().contains("out of range"),
+            "{}",
+            w.error()
+        );
     }
     el.set_property("scene-threshold", 0.0);
     assert_eq!(el.property::<f64>("scene-threshold"), 0.0);
@@ -283,17 +298,16 @@ fn pipeline_cuts(desc: &str, switch_at: Option<u64>) -> (usize, Vec<u64>) {
         // A hard cut: videotestsrc switches pattern after buffer `at - 1`.
         let src = pipeline.by_name("v").unwrap();
         let s2 = src.clone();
-        src.static_pad("src").unwrap().add_probe(
-            gst::PadProbeType::BUFFER,
-            move |_, info| {
+        src.static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
                 if let Some(gst::PadProbeData::Buffer(b)) = &info.data
                     && b.offset() + 1 == at
                 {
                     s2.set_property_from_str("pattern", "ball");
                 }
                 gst::PadProbeReturn::Ok
-            },
-        );
+            });
     }
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut count = 0;

@@ -18,10 +18,24 @@ fn picture(seed: u64, shift: f32, gain: f32, offset: f32) -> Vec<f32> {
         (s >> 11) as f32 / (1u64 << 53) as f32
     };
     let waves: Vec<[f32; 4]> = (0..4)
-        .map(|_| [rnd() * 0.15, rnd() * 0.15, rnd() * 6.28, 0.5 + rnd()])
+        .map(|_| {
+            [
+                rnd() * 0.15,
+                rnd() * 0.15,
+                rnd() * std::f32::consts::TAU,
+                0.5 + rnd(),
+            ]
+        })
         .collect();
     let blobs: Vec<[f32; 4]> = (0..5)
-        .map(|_| [rnd() * W as f32, rnd() * H as f32, 6.0 + rnd() * 20.0, rnd() * 2.0 - 1.0])
+        .map(|_| {
+            [
+                rnd() * W as f32,
+                rnd() * H as f32,
+                6.0 + rnd() * 20.0,
+                rnd() * 2.0 - 1.0,
+            ]
+        })
         .collect();
     let mut out = Vec::with_capacity(W * H);
     for y in 0..H {
@@ -90,12 +104,18 @@ fn fades_are_not_cuts() {
     // A cross-fade of 8 frames from one shot to another, and a fade through black.
     let a = picture(5, 0.0, 1.0, 0.0);
     let b = picture(6, 0.0, 1.0, 0.0);
-    let mix = |t: f32| -> Vec<f32> { a.iter().zip(&b).map(|(x, y)| x * (1.0 - t) + y * t).collect() };
+    let mix = |t: f32| -> Vec<f32> {
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| x * (1.0 - t) + y * t)
+            .collect()
+    };
     let cross: Vec<Vec<f32>> = (0..=8).map(|k| mix(k as f32 / 8.0)).collect();
     let m = scores(&cross, DEFAULT_THRESHOLD);
     assert!(m.iter().all(|m| !m.cut), "{m:?}");
     let scale = |p: &[f32], g: f32| -> Vec<f32> { p.iter().map(|v| v * g).collect() };
-    let mut through_black: Vec<Vec<f32>> = (0..=8).map(|k| scale(&a, 1.0 - k as f32 / 8.0)).collect();
+    let mut through_black: Vec<Vec<f32>> =
+        (0..=8).map(|k| scale(&a, 1.0 - k as f32 / 8.0)).collect();
     through_black.extend((1..=8).map(|k| scale(&b, k as f32 / 8.0)));
     let m = scores(&through_black, DEFAULT_THRESHOLD);
     assert!(m.iter().all(|m| !m.cut), "{m:?}");
@@ -111,7 +131,9 @@ fn fades_are_not_cuts() {
 #[test]
 fn the_bar_rises_in_fast_shots() {
     // A shot that moves 12 pixels a frame: its diff is high, but steady.
-    let frames: Vec<Vec<f32>> = (0..24).map(|t| picture(7, t as f32 * 12.0, 1.0, 0.0)).collect();
+    let frames: Vec<Vec<f32>> = (0..24)
+        .map(|t| picture(7, t as f32 * 12.0, 1.0, 0.0))
+        .collect();
     let m = scores(&frames, DEFAULT_THRESHOLD);
     let cuts = m.iter().filter(|m| m.cut).count();
     assert_eq!(cuts, 0, "{m:?}");
@@ -132,7 +154,10 @@ fn reset_forgets_the_previous_frame() {
     assert!(d.push(luma(&picture(1, 0.0, 1.0, 0.0))).is_none());
     d.reset();
     assert!(d.push(luma(&picture(2, 0.0, 1.0, 0.0))).is_none());
-    assert!(d.push(luma(&picture(2, 1.0, 1.0, 0.0))).is_some_and(|m| !m.cut));
+    assert!(
+        d.push(luma(&picture(2, 1.0, 1.0, 0.0)))
+            .is_some_and(|m| !m.cut)
+    );
 }
 
 #[test]

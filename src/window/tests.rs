@@ -563,7 +563,14 @@ fn shot_of(cuts: &[u64], pos: f64) -> usize {
 fn cuts_copy_the_nearer_original_and_no_window_spans_them() {
     for (f, n) in all_plans() {
         let fu = u64::from(f);
-        for cuts in [vec![5u64], vec![1], vec![9], vec![4, 5], vec![2, 3, 4], vec![1, 8, 9]] {
+        for cuts in [
+            vec![5u64],
+            vec![1],
+            vec![9],
+            vec![4, 5],
+            vec![2, 3, 4],
+            vec![1, 8, 9],
+        ] {
             let mut sim = Sim::new(f, n, Some(40 * MS));
             for i in 0..10u64 {
                 let p = sim.push_cut(i * 40 * MS, cuts.contains(&i));

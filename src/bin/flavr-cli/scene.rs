@@ -102,7 +102,8 @@ impl Options {
     }
 
     fn frames(&self) -> Result<Vec<Vec<u8>>, String> {
-        let data = std::fs::read(&self.input).map_err(|e| format!("{}: {e}", self.input.display()))?;
+        let data =
+            std::fs::read(&self.input).map_err(|e| format!("{}: {e}", self.input.display()))?;
         let size = self.width * self.height * 3;
         if data.is_empty() || !data.len().is_multiple_of(size) {
             return Err(format!(
@@ -169,18 +170,13 @@ fn element(o: &Options) -> Result<(), String> {
     let all = o.frames()?;
     let frames: Vec<&Vec<u8>> = all.iter().step_by(o.every).collect();
     let rate = gst::Fraction::new(o.fps.numer(), o.fps.denom() * o.every as i32);
-    let info = gst_video::VideoInfo::builder(
-        gst_video::VideoFormat::Rgb,
-        o.width as u32,
-        o.height as u32,
-    )
-    .fps(rate)
-    .build()
-    .map_err(|e| e.to_string())?;
+    let info =
+        gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, o.width as u32, o.height as u32)
+            .fps(rate)
+            .build()
+            .map_err(|e| e.to_string())?;
     let frame_ns = |i: u64| {
-        gst::ClockTime::from_nseconds(
-            i * 1_000_000_000 * rate.denom() as u64 / rate.numer() as u64,
-        )
+        gst::ClockTime::from_nseconds(i * 1_000_000_000 * rate.denom() as u64 / rate.numer() as u64)
     };
     let desc = format!(
         "appsrc name=src format=time block=true max-bytes={} ! flavrinterp name=f backend=cpu \
@@ -229,7 +225,9 @@ fn element(o: &Options) -> Result<(), String> {
                         return Err(format!("pipeline error: {} ({:?})", e.error(), e.debug()));
                     }
                     gst::MessageView::Element(e) => {
-                        if let Some(s) = e.structure().filter(|s| s.name() == "flavrinterp-scene-cut")
+                        if let Some(s) = e
+                            .structure()
+                            .filter(|s| s.name() == "flavrinterp-scene-cut")
                         {
                             cuts.push(format!(
                                 "scene cut before input frame {} (clip frame {}), timestamp {}, score {:.3}",
