@@ -263,6 +263,44 @@ fn no_cut_in_one_moving_shot() {
 }
 
 #[test]
+fn empty_gap_buffers_are_not_measured() {
+    init();
+    let el = gst::ElementFactory::make("flavrinterp")
+        .property("model-location", fixture(M2X).to_str().unwrap())
+        .build()
+        .unwrap();
+    el.set_property_from_str("backend", "cpu");
+    let bus = gst::Bus::new();
+    el.set_bus(Some(&bus));
+    let mut h = gst_check::Harness::with_element(&el, Some("sink"), Some("src"));
+    h.set_src_caps_str(&caps());
+    let input = frames(6, 6);
+    for (i, f) in input.iter().enumerate() {
+        let mut b = if i == 3 {
+            gst::Buffer::new()
+        } else {
+            gst::Buffer::from_mut_slice(f.clone())
+        };
+        {
+            let b = b.get_mut().unwrap();
+            b.set_pts(gst::ClockTime::from_nseconds(pts30(i as u64)));
+            if i == 3 {
+                b.set_flags(gst::BufferFlags::GAP);
+            }
+        }
+        h.push(b).unwrap();
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let mut n = 0;
+    while h.try_pull().is_some() {
+        n += 1;
+    }
+    assert!(bus.pop_filtered(&[gst::MessageType::Error]).is_none());
+    // 3 frames (5 out), the gap, 2 frames (3 out).
+    assert_eq!(n, 5 + 1 + 3);
+}
+
+#[test]
 fn out_of_range_thresholds_are_refused_with_a_warning() {
     init();
     let el = gst::ElementFactory::make("flavrinterp").build().unwrap();

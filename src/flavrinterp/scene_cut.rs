@@ -47,7 +47,8 @@ impl SceneCut {
     ) -> Result<Option<Measure>, Error> {
         if threshold <= 0.0 || restart {
             self.detector.reset();
-            if threshold <= 0.0 {
+            // GAP buffers may carry no picture (or no bytes) and are never network input.
+            if threshold <= 0.0 || buf.flags().contains(gst::BufferFlags::GAP) {
                 return Ok(None);
             }
         }
