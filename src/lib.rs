@@ -5,6 +5,7 @@
 //! - [`flavrinterp`]: the GStreamer element (the only module that knows GStreamer).
 //! - [`window`]: the four-frame window and the output schedule (timestamps, drain).
 //! - [`model`]: the network description, weights and checkpoint loaders.
+//! - [`scene`]: scene-cut detection on a reduced luma frame.
 //! - [`backend`]: the inference interface, the CPU backend and the pixel conversions.
 //! - [`cuda`]: the CUDA engine (the only module that touches cudarc), built with the `cuda`
 //!   cargo feature (on by default). Without it, `cuda` is a stand-in whose `open` fails with
@@ -19,6 +20,7 @@ pub mod cuda;
 pub mod error;
 pub mod flavrinterp;
 pub mod model;
+pub mod scene;
 pub mod window;
 
 use gst::glib;

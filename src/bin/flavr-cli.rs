@@ -8,10 +8,15 @@
 //!                     [--runs 3] [--gemm 2048] [--threads N] [--steps]
 //!     Times the CPU forward pass (median after a warm-up) and the gemm crate's own rate on a
 //!     large square product, and prints both and their ratio.
+//! flavr-cli scene detect|element ...
+//!     The scene-cut detector on raw rgb24 frames, alone or inside the element (see
+//!     flavr-cli/scene.rs).
 //! ```
 
 #[path = "shared/args.rs"]
 mod args;
+#[path = "flavr-cli/scene.rs"]
+mod scene;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,13 +32,15 @@ use gstflavrinterp::model::{Flavr, ModelSpec};
 const USAGE: &str = "usage:
   flavr-cli run --model CKPT --input IN.safetensors --output OUT.safetensors [--threads N]
   flavr-cli bench-cpu [--width 448] [--height 256] [--model CKPT | --random-full-width]
-                      [--runs 3] [--gemm 2048] [--threads N] [--steps]";
+                      [--runs 3] [--gemm 2048] [--threads N] [--steps]
+  flavr-cli scene detect|element ... (flavr-cli scene help)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("run") => Options::parse(&args[1..]).and_then(|o| run(&o)),
         Some("bench-cpu") => Options::parse(&args[1..]).and_then(|o| bench(&o)),
+        Some("scene") => scene::main(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())

@@ -28,6 +28,7 @@ use gst_base::subclass::base_transform::GenerateOutputSuccess;
 use gst_base::subclass::prelude::*;
 
 use super::caps;
+use super::scene_cut::{self, SceneCut};
 use super::{BackendKind, PrecisionKind};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{self, Backend};
@@ -48,6 +49,7 @@ const DEFAULT_MODEL_LOCATION: &str = "";
 const DEFAULT_BACKEND: BackendKind = BackendKind::Auto;
 const DEFAULT_DEVICE_ID: u32 = 0;
 const DEFAULT_PRECISION: PrecisionKind = PrecisionKind::Fp16;
+const DEFAULT_SCENE_THRESHOLD: f64 = crate::scene::DEFAULT_THRESHOLD;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -56,6 +58,7 @@ struct Settings {
     backend: BackendKind,
     device_id: u32,
     precision: PrecisionKind,
+    scene_threshold: f64,
 }
 
 impl Default for Settings {
@@ -66,6 +69,7 @@ impl Default for Settings {
             backend: DEFAULT_BACKEND,
             device_id: DEFAULT_DEVICE_ID,
             precision: DEFAULT_PRECISION,
+            scene_threshold: DEFAULT_SCENE_THRESHOLD,
         }
     }
 }
@@ -113,6 +117,8 @@ pub struct FlavrInterp {
     shared: Mutex<Shared>,
     /// Between start() and stop(): properties that need a reload are refused.
     running: AtomicBool,
+    /// Scene-cut detection of the negotiated stream (set in set_caps).
+    scene: Mutex<Option<SceneCut>>,
 }
 
 fn load_model(settings: &Settings) -> Result<(Flavr, String), Error> {
@@ -260,6 +266,28 @@ impl State {
                     self.frames_out += 1;
                     stream.queue.push_back(buf);
                 }
+                Step::EmitCopy {
+                    key: _,
+                    source,
+                    pts,
+                    duration,
+                } => {
+                    let mut buf = stream
+                        .frames
+                        .get(&source)
+                        .ok_or_else(|| missing(&source))?
+                        .copy();
+                    {
+                        let b = buf.make_mut();
+                        b.set_pts(gst::ClockTime::from_nseconds(pts));
+                        b.set_duration(duration.map(gst::ClockTime::from_nseconds));
+                        b.set_offset(self.frames_out);
+                        b.set_offset_end(self.frames_out + 1);
+                        b.unset_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::RESYNC);
+                    }
+                    self.frames_out += 1;
+                    stream.queue.push_back(buf);
+                }
                 Step::Release { key } => {
                     stream.frames.remove(&key);
                 }
@@ -354,6 +382,9 @@ impl FlavrInterp {
             stream.window.flush();
             stream.frames.clear();
             stream.queue.clear();
+        }
+        if let Some(scene) = self.scene.lock().unwrap().as_mut() {
+            scene.reset();
         }
         self.shared.lock().unwrap().last_pts = None;
     }
@@ -483,6 +514,19 @@ impl ObjectImpl for FlavrInterp {
                 .blurb("Arithmetic of the CUDA backend (the CPU backend always uses fp32)")
                 .mutable_ready()
                 .build(),
+                glib::ParamSpecDouble::builder("scene-threshold")
+                    .nick("Scene-cut threshold")
+                    .blurb(
+                        "Score (0 to 1) from which two input frames belong to different shots: \
+                         nothing is interpolated across a cut, the new frames there are copies \
+                         of the nearer original, and a flavrinterp-scene-cut message is posted. \
+                         Lower finds more cuts; 0 turns detection off.",
+                    )
+                    .minimum(f64::MIN)
+                    .maximum(f64::MAX)
+                    .default_value(DEFAULT_SCENE_THRESHOLD)
+                    .mutable_playing()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -546,6 +590,26 @@ impl ObjectImpl for FlavrInterp {
                 }
                 changed
             }
+            "scene-threshold" => {
+                let v: f64 = value.get().expect("type checked upstream");
+                if !(0.0..=1.0).contains(&v) {
+                    let old = settings.scene_threshold;
+                    drop(settings);
+                    gst::element_imp_warning!(
+                        self,
+                        gst::LibraryError::Settings,
+                        (
+                            "scene-threshold {} is out of range: use 0 (off) to 1 (keeping {})",
+                            v,
+                            old
+                        )
+                    );
+                    return;
+                }
+                settings.scene_threshold = v;
+                gst::debug!(CAT, imp = self, "scene-threshold set to {v}");
+                return;
+            }
             _ => unimplemented!(),
         };
         drop(settings);
@@ -565,6 +629,7 @@ impl ObjectImpl for FlavrInterp {
             "backend" => settings.backend.to_value(),
             "device-id" => settings.device_id.to_value(),
             "precision" => settings.precision.to_value(),
+            "scene-threshold" => settings.scene_threshold.to_value(),
             _ => unimplemented!(),
         }
     }
@@ -753,6 +818,7 @@ impl BaseTransformImpl for FlavrInterp {
             // A new format mid-stream: the old window ends here, with the old caps.
             let _ = self.drain("caps change");
         }
+        *self.scene.lock().unwrap() = Some(SceneCut::new(&info, layout.format));
         let mut guard = self.state.lock().unwrap();
         let Some(state) = guard.as_mut() else {
             return Err(gst::loggable_error!(CAT, "caps set before start"));
@@ -868,11 +934,23 @@ impl BaseTransformImpl for FlavrInterp {
         // The base class keeps `is_discont` set until it has pushed something, so the buffer's
         // own flag is what says where a run ends.
         let flags = buf.flags();
-        let frame = FrameIn {
+        let mut frame = FrameIn {
             pts: buf.pts().map(gst::ClockTime::nseconds),
             duration: buf.duration().map(gst::ClockTime::nseconds),
             discont: flags.contains(gst::BufferFlags::DISCONT),
+            cut: false,
         };
+        // Scene cuts: this frame against the previous one, before the window sees it.
+        let measure = {
+            let threshold = self.settings.lock().unwrap().scene_threshold;
+            let restart = flags.intersects(gst::BufferFlags::DISCONT | gst::BufferFlags::GAP);
+            match self.scene.lock().unwrap().as_mut() {
+                Some(scene) => scene.measure(&buf, threshold, restart),
+                None => Ok(None),
+            }
+        };
+        let measure = measure.map_err(|e| self.fail(&e))?;
+        frame.cut = measure.is_some_and(|m| m.cut);
         if let Some(pts) = frame.pts {
             let mut shared = self.shared.lock().unwrap();
             if !shared.caps_frame_duration
@@ -918,11 +996,24 @@ impl BaseTransformImpl for FlavrInterp {
         if let Some(pts) = pushed.derived_pts {
             gst::debug!(CAT, imp = self, "buffer without timestamp gets {pts} ns");
         }
+        let pts = buf.pts();
         stream.frames.insert(pushed.key, buf);
+        let frame_number = state.frames_in;
         state.frames_in += 1;
         if let Err(e) = state.run_steps(pushed.steps) {
             drop(guard);
             return Err(self.fail(&e));
+        }
+        drop(guard);
+        if let Some(m) = measure.filter(|_| pushed.cut) {
+            gst::info!(
+                CAT,
+                imp = self,
+                "scene cut before {pts:?} (frame {frame_number}): score {:.3}",
+                m.score
+            );
+            let msg = scene_cut::message(&*self.obj(), pts, frame_number, &m);
+            let _ = self.obj().post_message(msg);
         }
         Ok(gst::FlowSuccess::Ok)
     }

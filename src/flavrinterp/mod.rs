@@ -6,6 +6,7 @@ use gst::prelude::*;
 
 mod caps;
 mod imp;
+mod scene_cut;
 
 glib::wrapper! {
     pub struct FlavrInterp(ObjectSubclass<imp::FlavrInterp>)

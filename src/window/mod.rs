@@ -24,6 +24,12 @@
 //!   its duration, else the caps frame duration, else the last interval); without an earlier
 //!   frame to derive it from, [`Window::push`] fails with [`WindowError::NoTimestamp`].
 //! - GAP buffers are pushed unchanged (timestamp and duration) and never used as input.
+//! - A run is cut into *shots* at scene cuts ([`FrameIn::cut`]: frame `i + 1` starts a new shot).
+//!   No window reads frames of two shots: a missing neighbour is the nearest frame of the same
+//!   shot, as at the ends of a run. The `factor - 1` new frames between the last frame `i` of a
+//!   shot and the first frame `i + 1` of the next are copies ([`Step::EmitCopy`]): new frame `k`
+//!   copies `i` when `2 k <= factor`, else `i + 1`. Their timestamps are those of new frames, so
+//!   the output rate stays constant.
 
 mod plan;
 mod slots;
@@ -52,6 +58,9 @@ pub struct FrameIn {
     pub duration: Option<u64>,
     /// The buffer is flagged DISCONT: start a new run.
     pub discont: bool,
+    /// The frame starts a new shot (a scene cut between the previous frame and this one).
+    /// Ignored on the first frame of a run.
+    pub cut: bool,
 }
 
 /// One thing for the element to do. Carry them out in order.
@@ -72,6 +81,15 @@ pub enum Step {
         pts: u64,
         duration: Option<u64>,
         original: bool,
+    },
+    /// Push a copy of original `source` downstream as new frame `key`, with these times (the
+    /// new frames between two shots). The copy shares the original's memory; flags that mark
+    /// a stream position (DISCONT, RESYNC) are cleared on it.
+    EmitCopy {
+        key: Key,
+        source: Key,
+        pts: u64,
+        duration: Option<u64>,
     },
     /// The element may drop frame `key`.
     Release { key: Key },
@@ -98,6 +116,9 @@ pub struct Pushed {
     pub restart: Option<Restart>,
     /// The timestamp the frame got when it had none.
     pub derived_pts: Option<u64>,
+    /// The frame starts a new shot of the run (its `cut` was taken: it is not the first frame
+    /// of a run).
+    pub cut: bool,
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -130,6 +151,8 @@ struct Run {
     ended: bool,
     /// New frames already made (and still held).
     computed: HashSet<u64>,
+    /// Originals that start a new shot (never 0); those before the current shot are dropped.
+    cuts: BTreeSet<u64>,
 }
 
 impl Run {
@@ -143,6 +166,19 @@ impl Run {
                     self.id, self.base, self.len
                 ))
             })
+    }
+
+    /// Whether original `i + 1` starts a new shot (the pair `(i, i + 1)` spans a cut).
+    fn cut_after(&self, i: u64) -> bool {
+        self.cuts.contains(&(i + 1))
+    }
+
+    /// First and last original of the shot holding originals `i` and `i + 1`; the last is
+    /// `None` while no cut after `i + 1` has arrived.
+    fn shot_of(&self, i: u64) -> (u64, Option<u64>) {
+        let start = self.cuts.range(..=i).next_back().copied().unwrap_or(0);
+        let end = self.cuts.range(i + 2..).next().map(|&c| c - 1);
+        (start, end)
     }
 }
 
@@ -231,6 +267,10 @@ impl Window {
             pts,
             duration: frame.duration,
         });
+        let cut = frame.cut && idx > 0;
+        if cut {
+            run.cuts.insert(idx);
+        }
         let key = Key {
             run: run.id,
             tick: idx * f,
@@ -249,6 +289,7 @@ impl Window {
             steps,
             restart,
             derived_pts,
+            cut,
         })
     }
 
@@ -286,6 +327,7 @@ impl Window {
             steps,
             restart: Some(Restart::Gap),
             derived_pts,
+            cut: false,
         })
     }
 
@@ -317,6 +359,7 @@ impl Window {
                 first_emitted: false,
                 ended: false,
                 computed: HashSet::new(),
+                cuts: BTreeSet::new(),
             });
             self.next_run += 1;
         }
@@ -401,9 +444,13 @@ impl Window {
         steps: &mut Vec<Step>,
     ) -> Result<(), WindowError> {
         let last_tick = (run.len - 1) * f;
+        // Across a scene cut nothing is interpolated: the new frames are copies.
+        let cut = run.cut_after(i);
         let mut specs = Vec::new();
-        for p in i * f + 1..=(i + 1) * f {
-            self.resolve(run, p, last_tick, &mut specs)?;
+        if !cut {
+            for p in i * f + 1..=(i + 1) * f {
+                self.resolve(run, p, last_tick, &mut specs)?;
+            }
         }
         let windows: Vec<[Key; 4]> = specs.iter().map(|s| s.window).collect();
         for (n, spec) in specs.iter().enumerate() {
@@ -427,27 +474,57 @@ impl Window {
         emitted.extend(i * f + 1..=(i + 1) * f);
         for &p in &emitted {
             let (pts, duration) = self.times_of(run, p)?;
-            steps.push(Step::Emit {
-                key: Key {
-                    run: run.id,
-                    tick: p,
-                },
-                pts,
-                duration,
-                original: p % f == 0,
+            let key = Key {
+                run: run.id,
+                tick: p,
+            };
+            let k = p % f;
+            steps.push(if cut && k != 0 {
+                let source = if 2 * k <= f { i } else { i + 1 };
+                Step::EmitCopy {
+                    key,
+                    source: Key {
+                        run: run.id,
+                        tick: source * f,
+                    },
+                    pts,
+                    duration,
+                }
+            } else {
+                Step::Emit {
+                    key,
+                    pts,
+                    duration,
+                    original: k == 0,
+                }
             });
         }
         run.next_pair = i + 1;
-        // Release what no later window reads. One level: new frames are never read, and an
-        // original, once pushed, is in a backend slot for as long as windows read it (windows
-        // move one frame at a time, so the slot is never taken while needed). Several levels:
-        // windows of later pairs read nothing before tick i * f.
+        // Release what no later window or copy reads. One level: new frames are never read,
+        // and an original, once loaded, is in a backend slot for as long as windows read it
+        // (windows move one frame at a time, so the slot is never taken while needed). So
+        // every pushed frame goes, except an original that the copies of the next pair need
+        // (the last of a shot) or that a later window still has to load (the first of a
+        // shot, pushed before any window read it). Several levels: windows of later pairs read
+        // nothing before tick i * f, and copies nothing before original i + 1.
         let release: Vec<Key> = if self.plan.levels().len() == 1 {
-            emitted
-                .iter()
-                .map(|&p| Key {
-                    run: run.id,
-                    tick: p,
+            let lo = Key {
+                run: run.id,
+                tick: 0,
+            };
+            let hi = Key {
+                run: run.id,
+                tick: (i + 1) * f,
+            };
+            self.held
+                .range(lo..=hi)
+                .copied()
+                .filter(|key| {
+                    let j = key.tick / f;
+                    let original = key.tick % f == 0;
+                    let copy_source = j == i + 1 && run.cut_after(i + 1);
+                    let to_load = j > i && !self.slots.contains(key);
+                    !(original && (copy_source || to_load))
                 })
                 .collect()
         } else {
@@ -470,6 +547,10 @@ impl Window {
         while run.base + 1 < run.next_pair && !run.times.is_empty() {
             run.times.pop_front();
             run.base += 1;
+        }
+        // Cuts before the current shot are no longer read.
+        if let Some(&start) = run.cuts.range(..=run.next_pair).next_back() {
+            run.cuts = run.cuts.split_off(&start);
         }
         Ok(())
     }
@@ -498,8 +579,14 @@ impl Window {
         let lv = &self.plan.levels()[level];
         let d = lv.input_spacing;
         let a = p - p % d;
+        // A window reads frames of its own shot only, like a run's.
+        let (shot_start, shot_end) = run.shot_of(a / f);
         let clamp = |t: u64| -> Result<u64, WindowError> {
-            if t <= last_tick {
+            if let Some(end) = shot_end
+                && t > end * f
+            {
+                Ok(end * f)
+            } else if t <= last_tick {
                 Ok(t)
             } else if run.ended {
                 Ok(last_tick)
@@ -509,7 +596,12 @@ impl Window {
                 )))
             }
         };
-        let ticks = [a.saturating_sub(d), a, clamp(a + d)?, clamp(a + 2 * d)?];
+        let ticks = [
+            a.saturating_sub(d).max(shot_start * f),
+            a,
+            clamp(a + d)?,
+            clamp(a + 2 * d)?,
+        ];
         for &t in &ticks {
             self.resolve(run, t, last_tick, specs)?;
         }

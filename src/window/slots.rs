@@ -16,6 +16,11 @@ impl Slots {
         }
     }
 
+    /// Whether a slot holds frame `key`.
+    pub fn contains(&self, key: &Key) -> bool {
+        self.keys.iter().any(|k| k.as_ref() == Some(key))
+    }
+
     pub fn clear(&mut self) {
         self.keys.iter_mut().for_each(|k| *k = None);
     }

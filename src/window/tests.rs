@@ -6,7 +6,7 @@
 //! If the schedule reads the right neighbours, every pushed frame carries its own tick's
 //! position, which is checked independently of the schedule's own arithmetic.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::*;
 
@@ -22,6 +22,8 @@ struct Out {
     pos: f64,
     /// For originals: the input frame number.
     input: Option<u64>,
+    /// For copies: the original copied.
+    copy_of: Option<Key>,
 }
 
 struct Sim {
@@ -65,6 +67,21 @@ impl Sim {
                 pts,
                 duration,
                 discont,
+                cut: false,
+            })
+            .unwrap();
+        self.store(&p);
+        p
+    }
+
+    /// A frame at `pts` that starts a new shot when `cut`.
+    fn push_cut(&mut self, pts: u64, cut: bool) -> Pushed {
+        let p = self
+            .w
+            .push(FrameIn {
+                pts: Some(pts),
+                cut,
+                ..FrameIn::default()
             })
             .unwrap();
         self.store(&p);
@@ -125,6 +142,29 @@ impl Sim {
                         original: *original,
                         pos,
                         input,
+                        copy_of: None,
+                    });
+                }
+                Step::EmitCopy {
+                    key,
+                    source,
+                    pts,
+                    duration,
+                } => {
+                    assert_eq!(key.run, source.run);
+                    let (pos, input) = *self
+                        .held
+                        .get(source)
+                        .unwrap_or_else(|| panic!("copy of {source:?}, not held"));
+                    assert!(input.is_some(), "copy of a new frame {source:?}");
+                    self.out.push(Out {
+                        key: *key,
+                        pts: *pts,
+                        duration: *duration,
+                        original: false,
+                        pos,
+                        input: None,
+                        copy_of: Some(*source),
                     });
                 }
                 Step::Release { key } => {
@@ -151,9 +191,13 @@ fn all_plans() -> Vec<(u32, usize)> {
 
 fn check_stream(sim: &Sim) {
     let f = sim.factor();
-    // Every pushed frame carries its own position: the windows read the right neighbours.
+    // Every pushed frame carries its own position (copies: the original's): the windows read
+    // the right neighbours.
     for o in &sim.out {
-        let want = o.key.tick as f64 / f as f64;
+        let want = match o.copy_of {
+            Some(k) => k.tick as f64 / f as f64,
+            None => o.key.tick as f64 / f as f64,
+        };
         assert!(
             (o.pos - want).abs() < 1e-9,
             "frame {:?} has content of position {} (want {want})",
@@ -459,7 +503,7 @@ fn gap_buffers_pass_unchanged_and_split_runs() {
     let p = sim.w.push_gap(FrameIn {
         pts: Some(80),
         duration: Some(40),
-        discont: false,
+        ..FrameIn::default()
     });
     let p = p.unwrap();
     assert_eq!(p.restart, Some(Restart::Gap));
@@ -510,6 +554,107 @@ fn flush_forgets_everything() {
     assert!(sim.windows.iter().rev().take(2).all(|w| w.0 != 0));
 }
 
+/// Positions of the windows run, per shot: shot `s` holds originals `cuts[s - 1]..cuts[s]`.
+fn shot_of(cuts: &[u64], pos: f64) -> usize {
+    cuts.iter().filter(|&&c| c as f64 <= pos).count()
+}
+
+#[test]
+fn cuts_copy_the_nearer_original_and_no_window_spans_them() {
+    for (f, n) in all_plans() {
+        let fu = u64::from(f);
+        for cuts in [
+            vec![5u64],
+            vec![1],
+            vec![9],
+            vec![4, 5],
+            vec![2, 3, 4],
+            vec![1, 8, 9],
+        ] {
+            let mut sim = Sim::new(f, n, Some(40 * MS));
+            for i in 0..10u64 {
+                let p = sim.push_cut(i * 40 * MS, cuts.contains(&i));
+                assert_eq!(p.cut, cuts.contains(&i));
+            }
+            sim.drain();
+            // The same number of frames, at the same times, as without cuts.
+            assert_eq!(sim.out.len() as u64, 10 + 9 * (fu - 1), "{f} {n} {cuts:?}");
+            check_stream(&sim);
+            for (m, o) in sim.out.iter().enumerate() {
+                assert_eq!(o.pts, m as u64 * 40 * MS / fu);
+                assert_eq!(o.duration, Some(40 * MS / fu));
+                let (i, k) = (o.key.tick / fu, o.key.tick % fu);
+                if k != 0 && cuts.contains(&(i + 1)) {
+                    let want = if 2 * k <= fu { i } else { i + 1 };
+                    assert_eq!(o.pos, want as f64, "{f} {n} {cuts:?}: {o:?}");
+                    assert!(o.copy_of.is_some());
+                } else {
+                    assert!(o.copy_of.is_none(), "{f} {n} {cuts:?}: {o:?}");
+                }
+            }
+            for (_, w) in &sim.windows {
+                let s = shot_of(&cuts, w[0]);
+                assert!(
+                    w.iter().all(|&p| shot_of(&cuts, p) == s),
+                    "{f} {n} {cuts:?}: window {w:?}"
+                );
+            }
+            assert!(sim.max_held_inputs as u64 <= sim.w.plan().max_held_inputs());
+        }
+    }
+}
+
+#[test]
+fn windows_at_a_cut_repeat_the_nearest_frame_of_the_shot() {
+    let mut sim = Sim::new(2, 1, None);
+    for i in 0..7 {
+        sim.push_cut(i * 10, i == 3);
+    }
+    sim.drain();
+    let w: Vec<[f64; 4]> = sim.windows.iter().map(|w| w.1).collect();
+    assert_eq!(
+        w,
+        vec![
+            [0.0, 0.0, 1.0, 2.0],
+            [0.0, 1.0, 2.0, 2.0],
+            // (2, 3) spans the cut: no window, a copy of 2.
+            [3.0, 3.0, 4.0, 5.0],
+            [3.0, 4.0, 5.0, 6.0],
+            [4.0, 5.0, 6.0, 6.0],
+        ]
+    );
+    let copies: Vec<(u64, Option<Key>)> = sim
+        .out
+        .iter()
+        .filter(|o| o.copy_of.is_some())
+        .map(|o| (o.pts, o.copy_of))
+        .collect();
+    assert_eq!(copies, vec![(25, Some(Key { run: 0, tick: 4 }))]);
+    // Every original is loaded once, the first of the second shot included.
+    assert_eq!(sim.loads.len(), 7);
+    assert!(sim.loads.values().all(|&c| c == 1), "{:?}", sim.loads);
+}
+
+#[test]
+fn a_cut_on_the_first_frame_of_a_run_is_ignored() {
+    let mut sim = Sim::new(2, 1, None);
+    assert!(!sim.push_cut(0, true).cut);
+    assert!(sim.push_cut(10, true).cut);
+    let p = sim
+        .w
+        .push(FrameIn {
+            pts: Some(20),
+            discont: true,
+            cut: true,
+            ..FrameIn::default()
+        })
+        .unwrap();
+    assert!(!p.cut && p.restart == Some(Restart::Discont));
+    sim.store(&p);
+    sim.drain();
+    check_stream(&sim);
+}
+
 mod prop {
     use super::*;
     use proptest::prelude::*;
@@ -520,6 +665,7 @@ mod prop {
             gap_ms: u64,
             discont: bool,
             no_pts: bool,
+            cut: bool,
         },
         Gap,
         Drain,
@@ -528,8 +674,13 @@ mod prop {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            8 => (1u64..100, proptest::bool::weighted(0.1), proptest::bool::weighted(0.05))
-                .prop_map(|(gap_ms, discont, no_pts)| Op::Frame { gap_ms, discont, no_pts }),
+            8 => (
+                1u64..100,
+                proptest::bool::weighted(0.1),
+                proptest::bool::weighted(0.05),
+                proptest::bool::weighted(0.2),
+            )
+                .prop_map(|(gap_ms, discont, no_pts, cut)| Op::Frame { gap_ms, discont, no_pts, cut }),
             1 => Just(Op::Gap),
             1 => Just(Op::Drain),
             1 => Just(Op::Flush),
@@ -548,6 +699,7 @@ mod prop {
             let mut expected = 0u64;
             let mut run_len = 0u64;
             let mut flushed_out = 0usize;
+            let mut cuts = HashSet::new();
             let f64_ = u64::from(f);
             let close = |run_len: &mut u64, expected: &mut u64| {
                 if *run_len > 0 {
@@ -557,15 +709,20 @@ mod prop {
             };
             for op in ops {
                 match op {
-                    Op::Frame { gap_ms, discont, no_pts } => {
+                    Op::Frame { gap_ms, discont, no_pts, cut } => {
                         t += gap_ms * MS;
                         let pts = (!no_pts).then_some(t);
-                        let p = sim.w.push(FrameIn { pts, duration: None, discont });
+                        let p = sim.w.push(FrameIn { pts, duration: None, discont, cut });
                         let p = match p {
                             Ok(p) => p,
                             Err(WindowError::NoTimestamp { .. }) => continue,
                             Err(e) => panic!("{e}"),
                         };
+                        // A cut is taken inside a run only.
+                        prop_assert_eq!(p.cut, cut && run_len > 0 && p.restart.is_none());
+                        if p.cut {
+                            cuts.insert((p.key.run, p.key.tick / f64_));
+                        }
                         if p.restart.is_some() {
                             close(&mut run_len, &mut expected);
                         }
@@ -577,7 +734,7 @@ mod prop {
                     }
                     Op::Gap => {
                         t += 40 * MS;
-                        let p = sim.w.push_gap(FrameIn { pts: Some(t), duration: Some(MS), discont: false }).unwrap();
+                        let p = sim.w.push_gap(FrameIn { pts: Some(t), duration: Some(MS), ..FrameIn::default() }).unwrap();
                         close(&mut run_len, &mut expected);
                         expected += 1;
                         sim.store(&p);
@@ -603,8 +760,27 @@ mod prop {
             prop_assert_eq!(sim.out.len() as u64, expected);
             let f = sim.factor();
             for o in &sim.out {
-                let want = o.key.tick as f64 / f as f64;
+                // New frames between two shots are copies of the nearer original; all others
+                // carry their own position.
+                let (i, k) = (o.key.tick / f, o.key.tick % f);
+                let across = k != 0 && cuts.contains(&(o.key.run, i + 1));
+                let want = if across {
+                    let source = if 2 * k <= f { i } else { i + 1 };
+                    prop_assert_eq!(o.copy_of, Some(Key { run: o.key.run, tick: source * f }));
+                    source as f64
+                } else {
+                    prop_assert_eq!(o.copy_of, None);
+                    o.key.tick as f64 / f as f64
+                };
                 prop_assert!((o.pos - want).abs() < 1e-9);
+            }
+            // No window reads two shots.
+            let shot = |run: u64, pos: f64| {
+                cuts.iter().filter(|&&(r, c)| r == run && c as f64 <= pos).count()
+            };
+            for (run, w) in &sim.windows {
+                let s0 = shot(*run, w[0]);
+                prop_assert!(w.iter().all(|&p| shot(*run, p) == s0), "window {:?} of run {} spans a cut ({:?})", w, run, cuts);
             }
             for pair in sim.out[flushed_out..].windows(2) {
                 prop_assert!(pair[1].key > pair[0].key);

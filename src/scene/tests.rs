@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The detector on synthetic pictures: shots of smooth random structure that move, change
+//! brightness, fade, or cut to another shot.
+
+use super::*;
+
+const W: usize = 160;
+const H: usize = 96;
+
+/// A picture of shot `seed`: a few random waves and blobs, moved right by `shift` pixels; luma
+/// in [0, 1] before `gain` and `offset` (in levels) are applied.
+fn picture(seed: u64, shift: f32, gain: f32, offset: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut rnd = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f32 / (1u64 << 53) as f32
+    };
+    let waves: Vec<[f32; 4]> = (0..4)
+        .map(|_| {
+            [
+                rnd() * 0.15,
+                rnd() * 0.15,
+                rnd() * std::f32::consts::TAU,
+                0.5 + rnd(),
+            ]
+        })
+        .collect();
+    let blobs: Vec<[f32; 4]> = (0..5)
+        .map(|_| {
+            [
+                rnd() * W as f32,
+                rnd() * H as f32,
+                6.0 + rnd() * 20.0,
+                rnd() * 2.0 - 1.0,
+            ]
+        })
+        .collect();
+    let mut out = Vec::with_capacity(W * H);
+    for y in 0..H {
+        for x in 0..W {
+            let (xf, yf) = (x as f32 - shift, y as f32);
+            let mut v = 0.0;
+            for w in &waves {
+                v += w[3] * (w[0] * xf + w[1] * yf + w[2]).sin();
+            }
+            for b in &blobs {
+                let d2 = (xf - b[0]).powi(2) + (yf - b[1]).powi(2);
+                v += 2.0 * b[3] * (-d2 / (b[2] * b[2])).exp();
+            }
+            out.push(0.5 + v / 10.0);
+        }
+    }
+    out.iter()
+        .map(|v| (v.clamp(0.0, 1.0) * gain * 255.0 + offset).clamp(0.0, 255.0))
+        .collect()
+}
+
+fn luma(p: &[f32]) -> Reduced {
+    let bytes: Vec<u8> = p.iter().map(|v| v.round() as u8).collect();
+    Reduced::from_plane(PixelFormat::I420, &bytes, W, W, H).unwrap()
+}
+
+fn scores(frames: &[Vec<f32>], threshold: f64) -> Vec<Measure> {
+    let mut d = Detector::new(threshold);
+    frames.iter().filter_map(|f| d.push(luma(f))).collect()
+}
+
+#[test]
+fn brightness_and_contrast_do_not_matter() {
+    let a = luma(&picture(1, 0.0, 1.0, 0.0));
+    // The same picture at a fifth of the contrast, dark, and brighter.
+    for (gain, offset) in [(0.2, 0.0), (0.15, 5.0), (0.8, 40.0)] {
+        let b = luma(&picture(1, 0.0, gain, offset));
+        let (diff, hist) = compare(&a, &b);
+        assert!(diff < 0.01 && hist < 0.1, "{gain} {offset}: {diff} {hist}");
+    }
+}
+
+#[test]
+fn cuts_are_found_in_bright_and_dark_scenes() {
+    for (gain, offset) in [(1.0, 0.0), (0.12, 2.0)] {
+        let mut frames: Vec<Vec<f32>> = (0..10)
+            .map(|t| picture(3, t as f32 * 1.5, gain, offset))
+            .collect();
+        frames.extend((0..10).map(|t| picture(4, t as f32 * 1.5, gain, offset)));
+        let m = scores(&frames, DEFAULT_THRESHOLD);
+        let cuts: Vec<usize> = (0..m.len()).filter(|&k| m[k].cut).map(|k| k + 1).collect();
+        assert_eq!(cuts, vec![10], "gain {gain}: {m:?}");
+        assert!(m[9].score >= DEFAULT_THRESHOLD, "{:?}", m[9]);
+        let others = m
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k != 9)
+            .map(|(_, m)| m.score)
+            .fold(0.0, f64::max);
+        assert!(others < 0.1, "gain {gain}: {others}");
+    }
+}
+
+#[test]
+fn fades_are_not_cuts() {
+    // A cross-fade of 8 frames from one shot to another, and a fade through black.
+    let a = picture(5, 0.0, 1.0, 0.0);
+    let b = picture(6, 0.0, 1.0, 0.0);
+    let mix = |t: f32| -> Vec<f32> {
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| x * (1.0 - t) + y * t)
+            .collect()
+    };
+    let cross: Vec<Vec<f32>> = (0..=8).map(|k| mix(k as f32 / 8.0)).collect();
+    let m = scores(&cross, DEFAULT_THRESHOLD);
+    assert!(m.iter().all(|m| !m.cut), "{m:?}");
+    let scale = |p: &[f32], g: f32| -> Vec<f32> { p.iter().map(|v| v * g).collect() };
+    let mut through_black: Vec<Vec<f32>> =
+        (0..=8).map(|k| scale(&a, 1.0 - k as f32 / 8.0)).collect();
+    through_black.extend((1..=8).map(|k| scale(&b, k as f32 / 8.0)));
+    let m = scores(&through_black, DEFAULT_THRESHOLD);
+    assert!(m.iter().all(|m| !m.cut), "{m:?}");
+    // The same shots joined without the fade: a cut.
+    let m = scores(&[a.clone(), a.clone(), b.clone()], DEFAULT_THRESHOLD);
+    assert!(m[1].cut, "{m:?}");
+    // Black itself has no picture: from or to black is never a cut.
+    let black = vec![0.0f32; W * H];
+    let m = scores(&[a, black.clone(), b], DEFAULT_THRESHOLD);
+    assert!(m.iter().all(|m| !m.cut && m.contrast < 1.0), "{m:?}");
+}
+
+#[test]
+fn the_bar_rises_in_fast_shots() {
+    // A shot that moves 12 pixels a frame: its diff is high, but steady.
+    let frames: Vec<Vec<f32>> = (0..24)
+        .map(|t| picture(7, t as f32 * 12.0, 1.0, 0.0))
+        .collect();
+    let m = scores(&frames, DEFAULT_THRESHOLD);
+    let cuts = m.iter().filter(|m| m.cut).count();
+    assert_eq!(cuts, 0, "{m:?}");
+    assert!(m[20].typical > 0.02, "{:?}", m[20]);
+}
+
+#[test]
+fn threshold_zero_turns_detection_off() {
+    let frames = vec![picture(8, 0.0, 1.0, 0.0), picture(9, 0.0, 1.0, 0.0)];
+    let m = scores(&frames, 0.0);
+    assert_eq!(m.len(), 1);
+    assert!(!m[0].cut && m[0].score > 0.5, "{m:?}");
+}
+
+#[test]
+fn reset_forgets_the_previous_frame() {
+    let mut d = Detector::new(DEFAULT_THRESHOLD);
+    assert!(d.push(luma(&picture(1, 0.0, 1.0, 0.0))).is_none());
+    d.reset();
+    assert!(d.push(luma(&picture(2, 0.0, 1.0, 0.0))).is_none());
+    assert!(
+        d.push(luma(&picture(2, 1.0, 1.0, 0.0)))
+            .is_some_and(|m| !m.cut)
+    );
+}
+
+#[test]
+fn packed_rgb_and_strides_reduce_like_the_luma_plane() {
+    let p = picture(10, 0.0, 1.0, 0.0);
+    let y = luma(&p);
+    // BGRx with padding at the end of each row: grey pixels have luma = the grey level.
+    let stride = W * 4 + 12;
+    let mut bgrx = vec![0u8; stride * H];
+    for row in 0..H {
+        for x in 0..W {
+            let v = p[row * W + x].round() as u8;
+            bgrx[row * stride + x * 4..row * stride + x * 4 + 4].copy_from_slice(&[v, v, v, 0]);
+        }
+    }
+    let r = Reduced::from_plane(PixelFormat::Bgrx, &bgrx, stride, W, H).unwrap();
+    let (diff, hist) = compare(&y, &r);
+    assert!(diff < 1e-4 && hist < 0.01, "{diff} {hist}");
+    // The last row may end without the padding; one byte less is refused.
+    let short = &bgrx[..stride * (H - 1) + W * 4];
+    assert!(Reduced::from_plane(PixelFormat::Bgrx, short, stride, W, H).is_ok());
+    let e = Reduced::from_plane(PixelFormat::Bgrx, &short[..short.len() - 1], stride, W, H);
+    assert!(matches!(e, Err(SceneError::Short { .. })), "{e:?}");
+    assert!(Reduced::from_plane(PixelFormat::Rgb, &[], 0, 0, 4).is_err());
+    // Frames smaller than the grid: one box per pixel.
+    let tiny = Reduced::from_plane(PixelFormat::I420, &[0, 255, 255, 0], 2, 2, 2).unwrap();
+    assert_eq!(tiny.z.len(), 4);
+}
