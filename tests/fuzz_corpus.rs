@@ -40,7 +40,7 @@ fn corpus(name: &str) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 /// Runs `f` on `data`; the panic message when it panics.
-fn exec(f: fn(&[u8]), data: &[u8]) -> Result<(), String> {
+fn exec(f: targets::Target, data: &[u8]) -> Result<(), String> {
     catch_unwind(AssertUnwindSafe(|| f(data))).map_err(|p| {
         p.downcast_ref::<String>()
             .cloned()

@@ -9,9 +9,12 @@ use std::io::Cursor;
 use gstflavrinterp::model::Flavr;
 use gstflavrinterp::model::checkpoint::{self, Checkpoint, pickle, pytorch, safetensors};
 
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, as `tools/fuzz.sh` and the corpus folders (`fuzz/corpus/NAME`) name
 /// them.
-pub const TARGETS: [(&str, fn(&[u8])); 4] = [
+pub const TARGETS: [(&str, Target); 4] = [
     ("pickle", pickle_target),
     ("zip", zip_target),
     ("safetensors", safetensors_target),
