@@ -335,8 +335,12 @@ fn measure(size: &str) {
         })
         .collect();
     let mut out = vec![0u8; layout.size];
-    // Reset the peak RSS (VmHWM) to the RSS now.
-    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    // Reset the peak RSS (VmHWM) to the RSS now; without that, loading the model's peak would
+    // count.
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
+        println!("SKIP cannot reset the peak RSS (/proc/self/clear_refs: {e})");
+        return;
+    }
     let base = status_kb("VmRSS:") * 1024;
     b.configure(&layout).unwrap();
     for (i, f) in frames.iter().enumerate() {
@@ -374,6 +378,10 @@ fn memory_estimate_holds_to_the_measured_peak_rss() {
         Duration::from_secs(600),
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
+    if let Some(why) = r.stdout.lines().find_map(|l| l.strip_prefix("SKIP ")) {
+        eprintln!("skipping: {why}");
+        return;
+    }
     let est = value(&r.stdout, "ESTIMATE");
     let got = value(&r.stdout, "MEASURED");
     let mib = |b: f64| b / (1 << 20) as f64;
