@@ -25,6 +25,9 @@ pub enum BackendError {
     Library(String),
     #[error("out of GPU memory: {0}")]
     OutOfMemory(String),
+    /// The host (CPU backend) lacks the memory a frame size needs: checked before allocating.
+    #[error("not enough memory: {0}")]
+    HostMemory(String),
     #[error("frame layout not supported: {0}")]
     Layout(String),
     #[error("backend failure: {0}")]

@@ -23,7 +23,7 @@ use super::launch::{
     self, Assemble, EpiOut, Epilogue, NetOut, PhaseGeo, Pool, ReflectPad, SeFinish,
 };
 use super::memory::{self, DevView, DeviceBuf, Dtype};
-use super::options::EngineOptions;
+use super::options::{EngineOptions, Fault};
 use super::params::{ACT_RELU, FrameGeom};
 use super::weights::{ConvW, NetWeights, Span};
 use crate::backend::{FrameLayout, Precision};
@@ -130,6 +130,8 @@ pub struct Engine {
     /// Graph-API choices per shape, kept between runs (cudnn::PlanCache).
     plans: PlanCache,
     opts: EngineOptions,
+    /// Windows interpolated since open (for [`EngineOptions::fault`]).
+    windows: u64,
     pub(super) stream: Arc<CudaStream>,
     pub(super) copy: Arc<CudaStream>,
     pub(super) ctx: Arc<CudaContext>,
@@ -249,6 +251,12 @@ impl Engine {
         precision: Precision,
         options: EngineOptions,
     ) -> Result<Engine> {
+        if let Some(f @ Fault::Start) = options.fault {
+            return Err(CudaError::Device {
+                id: device_id,
+                cause: format!("fault injected by {f} (the GPU unusable at start)"),
+            });
+        }
         let ctx = context(device_id)?;
         cudnn::version()?;
         let (major, minor) = ctx.compute_capability().during("cuDeviceGetAttribute")?;
@@ -296,6 +304,7 @@ impl Engine {
             found: AlgoCache::default(),
             plans,
             opts: options,
+            windows: 0,
             stream,
             copy,
             ctx,
@@ -776,6 +785,18 @@ impl Engine {
     /// Runs the network on `window` and writes the interpolated frames into `outputs` in the
     /// configured layout.
     pub fn interpolate(&mut self, window: [usize; 4], outputs: &mut [&mut [u8]]) -> Result<()> {
+        self.windows += 1;
+        if let Some(f @ Fault::After(n)) = self.opts.fault
+            && self.windows > n
+        {
+            return Err(CudaError::Device {
+                id: self.device_id,
+                cause: format!(
+                    "fault injected by {f} (the GPU lost at window {})",
+                    self.windows
+                ),
+            });
+        }
         self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
         let n = self.spec.n_out;
         let plan = self.plan()?;

@@ -41,7 +41,7 @@ pub use cudnn::{Algo, Candidate, ConvChoice, ConvEpilogue, GraphChoice};
 pub use diag::StepTime;
 pub use engine::{Engine, MemoryReport};
 pub use error::CudaError;
-pub use options::{DEFAULT_WORKSPACE_CAP, EngineOptions};
+pub use options::{DEFAULT_WORKSPACE_CAP, EngineOptions, Fault};
 
 /// Opens the CUDA backend on GPU `device_id`: creates the context and stream, compiles the
 /// kernels and uploads the weights. Fails with a message naming the cause (no driver, no GPU

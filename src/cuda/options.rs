@@ -15,6 +15,7 @@
 //! | `FLAVR_CUDA_ALL_ALGOS` (set) | [`all_algos`](EngineOptions::all_algos) | GEMM family | the algorithm search may choose FFT and Winograd algorithms too |
 //! | `FLAVR_CUDA_GRAPH=0` (or `1`) | [`graph_api`](EngineOptions::graph_api) | on | float16/bfloat16 convolutions may run as cuDNN graph-API plans, timed at configure, where faster than the legacy algorithm |
 //! | `FLAVR_CUDA_CAPTURE=0` (or `1`) | [`capture`](EngineOptions::capture) | on | the network of a window (everything after the window's upload, up to the outconv) is captured once per configured layout as a CUDA graph and replayed for every window, which saves the gaps between its ~150 launches; off, or where capture fails (logged once), the launches are issued one by one |
+//! | `FLAVR_CUDA_FAULT=start` (or `after:N`) | [`fault`](EngineOptions::fault) | none | fault injection, for tests of the element's error paths: opening the engine fails as if the GPU were unusable (before the device is touched), or every window after the first `N` fails as if the GPU had fallen off the bus |
 //! | `FLAVR_CUDA_PLAN_CACHE=PATH` (or `off`) | [`plan_cache`](EngineOptions::plan_cache) | `$XDG_CACHE_HOME/gst-flavr/cudnn-plans.tsv` (else `~/.cache/...`) from the environment; none in `Default` | where the graph-API tuning results are kept between runs |
 //!
 //! "(set)": any value turns the switch on, as `FLAVR_CUDA_VERIFY=1`.
@@ -27,6 +28,37 @@ use super::error::{CudaError, Result};
 /// Largest cuDNN workspace an algorithm may use by default (bytes). Faster algorithms that
 /// need more are passed over, so that peak memory stays low.
 pub const DEFAULT_WORKSPACE_CAP: usize = 512 << 20;
+
+/// A failure the engine makes on purpose ([`EngineOptions::fault`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Opening fails: the GPU unusable at start.
+    Start,
+    /// The first `N` windows run, every later one fails: the GPU lost in mid-stream.
+    After(u64),
+}
+
+impl Fault {
+    /// `start` or `after:N`.
+    pub fn parse(s: &str) -> Option<Fault> {
+        match s {
+            "start" => Some(Fault::Start),
+            _ => s
+                .strip_prefix("after:")
+                .and_then(|n| n.parse().ok())
+                .map(Fault::After),
+        }
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Start => write!(f, "FLAVR_CUDA_FAULT=start"),
+            Fault::After(n) => write!(f, "FLAVR_CUDA_FAULT=after:{n}"),
+        }
+    }
+}
 
 /// How the engine is built and checked; see the [module documentation](self).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +79,8 @@ pub struct EngineOptions {
     pub plan_cache: Option<PathBuf>,
     /// Replay the network of a window as one captured CUDA graph.
     pub capture: bool,
+    /// Fail on purpose (tests): at open, or after some windows.
+    pub fault: Option<Fault>,
 }
 
 impl Default for EngineOptions {
@@ -60,6 +94,7 @@ impl Default for EngineOptions {
             graph_api: true,
             plan_cache: None,
             capture: true,
+            fault: None,
         }
     }
 }
@@ -108,6 +143,13 @@ impl EngineOptions {
                 _ => return Err(bad("FLAVR_CUDA_CAPTURE", &v, "`0` or `1`")),
             };
         }
+        if let Some(v) = var("FLAVR_CUDA_FAULT") {
+            o.fault = Some(
+                v.to_str()
+                    .and_then(Fault::parse)
+                    .ok_or_else(|| bad("FLAVR_CUDA_FAULT", &v, "`start` or `after:N`"))?,
+            );
+        }
         o.plan_cache = match var("FLAVR_CUDA_PLAN_CACHE") {
             Some(v) if v == "off" => None,
             Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
@@ -153,6 +195,7 @@ mod tests {
             ("FLAVR_CUDA_GRAPH", "0"),
             ("FLAVR_CUDA_PLAN_CACHE", "/tmp/p.tsv"),
             ("FLAVR_CUDA_CAPTURE", "0"),
+            ("FLAVR_CUDA_FAULT", "after:12"),
         ])
         .expect("options");
         assert_eq!(
@@ -166,7 +209,12 @@ mod tests {
                 graph_api: false,
                 plan_cache: Some(PathBuf::from("/tmp/p.tsv")),
                 capture: false,
+                fault: Some(Fault::After(12)),
             }
+        );
+        assert_eq!(
+            with(&[("FLAVR_CUDA_FAULT", "start")]).unwrap().fault,
+            Some(Fault::Start)
         );
         // The plan cache: off, or under the cache home.
         assert_eq!(
@@ -203,6 +251,9 @@ mod tests {
             ("FLAVR_CUDA_WORKSPACE_MB", "99999999999999999999"),
             ("FLAVR_CUDA_GRAPH", "yes"),
             ("FLAVR_CUDA_CAPTURE", "on"),
+            ("FLAVR_CUDA_FAULT", "after"),
+            ("FLAVR_CUDA_FAULT", "after:x"),
+            ("FLAVR_CUDA_FAULT", "now"),
         ] {
             let err = with(&[(name, value)]).expect_err(value).to_string();
             assert!(err.contains(name) && err.contains(value), "{err}");

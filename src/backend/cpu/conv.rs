@@ -88,6 +88,9 @@ struct Tap {
 
 /// Floats of gathered input a chunk may use (16 MB per thread).
 const COL_BUDGET: usize = 4 << 20;
+/// Most bytes a thread's [`Scratch`] grows to: the gathered input, and a transposed conv's
+/// product (`cout` x `CHUNK_TARGET` floats, `cout` at most 1024 here; 3 MB).
+pub const SCRATCH_BYTES_PER_THREAD: u64 = 4 * (COL_BUDGET + 1024 * CHUNK_TARGET) as u64;
 /// Preferred output positions per chunk (the crate's single-core GEMM is at its best with a few
 /// hundred columns).
 const CHUNK_TARGET: usize = 768;

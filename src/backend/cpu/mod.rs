@@ -11,6 +11,7 @@
 //! feature-fuse weights.
 
 pub mod conv;
+pub mod memory;
 pub mod ops;
 
 use std::sync::Arc;
@@ -534,8 +535,12 @@ impl Backend for CpuBackend {
 
     fn configure(&mut self, layout: &FrameLayout) -> Result<(), BackendError> {
         pixels::check_layout(layout)?;
-        self.layout = Some(layout.clone());
+        // Free the old size's slots first: they are not needed for the new one.
+        self.layout = None;
         self.slots.iter_mut().for_each(|s| *s = None);
+        let needed = self.model.needed_bytes(layout).map_err(err)?;
+        memory::check(needed, memory::headroom().as_ref(), layout)?;
+        self.layout = Some(layout.clone());
         Ok(())
     }
 

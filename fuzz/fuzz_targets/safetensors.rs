@@ -1,0 +1,7 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! cargo-fuzz target `safetensors`: see `gst_plugin_flavr_fuzz::safetensors_target` (fuzz/src/lib.rs).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| gst_plugin_flavr_fuzz::safetensors_target(data));
