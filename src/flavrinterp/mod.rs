@@ -6,6 +6,9 @@ use gst::prelude::*;
 
 mod caps;
 mod imp;
+mod net;
+mod props;
+mod stream;
 
 glib::wrapper! {
     pub struct FlavrInterp(ObjectSubclass<imp::FlavrInterp>)
