@@ -494,10 +494,7 @@ impl BaseTransformImpl for FlavrInterp {
         if !matches!(settings.factor, 2 | 4 | 8) {
             return Err(gst::error_msg!(
                 gst::LibraryError::Settings,
-                (
-                    "factor {} is not supported: use 2, 4 or 8",
-                    settings.factor
-                )
+                ("factor {} is not supported: use 2, 4 or 8", settings.factor)
             ));
         }
         let (model, source) = load_model(&settings).map_err(|e| e.to_error_msg())?;
@@ -621,7 +618,10 @@ impl BaseTransformImpl for FlavrInterp {
         };
         // A new format mid-stream: the old window ends here, with the old caps.
         if pending && !self.drain_for_event("caps change") {
-            return Err(gst::loggable_error!(CAT, "frames of the old caps were lost"));
+            return Err(gst::loggable_error!(
+                CAT,
+                "frames of the old caps were lost"
+            ));
         }
         if let Err(e) = net.configure(&layout) {
             let e = Error::Backend(e);

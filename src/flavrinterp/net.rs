@@ -108,9 +108,8 @@ impl Net {
         if self.tx.lock().unwrap().send(job).is_ok() {
             p.pending += 1;
         } else {
-            p.error.get_or_insert(Error::Buffer(
-                "the network thread has ended".into(),
-            ));
+            p.error
+                .get_or_insert(Error::Buffer("the network thread has ended".into()));
         }
     }
 
@@ -189,7 +188,7 @@ fn work(
             b.set_cancel(Some(job.cancel.clone()));
             std::panic::catch_unwind(AssertUnwindSafe(|| {
                 exec.run(
-                    b.as_mut(),
+                    &mut **b,
                     &job.info,
                     job.inputs,
                     job.steps,

@@ -105,9 +105,8 @@ impl Exec {
         out: &mut Vec<gst::Buffer>,
     ) -> Result<(), Error> {
         self.frames.extend(inputs);
-        let missing = |key: &Key| {
-            Error::Window(WindowError::Internal(format!("frame {key:?} is not held")))
-        };
+        let missing =
+            |key: &Key| Error::Window(WindowError::Internal(format!("frame {key:?} is not held")));
         for step in steps {
             if cancel.load(Ordering::Relaxed) {
                 return Ok(());
@@ -126,7 +125,11 @@ impl Exec {
                     duration,
                     original: _,
                 } => {
-                    let mut buf = self.frames.get(&key).cloned().ok_or_else(|| missing(&key))?;
+                    let mut buf = self
+                        .frames
+                        .get(&key)
+                        .cloned()
+                        .ok_or_else(|| missing(&key))?;
                     {
                         // The buffer is shared (the window holds it too), so this copies the
                         // buffer's metadata, never its memory.
