@@ -612,7 +612,8 @@ impl BaseTransformImpl for FlavrInterp {
             };
             match &state.stream {
                 Some(s) if s.incaps == *incaps => return Ok(()),
-                Some(s) => (!s.window.is_empty(), state.net.clone()),
+                // Even with an empty window: windows in flight still read the old layout.
+                Some(_) => (true, state.net.clone()),
                 None => (false, state.net.clone()),
             }
         };
