@@ -10,6 +10,9 @@
 pub mod cpu;
 pub mod pixels;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
 pub use pixels::{FrameLayout, PixelFormat, YuvMatrix};
 
 /// Number of frame slots a backend keeps; the element addresses them `0..SLOTS`.
@@ -54,6 +57,12 @@ pub trait Backend: Send {
     /// Plans for frames of this layout (sizes need not be multiples of 8: the backend pads and
     /// crops). Called again when caps change; slots are invalid afterwards.
     fn configure(&mut self, layout: &FrameLayout) -> Result<(), BackendError>;
+
+    /// A flag the element raises to abandon the window being computed (stop, flushing seek).
+    /// A backend that supports it checks the flag between layers (CPU) or launches and then
+    /// fails its [`Backend::interpolate`]; the default ignores it (the element still checks it
+    /// between windows).
+    fn set_cancel(&mut self, _cancel: Option<Arc<AtomicBool>>) {}
 
     /// Converts one input frame (bytes laid out as `layout` says) into slot `slot`.
     fn load_frame(&mut self, slot: usize, frame: &[u8]) -> Result<(), BackendError>;

@@ -14,11 +14,11 @@
  *     flavrinterp factor=2 model-location=FLAVR_2x.pth ! videoconvert ! autovideosink
  * ```
  */
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use gst::glib;
 use gst::prelude::*;
@@ -27,14 +27,17 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_transform::GenerateOutputSuccess;
 use gst_base::subclass::prelude::*;
 
+use super::BackendKind;
 use super::caps;
+use super::net::{Net, WaitError};
+use super::props::Settings;
 use super::scene_cut::{self, SceneCut};
-use super::{BackendKind, PrecisionKind};
+use super::stream::{self, Stream};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::{self, Backend};
 use crate::error::Error;
 use crate::model::Flavr;
-use crate::window::{FrameIn, Key, Plan, Restart, Step, Window};
+use crate::window::{FrameIn, Plan, Restart, Window};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -44,64 +47,27 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_FACTOR: u32 = 2;
-const DEFAULT_MODEL_LOCATION: &str = "";
-const DEFAULT_BACKEND: BackendKind = BackendKind::Auto;
-const DEFAULT_DEVICE_ID: u32 = 0;
-const DEFAULT_PRECISION: PrecisionKind = PrecisionKind::Fp16;
-const DEFAULT_SCENE_THRESHOLD: f64 = crate::scene::DEFAULT_THRESHOLD;
-
-#[derive(Debug, Clone)]
-struct Settings {
-    factor: u32,
-    model_location: String,
-    backend: BackendKind,
-    device_id: u32,
-    precision: PrecisionKind,
-    scene_threshold: f64,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            factor: DEFAULT_FACTOR,
-            model_location: DEFAULT_MODEL_LOCATION.into(),
-            backend: DEFAULT_BACKEND,
-            device_id: DEFAULT_DEVICE_ID,
-            precision: DEFAULT_PRECISION,
-            scene_threshold: DEFAULT_SCENE_THRESHOLD,
-        }
-    }
-}
-
-/// One negotiated stream: the input format and the frames in flight.
-struct Stream {
-    incaps: gst::Caps,
-    info: gst_video::VideoInfo,
-    window: Window,
-    /// Frames the window refers to: input buffers and new frames.
-    frames: HashMap<Key, gst::Buffer>,
-    /// Frames ready to go downstream, in order.
-    queue: VecDeque<gst::Buffer>,
-    /// Where model outputs that the plan does not keep are written.
-    scratch: Vec<u8>,
-}
-
 struct State {
-    backend: Box<dyn Backend>,
+    net: Arc<Net>,
     backend_name: String,
     plan: Plan,
+    /// Windows the streaming thread lets the network thread fall behind by.
+    max_in_flight: usize,
     stream: Option<Stream>,
+    /// Frames made and not yet handed to the base class, in order.
+    queue: VecDeque<gst::Buffer>,
+    /// The segment plays backwards: frames pass through.
+    reverse: bool,
     frames_in: u64,
+    /// Frames handed downstream (flushed ones are not counted).
     frames_out: u64,
-    /// Time spent converting and interpolating.
-    busy: Duration,
     first_input: Option<Instant>,
 }
 
 /// What other threads read (queries), kept apart from the state that inference holds.
 #[derive(Debug, Default, Clone, Copy)]
 struct Shared {
+    /// Input frames of latency: those the window waits for and the windows in flight.
     latency_frames: u64,
     max_held_inputs: u64,
     /// Input frame duration from the caps, or the last interval seen for variable rates.
@@ -110,14 +76,26 @@ struct Shared {
     last_pts: Option<u64>,
 }
 
+/// Warnings posted once.
+#[derive(Default)]
+struct Warned {
+    /// The caps last refused (the pad checks a CAPS event several times).
+    refused_caps: Option<String>,
+    reverse: bool,
+}
+
 #[derive(Default)]
 pub struct FlavrInterp {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    /// The network thread, reachable without the state lock (FLUSH_START, stop).
+    net: Mutex<Option<Arc<Net>>>,
     shared: Mutex<Shared>,
+    warned: Mutex<Warned>,
     /// Between start() and stop(): properties that need a reload are refused.
     running: AtomicBool,
-    /// Scene-cut detection of the negotiated stream (set in set_caps).
+    /// Scene-cut detection of the negotiated stream (set in set_caps). Its own lock, never
+    /// taken while holding `state`.
     scene: Mutex<Option<SceneCut>>,
 }
 
@@ -132,169 +110,6 @@ fn load_model(settings: &Settings) -> Result<(Flavr, String), Error> {
         source,
     })?;
     Ok((m, path.clone()))
-}
-
-/// Hands an input frame's bytes to the backend, copied to the caps layout first when the
-/// buffer carries a VideoMeta with other strides or offsets.
-fn load_frame(
-    backend: &mut dyn Backend,
-    info: &gst_video::VideoInfo,
-    buf: &gst::Buffer,
-    slot: usize,
-) -> Result<(), Error> {
-    let other_layout = buf
-        .meta::<gst_video::VideoMeta>()
-        .is_some_and(|m| m.offset() != info.offset() || m.stride() != info.stride());
-    if other_layout {
-        let src = gst_video::VideoFrameRef::from_buffer_ref_readable(buf.as_ref(), info)
-            .map_err(|e| Error::Buffer(format!("cannot map input frame: {e}")))?;
-        let mut out = gst::Buffer::with_size(info.size())
-            .map_err(|e| Error::Buffer(format!("cannot allocate a frame: {e}")))?;
-        {
-            let out = out
-                .get_mut()
-                .ok_or_else(|| Error::Buffer("new buffer is shared".into()))?;
-            let mut dst = gst_video::VideoFrameRef::from_buffer_ref_writable(out, info)
-                .map_err(|e| Error::Buffer(format!("cannot map a frame for writing: {e}")))?;
-            src.copy(&mut dst)
-                .map_err(|e| Error::Buffer(format!("cannot copy input frame: {e}")))?;
-        }
-        let map = out
-            .map_readable()
-            .map_err(|e| Error::Buffer(format!("cannot map frame: {e}")))?;
-        backend.load_frame(slot, &map)?;
-        return Ok(());
-    }
-    let map = buf
-        .map_readable()
-        .map_err(|e| Error::Buffer(format!("cannot map input buffer: {e}")))?;
-    if map.len() < info.size() {
-        return Err(Error::Buffer(format!(
-            "input buffer of {} bytes is smaller than a {}x{} {} frame ({} bytes)",
-            map.len(),
-            info.width(),
-            info.height(),
-            info.format().to_str(),
-            info.size()
-        )));
-    }
-    backend.load_frame(slot, &map)?;
-    Ok(())
-}
-
-impl State {
-    /// Carries out the window's steps; pushed frames land in the stream's queue.
-    fn run_steps(&mut self, steps: Vec<Step>) -> Result<(), Error> {
-        let t0 = Instant::now();
-        let result = self.run_steps_inner(steps);
-        self.busy += t0.elapsed();
-        result
-    }
-
-    fn run_steps_inner(&mut self, steps: Vec<Step>) -> Result<(), Error> {
-        let Some(stream) = self.stream.as_mut() else {
-            return Err(Error::Buffer("no stream configured".into()));
-        };
-        let backend = self.backend.as_mut();
-        let missing = |key: &Key| {
-            Error::Window(crate::window::WindowError::Internal(format!(
-                "frame {key:?} is not held"
-            )))
-        };
-        for step in steps {
-            match step {
-                Step::Load { key, slot } => {
-                    let buf = stream.frames.get(&key).ok_or_else(|| missing(&key))?;
-                    load_frame(backend, &stream.info, buf, slot)?;
-                }
-                Step::Run { window, outputs } => {
-                    let size = stream.info.size();
-                    let n = backend.n_outputs();
-                    let mut mapped: Vec<Option<gst::MappedBuffer<gst::buffer::Writable>>> =
-                        (0..n).map(|_| None).collect();
-                    for &(idx, _) in &outputs {
-                        let slot = mapped.get_mut(idx).ok_or_else(|| {
-                            Error::Buffer(format!("model output {idx} of {n} requested"))
-                        })?;
-                        // Zeroed, so row padding the backend does not write is not garbage.
-                        let buf = gst::Buffer::from_mut_slice(vec![0u8; size]);
-                        *slot = Some(buf.into_mapped_buffer_writable().map_err(|_| {
-                            Error::Buffer("cannot map a new frame for writing".into())
-                        })?);
-                    }
-                    let unused = mapped.iter().filter(|m| m.is_none()).count();
-                    stream.scratch.resize(unused * size, 0);
-                    {
-                        let mut chunks = stream.scratch.chunks_mut(size.max(1));
-                        let mut slices: Vec<&mut [u8]> = Vec::with_capacity(n);
-                        for m in mapped.iter_mut() {
-                            match m {
-                                Some(m) => slices.push(m.as_mut_slice()),
-                                None => slices.push(chunks.next().ok_or_else(|| {
-                                    Error::Buffer("scratch space too small".into())
-                                })?),
-                            }
-                        }
-                        backend.interpolate(window, &mut slices)?;
-                    }
-                    for (idx, key) in outputs {
-                        if let Some(m) = mapped.get_mut(idx).and_then(Option::take) {
-                            stream.frames.insert(key, m.into_buffer());
-                        }
-                    }
-                }
-                Step::Emit {
-                    key,
-                    pts,
-                    duration,
-                    original: _,
-                } => {
-                    let mut buf = stream
-                        .frames
-                        .get(&key)
-                        .cloned()
-                        .ok_or_else(|| missing(&key))?;
-                    {
-                        // The buffer is shared (the window holds it too), so this copies the
-                        // buffer's metadata, never its memory.
-                        let b = buf.make_mut();
-                        b.set_pts(gst::ClockTime::from_nseconds(pts));
-                        b.set_duration(duration.map(gst::ClockTime::from_nseconds));
-                        b.set_offset(self.frames_out);
-                        b.set_offset_end(self.frames_out + 1);
-                    }
-                    self.frames_out += 1;
-                    stream.queue.push_back(buf);
-                }
-                Step::EmitCopy {
-                    key: _,
-                    source,
-                    pts,
-                    duration,
-                } => {
-                    let mut buf = stream
-                        .frames
-                        .get(&source)
-                        .ok_or_else(|| missing(&source))?
-                        .copy();
-                    {
-                        let b = buf.make_mut();
-                        b.set_pts(gst::ClockTime::from_nseconds(pts));
-                        b.set_duration(duration.map(gst::ClockTime::from_nseconds));
-                        b.set_offset(self.frames_out);
-                        b.set_offset_end(self.frames_out + 1);
-                        b.unset_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::RESYNC);
-                    }
-                    self.frames_out += 1;
-                    stream.queue.push_back(buf);
-                }
-                Step::Release { key } => {
-                    stream.frames.remove(&key);
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 impl FlavrInterp {
@@ -341,48 +156,108 @@ impl FlavrInterp {
         gst::FlowError::Error
     }
 
-    /// Ends the current run: makes every frame still missing and pushes everything queued.
+    /// Waits until at most `max` windows are in flight and queues the frames made so far.
+    fn collect(&self, net: &Net, max: usize) -> Result<gst::FlowSuccess, gst::FlowError> {
+        match net.wait(max) {
+            Ok(bufs) => {
+                if let Some(state) = self.state.lock().unwrap().as_mut() {
+                    state.queue.extend(bufs);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Err(WaitError::Flushing) => Err(gst::FlowError::Flushing),
+            Err(WaitError::Failed(e)) => Err(self.fail(&e)),
+        }
+    }
+
+    /// Numbers a frame on its way downstream.
+    fn stamp(&self, mut buf: gst::Buffer) -> gst::Buffer {
+        if let Some(state) = self.state.lock().unwrap().as_mut() {
+            let b = buf.make_mut();
+            b.set_offset(state.frames_out);
+            b.set_offset_end(state.frames_out + 1);
+            state.frames_out += 1;
+        }
+        buf
+    }
+
+    /// Ends the current run: makes every frame still missing, waits for the windows in flight
+    /// and pushes everything queued. A push that fails for another reason than flushing or EOS
+    /// is posted as an error.
     fn drain(&self, why: &str) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let drained: Result<Vec<gst::Buffer>, Error> = {
+        let (net, info, steps, queued) = {
             let mut guard = self.state.lock().unwrap();
             let Some(state) = guard.as_mut() else {
                 return Ok(gst::FlowSuccess::Ok);
             };
+            let queued: Vec<gst::Buffer> = state.queue.drain(..).collect();
             let Some(stream) = state.stream.as_mut() else {
                 return Ok(gst::FlowSuccess::Ok);
             };
             if !stream.window.is_empty() {
                 gst::debug!(CAT, imp = self, "draining ({why})");
             }
-            stream
-                .window
-                .drain()
-                .map_err(Error::from)
-                .and_then(|steps| state.run_steps(steps))
-                .map(|()| match state.stream.as_mut() {
-                    Some(s) => s.queue.drain(..).collect(),
-                    None => Vec::new(),
-                })
+            let steps = match stream.window.drain() {
+                Ok(s) => s,
+                Err(e) => {
+                    drop(guard);
+                    return Err(self.fail(&e.into()));
+                }
+            };
+            (state.net.clone(), stream.info.clone(), steps, queued)
         };
-        // Errors are posted and buffers pushed without the state lock held.
-        let buffers = drained.map_err(|e| self.fail(&e))?;
+        if !steps.is_empty() {
+            net.submit(&info, Vec::new(), steps);
+        }
+        let made = match net.wait(0) {
+            Ok(b) => b,
+            Err(WaitError::Flushing) => return Err(gst::FlowError::Flushing),
+            Err(WaitError::Failed(e)) => return Err(self.fail(&e)),
+        };
         let srcpad = self.obj().src_pad().clone();
-        for buf in buffers {
+        for buf in queued.into_iter().chain(made) {
+            let buf = self.stamp(buf);
             if let Err(e) = srcpad.push(buf) {
-                gst::debug!(CAT, imp = self, "push while draining ({why}): {e:?}");
+                if !matches!(e, gst::FlowError::Flushing | gst::FlowError::Eos) {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Failed,
+                        ("Could not push the frames drained at {}: {:?}", why, e),
+                        ["downstream returned {:?}; the rest of the run is lost", e]
+                    );
+                }
                 return Err(e);
             }
         }
         Ok(gst::FlowSuccess::Ok)
     }
 
-    fn flush(&self) {
-        let mut guard = self.state.lock().unwrap();
-        if let Some(stream) = guard.as_mut().and_then(|s| s.stream.as_mut()) {
-            stream.window.flush();
-            stream.frames.clear();
-            stream.queue.clear();
+    /// [`Self::drain`] for an event: false when frames were lost for another reason than a
+    /// flush (the error is on the bus then).
+    fn drain_for_event(&self, why: &str) -> bool {
+        match self.drain(why) {
+            Ok(_) => true,
+            Err(e @ (gst::FlowError::Flushing | gst::FlowError::Eos)) => {
+                gst::debug!(CAT, imp = self, "drain ({why}): {e:?}");
+                true
+            }
+            Err(e) => {
+                gst::warning!(CAT, imp = self, "drain ({why}) failed: {e:?}");
+                false
+            }
         }
+    }
+
+    fn flush_stop(&self) {
+        let mut guard = self.state.lock().unwrap();
+        if let Some(state) = guard.as_mut() {
+            if let Some(stream) = state.stream.as_mut() {
+                stream.window.flush();
+            }
+            state.queue.clear();
+            state.net.flush_stop();
+        }
+        drop(guard);
         if let Some(scene) = self.scene.lock().unwrap().as_mut() {
             scene.reset();
         }
@@ -395,8 +270,9 @@ impl FlavrInterp {
             let Some(state) = guard.as_ref() else {
                 return;
             };
-            let secs = state.busy.as_secs_f64();
-            let fps = if secs > 0.0 {
+            let secs = state.net.busy().as_secs_f64();
+            // With fewer than two frames in, no window ran: no rate to speak of.
+            let fps = if state.frames_in >= 2 && secs > 0.0 {
                 state.frames_out as f64 / secs
             } else {
                 0.0
@@ -425,7 +301,8 @@ impl FlavrInterp {
         let _ = self.obj().post_message(msg);
     }
 
-    /// Latency the window adds: the input frames it waits for.
+    /// Latency the element adds: the input frames the window waits for and the windows in
+    /// flight.
     fn added_latency(&self) -> gst::ClockTime {
         let shared = *self.shared.lock().unwrap();
         let ns = shared
@@ -437,11 +314,18 @@ impl FlavrInterp {
 
     /// Called for every CAPS event before the pad checks it: a reason in words when the caps
     /// will be refused. A warning, not an error: upstream may still renegotiate; if it does not,
-    /// its not-negotiated error follows this message.
+    /// its not-negotiated error follows this message. Posted once per refused caps.
     fn check_pushed_caps(&self, caps: &gst::CapsRef) {
         let factor = self.settings.lock().unwrap().factor;
         if let Some(reason) = caps::caps_problem(caps, factor) {
             gst::warning!(CAT, imp = self, "refusing {caps}: {reason}");
+            let text = caps.to_string();
+            let mut warned = self.warned.lock().unwrap();
+            if warned.refused_caps.as_deref() == Some(text.as_str()) {
+                return;
+            }
+            warned.refused_caps = Some(text);
+            drop(warned);
             gst::element_imp_warning!(
                 self,
                 gst::CoreError::Negotiation,
@@ -461,6 +345,44 @@ impl FlavrInterp {
             )
         );
     }
+
+    /// A new segment: reverse playback passes frames through, with a warning once.
+    fn segment(&self, segment: &gst::Segment) {
+        let reverse = segment.rate() < 0.0;
+        if let Some(state) = self.state.lock().unwrap().as_mut() {
+            state.reverse = reverse;
+        }
+        if reverse && !std::mem::replace(&mut self.warned.lock().unwrap().reverse, true) {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::NotImplemented,
+                (
+                    "Reverse playback (rate {}): frames pass through without interpolation",
+                    segment.rate()
+                )
+            );
+        }
+    }
+
+    /// Answers a CONVERT query on the source pad at the output frame rate.
+    fn convert_out(&self, q: &mut gst::query::Convert) -> bool {
+        let (src, dest_fmt) = q.get();
+        let Some(info) = self
+            .obj()
+            .src_pad()
+            .current_caps()
+            .and_then(|c| gst_video::VideoInfo::from_caps(&c).ok())
+        else {
+            return false;
+        };
+        match info.convert_generic(src, dest_fmt) {
+            Some(dest) => {
+                q.set(src, dest);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 #[glib::object_subclass]
@@ -472,147 +394,36 @@ impl ObjectSubclass for FlavrInterp {
 
 impl ObjectImpl for FlavrInterp {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
-                glib::ParamSpecUInt::builder("factor")
-                    .nick("Factor")
-                    .blurb(
-                        "Frame-rate multiplier: 2, 4 or 8 (factor - 1 new frames between every \
-                         two input frames). Cannot change while running.",
-                    )
-                    .minimum(2)
-                    .maximum(8)
-                    .default_value(Settings::default().factor)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("model-location")
-                    .nick("Model location")
-                    .blurb(
-                        "FLAVR checkpoint: a released FLAVR_2x/4x/8x.pth (PyTorch zip or legacy) \
-                         or a .safetensors file. Empty: the model built into the plugin (our own 2x model). \
-                         Cannot change while running.",
-                    )
-                    .default_value(Some(DEFAULT_MODEL_LOCATION))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default("backend", Settings::default().backend)
-                    .nick("Backend")
-                    .blurb("Inference backend. Cannot change while running.")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("device-id")
-                    .nick("Device ID")
-                    .blurb("CUDA device to run on (backend=cuda or auto)")
-                    .default_value(Settings::default().device_id)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecEnum::builder_with_default(
-                    "precision",
-                    Settings::default().precision,
-                )
-                .nick("Precision")
-                .blurb("Arithmetic of the CUDA backend (the CPU backend always uses fp32)")
-                .mutable_ready()
-                .build(),
-                glib::ParamSpecDouble::builder("scene-threshold")
-                    .nick("Scene-cut threshold")
-                    .blurb(
-                        "Score (0 to 1) from which two input frames belong to different shots: \
-                         nothing is interpolated across a cut, the new frames there are copies \
-                         of the nearer original, and a flavrinterp-scene-cut message is posted. \
-                         Lower finds more cuts; 0 turns detection off.",
-                    )
-                    .minimum(f64::MIN)
-                    .maximum(f64::MAX)
-                    .default_value(DEFAULT_SCENE_THRESHOLD)
-                    .mutable_playing()
-                    .build(),
-            ]
-        });
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(super::props::specs);
         PROPERTIES.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let running = self.running.load(Ordering::SeqCst);
-        let mut settings = self.settings.lock().unwrap();
         let name = pspec.name();
-        let changed = match name {
-            "factor" => {
-                let v: u32 = value.get().expect("type checked upstream");
-                if !matches!(v, 2 | 4 | 8) {
-                    drop(settings);
-                    gst::element_imp_warning!(
-                        self,
-                        gst::LibraryError::Settings,
-                        (
-                            "factor {} is not supported: use 2, 4 or 8 (keeping the old value)",
-                            v
-                        )
-                    );
-                    return;
-                }
-                let changed = v != settings.factor;
-                if !running {
-                    settings.factor = v;
-                }
-                changed
-            }
-            "model-location" => {
-                let v: Option<String> = value.get().expect("type checked upstream");
-                let v = v.unwrap_or_default();
-                let changed = v != settings.model_location;
-                if !running {
-                    settings.model_location = v;
-                }
-                changed
-            }
-            "backend" => {
-                let v: BackendKind = value.get().expect("type checked upstream");
-                let changed = v != settings.backend;
-                if !running {
-                    settings.backend = v;
-                }
-                changed
-            }
-            "device-id" => {
-                let v: u32 = value.get().expect("type checked upstream");
-                let changed = v != settings.device_id;
-                if !running {
-                    settings.device_id = v;
-                }
-                changed
-            }
-            "precision" => {
-                let v: PrecisionKind = value.get().expect("type checked upstream");
-                let changed = v != settings.precision;
-                if !running {
-                    settings.precision = v;
-                }
-                changed
-            }
-            "scene-threshold" => {
-                let v: f64 = value.get().expect("type checked upstream");
-                if !(0.0..=1.0).contains(&v) {
-                    let old = settings.scene_threshold;
-                    drop(settings);
-                    gst::element_imp_warning!(
-                        self,
-                        gst::LibraryError::Settings,
-                        (
-                            "scene-threshold {} is out of range: use 0 (off) to 1 (keeping {})",
-                            v,
-                            old
-                        )
-                    );
-                    return;
-                }
-                settings.scene_threshold = v;
-                gst::debug!(CAT, imp = self, "scene-threshold set to {v}");
+        if name == "scene-threshold" {
+            // Can change while playing; out of 0..1 is refused and the old value kept.
+            let v: f64 = value.get().expect("type checked upstream");
+            let mut settings = self.settings.lock().unwrap();
+            if !(0.0..=1.0).contains(&v) {
+                let old = settings.scene_threshold;
+                drop(settings);
+                gst::element_imp_warning!(
+                    self,
+                    gst::LibraryError::Settings,
+                    (
+                        "scene-threshold {} is out of range: use 0 (off) to 1 (keeping {})",
+                        v,
+                        old
+                    )
+                );
                 return;
             }
-            _ => unimplemented!(),
-        };
-        drop(settings);
+            settings.scene_threshold = v;
+            gst::debug!(CAT, imp = self, "scene-threshold set to {v}");
+            return;
+        }
+        let changed = self.settings.lock().unwrap().set(name, value, running);
         if running && changed {
             gst::warning!(CAT, imp = self, "refusing to change {name} while running");
             self.refuse(name);
@@ -622,16 +433,7 @@ impl ObjectImpl for FlavrInterp {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let settings = self.settings.lock().unwrap();
-        match pspec.name() {
-            "factor" => settings.factor.to_value(),
-            "model-location" => settings.model_location.to_value(),
-            "backend" => settings.backend.to_value(),
-            "device-id" => settings.device_id.to_value(),
-            "precision" => settings.precision.to_value(),
-            "scene-threshold" => settings.scene_threshold.to_value(),
-            _ => unimplemented!(),
-        }
+        self.settings.lock().unwrap().get(pspec.name())
     }
 
     fn constructed(&self) {
@@ -694,6 +496,20 @@ impl ElementImpl for FlavrInterp {
         });
         PAD_TEMPLATES.as_ref()
     }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::PausedToReady
+            && let Some(net) = self.net.lock().unwrap().as_ref()
+        {
+            // Before the pads are deactivated (which waits for the streaming thread): the
+            // window being computed is abandoned and the streaming thread let go.
+            net.flush_start();
+        }
+        self.parent_change_state(transition)
+    }
 }
 
 impl BaseTransformImpl for FlavrInterp {
@@ -704,6 +520,12 @@ impl BaseTransformImpl for FlavrInterp {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
+        if !matches!(settings.factor, 2 | 4 | 8) {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("factor {} is not supported: use 2, 4 or 8", settings.factor)
+            ));
+        }
         let (model, source) = load_model(&settings).map_err(|e| e.to_error_msg())?;
         let n = model.spec.n_out;
         let plan = Plan::new(settings.factor, n).map_err(|e| {
@@ -720,24 +542,31 @@ impl BaseTransformImpl for FlavrInterp {
             .to_error_msg());
         }
         let backend_name = backend.name();
+        let max_in_flight = settings.max_in_flight as usize;
         gst::info!(
             CAT,
             imp = self,
-            "model {source} ({n} output(s) per window), {plan}, backend {backend_name}"
+            "model {source} ({n} output(s) per window), {plan}, backend {backend_name}, \
+             {max_in_flight} window(s) in flight"
         );
+        let net = Arc::new(Net::spawn(backend).map_err(|e| e.to_error_msg())?);
         *self.shared.lock().unwrap() = Shared {
-            latency_frames: plan.latency_frames(),
+            latency_frames: plan.latency_frames() + max_in_flight as u64,
             max_held_inputs: plan.max_held_inputs(),
             ..Shared::default()
         };
+        *self.warned.lock().unwrap() = Warned::default();
+        *self.net.lock().unwrap() = Some(net.clone());
         *self.state.lock().unwrap() = Some(State {
-            backend,
+            net,
             backend_name,
             plan,
+            max_in_flight,
             stream: None,
+            queue: VecDeque::new(),
+            reverse: false,
             frames_in: 0,
             frames_out: 0,
-            busy: Duration::ZERO,
             first_input: None,
         });
         self.running.store(true, Ordering::SeqCst);
@@ -745,7 +574,9 @@ impl BaseTransformImpl for FlavrInterp {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        // The network thread is abandoned, not joined: it ends after its current layer.
         *self.state.lock().unwrap() = None;
+        *self.net.lock().unwrap() = None;
         self.running.store(false, Ordering::SeqCst);
         gst::debug!(CAT, imp = self, "stopped");
         Ok(())
@@ -803,44 +634,46 @@ impl BaseTransformImpl for FlavrInterp {
             gst::loggable_error!(CAT, "{e}")
         })?;
         // Same input: a renegotiation downstream; keep the window.
-        let pending = {
+        let (pending, net) = {
             let guard = self.state.lock().unwrap();
             let Some(state) = guard.as_ref() else {
                 return Err(gst::loggable_error!(CAT, "caps set before start"));
             };
             match &state.stream {
                 Some(s) if s.incaps == *incaps => return Ok(()),
-                Some(s) => !s.window.is_empty(),
-                None => false,
+                // Even with an empty window: windows in flight still read the old layout.
+                Some(_) => (true, state.net.clone()),
+                None => (false, state.net.clone()),
             }
         };
-        if pending {
-            // A new format mid-stream: the old window ends here, with the old caps.
-            let _ = self.drain("caps change");
+        // A new format mid-stream: the old window ends here, with the old caps.
+        if pending && !self.drain_for_event("caps change") {
+            return Err(gst::loggable_error!(
+                CAT,
+                "frames of the old caps were lost"
+            ));
+        }
+        if let Err(e) = net.configure(&layout) {
+            let e = Error::Backend(e);
+            let _ = self.fail(&e);
+            return Err(gst::loggable_error!(CAT, "{e}"));
         }
         *self.scene.lock().unwrap() = Some(SceneCut::new(&info, layout.format));
+        let fd = caps::frame_duration(info.fps());
         let mut guard = self.state.lock().unwrap();
         let Some(state) = guard.as_mut() else {
             return Err(gst::loggable_error!(CAT, "caps set before start"));
         };
-        if let Err(e) = state.backend.configure(&layout) {
-            let e = Error::Backend(e);
-            drop(guard);
-            let _ = self.fail(&e);
-            return Err(gst::loggable_error!(CAT, "{e}"));
-        }
-        let fd = caps::frame_duration(info.fps());
         let window = Window::new(state.plan.clone(), backend::SLOTS, fd);
         state.stream = Some(Stream {
             incaps: incaps.clone(),
             info,
             window,
-            frames: HashMap::new(),
-            queue: VecDeque::new(),
-            scratch: Vec::new(),
+            frame_duration: fd,
         });
-        let latency_frames = state.plan.latency_frames();
+        let latency_frames = state.plan.latency_frames() + state.max_in_flight as u64;
         drop(guard);
+        self.warned.lock().unwrap().refused_caps = None;
         gst::info!(CAT, imp = self, "in {incaps}, out {outcaps}");
         let changed = {
             let mut shared = self.shared.lock().unwrap();
@@ -860,6 +693,12 @@ impl BaseTransformImpl for FlavrInterp {
     }
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if direction == gst::PadDirection::Src
+            && let gst::QueryViewMut::Convert(q) = query.view_mut()
+            && self.convert_out(q)
+        {
+            return true;
+        }
         let ret = BaseTransformImplExt::parent_query(self, direction, query);
         if ret
             && direction == gst::PadDirection::Src
@@ -878,21 +717,34 @@ impl BaseTransformImpl for FlavrInterp {
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
-        match event.view() {
-            gst::EventView::FlushStop(_) => self.flush(),
+        let drained = match event.view() {
+            gst::EventView::FlushStart(_) => {
+                // Not serialized: the streaming thread may be waiting for a window.
+                if let Some(net) = self.net.lock().unwrap().as_ref() {
+                    net.flush_start();
+                }
+                true
+            }
+            gst::EventView::FlushStop(_) => {
+                self.flush_stop();
+                true
+            }
             gst::EventView::Eos(_) => {
-                let _ = self.drain("EOS");
+                let ok = self.drain_for_event("EOS");
                 self.post_stats();
+                ok
             }
-            gst::EventView::Gap(_) => {
-                let _ = self.drain("gap");
+            gst::EventView::Gap(_) => self.drain_for_event("gap"),
+            gst::EventView::SegmentDone(_) => self.drain_for_event("segment done"),
+            gst::EventView::Segment(s) => {
+                let ok = self.drain_for_event("new segment");
+                self.segment(s.segment());
+                ok
             }
-            gst::EventView::Segment(_) => {
-                let _ = self.drain("new segment");
-            }
-            _ => {}
-        }
-        self.parent_sink_event(event)
+            _ => true,
+        };
+        let forwarded = self.parent_sink_event(event);
+        drained && forwarded
     }
 
     fn propose_allocation(
@@ -934,9 +786,14 @@ impl BaseTransformImpl for FlavrInterp {
         // The base class keeps `is_discont` set until it has pushed something, so the buffer's
         // own flag is what says where a run ends.
         let flags = buf.flags();
+        let gap = flags.contains(gst::BufferFlags::GAP);
         let mut frame = FrameIn {
             pts: buf.pts().map(gst::ClockTime::nseconds),
-            duration: buf.duration().map(gst::ClockTime::nseconds),
+            // A zero duration says nothing: the caps frame duration applies.
+            duration: buf
+                .duration()
+                .map(gst::ClockTime::nseconds)
+                .filter(|d| *d > 0),
             discont: flags.contains(gst::BufferFlags::DISCONT),
             cut: false,
         };
@@ -951,16 +808,7 @@ impl BaseTransformImpl for FlavrInterp {
         };
         let measure = measure.map_err(|e| self.fail(&e))?;
         frame.cut = measure.is_some_and(|m| m.cut);
-        if let Some(pts) = frame.pts {
-            let mut shared = self.shared.lock().unwrap();
-            if !shared.caps_frame_duration
-                && let Some(last) = shared.last_pts
-                && pts > last
-            {
-                shared.frame_duration = Some(pts - last);
-            }
-            shared.last_pts = Some(pts);
-        }
+        self.note_pts(frame.pts);
         let mut guard = self.state.lock().unwrap();
         let Some(state) = guard.as_mut() else {
             return Err(gst::FlowError::Flushing);
@@ -971,7 +819,24 @@ impl BaseTransformImpl for FlavrInterp {
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Buffer before caps"));
             return Err(gst::FlowError::NotNegotiated);
         };
-        let pushed = if flags.contains(gst::BufferFlags::GAP) {
+        if !gap && let Err(e) = stream::check_size(&stream.info, &buf) {
+            drop(guard);
+            return Err(self.fail(&e));
+        }
+        if state.reverse {
+            // Backwards: no interpolation; each frame lasts its whole interval.
+            let mut buf = buf;
+            if frame.duration.is_none()
+                && let Some(d) = stream.frame_duration
+            {
+                buf.make_mut()
+                    .set_duration(gst::ClockTime::from_nseconds(d));
+            }
+            state.frames_in += 1;
+            state.queue.push_back(buf);
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        let pushed = if gap {
             stream.window.push_gap(frame)
         } else {
             stream.window.push(frame)
@@ -996,15 +861,13 @@ impl BaseTransformImpl for FlavrInterp {
         if let Some(pts) = pushed.derived_pts {
             gst::debug!(CAT, imp = self, "buffer without timestamp gets {pts} ns");
         }
-        let pts = buf.pts();
-        stream.frames.insert(pushed.key, buf);
+        let info = stream.info.clone();
         let frame_number = state.frames_in;
         state.frames_in += 1;
-        if let Err(e) = state.run_steps(pushed.steps) {
-            drop(guard);
-            return Err(self.fail(&e));
-        }
+        let (net, max) = (state.net.clone(), state.max_in_flight);
         drop(guard);
+        let pts = buf.pts();
+        net.submit(&info, vec![(pushed.key, buf)], pushed.steps);
         if let Some(m) = measure.filter(|_| pushed.cut) {
             gst::info!(
                 CAT,
@@ -1015,17 +878,37 @@ impl BaseTransformImpl for FlavrInterp {
             let msg = scene_cut::message(&*self.obj(), pts, frame_number, &m);
             let _ = self.obj().post_message(msg);
         }
-        Ok(gst::FlowSuccess::Ok)
+        self.collect(&net, max)
     }
 
     fn generate_output(&self) -> Result<GenerateOutputSuccess, gst::FlowError> {
-        let mut guard = self.state.lock().unwrap();
-        let Some(state) = guard.as_mut() else {
-            return Err(gst::FlowError::Flushing);
+        let buf = {
+            let mut guard = self.state.lock().unwrap();
+            let Some(state) = guard.as_mut() else {
+                return Err(gst::FlowError::Flushing);
+            };
+            state.queue.pop_front()
         };
-        match state.stream.as_mut().and_then(|s| s.queue.pop_front()) {
-            Some(buf) => Ok(GenerateOutputSuccess::Buffer(buf)),
+        match buf {
+            Some(buf) => Ok(GenerateOutputSuccess::Buffer(self.stamp(buf))),
             None => Ok(GenerateOutputSuccess::NoOutput),
+        }
+    }
+}
+
+impl FlavrInterp {
+    /// Keeps the last timestamp, and the last interval as the frame duration when the caps
+    /// have no fixed rate (for the latency).
+    fn note_pts(&self, pts: Option<u64>) {
+        if let Some(pts) = pts {
+            let mut shared = self.shared.lock().unwrap();
+            if !shared.caps_frame_duration
+                && let Some(last) = shared.last_pts
+                && pts > last
+            {
+                shared.frame_duration = Some(pts - last);
+            }
+            shared.last_pts = Some(pts);
         }
     }
 }

@@ -6,7 +6,10 @@ use gst::prelude::*;
 
 mod caps;
 mod imp;
+mod net;
+mod props;
 mod scene_cut;
+mod stream;
 
 glib::wrapper! {
     pub struct FlavrInterp(ObjectSubclass<imp::FlavrInterp>)

@@ -15,6 +15,7 @@ pub mod memory;
 pub mod ops;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use conv::{Act, Conv, ConvTranspose, Dims};
@@ -98,6 +99,9 @@ pub struct CpuModel {
     fuse: Conv,
     outconv: Conv,
 }
+
+/// The error text of a window abandoned through [`Backend::set_cancel`].
+pub const CANCELLED: &str = "window cancelled";
 
 fn err(e: String) -> BackendError {
     BackendError::Failed(e)
@@ -199,7 +203,33 @@ impl CpuModel {
         w: usize,
         now: &dyn Fn() -> f64,
     ) -> Result<(Vec<f32>, Vec<Step>), BackendError> {
+        self.forward_with(frames, h, w, now, None)
+    }
+
+    /// [`CpuModel::forward`] that gives up between layers once `cancel` is raised (the error
+    /// then says [`CANCELLED`]).
+    pub fn forward_cancellable(
+        &self,
+        frames: &[f32],
+        h: usize,
+        w: usize,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<f32>, BackendError> {
+        let t0 = Instant::now();
+        let now = || t0.elapsed().as_secs_f64();
+        Ok(self.forward_with(frames, h, w, &now, Some(cancel))?.0)
+    }
+
+    fn forward_with(
+        &self,
+        frames: &[f32],
+        h: usize,
+        w: usize,
+        now: &dyn Fn() -> f64,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<(Vec<f32>, Vec<Step>), BackendError> {
         let mut clock = Clock::new(now);
+        clock.cancel = cancel;
         if h == 0 || w == 0 {
             return Err(BackendError::Layout(format!("frame size {w}x{h}")));
         }
@@ -224,7 +254,7 @@ impl CpuModel {
             .collect();
         let neg: Vec<f32> = mean.iter().map(|m| -m).collect();
         ops::add_per_channel(&mut x, &neg);
-        clock.lap("pad, normalise", 0.0);
+        clock.lap("pad, normalise", 0.0).map_err(err)?;
         let y = self.network(&x, hp, wp, &mut clock).map_err(err)?;
         drop(x);
         // y: [3n, hp, wp] -> [n, 3, h, w] + mean.
@@ -239,7 +269,7 @@ impl CpuModel {
                 }
             }
         }
-        clock.lap("add mean, crop", 0.0);
+        clock.lap("add mean, crop", 0.0).map_err(err)?;
         Ok((out, clock.steps))
     }
 
@@ -302,28 +332,28 @@ impl CpuModel {
             };
             let x0 = &mut c4[heads[3].len()..];
             self.stem.run(x, xd, x0, Act::Relu, false)?;
-            clock.lap("stem", self.stem.macs(xd)?);
+            clock.lap("stem", self.stem.macs(xd)?)?;
             let x0 = &c4[heads[3].len()..];
             let x1 = &mut c3[heads[2].len()..];
             run_layer(&self.layers[0], x0, x0d, x1)?;
-            clock.lap("layer1", layer_macs(&self.layers[0], x0d)?);
+            clock.lap("layer1", layer_macs(&self.layers[0], x0d)?)?;
             let x1 = &c3[heads[2].len()..];
             let x2 = &mut c2[heads[1].len()..];
             run_layer(&self.layers[1], x1, x1d, x2)?;
-            clock.lap("layer2", layer_macs(&self.layers[1], x1d)?);
+            clock.lap("layer2", layer_macs(&self.layers[1], x1d)?)?;
             let x2 = &c2[heads[1].len()..];
             let x3 = &mut c1[heads[0].len()..];
             run_layer(&self.layers[2], x2, x2d, x3)?;
-            clock.lap("layer3", layer_macs(&self.layers[2], x2d)?);
+            clock.lap("layer3", layer_macs(&self.layers[2], x2d)?)?;
         }
         let mut x4 = vec![0.0f32; x4d.len()];
         let cat1 = cat[0].as_mut().ok_or_else(missing)?;
         run_layer(&self.layers[3], &cat1[heads[0].len()..], x3d, &mut x4)?;
-        clock.lap("layer4", layer_macs(&self.layers[3], x3d)?);
+        clock.lap("layer4", layer_macs(&self.layers[3], x3d)?)?;
 
         // Decoder: each stage writes the head of the next concatenation buffer.
         stage(&self.decoder[0], &x4, x4d, &mut cat1[..heads[0].len()])?;
-        clock.lap("d0", self.decoder[0].conv.macs(x4d)?);
+        clock.lap("d0", self.decoder[0].conv.macs(x4d)?)?;
         drop(x4);
         let mut y = vec![0.0f32; yd.len()];
         for d in 1..5 {
@@ -334,7 +364,7 @@ impl CpuModel {
                 &mut y[..]
             };
             stage(&self.decoder[d], &input, cat_d[d - 1], out)?;
-            clock.lap(format!("d{d}"), self.decoder[d].conv.macs(cat_d[d - 1])?);
+            clock.lap(format!("d{d}"), self.decoder[d].conv.macs(cat_d[d - 1])?)?;
         }
         drop(cat);
 
@@ -343,7 +373,7 @@ impl CpuModel {
         let fod = self.fuse.out_dims(fd)?;
         let mut f = vec![0.0f32; fod.len()];
         self.fuse.run(&y, fd, &mut f, Act::LeakyRelu, false)?;
-        clock.lap("feature_fuse", self.fuse.macs(fd)?);
+        clock.lap("feature_fuse", self.fuse.macs(fd)?)?;
         drop(y);
         let p = 3;
         let pd = Dims::new(fod.c, 1, hp + 2 * p, wp + 2 * p);
@@ -356,7 +386,7 @@ impl CpuModel {
         }
         let mut o = vec![0.0f32; od.len()];
         self.outconv.run(&fp, pd, &mut o, Act::None, false)?;
-        clock.lap("reflection pad, outconv", self.outconv.macs(pd)?);
+        clock.lap("reflection pad, outconv", self.outconv.macs(pd)?)?;
         Ok(o)
     }
 }
@@ -394,6 +424,8 @@ struct Clock<'a> {
     now: &'a dyn Fn() -> f64,
     last: f64,
     steps: Vec<Step>,
+    /// Raised by the element to abandon the window: checked at every lap.
+    cancel: Option<&'a AtomicBool>,
 }
 
 impl<'a> Clock<'a> {
@@ -402,11 +434,12 @@ impl<'a> Clock<'a> {
             now,
             last: now(),
             steps: Vec::new(),
+            cancel: None,
         }
     }
 
-    /// Ends a step begun at the previous lap.
-    fn lap(&mut self, name: impl Into<String>, macs: f64) {
+    /// Ends a step begun at the previous lap; an error when the window was cancelled.
+    fn lap(&mut self, name: impl Into<String>, macs: f64) -> Result<(), String> {
         let now = (self.now)();
         self.steps.push(Step {
             name: name.into(),
@@ -414,6 +447,10 @@ impl<'a> Clock<'a> {
             flops: 2.0 * macs,
         });
         self.last = now;
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(CANCELLED.into());
+        }
+        Ok(())
     }
 }
 
@@ -505,6 +542,7 @@ pub struct CpuBackend {
     model: CpuModel,
     layout: Option<FrameLayout>,
     slots: Vec<Option<Vec<f32>>>,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl CpuBackend {
@@ -514,6 +552,7 @@ impl CpuBackend {
             model: CpuModel::new(&model)?,
             layout: None,
             slots: vec![None; SLOTS],
+            cancel: None,
         })
     }
 }
@@ -531,6 +570,10 @@ impl Backend for CpuBackend {
 
     fn n_outputs(&self) -> usize {
         self.model.n_out()
+    }
+
+    fn set_cancel(&mut self, cancel: Option<Arc<AtomicBool>>) {
+        self.cancel = cancel;
     }
 
     fn configure(&mut self, layout: &FrameLayout) -> Result<(), BackendError> {
@@ -584,7 +627,10 @@ impl Backend for CpuBackend {
                     .copy_from_slice(&rgb[c * plane..(c + 1) * plane]);
             }
         }
-        let y = self.model.forward(&frames, h, w)?;
+        let y = match &self.cancel {
+            Some(c) => self.model.forward_cancellable(&frames, h, w, c)?,
+            None => self.model.forward(&frames, h, w)?,
+        };
         for (k, out) in outputs.iter_mut().enumerate() {
             pixels::from_planar_rgb(layout, &y[k * 3 * plane..(k + 1) * 3 * plane], out)?;
         }

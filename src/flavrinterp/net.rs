@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The network thread (`flavrinterp-net`): carries out the window's steps away from the
+//! streaming thread, so that stop and flushing seeks never wait for a window.
+//!
+//! The streaming thread sends one job per input frame (the frame and the steps it made ready)
+//! and waits until at most `max-in-flight` jobs are unfinished; a flush or a stop wakes it at
+//! once. A flush starts a new *generation*: jobs of the old one are abandoned (their cancel flag
+//! is raised, which the CPU backend checks between layers) and their frames never come out.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use super::stream::Exec;
+use crate::backend::{Backend, BackendError};
+use crate::error::Error;
+use crate::window::{Key, Step};
+
+struct Job {
+    generation: u64,
+    cancel: Arc<AtomicBool>,
+    info: gst_video::VideoInfo,
+    inputs: Vec<(Key, gst::Buffer)>,
+    steps: Vec<Step>,
+}
+
+struct Pipe {
+    generation: u64,
+    /// Raised to abandon the jobs of this generation.
+    cancel: Arc<AtomicBool>,
+    /// Jobs of this generation sent and not finished.
+    pending: usize,
+    /// Frames made, in order, not yet taken.
+    out: VecDeque<gst::Buffer>,
+    error: Option<Error>,
+    /// Between FLUSH_START (or stop) and FLUSH_STOP: waits end at once.
+    flushing: bool,
+    /// Time the network thread spent on jobs that counted.
+    busy: Duration,
+}
+
+/// Why [`Net::wait`] gave up.
+pub(super) enum WaitError {
+    Flushing,
+    Failed(Error),
+}
+
+/// The handle the element keeps: a channel to the thread and the shared state.
+pub(super) struct Net {
+    tx: Mutex<mpsc::Sender<Job>>,
+    pipe: Arc<(Mutex<Pipe>, Condvar)>,
+    backend: Arc<Mutex<Box<dyn Backend>>>,
+}
+
+impl Net {
+    /// Starts the thread; it owns `backend` (shared with [`Net::configure`]) and ends when the
+    /// `Net` is dropped, after the job it is on (abandoned quickly once cancelled).
+    pub fn spawn(backend: Box<dyn Backend>) -> Result<Net, Error> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let pipe = Arc::new((
+            Mutex::new(Pipe {
+                generation: 0,
+                cancel: Arc::new(AtomicBool::new(false)),
+                pending: 0,
+                out: VecDeque::new(),
+                error: None,
+                flushing: false,
+                busy: Duration::ZERO,
+            }),
+            Condvar::new(),
+        ));
+        let backend = Arc::new(Mutex::new(backend));
+        let (p, b) = (pipe.clone(), backend.clone());
+        std::thread::Builder::new()
+            .name("flavrinterp-net".into())
+            .spawn(move || work(rx, p, b))
+            .map_err(|e| Error::Buffer(format!("cannot start the network thread: {e}")))?;
+        Ok(Net {
+            tx: Mutex::new(tx),
+            pipe,
+            backend,
+        })
+    }
+
+    /// Configures the backend for a new layout (waits for a job still running, if any).
+    pub fn configure(&self, layout: &crate::backend::FrameLayout) -> Result<(), BackendError> {
+        self.backend.lock().unwrap().configure(layout)
+    }
+
+    /// Queues the steps of one input frame (or a drain) for the thread.
+    pub fn submit(
+        &self,
+        info: &gst_video::VideoInfo,
+        inputs: Vec<(Key, gst::Buffer)>,
+        steps: Vec<Step>,
+    ) {
+        let (lock, _) = &*self.pipe;
+        let mut p = lock.lock().unwrap();
+        let job = Job {
+            generation: p.generation,
+            cancel: p.cancel.clone(),
+            info: info.clone(),
+            inputs,
+            steps,
+        };
+        if self.tx.lock().unwrap().send(job).is_ok() {
+            p.pending += 1;
+        } else {
+            p.error
+                .get_or_insert(Error::Buffer("the network thread has ended".into()));
+        }
+    }
+
+    /// Waits until at most `max_pending` jobs are unfinished; returns the frames made so far.
+    pub fn wait(&self, max_pending: usize) -> Result<Vec<gst::Buffer>, WaitError> {
+        let (lock, cond) = &*self.pipe;
+        let mut p = lock.lock().unwrap();
+        loop {
+            if p.flushing {
+                return Err(WaitError::Flushing);
+            }
+            if let Some(e) = p.error.take() {
+                return Err(WaitError::Failed(e));
+            }
+            if p.pending <= max_pending {
+                return Ok(p.out.drain(..).collect());
+            }
+            p = cond.wait(p).unwrap();
+        }
+    }
+
+    /// FLUSH_START or stop: abandons the jobs in flight and wakes a waiting streaming thread.
+    pub fn flush_start(&self) {
+        let (lock, cond) = &*self.pipe;
+        let mut p = lock.lock().unwrap();
+        p.flushing = true;
+        p.cancel.store(true, Ordering::SeqCst);
+        cond.notify_all();
+    }
+
+    /// FLUSH_STOP: a new generation; nothing of the old one comes out.
+    pub fn flush_stop(&self) {
+        let (lock, _) = &*self.pipe;
+        let mut p = lock.lock().unwrap();
+        p.cancel.store(true, Ordering::SeqCst);
+        p.generation += 1;
+        p.cancel = Arc::new(AtomicBool::new(false));
+        p.pending = 0;
+        p.out.clear();
+        p.error = None;
+        p.flushing = false;
+    }
+
+    /// Seconds the thread spent on windows that counted.
+    pub fn busy(&self) -> Duration {
+        self.pipe.0.lock().unwrap().busy
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        // The thread sees the channel close after its job, which ends soon once cancelled.
+        self.flush_start();
+    }
+}
+
+fn work(
+    rx: mpsc::Receiver<Job>,
+    pipe: Arc<(Mutex<Pipe>, Condvar)>,
+    backend: Arc<Mutex<Box<dyn Backend>>>,
+) {
+    let mut exec = Exec::default();
+    let mut generation = None;
+    while let Ok(job) = rx.recv() {
+        if generation != Some(job.generation) {
+            exec.clear();
+            generation = Some(job.generation);
+        }
+        if job.cancel.load(Ordering::SeqCst) {
+            continue;
+        }
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let result = {
+            let mut b = backend.lock().unwrap_or_else(|e| e.into_inner());
+            b.set_cancel(Some(job.cancel.clone()));
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                exec.run(
+                    &mut **b,
+                    &job.info,
+                    job.inputs,
+                    job.steps,
+                    &job.cancel,
+                    &mut out,
+                )
+            }))
+            .unwrap_or_else(|_| Err(Error::Buffer("the network thread panicked".into())))
+        };
+        let (lock, cond) = &*pipe;
+        let mut p = lock.lock().unwrap();
+        if p.generation == job.generation && !job.cancel.load(Ordering::SeqCst) {
+            p.pending = p.pending.saturating_sub(1);
+            p.busy += t0.elapsed();
+            match result {
+                Ok(()) => p.out.extend(out),
+                Err(e) => {
+                    p.error.get_or_insert(e);
+                }
+            }
+        }
+        cond.notify_all();
+    }
+}

@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! One negotiated stream (the window, on the streaming thread) and the executor of the
+//! window's [`Step`]s (`Exec`, on the network thread).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::backend::Backend;
+use crate::error::Error;
+use crate::window::{Key, Step, Window, WindowError};
+
+/// One negotiated stream, as the streaming thread sees it: the input format and the schedule.
+pub(super) struct Stream {
+    pub incaps: gst::Caps,
+    pub info: gst_video::VideoInfo,
+    pub window: Window,
+    /// Input frame duration from the caps, if fixed.
+    pub frame_duration: Option<u64>,
+}
+
+/// Checks that an input buffer holds a whole frame of `info`, whether or not it is ever
+/// loaded into the backend (a 1-frame stream, a GAP of one frame).
+pub(super) fn check_size(info: &gst_video::VideoInfo, buf: &gst::BufferRef) -> Result<(), Error> {
+    if buf.meta::<gst_video::VideoMeta>().is_some() {
+        // Its own strides and offsets: mapping it as a frame checks them against the size.
+        gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info)
+            .map(|_| ())
+            .map_err(|e| Error::Buffer(format!("cannot map input frame: {e}")))
+    } else if buf.size() < info.size() {
+        Err(Error::Buffer(format!(
+            "input buffer of {} bytes is smaller than a {}x{} {} frame ({} bytes)",
+            buf.size(),
+            info.width(),
+            info.height(),
+            info.format().to_str(),
+            info.size()
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Hands an input frame's bytes to the backend, copied to the caps layout first when the
+/// buffer carries a VideoMeta with other strides or offsets.
+fn load_frame(
+    backend: &mut dyn Backend,
+    info: &gst_video::VideoInfo,
+    buf: &gst::Buffer,
+    slot: usize,
+) -> Result<(), Error> {
+    let other_layout = buf
+        .meta::<gst_video::VideoMeta>()
+        .is_some_and(|m| m.offset() != info.offset() || m.stride() != info.stride());
+    if other_layout {
+        let src = gst_video::VideoFrameRef::from_buffer_ref_readable(buf.as_ref(), info)
+            .map_err(|e| Error::Buffer(format!("cannot map input frame: {e}")))?;
+        let mut out = gst::Buffer::with_size(info.size())
+            .map_err(|e| Error::Buffer(format!("cannot allocate a frame: {e}")))?;
+        {
+            let out = out
+                .get_mut()
+                .ok_or_else(|| Error::Buffer("new buffer is shared".into()))?;
+            let mut dst = gst_video::VideoFrameRef::from_buffer_ref_writable(out, info)
+                .map_err(|e| Error::Buffer(format!("cannot map a frame for writing: {e}")))?;
+            src.copy(&mut dst)
+                .map_err(|e| Error::Buffer(format!("cannot copy input frame: {e}")))?;
+        }
+        let map = out
+            .map_readable()
+            .map_err(|e| Error::Buffer(format!("cannot map frame: {e}")))?;
+        backend.load_frame(slot, &map)?;
+        return Ok(());
+    }
+    check_size(info, buf)?;
+    let map = buf
+        .map_readable()
+        .map_err(|e| Error::Buffer(format!("cannot map input buffer: {e}")))?;
+    backend.load_frame(slot, &map)?;
+    Ok(())
+}
+
+/// Carries out steps: holds the frames the window refers to (input buffers and new frames).
+#[derive(Default)]
+pub(super) struct Exec {
+    frames: HashMap<Key, gst::Buffer>,
+    /// Where model outputs that the plan does not keep are written.
+    scratch: Vec<u8>,
+}
+
+impl Exec {
+    /// Drops every frame (a flush).
+    pub fn clear(&mut self) {
+        self.frames.clear();
+    }
+
+    /// Stores `inputs`, then carries out `steps` in order; pushed frames, with their times,
+    /// land in `out`. Stops early, with `Ok`, once `cancel` is raised.
+    pub fn run(
+        &mut self,
+        backend: &mut dyn Backend,
+        info: &gst_video::VideoInfo,
+        inputs: Vec<(Key, gst::Buffer)>,
+        steps: Vec<Step>,
+        cancel: &AtomicBool,
+        out: &mut Vec<gst::Buffer>,
+    ) -> Result<(), Error> {
+        self.frames.extend(inputs);
+        let missing =
+            |key: &Key| Error::Window(WindowError::Internal(format!("frame {key:?} is not held")));
+        for step in steps {
+            if cancel.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            match step {
+                Step::Load { key, slot } => {
+                    let buf = self.frames.get(&key).ok_or_else(|| missing(&key))?;
+                    load_frame(backend, info, buf, slot)?;
+                }
+                Step::Run { window, outputs } => {
+                    self.run_network(backend, info.size(), window, outputs)?
+                }
+                Step::Emit {
+                    key,
+                    pts,
+                    duration,
+                    original: _,
+                } => {
+                    let mut buf = self
+                        .frames
+                        .get(&key)
+                        .cloned()
+                        .ok_or_else(|| missing(&key))?;
+                    {
+                        // The buffer is shared (the window holds it too), so this copies the
+                        // buffer's metadata, never its memory.
+                        let b = buf.make_mut();
+                        b.set_pts(gst::ClockTime::from_nseconds(pts));
+                        b.set_duration(duration.map(gst::ClockTime::from_nseconds));
+                    }
+                    out.push(buf);
+                }
+                Step::EmitCopy {
+                    key: _,
+                    source,
+                    pts,
+                    duration,
+                } => {
+                    // A frame of its own at a scene cut: the nearer original's memory with new
+                    // times, never marked as a discontinuity.
+                    let mut buf = self
+                        .frames
+                        .get(&source)
+                        .ok_or_else(|| missing(&source))?
+                        .copy();
+                    {
+                        let b = buf.make_mut();
+                        b.set_pts(gst::ClockTime::from_nseconds(pts));
+                        b.set_duration(duration.map(gst::ClockTime::from_nseconds));
+                        b.unset_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::RESYNC);
+                    }
+                    out.push(buf);
+                }
+                Step::Release { key } => {
+                    self.frames.remove(&key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn run_network(
+        &mut self,
+        backend: &mut dyn Backend,
+        size: usize,
+        window: [usize; 4],
+        outputs: Vec<(usize, Key)>,
+    ) -> Result<(), Error> {
+        let n = backend.n_outputs();
+        let mut mapped: Vec<Option<gst::MappedBuffer<gst::buffer::Writable>>> =
+            (0..n).map(|_| None).collect();
+        for &(idx, _) in &outputs {
+            let slot = mapped
+                .get_mut(idx)
+                .ok_or_else(|| Error::Buffer(format!("model output {idx} of {n} requested")))?;
+            // Zeroed, so row padding the backend does not write is not garbage.
+            let buf = gst::Buffer::from_mut_slice(vec![0u8; size]);
+            *slot = Some(
+                buf.into_mapped_buffer_writable()
+                    .map_err(|_| Error::Buffer("cannot map a new frame for writing".into()))?,
+            );
+        }
+        let unused = mapped.iter().filter(|m| m.is_none()).count();
+        self.scratch.resize(unused * size, 0);
+        {
+            let mut chunks = self.scratch.chunks_mut(size.max(1));
+            let mut slices: Vec<&mut [u8]> = Vec::with_capacity(n);
+            for m in mapped.iter_mut() {
+                match m {
+                    Some(m) => slices.push(m.as_mut_slice()),
+                    None => slices.push(
+                        chunks
+                            .next()
+                            .ok_or_else(|| Error::Buffer("scratch space too small".into()))?,
+                    ),
+                }
+            }
+            backend.interpolate(window, &mut slices)?;
+        }
+        for (idx, key) in outputs {
+            if let Some(m) = mapped.get_mut(idx).and_then(Option::take) {
+                self.frames.insert(key, m.into_buffer());
+            }
+        }
+        Ok(())
+    }
+}
