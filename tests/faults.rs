@@ -325,15 +325,7 @@ fn measure(size: &str) {
     let model = Arc::new(gstflavrinterp::model::Flavr::load_default().unwrap());
     let cpu_model = gstflavrinterp::backend::cpu::CpuModel::new(&model).unwrap();
     let mut b = CpuBackend::new(model).unwrap();
-    let layout = FrameLayout {
-        format: PixelFormat::Rgb,
-        width: w,
-        height: h,
-        offsets: vec![0],
-        strides: vec![3 * w],
-        size: 3 * w * h,
-        yuv: YuvMatrix::BT601,
-    };
+    let layout = FrameLayout::packed(PixelFormat::Rgb, w, h, YuvMatrix::BT601);
     let frames: Vec<Vec<u8>> = (0..4u8)
         .map(|i| {
             (0..layout.size)
