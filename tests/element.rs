@@ -7,19 +7,15 @@
 //! called directly on the windows the rules name.
 
 use std::str::FromStr;
-use std::sync::Arc;
 
 use gst::prelude::*;
-use gstflavrinterp::backend::Backend;
-use gstflavrinterp::backend::cpu::CpuBackend;
 use gstflavrinterp::backend::{FrameLayout, PixelFormat, YuvMatrix};
-use gstflavrinterp::model::Flavr;
 
 const M2X: &str = "flavr2x_w8.safetensors";
 const M4X: &str = "flavr4x_w16.safetensors";
 
 mod gst_common;
-use gst_common::{fixture, init};
+use gst_common::{fixture, init, reference_window};
 
 fn element(model: &str, factor: u32) -> gst::Element {
     init();
@@ -147,16 +143,7 @@ fn layout_of(info: &gst_video::VideoInfo) -> FrameLayout {
 
 /// The CPU backend on one window of byte frames: all model outputs.
 fn reference(model: &str, info: &gst_video::VideoInfo, window: [&[u8]; 4]) -> Vec<Vec<u8>> {
-    let m = Arc::new(Flavr::load_path(&fixture(model)).unwrap());
-    let mut b = CpuBackend::new(m).unwrap();
-    b.configure(&layout_of(info)).unwrap();
-    for (s, f) in window.iter().enumerate() {
-        b.load_frame(s, f).unwrap();
-    }
-    let mut outs = vec![vec![0u8; info.size()]; b.n_outputs()];
-    let mut slices: Vec<&mut [u8]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
-    b.interpolate([0, 1, 2, 3], &mut slices).unwrap();
-    outs
+    reference_window(model, &layout_of(info), window)
 }
 
 fn error_text(bus: &gst::Bus) -> Option<String> {

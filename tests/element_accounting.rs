@@ -13,13 +13,12 @@
 //!
 //! `FLAVR_ACCOUNTING_CASES=N` sets the number of cases (default 200, about 30 s; thousands for a long run).
 
-use gst::prelude::*;
 use gstflavrinterp::window::scale;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 mod gst_common;
-use gst_common::{fixture, init};
+use gst_common::{cpu_harness, fixture, init};
 
 const FRAME: u64 = 33_333_333;
 const FORMATS: [&str; 2] = ["RGB", "I420"];
@@ -249,10 +248,7 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
         .property("max-in-flight", c.in_flight)
         .build()
         .unwrap();
-    el.set_property_from_str("backend", "cpu");
-    let bus = gst::Bus::new();
-    el.set_bus(Some(&bus));
-    let mut h = gst_check::Harness::with_element(&el, Some("sink"), Some("src"));
+    let (mut h, bus) = cpu_harness(&el);
     let mut m = Model {
         f: u64::from(c.factor),
         format: 0,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 
 mod gst_common;
-use gst_common::{fixture, init};
+use gst_common::{cpu_harness, fixture, init};
 
 const M2X: &str = "flavr2x_w8.safetensors";
 
@@ -335,10 +335,7 @@ fn harness_with(caps: &str, in_flight: u32) -> (gst_check::Harness, gst::Bus) {
         .property("max-in-flight", in_flight)
         .build()
         .unwrap();
-    el.set_property_from_str("backend", "cpu");
-    let bus = gst::Bus::new();
-    el.set_bus(Some(&bus));
-    let mut h = gst_check::Harness::with_element(&el, Some("sink"), Some("src"));
+    let (mut h, bus) = cpu_harness(&el);
     h.set_src_caps_str(caps);
     (h, bus)
 }

@@ -192,6 +192,17 @@ struct ChildResult {
     stderr: String,
 }
 
+impl ChildResult {
+    /// The first line of the child's stdout that starts with `prefix` (`ERROR`, `WARNING`),
+    /// or "" when there is none.
+    fn line(&self, prefix: &str) -> &str {
+        self.stdout
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or("")
+    }
+}
+
 /// Re-runs this binary on test `test` with `FLAVR_FAULTS_CHILD=what`, the variables `env`,
 /// and an address-space limit of `ulimit_kb` (`ulimit -v`). Kills it after `limit`.
 fn child(
@@ -279,11 +290,7 @@ fn out_of_memory_at_4k_is_an_error_naming_the_size() {
         "expected an error exit, not a signal (SIGABRT) or EOS:\n{}",
         r.stderr
     );
-    let err = r
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("ERROR"))
-        .unwrap_or("");
+    let err = r.line("ERROR");
     for want in ["needs about", "GiB", "4096x2160", "ulimit -v"] {
         assert!(err.contains(want), "`{want}` not in: {err}");
     }
@@ -318,15 +325,7 @@ fn measure(size: &str) {
     let model = Arc::new(gstflavrinterp::model::Flavr::load_default().unwrap());
     let cpu_model = gstflavrinterp::backend::cpu::CpuModel::new(&model).unwrap();
     let mut b = CpuBackend::new(model).unwrap();
-    let layout = FrameLayout {
-        format: PixelFormat::Rgb,
-        width: w,
-        height: h,
-        offsets: vec![0],
-        strides: vec![3 * w],
-        size: 3 * w * h,
-        yuv: YuvMatrix::BT601,
-    };
+    let layout = FrameLayout::packed(PixelFormat::Rgb, w, h, YuvMatrix::BT601);
     let frames: Vec<Vec<u8>> = (0..4u8)
         .map(|i| {
             (0..layout.size)
@@ -424,31 +423,21 @@ fn gpu_unusable_at_start_fails_or_falls_back() {
             )
         )
     };
-    let r = child(test, &desc("cuda"), &fault, None, Duration::from_secs(120));
-    assert_eq!(r.code, Some(1), "{}", r.stderr);
-    let err = r
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("ERROR"))
-        .unwrap_or("");
-    assert!(
-        err.contains("FLAVR_CUDA_FAULT=start") && err.contains("CUDA backend on GPU 0"),
-        "{err}"
-    );
-    assert!(r.stdout.contains("BUFFERS 0"), "{}", r.stdout);
-
-    let r = child(test, &desc("auto"), &fault, None, Duration::from_secs(120));
-    assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let warn = r
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("WARNING"))
-        .unwrap_or("");
-    assert!(
-        warn.contains("FLAVR_CUDA_FAULT=start") && warn.contains("using the CPU backend"),
-        "{warn}"
-    );
-    assert!(r.stdout.contains("BUFFERS 19"), "{}", r.stdout);
+    // Runs with `backend`; the child exits with `code`, its first `prefix` line names the
+    // fault and `want`, and it pushed `buffers` buffers.
+    let check = |backend: &str, code: i32, prefix: &str, want: &str, buffers: u64| {
+        let r = child(test, &desc(backend), &fault, None, Duration::from_secs(120));
+        assert_eq!(r.code, Some(code), "{}", r.stderr);
+        let line = r.line(prefix);
+        assert!(
+            line.contains("FLAVR_CUDA_FAULT=start") && line.contains(want),
+            "{line}"
+        );
+        let n = format!("BUFFERS {buffers}");
+        assert!(r.stdout.contains(&n), "{}", r.stdout);
+    };
+    check("cuda", 1, "ERROR", "CUDA backend on GPU 0", 0);
+    check("auto", 0, "WARNING", "using the CPU backend", 19);
 }
 
 /// Whether a GPU can run the engine here.
@@ -487,11 +476,7 @@ fn gpu_lost_in_mid_stream_stops_the_pipeline() {
         Duration::from_secs(120),
     );
     assert_eq!(r.code, Some(1), "{}", r.stderr);
-    let err = r
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("ERROR"))
-        .unwrap_or("");
+    let err = r.line("ERROR");
     assert!(
         err.contains("FLAVR_CUDA_FAULT=after:3") && err.contains("window 4"),
         "{err}"

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use gst::prelude::*;
 
 mod gst_common;
-use gst_common::{fixture, init};
+use gst_common::{fixture, init, launch_with_sink};
 
 fn model() -> String {
     fixture("flavr2x_w8.safetensors")
@@ -30,12 +30,7 @@ fn have(elements: &[&str]) -> bool {
 
 /// Runs `desc` to EOS; returns what appsink `sink` got (pts, caps of the last sample).
 fn run(desc: &str) -> (Vec<u64>, gst::Caps) {
-    init();
-    let pipeline = gst::parse::launch(desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
+    let (pipeline, sink) = launch_with_sink(desc);
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut pts = Vec::new();
     let mut caps = None;

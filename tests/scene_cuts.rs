@@ -6,17 +6,13 @@
 //! called directly, not from the element.
 
 use std::str::FromStr;
-use std::sync::Arc;
 
 use gst::prelude::*;
-use gstflavrinterp::backend::Backend;
-use gstflavrinterp::backend::cpu::CpuBackend;
 use gstflavrinterp::backend::{FrameLayout, PixelFormat, YuvMatrix};
-use gstflavrinterp::model::Flavr;
 use gstflavrinterp::scene::{DEFAULT_THRESHOLD, Detector, Reduced};
 
 mod gst_common;
-use gst_common::{fixture, init};
+use gst_common::{cpu_harness, fixture, init, launch_with_sink, reference_window};
 
 const M2X: &str = "flavr2x_w8.safetensors";
 const M4X: &str = "flavr4x_w16.safetensors";
@@ -152,10 +148,8 @@ fn bytes(b: &gst::Buffer) -> Vec<u8> {
 
 /// The CPU backend on one window: every model output.
 fn reference(model: &str, window: [&[u8]; 4]) -> Vec<Vec<u8>> {
-    let m = Arc::new(Flavr::load_path(&fixture(model)).unwrap());
-    let mut b = CpuBackend::new(m).unwrap();
     let info = gst_video::VideoInfo::from_caps(&gst::Caps::from_str(&caps()).unwrap()).unwrap();
-    b.configure(&FrameLayout {
+    let layout = FrameLayout {
         format: PixelFormat::Rgb,
         width: W,
         height: H,
@@ -163,15 +157,8 @@ fn reference(model: &str, window: [&[u8]; 4]) -> Vec<Vec<u8>> {
         strides: info.stride().iter().map(|&s| s as usize).collect(),
         size: info.size(),
         yuv: YuvMatrix::BT601,
-    })
-    .unwrap();
-    for (s, f) in window.iter().enumerate() {
-        b.load_frame(s, f).unwrap();
-    }
-    let mut outs = vec![vec![0u8; info.size()]; b.n_outputs()];
-    let mut slices: Vec<&mut [u8]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
-    b.interpolate([0, 1, 2, 3], &mut slices).unwrap();
-    outs
+    };
+    reference_window(model, &layout, window)
 }
 
 /// The detector itself on RGB frames: the frames after which it finds a cut.
@@ -269,10 +256,7 @@ fn empty_gap_buffers_are_not_measured() {
         .property("model-location", fixture(M2X).to_str().unwrap())
         .build()
         .unwrap();
-    el.set_property_from_str("backend", "cpu");
-    let bus = gst::Bus::new();
-    el.set_bus(Some(&bus));
-    let mut h = gst_check::Harness::with_element(&el, Some("sink"), Some("src"));
+    let (mut h, bus) = cpu_harness(&el);
     h.set_src_caps_str(&caps());
     let input = frames(6, 6);
     for (i, f) in input.iter().enumerate() {
@@ -326,12 +310,7 @@ fn out_of_range_thresholds_are_refused_with_a_warning() {
 
 /// Runs `desc` to EOS: output count and the scene-cut messages' timestamps.
 fn pipeline_cuts(desc: &str, switch_at: Option<u64>) -> (usize, Vec<u64>) {
-    init();
-    let pipeline = gst::parse::launch(desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
+    let (pipeline, sink) = launch_with_sink(desc);
     if let Some(at) = switch_at {
         // A hard cut: videotestsrc switches pattern after buffer `at - 1`.
         let src = pipeline.by_name("v").unwrap();

@@ -60,14 +60,7 @@ impl SceneCut {
     fn reduce(&self, buf: &gst::Buffer) -> Result<Reduced, Error> {
         let info = &self.info;
         if buf.meta::<gst_video::VideoMeta>().is_none() && buf.size() < info.size() {
-            return Err(Error::Buffer(format!(
-                "input buffer of {} bytes is smaller than a {}x{} {} frame ({} bytes)",
-                buf.size(),
-                info.width(),
-                info.height(),
-                info.format().to_str(),
-                info.size()
-            )));
+            return Err(super::stream::too_small(info, buf.size()));
         }
         let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf.as_ref(), info)
             .map_err(|e| Error::Buffer(format!("cannot map input frame: {e}")))?;

@@ -27,17 +27,21 @@ pub(super) fn check_size(info: &gst_video::VideoInfo, buf: &gst::BufferRef) -> R
             .map(|_| ())
             .map_err(|e| Error::Buffer(format!("cannot map input frame: {e}")))
     } else if buf.size() < info.size() {
-        Err(Error::Buffer(format!(
-            "input buffer of {} bytes is smaller than a {}x{} {} frame ({} bytes)",
-            buf.size(),
-            info.width(),
-            info.height(),
-            info.format().to_str(),
-            info.size()
-        )))
+        Err(too_small(info, buf.size()))
     } else {
         Ok(())
     }
+}
+
+/// The error for an input buffer of `size` bytes, less than a whole frame of `info`.
+pub(super) fn too_small(info: &gst_video::VideoInfo, size: usize) -> Error {
+    Error::Buffer(format!(
+        "input buffer of {size} bytes is smaller than a {}x{} {} frame ({} bytes)",
+        info.width(),
+        info.height(),
+        info.format().to_str(),
+        info.size()
+    ))
 }
 
 /// Hands an input frame's bytes to the backend, copied to the caps layout first when the

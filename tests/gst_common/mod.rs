@@ -1,7 +1,13 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Set-up shared by the GStreamer tests (`element.rs`, `pipelines.rs`).
+//! Set-up shared by the GStreamer tests (`element.rs`, `pipelines.rs`, ...).
 
-use std::sync::Once;
+use std::sync::{Arc, Once};
+
+use gst::prelude::*;
+
+use gstflavrinterp::backend::cpu::CpuBackend;
+use gstflavrinterp::backend::{Backend, FrameLayout};
+use gstflavrinterp::model::Flavr;
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -14,4 +20,43 @@ pub fn init() {
         gst::init().unwrap();
         gstflavrinterp::plugin_register_static().expect("register flavrinterp");
     });
+}
+
+/// Sets `backend=cpu` on `el` (a `flavrinterp`), gives it a bus of its own (for its error
+/// messages) and wraps it in a harness on its `sink` and `src` pads.
+#[allow(dead_code)]
+pub fn cpu_harness(el: &gst::Element) -> (gst_check::Harness, gst::Bus) {
+    el.set_property_from_str("backend", "cpu");
+    let bus = gst::Bus::new();
+    el.set_bus(Some(&bus));
+    let h = gst_check::Harness::with_element(el, Some("sink"), Some("src"));
+    (h, bus)
+}
+
+/// The CPU backend with the fixture `model` on one window of frames of `layout`: every model
+/// output.
+#[allow(dead_code)]
+pub fn reference_window(model: &str, layout: &FrameLayout, window: [&[u8]; 4]) -> Vec<Vec<u8>> {
+    let m = Arc::new(Flavr::load_path(&fixture(model)).unwrap());
+    let mut b = CpuBackend::new(m).unwrap();
+    b.configure(layout).unwrap();
+    for (s, f) in window.iter().enumerate() {
+        b.load_frame(s, f).unwrap();
+    }
+    let mut outs = vec![vec![0u8; layout.size]; b.n_outputs()];
+    let mut slices: Vec<&mut [u8]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+    b.interpolate([0, 1, 2, 3], &mut slices).unwrap();
+    outs
+}
+
+/// Initialises GStreamer and parses the pipeline `desc`; returns it and its element `sink`.
+#[allow(dead_code)]
+pub fn launch_with_sink(desc: &str) -> (gst::Pipeline, gst::Element) {
+    init();
+    let pipeline = gst::parse::launch(desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    (pipeline, sink)
 }

@@ -288,15 +288,7 @@ mod tests {
     use crate::backend::{PixelFormat, YuvMatrix};
 
     fn rgb(w: usize, h: usize) -> FrameLayout {
-        FrameLayout {
-            format: PixelFormat::Rgb,
-            width: w,
-            height: h,
-            offsets: vec![0],
-            strides: vec![3 * w],
-            size: 3 * w * h,
-            yuv: YuvMatrix::BT601,
-        }
+        FrameLayout::packed(PixelFormat::Rgb, w, h, YuvMatrix::BT601)
     }
 
     #[test]
