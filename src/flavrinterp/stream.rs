@@ -83,6 +83,14 @@ fn load_frame(
     Ok(())
 }
 
+/// `buf` with the times of its output slot.
+fn retimed(mut buf: gst::Buffer, pts: u64, duration: Option<u64>) -> gst::Buffer {
+    let b = buf.make_mut();
+    b.set_pts(gst::ClockTime::from_nseconds(pts));
+    b.set_duration(duration.map(gst::ClockTime::from_nseconds));
+    buf
+}
+
 /// Carries out steps: holds the frames the window refers to (input buffers and new frames).
 #[derive(Default)]
 pub(super) struct Exec {
@@ -129,19 +137,14 @@ impl Exec {
                     duration,
                     original: _,
                 } => {
-                    let mut buf = self
+                    // The buffer is shared (the window holds it too), so retiming copies the
+                    // buffer's metadata, never its memory.
+                    let buf = self
                         .frames
                         .get(&key)
                         .cloned()
                         .ok_or_else(|| missing(&key))?;
-                    {
-                        // The buffer is shared (the window holds it too), so this copies the
-                        // buffer's metadata, never its memory.
-                        let b = buf.make_mut();
-                        b.set_pts(gst::ClockTime::from_nseconds(pts));
-                        b.set_duration(duration.map(gst::ClockTime::from_nseconds));
-                    }
-                    out.push(buf);
+                    out.push(retimed(buf, pts, duration));
                 }
                 Step::EmitCopy {
                     key: _,
@@ -151,17 +154,10 @@ impl Exec {
                 } => {
                     // A frame of its own at a scene cut: the nearer original's memory with new
                     // times, never marked as a discontinuity.
-                    let mut buf = self
-                        .frames
-                        .get(&source)
-                        .ok_or_else(|| missing(&source))?
-                        .copy();
-                    {
-                        let b = buf.make_mut();
-                        b.set_pts(gst::ClockTime::from_nseconds(pts));
-                        b.set_duration(duration.map(gst::ClockTime::from_nseconds));
-                        b.unset_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::RESYNC);
-                    }
+                    let buf = self.frames.get(&source).ok_or_else(|| missing(&source))?;
+                    let mut buf = retimed(buf.copy(), pts, duration);
+                    buf.make_mut()
+                        .unset_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::RESYNC);
                     out.push(buf);
                 }
                 Step::Release { key } => {
