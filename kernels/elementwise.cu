@@ -20,12 +20,23 @@ __device__ __forceinline__ i64 phase_elem(unsigned t, unsigned Y, unsigned X, in
 // every grid-stride loop below runs over I = i64 when its count exceeds I32_MAX, and over
 // I = unsigned (32-bit division, the fast path) otherwise. Per-element arithmetic is the same.
 
+// Row of output row `row` in the time-folded layout [fold_p, fold_t] (row itself without a
+// fold).
+template <class I> __device__ __forceinline__ i64 folded_row(const EpiParams &p, I row) {
+    if (p.fold_t == 0) return (i64)row;
+    const I t = row / p.fold_p, q = row - t * p.fold_p;
+    return (i64)q * p.fold_t + t;
+}
+
+// Row of `resid`, `out` or `out2` (`bit`: FOLD_RESID, FOLD_OUT, FOLD_OUT2) for output row
+// `row`, whose folded row is `frow`.
+__device__ __forceinline__ i64 keep_row(const EpiParams &p, int bit, i64 row, i64 frow) {
+    return (p.fold_keep & bit) ? frow : row;
+}
+
 // Element offset of row `row`'s channel 0 in x.
 template <class I> __device__ __forceinline__ i64 x_elem(const EpiParams &p, I row) {
-    if (p.fold_t != 0) {
-        const I t = row / p.fold_p, q = row - t * p.fold_p;
-        return ((i64)q * p.fold_t + t) * p.c;
-    }
+    if (p.fold_keep & FOLD_X) return folded_row(p, row) * p.c;
     if (p.ph_h != 0) {
         const I w2 = 2 * p.ph_w, h2 = 2 * p.ph_h;
         const I X = row % w2, q = row / w2;
@@ -57,16 +68,17 @@ template <class S, class I> __device__ __forceinline__ void epilogue_loop(const 
 #pragma unroll
             for (int k = 0; k < V; k++) v[k] *= p.gate[cg + k];
         }
+        const i64 fr = folded_row(p, row);
         if (r) {
             float rv[V];
-            ldv<S>(r + (i64)row * p.c + c0, rv);
+            ldv<S>(r + keep_row(p, FOLD_RESID, row, fr) * p.c + c0, rv);
 #pragma unroll
             for (int k = 0; k < V; k++) v[k] += rv[k];
         }
 #pragma unroll
         for (int k = 0; k < V; k++) v[k] = activate(v[k], p.act);
-        stv<S>(o + (i64)row * p.out_stride + p.out_off + c0, v);
-        if (o2) stv<S>(o2 + (i64)row * p.out2_stride + p.out2_off + c0, v);
+        stv<S>(o + keep_row(p, FOLD_OUT, row, fr) * p.out_stride + p.out_off + c0, v);
+        if (o2) stv<S>(o2 + keep_row(p, FOLD_OUT2, row, fr) * p.out2_stride + p.out2_off + c0, v);
     }
 }
 
@@ -93,10 +105,11 @@ __device__ __forceinline__ void epilogue1_loop(const EpiParams p, I n) {
         float v = S::ld(x[x_elem(p, row) + c]);
         if (p.bias) v += p.bias[cg];
         if (p.gate) v *= p.gate[cg];
-        if (r) v += S::ld(r[i]);
+        const i64 fr = folded_row(p, row);
+        if (r) v += S::ld(r[keep_row(p, FOLD_RESID, row, fr) * p.c + c]);
         v = activate(v, p.act);
-        o[(i64)row * p.out_stride + p.out_off + c] = S::st(v);
-        if (o2) o2[(i64)row * p.out2_stride + p.out2_off + c] = S::st(v);
+        o[keep_row(p, FOLD_OUT, row, fr) * p.out_stride + p.out_off + c] = S::st(v);
+        if (o2) o2[keep_row(p, FOLD_OUT2, row, fr) * p.out2_stride + p.out2_off + c] = S::st(v);
     }
 }
 

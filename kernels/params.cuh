@@ -32,6 +32,12 @@
 // Channels of the network input: 4 frames x 2x2 pixels x 3 colours.
 #define NET_IN_CHANNELS 48
 
+// EpiParams::fold_keep bits.
+#define FOLD_RESID 1
+#define FOLD_OUT 2
+#define FOLD_OUT2 4
+#define FOLD_X 8
+
 // Epilogue over channels-last [rows, c] (kernels/elementwise.cu).
 struct EpiParams {
     const void *x;      // [rows, c]
@@ -42,9 +48,12 @@ struct EpiParams {
     void *out2;         // or null
     long long rows;
     int c, act, out_stride, out_off, out2_stride, out2_off;
-    // Time unfold of x (0: none): x is [fold_p, fold_t, c] and row r = t * fold_p + p of the
-    // output reads x row p * fold_t + t (the stem's output, time folded into channels).
-    int fold_t, fold_p;
+    // Time fold (fold_t = 0: none): the epilogue's rows r = t * fold_p + p run over
+    // [fold_t, fold_p]; fold_keep says which of x (FOLD_X), resid (FOLD_RESID), out (FOLD_OUT)
+    // and out2 (FOLD_OUT2) are time-folded [fold_p, fold_t, c] (a 2-D conv's output with time
+    // in channels), at row p * fold_t + t; the others are at row r. x in phase layout
+    // (ph_h != 0) is never folded.
+    int fold_t, fold_p, fold_keep;
     // Sub-pixel gather (ph_h = 0: none): x holds the four phases of a transposed conv
     // (weights::convt_phases) as [ph_t][ph_h + 1][ph_w + 1][4][c]; output row r = (t, Y, X) of
     // [ph_t, 2 ph_h, 2 ph_w] reads phase (Y%2, X%2) at (t, Y/2 + Y%2, X/2 + X%2).
@@ -68,7 +77,7 @@ struct FrameParams {
     YuvCoeffs yuv;
 };
 
-static_assert(sizeof(EpiParams) == 104, "EpiParams differs from src/cuda/params.rs");
+static_assert(sizeof(EpiParams) == 112, "EpiParams differs from src/cuda/params.rs");
 static_assert(sizeof(YuvCoeffs) == 56, "YuvCoeffs differs from src/backend/pixels.rs");
 static_assert(sizeof(FrameParams) == 112, "FrameParams differs from src/cuda/params.rs");
 

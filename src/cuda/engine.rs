@@ -16,7 +16,7 @@ use super::cudnn::{
     PlanCache, Search,
 };
 use super::error::{CudaError, DriverContext, Result};
-use super::graph::{Dst, Epi, OUTCONV_PAD, Op, build_graph, lifetimes};
+use super::graph::{Dst, Epi, GraphOpts, OUTCONV_PAD, Op, build_graph, lifetimes};
 use super::io::{Io, check_slot};
 use super::kernels::Kernels;
 use super::launch::{
@@ -347,7 +347,11 @@ impl Engine {
         // Release the old plan before allocating the new one.
         self.plan = None;
         let (wp, hp) = geom.padded();
-        let g = build_graph(&self.net, &self.spec, hp, wp, self.opts.convt_cudnn);
+        let gopts = GraphOpts {
+            convt_cudnn: self.opts.convt_cudnn,
+            time_fold: self.opts.time_fold,
+        };
+        let g = build_graph(&self.net, &self.spec, hp, wp, gopts);
         let lts = lifetimes(&g);
         let mut arena_plan = arena::plan_arena(&lts);
         if !self.opts.arena_reuse {

@@ -6,8 +6,8 @@
 //! Layout: every activation is channels-last `[t, h, w, c]` (batch 1).
 
 use super::arena::Lifetime;
-use super::params::{ACT_LRELU, ACT_RELU};
-use super::weights::{ConvW, GateW, NetWeights, Span, elem_bytes};
+use super::params::{ACT_LRELU, ACT_RELU, Fold};
+use super::weights::{BlockW, ConvW, GateW, NetWeights, Span, elem_bytes};
 
 /// One step of the forward pass. Buffers are indices into the plan's buffer table.
 #[derive(Clone, Debug)]
@@ -59,8 +59,8 @@ pub(super) struct Epi {
     pub act: i32,
     pub out: Dst,
     pub out2: Option<Dst>,
-    /// x is `[p, t, c]` (time folded into channels): (t, p).
-    pub fold: Option<(usize, usize)>,
+    /// x is `[p, t, c]` (time folded into channels), and which of resid, out, out2 are too.
+    pub fold: Option<Fold>,
     /// x is the four sub-pixel phases of grid `(t, h, w)`, gathered into output order.
     pub phases: Option<(usize, usize, usize)>,
     /// Period of the bias and gate channels, when it is not `c` (the in-place pass over all
@@ -214,6 +214,60 @@ impl Builder<'_> {
     fn epi(&mut self, e: Epi) {
         self.g.ops.push(Op::Epi(e));
     }
+
+    /// The first layer's two blocks with time folded into channels: `x` is the block input
+    /// `[h, w, t, c]` of logical dims `dims` (`[1, c, t, h, w]`); each conv is a 2-D conv over
+    /// `[h, w, t c]` (`convs[i]`: conv1 and conv2 of block i). The elementwise steps see the
+    /// folded buffers as `[h w t, c]` rows (the same for a per-channel pass), but for the last:
+    /// it unfolds into a new `[t, h, w, c]` buffer, the next layer's input, and writes the skip
+    /// (`(buf, stride, off)`), folded where `skip_folded`. Returns that buffer.
+    fn folded_layer(
+        &mut self,
+        pair: &[BlockW; 2],
+        convs: [[ConvW; 2]; 2],
+        x: usize,
+        dims: [usize; 5],
+        skip: (usize, usize, usize),
+        skip_folded: bool,
+    ) -> usize {
+        let [_, c, t, h, w] = dims;
+        let fdims = [1, t * c, 1, h, w];
+        let mut cur = x;
+        for (bi, (blk, [c1, c2])) in pair.iter().zip(convs).enumerate() {
+            let (t1, _) = self.conv(c1, cur, fdims);
+            // Bias (repeated per frame) + ReLU over [h w, t c]: a bare conv epilogue, which
+            // the engine may fuse into the conv.
+            self.epi(Epi {
+                bias: c1.bias,
+                ..Epi::new(t1, &fdims, ACT_RELU, inplace(t1, t * c))
+            });
+            let (t2, _) = self.conv(c2, t1, fdims);
+            self.gate(t2, dims, blk.conv2.bias, blk.gate);
+            let last = bi == 1;
+            let (out, out2, fold) = if last {
+                let (buf, stride, off) = skip;
+                let y = self.buf(dims.iter().product());
+                let fold = Fold {
+                    resid: true,
+                    out2: skip_folded,
+                    ..Fold::unfold(t, h * w)
+                };
+                (inplace(y, c), Some(Dst { buf, stride, off }), Some(fold))
+            } else {
+                (inplace(t2, c), None, None)
+            };
+            self.epi(Epi {
+                bias: blk.conv2.bias,
+                gate: true,
+                resid: Some(cur),
+                out2,
+                fold,
+                ..Epi::new(t2, &dims, ACT_RELU, out)
+            });
+            cur = out.buf;
+        }
+        cur
+    }
 }
 
 fn rows(dims: &[usize; 5]) -> usize {
@@ -228,14 +282,25 @@ fn inplace(buf: usize, c: usize) -> Dst {
     }
 }
 
+/// How the forward pass is laid out (the engine's options; every form computes the same).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct GraphOpts {
+    /// Transposed convs through cuDNN instead of four sub-pixel phase convs.
+    pub convt_cudnn: bool,
+    /// The first layer's convs as time-folded 2-D convs (`BlockW::folded`), its activations
+    /// `[h, w, t, c]`, where the weights have them.
+    pub time_fold: bool,
+}
+
 /// Plans the forward pass for a padded frame size.
 pub(super) fn build_graph(
     net: &NetWeights,
     spec: &crate::model::ModelSpec,
     hp: usize,
     wp: usize,
-    convt_cudnn: bool,
+    opts: GraphOpts,
 ) -> Graph {
+    let convt_cudnn = opts.convt_cudnn;
     let mut b = Builder {
         net,
         esz: elem_bytes(net.precision),
@@ -264,7 +329,17 @@ pub(super) fn build_graph(
     let px = |s: usize| 4 * (hp / s) * (wp / s);
     let (s0, _) = b.conv(net.stem, xin, xin_dims);
     let x0_dims = [1, spec.stem, 4, hp / 2, wp / 2];
-    let x0 = b.buf(x0_dims.iter().product());
+    let p2 = (hp / 2) * (wp / 2);
+    // The first layer time-folded: its input stays in the stem's [h, w, t, c] (in place).
+    let folded = net.blocks[0].map(|b| b.folded);
+    let folded = match folded {
+        [Some(a), Some(b)] if opts.time_fold => Some([a, b]),
+        _ => None,
+    };
+    let x0 = match folded {
+        Some(_) => s0,
+        None => b.buf(x0_dims.iter().product()),
+    };
     let cat3 = b.buf(px(2) * cat_c[3]);
     b.epi(Epi {
         bias: net.stem_bias,
@@ -273,7 +348,10 @@ pub(super) fn build_graph(
             stride: cat_c[3],
             off: spec.decoder[3],
         }),
-        fold: Some((4, (hp / 2) * (wp / 2))),
+        fold: Some(Fold {
+            out: folded.is_some(),
+            ..Fold::unfold(4, p2)
+        }),
         ..Epi::new(s0, &x0_dims, ACT_RELU, inplace(x0, spec.stem))
     });
     let cat2 = b.buf(px(2) * cat_c[2]);
@@ -285,7 +363,23 @@ pub(super) fn build_graph(
         (cat0, cat_c[0], spec.decoder[0]),
     ];
     let (mut cur, mut cur_dims) = (x0, x0_dims);
+    // d3 time-folded too (its input cat2, the first layer's skip beside d2's output, kept as
+    // [h, w, t, c]), where the first layer is.
+    let d3_folded = folded.and(net.dec.get(3).and_then(|d| d.folded));
+    if let Some(convs) = folded {
+        cur = b.folded_layer(
+            &net.blocks[0],
+            convs,
+            cur,
+            x0_dims,
+            skips[0],
+            d3_folded.is_some(),
+        );
+    }
     for (l, pair) in net.blocks.iter().enumerate() {
+        if l == 0 && folded.is_some() {
+            continue;
+        }
         for (bi, blk) in pair.iter().enumerate() {
             let (t1, t1_dims) = b.conv(blk.conv1, cur, cur_dims);
             let c = t1_dims[1];
@@ -337,11 +431,21 @@ pub(super) fn build_graph(
                 });
                 (y, [1, c, t, 2 * h, 2 * w], Some((t, h, w)))
             }
-            _ => {
-                let (raw, raw_dims) = b.conv(stage.conv, input.0, input.1);
-                b.gate(raw, raw_dims, bias, stage.gate);
-                (raw, raw_dims, None)
-            }
+            _ => match d3_folded.filter(|_| d == 3) {
+                Some(conv) => {
+                    // On [h, w, t c]: the output [h, w, t, c], its logical dims unfolded.
+                    let [_, ci, t, h, w] = input.1;
+                    let (raw, _) = b.conv(conv, input.0, [1, t * ci, 1, h, w]);
+                    let dims = [1, conv.shape.k / t, t, h, w];
+                    b.gate(raw, dims, bias, stage.gate);
+                    (raw, dims, None)
+                }
+                None => {
+                    let (raw, raw_dims) = b.conv(stage.conv, input.0, input.1);
+                    b.gate(raw, raw_dims, bias, stage.gate);
+                    (raw, raw_dims, None)
+                }
+            },
         };
         let c = raw_dims[1];
         if d < 4 {
@@ -350,10 +454,23 @@ pub(super) fn build_graph(
                 stride: cat_c[d],
                 off: 0,
             };
+            // With d3 folded, d2 writes its output into cat2 folded, and d3's output (folded)
+            // is unfolded into cat3.
+            let [_, _, t, h, w] = raw_dims;
+            let fold = match d {
+                2 if d3_folded.is_some() => Some(Fold {
+                    x: false,
+                    out: true,
+                    ..Fold::unfold(t, h * w)
+                }),
+                3 if d3_folded.is_some() => Some(Fold::unfold(t, h * w)),
+                _ => None,
+            };
             b.epi(Epi {
                 bias,
                 gate: true,
                 phases,
+                fold,
                 ..Epi::new(raw, &raw_dims, ACT_LRELU, out)
             });
             let mut dims = raw_dims;
@@ -475,7 +592,11 @@ mod tests {
         let spec = ModelSpec::released(1);
         let net = fake_net(&spec, Precision::Fp16);
         for convt_cudnn in [false, true] {
-            let g = build_graph(&net, &spec, 1080, 1920, convt_cudnn);
+            let opts = GraphOpts {
+                convt_cudnn,
+                time_fold: true,
+            };
+            let g = build_graph(&net, &spec, 1080, 1920, opts);
             let lts = lifetimes(&g);
             let plan = plan_arena(&lts);
             let unshared: usize = g.bufs.iter().sum();
@@ -595,16 +716,15 @@ mod tests {
                     gc,
                     ..
                 }) => {
-                    let xrows = match (fold, phases) {
-                        (Some((t, p)), None) => {
-                            assert_eq!(t * p, rows, "{what}: step {i} fold");
-                            rows
-                        }
-                        (None, Some((t, h, w))) => {
+                    if let Some(f) = fold {
+                        assert_eq!(f.t * f.p, rows, "{what}: step {i} fold");
+                    }
+                    let xrows = match (fold.is_some_and(|f| f.x), phases) {
+                        (false, Some((t, h, w))) => {
                             assert_eq!(rows, t * 4 * h * w, "{what}: step {i} phase rows");
                             4 * t * (h + 1) * (w + 1)
                         }
-                        (None, None) => rows,
+                        (_, None) => rows,
                         _ => panic!("{what}: step {i} folds and gathers phases at once"),
                     };
                     assert!(xrows * c <= elems(g, x, esz), "{what}: step {i} input size");
@@ -690,10 +810,14 @@ mod tests {
         for (spec, net) in narrow_nets() {
             let esz = elem_bytes(net.precision);
             for (hp, wp) in SIZES {
-                for convt_cudnn in [false, true] {
-                    let g = build_graph(&net, &spec, hp, wp, convt_cudnn);
+                for (convt_cudnn, time_fold) in [(false, false), (true, false), (false, true)] {
+                    let opts = GraphOpts {
+                        convt_cudnn,
+                        time_fold,
+                    };
+                    let g = build_graph(&net, &spec, hp, wp, opts);
                     let what = format!(
-                        "n_out {} {:?} {hp}x{wp} convt_cudnn {convt_cudnn}",
+                        "n_out {} {:?} {hp}x{wp} {opts:?}",
                         spec.n_out, net.precision
                     );
                     check_dataflow(&g, esz, &what);
@@ -704,12 +828,82 @@ mod tests {
     }
 
     #[test]
+    fn first_layer_runs_time_folded_where_asked() {
+        for (spec, net) in narrow_nets() {
+            let c = spec.widths[0];
+            let folded_convs = |g: &Graph| {
+                g.convs
+                    .iter()
+                    .filter(|s| s.w.shape.taps == [1, 3, 3])
+                    .map(|s| (s.w.shape.k, s.w.shape.c, s.x_dims, s.y_dims))
+                    .collect::<Vec<_>>()
+            };
+            let plain = build_graph(&net, &spec, 24, 40, GraphOpts::default());
+            assert!(folded_convs(&plain).is_empty());
+            let opts = GraphOpts {
+                time_fold: true,
+                ..GraphOpts::default()
+            };
+            let g = build_graph(&net, &spec, 24, 40, opts);
+            let dims = [1, 4 * c, 1, 12, 20];
+            // The first layer's four convs, then d3 (2c channels in: d2's output and the skip).
+            let d3 = (4 * c, 8 * c, [1, 8 * c, 1, 12, 20], dims);
+            let mut want = vec![(4 * c, 4 * c, dims, dims); 4];
+            want.push(d3);
+            assert_eq!(folded_convs(&g), want);
+            // Same number of convs: the 3-D convs are replaced.
+            assert_eq!(g.convs.len(), plain.convs.len());
+            // The stem keeps its output folded in place; the layer's last epilogue unfolds its
+            // output (its residual folded too) but writes the skip folded; d2 writes into the
+            // folded cat2 from its phases; d3 unfolds into cat3.
+            let folds: Vec<Fold> = g
+                .ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Epi(e) => e.fold,
+                    _ => None,
+                })
+                .collect();
+            let unfold = Fold::unfold(4, 12 * 20);
+            assert_eq!(
+                folds,
+                vec![
+                    Fold {
+                        out: true,
+                        ..unfold
+                    },
+                    Fold {
+                        resid: true,
+                        out2: true,
+                        ..unfold
+                    },
+                    Fold {
+                        x: false,
+                        out: true,
+                        ..unfold
+                    },
+                    unfold,
+                ]
+            );
+        }
+    }
+
+    #[test]
     fn transposed_stages_run_as_phases_unless_asked() {
         for (spec, net) in narrow_nets() {
             let n_transposed = net.dec.iter().filter(|d| d.phases.is_some()).count();
             assert!(n_transposed > 0);
-            let phased = build_graph(&net, &spec, 24, 40, false);
-            let cudnn = build_graph(&net, &spec, 24, 40, true);
+            let phased = build_graph(&net, &spec, 24, 40, GraphOpts::default());
+            let cudnn = build_graph(
+                &net,
+                &spec,
+                24,
+                40,
+                GraphOpts {
+                    convt_cudnn: true,
+                    time_fold: false,
+                },
+            );
             let count = |g: &Graph| g.convs.iter().filter(|c| c.w.shape.transposed).count();
             assert_eq!(count(&phased), 0);
             assert_eq!(count(&cudnn), n_transposed);

@@ -11,8 +11,8 @@ use super::error::{CudaError, DriverContext, Result};
 use super::kernels::{KernelId, Kernels};
 use super::memory::{DevView, Dtype};
 use super::params::{
-    EpiParams, FrameGeom, FrameParams, NET_IN_CHANNELS, SLOT_CHANNELS, SLOT_SUM_RECORD, THREADS,
-    VECTOR_BYTES,
+    EpiParams, Fold, FrameGeom, FrameParams, NET_IN_CHANNELS, SLOT_CHANNELS, SLOT_SUM_RECORD,
+    THREADS, VECTOR_BYTES,
 };
 use super::weights::ConvShape;
 
@@ -113,8 +113,9 @@ pub struct Epilogue<'a> {
     pub act: i32,
     pub out: EpiOut<'a>,
     pub out2: Option<EpiOut<'a>>,
-    /// x is `[p, t, c]` with time folded into channels: (t, p), t * p = rows.
-    pub fold: Option<(usize, usize)>,
+    /// Which of x, the residual and the outputs are `[p, t, c]` with time folded into
+    /// channels (t * p = rows).
+    pub fold: Option<Fold>,
     /// x is the four sub-pixel phases `[t][h + 1][w + 1][4][c]` of grid (t, h, w),
     /// 4 t h w = rows.
     pub phases: Option<(usize, usize, usize)>,
@@ -137,10 +138,14 @@ fn epilogue_vectorised(p: &EpiParams, v: usize) -> bool {
 pub fn epilogue(s: &CudaStream, k: &Kernels, a: &Epilogue<'_>) -> Result<()> {
     let dt = k.act;
     let (rows, c) = (a.rows, a.c);
-    let x_rows = match (a.fold, a.phases) {
-        (None, None) => rows,
-        (Some((t, p)), None) if t * p == rows && t > 0 && p > 0 => rows,
-        (None, Some((t, h, w))) if 4 * t * h * w == rows && h > 0 => 4 * t * (h + 1) * (w + 1),
+    let fold_ok = a
+        .fold
+        .is_none_or(|f| f.t * f.p == rows && f.t > 0 && f.p > 0);
+    let x_rows = match (a.fold.is_some_and(|f| f.x), a.phases) {
+        (_, None) if fold_ok => rows,
+        (false, Some((t, h, w))) if fold_ok && 4 * t * h * w == rows && h > 0 => {
+            4 * t * (h + 1) * (w + 1)
+        }
         _ => {
             return Err(bad(format!(
                 "epilogue over {rows} rows with fold {:?} and phases {:?}",
@@ -193,8 +198,9 @@ pub fn epilogue(s: &CudaStream, k: &Kernels, a: &Epilogue<'_>) -> Result<()> {
         out_off: a.out.off as i32,
         out2_stride: a.out2.map_or(0, |d| d.stride as i32),
         out2_off: a.out2.map_or(0, |d| d.off as i32),
-        fold_t: a.fold.map_or(0, |f| f.0 as i32),
-        fold_p: a.fold.map_or(0, |f| f.1 as i32),
+        fold_t: a.fold.map_or(0, |f| f.t as i32),
+        fold_p: a.fold.map_or(0, |f| f.p as i32),
+        fold_keep: a.fold.map_or(0, |f| f.keep_bits()),
         ph_t: ph_t as i32,
         ph_h: ph_h as i32,
         ph_w: ph_w as i32,

@@ -15,6 +15,7 @@
 //! | `FLAVR_CUDA_ALL_ALGOS` (set) | [`all_algos`](EngineOptions::all_algos) | GEMM family | the algorithm search may choose FFT and Winograd algorithms too |
 //! | `FLAVR_CUDA_GRAPH=0` (or `1`) | [`graph_api`](EngineOptions::graph_api) | on | float16/bfloat16 convolutions may run as cuDNN graph-API plans, timed at configure, where faster than the legacy algorithm |
 //! | `FLAVR_CUDA_CAPTURE=0` (or `1`) | [`capture`](EngineOptions::capture) | on | the network of a window (everything after the window's upload, up to the outconv) is captured once per configured layout as a CUDA graph and replayed for every window, which saves the gaps between its ~150 launches; off, or where capture fails (logged once), the launches are issued one by one |
+//! | `FLAVR_CUDA_FOLD=0` (or `1`) | [`time_fold`](EngineOptions::time_fold) | on | the first layer's four 3x3x3 convolutions run as 2-D 3x3 convolutions over the four frames stacked in channels (64 x 4 = 256, zero weights across distant frames), which cuDNN runs faster than the 3-D form at 1080p (notes/perf.md v12) |
 //! | `FLAVR_CUDA_FAULT=start` (or `after:N`) | [`fault`](EngineOptions::fault) | none | fault injection, for tests of the element's error paths: opening the engine fails as if the GPU were unusable (before the device is touched), or every window after the first `N` fails as if the GPU had fallen off the bus |
 //! | `FLAVR_CUDA_PLAN_CACHE=PATH` (or `off`) | [`plan_cache`](EngineOptions::plan_cache) | `$XDG_CACHE_HOME/gst-flavr/cudnn-plans.tsv` (else `~/.cache/...`) from the environment; none in `Default` | where the graph-API tuning results are kept between runs |
 //!
@@ -79,6 +80,8 @@ pub struct EngineOptions {
     pub plan_cache: Option<PathBuf>,
     /// Replay the network of a window as one captured CUDA graph.
     pub capture: bool,
+    /// Run the first layer's convolutions time-folded (see the module documentation).
+    pub time_fold: bool,
     /// Fail on purpose (tests): at open, or after some windows.
     pub fault: Option<Fault>,
 }
@@ -94,6 +97,7 @@ impl Default for EngineOptions {
             graph_api: true,
             plan_cache: None,
             capture: true,
+            time_fold: true,
             fault: None,
         }
     }
@@ -129,20 +133,20 @@ impl EngineOptions {
         o.verify = var("FLAVR_CUDA_VERIFY").is_some();
         o.arena_reuse = var("FLAVR_CUDA_NO_REUSE").is_none();
         o.all_algos = var("FLAVR_CUDA_ALL_ALGOS").is_some();
-        if let Some(v) = var("FLAVR_CUDA_GRAPH") {
-            o.graph_api = match v.to_str() {
-                Some("1") => true,
-                Some("0") => false,
-                _ => return Err(bad("FLAVR_CUDA_GRAPH", &v, "`0` or `1`")),
-            };
-        }
-        if let Some(v) = var("FLAVR_CUDA_CAPTURE") {
-            o.capture = match v.to_str() {
-                Some("1") => true,
-                Some("0") => false,
-                _ => return Err(bad("FLAVR_CUDA_CAPTURE", &v, "`0` or `1`")),
-            };
-        }
+        // A `0` / `1` switch, unchanged when unset.
+        let switch = |name: &str, on: &mut bool| -> Result<()> {
+            if let Some(v) = var(name) {
+                *on = match v.to_str() {
+                    Some("1") => true,
+                    Some("0") => false,
+                    _ => return Err(bad(name, &v, "`0` or `1`")),
+                };
+            }
+            Ok(())
+        };
+        switch("FLAVR_CUDA_GRAPH", &mut o.graph_api)?;
+        switch("FLAVR_CUDA_CAPTURE", &mut o.capture)?;
+        switch("FLAVR_CUDA_FOLD", &mut o.time_fold)?;
         if let Some(v) = var("FLAVR_CUDA_FAULT") {
             o.fault = Some(
                 v.to_str()
@@ -180,7 +184,7 @@ mod tests {
         let o = with(&[]).expect("defaults");
         assert_eq!(o, EngineOptions::default());
         assert!(!o.convt_cudnn && !o.verify && o.arena_reuse && !o.all_algos && o.graph_api);
-        assert!(o.capture);
+        assert!(o.capture && o.time_fold);
         assert_eq!(o.workspace_cap, 512 << 20);
     }
 
@@ -195,6 +199,7 @@ mod tests {
             ("FLAVR_CUDA_GRAPH", "0"),
             ("FLAVR_CUDA_PLAN_CACHE", "/tmp/p.tsv"),
             ("FLAVR_CUDA_CAPTURE", "0"),
+            ("FLAVR_CUDA_FOLD", "0"),
             ("FLAVR_CUDA_FAULT", "after:12"),
         ])
         .expect("options");
@@ -209,6 +214,7 @@ mod tests {
                 graph_api: false,
                 plan_cache: Some(PathBuf::from("/tmp/p.tsv")),
                 capture: false,
+                time_fold: false,
                 fault: Some(Fault::After(12)),
             }
         );
@@ -251,6 +257,7 @@ mod tests {
             ("FLAVR_CUDA_WORKSPACE_MB", "99999999999999999999"),
             ("FLAVR_CUDA_GRAPH", "yes"),
             ("FLAVR_CUDA_CAPTURE", "on"),
+            ("FLAVR_CUDA_FOLD", "2"),
             ("FLAVR_CUDA_FAULT", "after"),
             ("FLAVR_CUDA_FAULT", "after:x"),
             ("FLAVR_CUDA_FAULT", "now"),

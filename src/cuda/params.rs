@@ -51,6 +51,49 @@ pub const ACT_RELU: i32 = 1;
 /// LeakyReLU(0.2).
 pub const ACT_LRELU: i32 = 2;
 
+/// Bits of [`EpiParams::fold_keep`]: which of the residual, output, second output and input
+/// are time-folded (see [`Fold`]).
+pub const FOLD_RESID: i32 = 1;
+pub const FOLD_OUT: i32 = 2;
+pub const FOLD_OUT2: i32 = 4;
+pub const FOLD_X: i32 = 8;
+
+/// An epilogue whose rows run over `[t, p]` where some of its tensors are time-folded
+/// `[p, t, c]` (a 2-D convolution's output with time in channels, or the input of one): those
+/// are at row `q * t + t'` for row `t' * p + q`, the others at the row itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fold {
+    pub t: usize,
+    pub p: usize,
+    pub x: bool,
+    pub resid: bool,
+    pub out: bool,
+    pub out2: bool,
+}
+
+impl Fold {
+    /// x folded; residual and outputs unfolded.
+    pub fn unfold(t: usize, p: usize) -> Fold {
+        Fold {
+            t,
+            p,
+            x: true,
+            resid: false,
+            out: false,
+            out2: false,
+        }
+    }
+
+    /// The `fold_keep` bits.
+    pub fn keep_bits(&self) -> i32 {
+        let bit = |on: bool, b: i32| if on { b } else { 0 };
+        bit(self.x, FOLD_X)
+            | bit(self.resid, FOLD_RESID)
+            | bit(self.out, FOLD_OUT)
+            | bit(self.out2, FOLD_OUT2)
+    }
+}
+
 /// Pixel-format codes of [`FrameParams::format`].
 pub const FMT_RGB: i32 = 0;
 pub const FMT_RGBA: i32 = 1;
@@ -105,6 +148,7 @@ pub struct EpiParams {
     pub out2_off: i32,
     pub fold_t: i32,
     pub fold_p: i32,
+    pub fold_keep: i32,
     pub ph_t: i32,
     pub ph_h: i32,
     pub ph_w: i32,
@@ -129,7 +173,7 @@ pub struct FrameParams {
 }
 
 // The same sizes as the header's static_asserts.
-const _: () = assert!(size_of::<EpiParams>() == 104);
+const _: () = assert!(size_of::<EpiParams>() == 112);
 const _: () = assert!(size_of::<YuvCoeffs>() == 56);
 const _: () = assert!(size_of::<FrameParams>() == 112);
 
@@ -358,7 +402,7 @@ mod tests {
             "EpiParams",
             size_of::<EpiParams>(),
             rust_fields!(EpiParams; x, resid, bias, gate, out, out2, rows, c, act, out_stride,
-                out_off, out2_stride, out2_off, fold_t, fold_p, ph_t, ph_h, ph_w, gc),
+                out_off, out2_stride, out2_off, fold_t, fold_p, fold_keep, ph_t, ph_h, ph_w, gc),
         );
         check(
             "YuvCoeffs",
@@ -381,9 +425,13 @@ mod tests {
             assert!(HEADER.contains(&line), "params.cuh lacks `{line}`");
         }
         let d = defines();
-        let want: [(&str, i64); 14] = [
+        let want: [(&str, i64); 18] = [
             ("ACT_RELU", ACT_RELU as i64),
             ("ACT_LRELU", ACT_LRELU as i64),
+            ("FOLD_RESID", FOLD_RESID as i64),
+            ("FOLD_OUT", FOLD_OUT as i64),
+            ("FOLD_OUT2", FOLD_OUT2 as i64),
+            ("FOLD_X", FOLD_X as i64),
             ("FMT_RGB", FMT_RGB as i64),
             ("FMT_RGBA", FMT_RGBA as i64),
             ("FMT_BGRA", FMT_BGRA as i64),

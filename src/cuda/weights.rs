@@ -63,6 +63,10 @@ pub struct BlockW {
     pub conv2: ConvW,
     pub ds: Option<ConvW>,
     pub gate: GateW,
+    /// conv1 and conv2 with time folded into channels ([`time_fold`]: 2-D 3x3 convs over
+    /// `[h, w, 4 c]`, their biases repeated per frame), for the blocks of the first layer (64
+    /// channels at half resolution, where the wider GEMM runs faster than the 3-D conv).
+    pub folded: Option<[ConvW; 2]>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -73,6 +77,9 @@ pub struct DecW {
     /// the output channels (see `convt_phases`), channel `(a*2 + b) * cout + o` making output
     /// `o` at (2i + a, 2j + b).
     pub phases: Option<ConvW>,
+    /// For the stage after the last transposed one at half resolution (d3, a 3x3x3 conv): the
+    /// conv time-folded ([`time_fold`]), as [`BlockW::folded`].
+    pub folded: Option<ConvW>,
 }
 
 /// All weights, packed.
@@ -158,33 +165,40 @@ pub fn stem_s2d(w: &Tensor) -> Tensor {
     }
 }
 
-/// The space-to-depth stem `[k, 12, 3, 4, 4]` (conv over t with padding 1) as a 2-D conv over
-/// the four frames stacked in channels: output channel `t_o * k + o`, input channel
-/// `t_i * 12 + c`, weight `s2d[o][c][t_i - t_o + 1]` when `|t_i - t_o| <= 1` (the time padding is
-/// the zero weights). Returns `[4 k, 48, 1, 4, 4]` in PyTorch layout.
-pub fn stem_fold(s2d: &Tensor) -> Tensor {
-    let k0 = s2d.shape[0];
-    let mut out = vec![0f32; 4 * k0 * 48 * 16];
-    for to in 0..4 {
+/// A convolution over time with 3 taps and time padding 1, `[k, c, 3, taps...]` in PyTorch
+/// layout, on `t` frames, as a 2-D conv over the frames stacked in channels: output channel
+/// `t_o * k + o`, input channel `t_i * c + ci`, weight `w[o][ci][t_i - t_o + 1]` when
+/// `|t_i - t_o| <= 1` (the time padding is the zero weights). Returns `[t k, t c, 1, taps...]`.
+pub fn time_fold(w: &Tensor, t: usize) -> Tensor {
+    let (k0, c0) = (w.shape[0], w.shape[1]);
+    assert_eq!(w.shape[2], 3, "time_fold: 3 taps over time");
+    let taps: usize = w.shape[3..].iter().product();
+    let mut out = vec![0f32; t * k0 * t * c0 * taps];
+    for to in 0..t {
         for o in 0..k0 {
-            for ti in 0..4 {
+            for ti in 0..t {
                 let dt = ti as i64 - to as i64 + 1;
                 if !(0..3).contains(&dt) {
                     continue;
                 }
-                for c in 0..12 {
-                    for tap in 0..16 {
-                        out[((to * k0 + o) * 48 + ti * 12 + c) * 16 + tap] =
-                            s2d.data[((o * 12 + c) * 3 + dt as usize) * 16 + tap];
-                    }
+                for c in 0..c0 {
+                    let src = ((o * c0 + c) * 3 + dt as usize) * taps;
+                    let dst = ((to * k0 + o) * t * c0 + ti * c0 + c) * taps;
+                    out[dst..dst + taps].copy_from_slice(&w.data[src..src + taps]);
                 }
             }
         }
     }
-    Tensor {
-        shape: vec![4 * k0, 48, 1, 4, 4],
-        data: out,
-    }
+    let mut shape = vec![t * k0, t * c0, 1];
+    shape.extend_from_slice(&w.shape[3..]);
+    Tensor { shape, data: out }
+}
+
+/// The space-to-depth stem `[k, 12, 3, 4, 4]` (conv over t with padding 1) as a 2-D conv over
+/// the four frames stacked in channels ([`time_fold`]): output channel `t_o * k + o`, input
+/// channel `t_i * 12 + c`. Returns `[4 k, 48, 1, 4, 4]` in PyTorch layout.
+pub fn stem_fold(s2d: &Tensor) -> Tensor {
+    time_fold(s2d, 4)
 }
 
 /// outconv (7x7 on the reflection-padded map, `[n3, c, 7, 7]`) computed per 2x2 block of
@@ -347,6 +361,26 @@ impl Packer {
         ConvW { shape, w, bias }
     }
 
+    /// A 3x3x3 conv (pad 1, stride 1) of `c` to `k` channels on `t` frames as its time-folded
+    /// 2-D form, the bias repeated per frame.
+    fn conv_folded(&mut self, conv: &Conv, k: usize, c: usize, t: usize) -> ConvW {
+        let shape = ConvShape {
+            k: t * k,
+            c: t * c,
+            taps: [1, 3, 3],
+            pad: [0, 1, 1],
+            stride: [1, 1, 1],
+            transposed: false,
+        };
+        let w = self.act(&to_khwc(&time_fold(&conv.weight, t), shape.k, shape.c));
+        let bias = conv.bias.as_ref().map(|b| {
+            let mut v = b.data.clone();
+            v.resize(k, 0.0);
+            self.f32s(&v.repeat(t))
+        });
+        ConvW { shape, w, bias }
+    }
+
     fn gate(&mut self, g: &Gate) -> GateW {
         let c = g.bias.data.len();
         GateW {
@@ -356,6 +390,9 @@ impl Packer {
         }
     }
 }
+
+/// Frames of the network's time axis (the window), which a time-folded conv stacks.
+pub const FOLD_FRAMES: usize = 4;
 
 fn conv3(k: usize, c: usize, stride: usize) -> ConvShape {
     ConvShape {
@@ -421,11 +458,19 @@ impl NetWeights {
                         },
                     )
                 });
+                // The first layer's blocks (stride 1, no downsample) also time-folded.
+                let folded = (l == 0 && s == 1 && ds.is_none() && ci == c).then(|| {
+                    [
+                        p.conv_folded(&block.conv1, c, ci, FOLD_FRAMES),
+                        p.conv_folded(&block.conv2, c, c, FOLD_FRAMES),
+                    ]
+                });
                 pair.push(BlockW {
                     conv1,
                     conv2,
                     ds,
                     gate,
+                    folded,
                 });
             }
             blocks.push([pair[0], pair[1]]);
@@ -463,7 +508,15 @@ impl NetWeights {
                 }
             });
             let gate = p.gate(&stage.gate);
-            dec.push(DecW { conv, gate, phases });
+            // d3 reads the first layer's skip at half resolution: also time-folded.
+            let folded = (d == 3 && !stage.transposed)
+                .then(|| p.conv_folded(&stage.conv, co, ci, FOLD_FRAMES));
+            dec.push(DecW {
+                conv,
+                gate,
+                phases,
+                folded,
+            });
         }
         // feature_fuse [f, 4*c4, 1, 1], in-channel `c4 * t + c`: read as a (4, 1, 1) conv over
         // time on [t, h, w, c4] (the time fold without a copy); its channels-last filter
@@ -594,6 +647,57 @@ mod tests {
             }
         }
         s
+    }
+
+    /// A 3x3x3 conv (padding 1) on `[t, h, w, c]` and its time-folded 2-D form on
+    /// `[h, w, t c]` (input channel `t_i * c + ci`, output channel `t_o * k + o`) agree.
+    #[test]
+    fn time_folded_conv_is_the_same_convolution() {
+        let (t, h, wd, k0, c0) = (FOLD_FRAMES, 5, 6, 3, 2);
+        let mut rnd = rng(777u32);
+        let w = Tensor {
+            shape: vec![k0, c0, 3, 3, 3],
+            data: (0..k0 * c0 * 27).map(|_| rnd()).collect(),
+        };
+        let x: Vec<f32> = (0..t * h * wd * c0).map(|_| rnd()).collect();
+        let f = time_fold(&w, t);
+        assert_eq!(f.shape, vec![t * k0, t * c0, 1, 3, 3]);
+        let at = |tt: i64, y: i64, xx: i64, c: usize| -> f32 {
+            if tt < 0 || tt >= t as i64 || y < 0 || y >= h as i64 || xx < 0 || xx >= wd as i64 {
+                return 0.0;
+            }
+            x[((tt as usize * h + y as usize) * wd + xx as usize) * c0 + c]
+        };
+        let mut worst = 0f32;
+        for to in 0..t {
+            for i in 0..h {
+                for j in 0..wd {
+                    for o in 0..k0 {
+                        let (mut d, mut g) = (0f32, 0f32);
+                        for dy in 0..3 {
+                            for dx in 0..3 {
+                                let (y, xx) = (i as i64 + dy as i64 - 1, j as i64 + dx as i64 - 1);
+                                for c in 0..c0 {
+                                    for dt in 0..3 {
+                                        let tt = to as i64 + dt as i64 - 1;
+                                        d += w.data[(((o * c0 + c) * 3 + dt) * 3 + dy) * 3 + dx]
+                                            * at(tt, y, xx, c);
+                                    }
+                                    for ti in 0..t {
+                                        let wi = (((to * k0 + o) * t * c0 + ti * c0 + c) * 3 + dy)
+                                            * 3
+                                            + dx;
+                                        g += f.data[wi] * at(ti as i64, y, xx, c);
+                                    }
+                                }
+                            }
+                        }
+                        worst = worst.max((d - g).abs());
+                    }
+                }
+            }
+        }
+        assert!(worst < 1e-5, "folded vs 3-D conv: {worst}");
     }
 
     #[test]
