@@ -20,6 +20,11 @@
 #define FMT_BGRX 4
 #define FMT_I420 5
 #define FMT_NV12 6
+#define FMT_P010 7     // 10-bit codes in the top bits of 16-bit samples
+#define FMT_I420_10 8  // 10-bit codes in the low bits, as the next two
+#define FMT_I422_10 9
+#define FMT_Y444_10 10
+#define FMT_RGBA64 11
 
 // Threads per block of every kernel; the reductions size their shared memory by it.
 #define THREADS 256
@@ -66,7 +71,7 @@ struct EpiParams {
 // The Y'CbCr constants of src/backend/pixels.rs `YuvCoeffs` (same struct, same arithmetic).
 struct YuvCoeffs {
     float y_off, y_scale, c_scale, r_cr, g_cb, g_cr, b_cb, kr, kg, kb, cb_scale, cr_scale,
-        y_range, c_range;
+        y_range, c_range, c_off, code_max;
 };
 
 // A frame's layout (kernels/pixels.cu).
@@ -78,7 +83,7 @@ struct FrameParams {
 };
 
 static_assert(sizeof(EpiParams) == 112, "EpiParams differs from src/cuda/params.rs");
-static_assert(sizeof(YuvCoeffs) == 56, "YuvCoeffs differs from src/backend/pixels.rs");
-static_assert(sizeof(FrameParams) == 112, "FrameParams differs from src/cuda/params.rs");
+static_assert(sizeof(YuvCoeffs) == 64, "YuvCoeffs differs from src/backend/pixels.rs");
+static_assert(sizeof(FrameParams) == 120, "FrameParams differs from src/cuda/params.rs");
 
 #endif

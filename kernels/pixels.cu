@@ -6,14 +6,17 @@
 //
 // The arithmetic is the CPU reference's, operation for operation (src/backend/pixels.rs; the
 // program is compiled without FMA contraction, so results are bit-identical):
-// - 8-bit RGB in: v / 255; out: floor(clamp(v, 0, 1) * 255 + 0.5).
-// - Y'CbCr (I420, NV12; chroma replicated over its 2x2 pixels) with the constants of
-//   `YuvCoeffs`: y = (Y - y_off) * y_scale, cb = (U - 128) * c_scale, cr = (V - 128) * c_scale,
+// - 8-bit RGB in: v / 255; out: floor(clamp(v, 0, 1) * 255 + 0.5). 16-bit RGB (RGBA64) the
+//   same with 65535.
+// - Y'CbCr (I420, NV12, P010, I420/I422/Y444 10-bit; chroma replicated over its block of
+//   pixels: 2x2, 2x1 or 1x1) with the constants of `YuvCoeffs` on the codes (10-bit codes are
+//   little-endian 16-bit samples, P010's in the top 10 bits): y = (Y - y_off) * y_scale,
+//   cb = (U - c_off) * c_scale, cr = (V - c_off) * c_scale,
 //   R = y + r_cr cr, G = y + g_cb cb + g_cr cr, B = y + b_cb cb, each clamped to [0, 1].
 //   Out (R, G, B clamped first): y = kr R + kg G + kb B, Y = floor(y_off + y y_range + 0.5);
-//   chroma from the mean R, G, B of the block's (up to 4) pixels summed in row-major order:
-//   cb = (B - y) cb_scale, U = floor(128 + cb c_range + 0.5) (V likewise with cr, R);
-//   bytes clamped to [0, 255].
+//   chroma from the mean R, G, B of the block's pixels summed in row-major order:
+//   cb = (B - y) cb_scale, U = floor(c_off + cb c_range + 0.5) (V likewise with cr, R);
+//   codes clamped to [0, max] (255 or 1023).
 
 //
 // The formats (FMT_*), `FrameParams` and `YuvCoeffs` are in params.cuh.
@@ -21,16 +24,33 @@
 #include "common.cuh"
 
 __device__ __forceinline__ float clamp01(float v) { return fminf(fmaxf(v, 0.f), 1.f); }
-// floor(v + 0.5) clamped to [0, 255]; NaN gives 0.
-__device__ __forceinline__ u8 to_u8(float v) {
-    return (u8)fminf(fmaxf(floorf(v + 0.5f), 0.f), 255.f);
-}
 __device__ __forceinline__ u8 unit_to_u8(float v) { return (u8)floorf(clamp01(v) * 255.f + 0.5f); }
+// floor(v + 0.5) clamped to [0, max]; NaN gives 0.
+__device__ __forceinline__ u16 to_code(float v, float max) {
+    return (u16)fminf(fmaxf(floorf(v + 0.5f), 0.f), max);
+}
+__device__ __forceinline__ u16 unit_to_u16(float v) {
+    return (u16)floorf(clamp01(v) * 65535.f + 0.5f);
+}
+// Little-endian 16-bit sample at p (any alignment).
+__device__ __forceinline__ unsigned ld16(const u8 *p) { return p[0] | ((unsigned)p[1] << 8); }
+__device__ __forceinline__ void st16(u8 *p, unsigned v) {
+    p[0] = (u8)v;
+    p[1] = (u8)(v >> 8);
+}
+__device__ __forceinline__ bool is_deep_yuv(int f) {
+    return f == FMT_P010 || f == FMT_I420_10 || f == FMT_I422_10 || f == FMT_Y444_10;
+}
+// Pixels per chroma sample across (log2) and down (log2) of a Y'CbCr format.
+__device__ __forceinline__ int chroma_sx(int f) { return f == FMT_Y444_10 ? 0 : 1; }
+__device__ __forceinline__ int chroma_sy(int f) {
+    return f == FMT_I422_10 || f == FMT_Y444_10 ? 0 : 1;
+}
 
 __device__ float3 yuv_to_rgb(float Y, float U, float V, const YuvCoeffs &k) {
     const float y = (Y - k.y_off) * k.y_scale;
-    const float cb = (U - 128.f) * k.c_scale;
-    const float cr = (V - 128.f) * k.c_scale;
+    const float cb = (U - k.c_off) * k.c_scale;
+    const float cr = (V - k.c_off) * k.c_scale;
     const float r = y + k.r_cr * cr;
     const float g = y + k.g_cb * cb + k.g_cr * cr;
     const float b = y + k.b_cb * cb;
@@ -50,6 +70,25 @@ __device__ float3 read_pixel(const u8 *src, const FrameParams &p, int x, int y) 
         const float Y = src[p.off[0] + (i64)y * p.stride[0] + x];
         const u8 *uv = src + p.off[1] + (i64)(y / 2) * p.stride[1] + (x / 2) * 2;
         return yuv_to_rgb(Y, uv[0], uv[1], p.yuv);
+    }
+    case FMT_P010: {
+        const float Y = ld16(src + p.off[0] + (i64)y * p.stride[0] + 2 * x) >> 6;
+        const u8 *uv = src + p.off[1] + (i64)(y / 2) * p.stride[1] + (x / 2) * 4;
+        return yuv_to_rgb(Y, ld16(uv) >> 6, ld16(uv + 2) >> 6, p.yuv);
+    }
+    case FMT_I420_10:
+    case FMT_I422_10:
+    case FMT_Y444_10: {
+        const int cx = x >> chroma_sx(p.format), cy = y >> chroma_sy(p.format);
+        const float Y = ld16(src + p.off[0] + (i64)y * p.stride[0] + 2 * x);
+        const float U = ld16(src + p.off[1] + (i64)cy * p.stride[1] + 2 * cx);
+        const float V = ld16(src + p.off[2] + (i64)cy * p.stride[2] + 2 * cx);
+        return yuv_to_rgb(Y, U, V, p.yuv);
+    }
+    case FMT_RGBA64: {
+        const u8 *px = src + p.off[0] + (i64)y * p.stride[0] + (i64)x * 8;
+        const float r = ld16(px), g = ld16(px + 2), b = ld16(px + 4);
+        return make_float3(r / 65535.f, g / 65535.f, b / 65535.f);
     }
     default: {
         const int bpp = p.format == FMT_RGB ? 3 : 4;
@@ -184,19 +223,41 @@ __device__ __forceinline__ float3 net_pixel(const typename S::T *y, int kpad, in
                        S::ld(px[2]) + bias[3 * k + 2] + mean[2]);
 }
 
+// Writes a Y'CbCr code at byte offset i of dst: a byte, or a little-endian 16-bit sample
+// (P010: shifted to the top 10 bits).
+__device__ __forceinline__ void put_code(u8 *dst, i64 i, int format, u16 code) {
+    if (!is_deep_yuv(format)) {
+        dst[i] = (u8)code;
+        return;
+    }
+    st16(dst + i, format == FMT_P010 ? (unsigned)code << 6 : code);
+}
+
 // Output frame k in the frame's own format (cropped to width x height). Packed RGB: one thread
-// per pixel; I420/NV12: one thread per 2x2 block (one chroma sample).
+// per pixel; Y'CbCr: one thread per chroma sample (its block of 2x2, 2x1 or 1x1 pixels).
 template <class S>
 __device__ void out_frame_t(const void *y_, int kpad, int n3, const float *bias, const float *mean,
                             int k, const FrameParams p, u8 *dst) {
     typedef typename S::T T;
     const T *y = (const T *)y_;
-    const bool yuv = p.format == FMT_I420 || p.format == FMT_NV12;
-    const int gw = yuv ? (p.width + 1) / 2 : p.width;
-    const int gh = yuv ? (p.height + 1) / 2 : p.height;
+    const bool deep = is_deep_yuv(p.format);
+    const bool yuv = p.format == FMT_I420 || p.format == FMT_NV12 || deep;
+    const int bx = yuv ? 1 << chroma_sx(p.format) : 1, by = yuv ? 1 << chroma_sy(p.format) : 1;
+    const int bps = deep ? 2 : 1;  // bytes per Y'CbCr sample
+    const int gw = (p.width + bx - 1) / bx;
+    const int gh = (p.height + by - 1) / by;
     const int n = gw * gh;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
         const int gy = i / gw, gx = i - gy * gw;
+        if (p.format == FMT_RGBA64) {
+            const float3 c = net_pixel<S>(y, kpad, n3, bias, mean, k, p.pw, gx, gy);
+            u8 *px = dst + p.off[0] + (i64)gy * p.stride[0] + (i64)gx * 8;
+            st16(px, unit_to_u16(c.x));
+            st16(px + 2, unit_to_u16(c.y));
+            st16(px + 4, unit_to_u16(c.z));
+            st16(px + 6, 65535);
+            continue;
+        }
         if (!yuv) {
             const float3 c = net_pixel<S>(y, kpad, n3, bias, mean, k, p.pw, gx, gy);
             const int bpp = p.format == FMT_RGB ? 3 : 4;
@@ -211,14 +272,15 @@ __device__ void out_frame_t(const void *y_, int kpad, int n3, const float *bias,
         const YuvCoeffs &q = p.yuv;
         float sr = 0.f, sg = 0.f, sb = 0.f;
         int cnt = 0;
-        for (int dy = 0; dy < 2; dy++) {
-            for (int dx = 0; dx < 2; dx++) {
-                const int x = 2 * gx + dx, yy = 2 * gy + dy;
+        for (int dy = 0; dy < by; dy++) {
+            for (int dx = 0; dx < bx; dx++) {
+                const int x = bx * gx + dx, yy = by * gy + dy;
                 if (x >= p.width || yy >= p.height) continue;
                 const float3 c = net_pixel<S>(y, kpad, n3, bias, mean, k, p.pw, x, yy);
                 const float r = clamp01(c.x), g = clamp01(c.y), b = clamp01(c.z);
                 const float luma = q.kr * r + q.kg * g + q.kb * b;
-                dst[p.off[0] + (i64)yy * p.stride[0] + x] = to_u8(q.y_off + luma * q.y_range);
+                put_code(dst, p.off[0] + (i64)yy * p.stride[0] + (i64)x * bps, p.format,
+                         to_code(q.y_off + luma * q.y_range, q.code_max));
                 sr += r;
                 sg += g;
                 sb += b;
@@ -229,14 +291,15 @@ __device__ void out_frame_t(const void *y_, int kpad, int n3, const float *bias,
         const float luma = q.kr * r + q.kg * g + q.kb * b;
         const float cb = (b - luma) * q.cb_scale;
         const float cr = (r - luma) * q.cr_scale;
-        const u8 u = to_u8(128.f + cb * q.c_range), v = to_u8(128.f + cr * q.c_range);
-        if (p.format == FMT_I420) {
-            dst[p.off[1] + (i64)gy * p.stride[1] + gx] = u;
-            dst[p.off[2] + (i64)gy * p.stride[2] + gx] = v;
+        const u16 u = to_code(q.c_off + cb * q.c_range, q.code_max);
+        const u16 v = to_code(q.c_off + cr * q.c_range, q.code_max);
+        if (p.format == FMT_NV12 || p.format == FMT_P010) {
+            const i64 ci = p.off[1] + (i64)gy * p.stride[1] + (i64)gx * 2 * bps;
+            put_code(dst, ci, p.format, u);
+            put_code(dst, ci + bps, p.format, v);
         } else {
-            u8 *uv = dst + p.off[1] + (i64)gy * p.stride[1] + 2 * gx;
-            uv[0] = u;
-            uv[1] = v;
+            put_code(dst, p.off[1] + (i64)gy * p.stride[1] + (i64)gx * bps, p.format, u);
+            put_code(dst, p.off[2] + (i64)gy * p.stride[2] + (i64)gx * bps, p.format, v);
         }
     }
 }

@@ -71,8 +71,10 @@ pub struct Reduced {
 }
 
 impl Reduced {
-    /// Reduces the first plane of a frame: luma for I420 and NV12 (the Y plane), `(77 R + 150 G
-    /// + 29 B) / 256` for the packed RGB formats. `stride`: bytes per row of that plane.
+    /// Reduces the first plane of a frame: luma for the Y'CbCr formats (the Y plane), `(77 R +
+    /// 150 G + 29 B) / 256` for the packed RGB formats. `stride`: bytes per row of that plane.
+    /// 10- and 16-bit samples are scaled to 8-bit levels (not rounded), so the thresholds in
+    /// luma levels mean the same at every depth.
     pub fn from_plane(
         format: PixelFormat,
         plane: &[u8],
@@ -83,7 +85,23 @@ impl Reduced {
         if width == 0 || height == 0 {
             return Err(SceneError::Empty { width, height });
         }
-        let bpp = format.packed().map_or(1, |(bpp, _)| bpp);
+        let sb = format.sample_bytes();
+        let bpp = format.packed().map_or(sb, |(bpp, _)| bpp);
+        // Sample value per 8-bit level: 10-bit codes 4 (P010 holds them 6 bits up: 256),
+        // 16-bit RGB 257.
+        let level = match (format.bits(), format.code_shift()) {
+            (8, _) => 1,
+            (10, 0) => 4,
+            (10, _) => 256,
+            _ => 257,
+        };
+        let sample = |px: &[u8], i: usize| {
+            if sb == 2 {
+                u64::from(u16::from_le_bytes([px[i], px[i + 1]]))
+            } else {
+                u64::from(px[i])
+            }
+        };
         let need = (height - 1)
             .checked_mul(stride)
             .and_then(|n| n.checked_add(width * bpp));
@@ -97,7 +115,7 @@ impl Reduced {
         }
         let (gw, gh) = (width.min(GRID.0), height.min(GRID.1));
         let mut sums = vec![0u64; gw * gh];
-        let mut counts = vec![0u32; gw * gh];
+        let mut counts = vec![0u64; gw * gh];
         // Box of each column, computed once.
         let col_box: Vec<usize> = (0..width).map(|x| x * gw / width).collect();
         for y in 0..height {
@@ -107,17 +125,16 @@ impl Reduced {
             let counts = &mut counts[gy * gw..(gy + 1) * gw];
             match format.packed() {
                 None => {
-                    for (x, &v) in row.iter().enumerate() {
-                        sums[col_box[x]] += u64::from(v);
-                        counts[col_box[x]] += 1;
+                    for (x, px) in row.chunks_exact(sb).enumerate() {
+                        sums[col_box[x]] += sample(px, 0);
+                        counts[col_box[x]] += level;
                     }
                 }
                 Some((bpp, [r, g, b])) => {
                     for (x, px) in row.chunks_exact(bpp).enumerate() {
-                        let l =
-                            77 * u64::from(px[r]) + 150 * u64::from(px[g]) + 29 * u64::from(px[b]);
+                        let l = 77 * sample(px, r) + 150 * sample(px, g) + 29 * sample(px, b);
                         sums[col_box[x]] += l;
-                        counts[col_box[x]] += 256;
+                        counts[col_box[x]] += 256 * level;
                     }
                 }
             }
@@ -125,7 +142,7 @@ impl Reduced {
         let means: Vec<f32> = sums
             .iter()
             .zip(&counts)
-            .map(|(&s, &c)| (s as f64 / f64::from(c.max(1))) as f32)
+            .map(|(&s, &c)| (s as f64 / c.max(1) as f64) as f32)
             .collect();
         Ok(Reduced::from_means(&means))
     }

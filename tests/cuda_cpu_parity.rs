@@ -2,7 +2,7 @@
 //! float output at several sizes, multiples of 8 and not (max abs error < 1e-3 on [0, 1]
 //! outputs), for the narrow fixture models and the full-width architecture with synthetic
 //! weights; and both backends end to end through the `Backend` trait (bytes in every pixel
-//! format, scrambled slots).
+//! format, scrambled slots; codes of the 10- and 16-bit formats).
 //!
 //! Without a GPU each test prints "skipped: no usable CUDA GPU (...)" and passes.
 
@@ -180,5 +180,73 @@ fn backends_agree_on_bytes() {
             assert!(worst <= 1, "{format:?}: bytes differ by {worst}");
             assert!(differ * 1000 <= l.size, "{format:?}: {differ} bytes differ");
         }
+    }
+}
+
+/// The same end to end in 10-bit Y'CbCr and 16-bit RGB, compared sample by sample (codes).
+#[test]
+fn backends_agree_on_deep_formats() {
+    let model = Arc::new(load_model("flavr2x_w8.safetensors"));
+    let mut gpu = match gstflavrinterp::cuda::open(model.clone(), 0, Precision::Fp32, options()) {
+        Ok(b) => b,
+        Err(e) => {
+            assert!(
+                std::env::var_os("FLAVR_REQUIRE_GPU").is_none(),
+                "CUDA backend does not open: {e}"
+            );
+            eprintln!("skipped: no usable CUDA GPU ({e})");
+            return;
+        }
+    };
+    let mut cpu = CpuBackend::new(model).expect("cpu backend");
+    let (w, h) = (46, 26);
+    for format in [
+        PixelFormat::P010,
+        PixelFormat::I420P10,
+        PixelFormat::I422P10,
+        PixelFormat::Y444P10,
+        PixelFormat::Rgba64,
+    ] {
+        let l = FrameLayout::packed(format, w, h, YuvMatrix::BT2020);
+        gpu.configure(&l).expect("gpu configure");
+        cpu.configure(&l).expect("cpu configure");
+        let win = window(h, w, 13);
+        for t in 0..4 {
+            let mut f = vec![0u8; l.size];
+            gstflavrinterp::backend::pixels::from_planar_rgb(&l, &frame_t(&win, h, w, t), &mut f)
+                .expect("to bytes");
+            gpu.load_frame(t, &f).expect("gpu load");
+            cpu.load_frame(t, &f).expect("cpu load");
+        }
+        let mut a = vec![0u8; l.size];
+        let mut b = vec![0u8; l.size];
+        gpu.interpolate([0, 1, 2, 3], &mut [&mut a[..]])
+            .expect("gpu run");
+        cpu.interpolate([0, 1, 2, 3], &mut [&mut b[..]])
+            .expect("cpu run");
+        let shift = if format == PixelFormat::P010 { 6 } else { 0 };
+        let codes = |v: &[u8]| -> Vec<i32> {
+            v.chunks_exact(2)
+                .map(|s| i32::from(u16::from_le_bytes([s[0], s[1]]) >> shift))
+                .collect()
+        };
+        let (ca, cb) = (codes(&a), codes(&b));
+        let differ = ca.iter().zip(&cb).filter(|(x, y)| x != y).count();
+        let worst = ca
+            .iter()
+            .zip(&cb)
+            .map(|(x, y)| (x - y).abs())
+            .max()
+            .unwrap_or(0);
+        eprintln!(
+            "{format:?}: {differ} of {} samples differ, worst {worst} codes",
+            ca.len()
+        );
+        // Float results agree to ~1e-7; a code can flip only at a rounding boundary.
+        assert!(worst <= 1, "{format:?}: samples differ by {worst}");
+        assert!(
+            differ * 100 <= ca.len(),
+            "{format:?}: {differ} samples differ"
+        );
     }
 }

@@ -583,8 +583,8 @@ fn bad_caps_fail_with_a_reason() {
             "GRAY8",
         ),
         (
-            "video/x-raw,format=I420_10LE,width=32,height=24,framerate=30/1",
-            "I420_10LE",
+            "video/x-raw,format=I420_10LE,width=33,height=24,framerate=30/1",
+            "odd size",
         ),
         (
             "video/x-raw(memory:GLMemory),format=RGBA,width=32,height=24,framerate=30/1",

@@ -7,11 +7,19 @@
 //!   0). Packed RGB formats therefore round-trip bit-exactly.
 //! - Alpha (RGBA, BGRA) and padding (RGBx, BGRx) bytes are ignored on input and written as 255
 //!   on output: interpolated frames are opaque.
+//! - 16-bit RGB (RGBA64_LE) likewise with 65535: `v / 65535` in, `floor(clamp(v, 0, 1) *
+//!   65535 + 0.5)` out, alpha 65535 out. It round-trips bit-exactly too.
 //! - I420 / NV12 chroma planes are `ceil(w / 2) x ceil(h / 2)`. Input chroma is upsampled by
 //!   replication (pixel `(x, y)` takes sample `(x / 2, y / 2)`); output chroma is the
 //!   Y'CbCr of the mean R'G'B' of each 2x2 block (fewer pixels at odd right/bottom edges).
+//! - 10-bit Y'CbCr (P010_10LE, I420_10LE: 2x2 chroma; I422_10LE: 2x1; Y444_10LE: none) works
+//!   the same way on 10-bit codes, little-endian 16-bit samples (P010 holds the code in the
+//!   top 10 bits: its low 6 bits are ignored in and written as 0 out), with the 10-bit
+//!   constants of [`YuvMatrix::coeffs_bits`]. Nothing is rounded to 8 bits on the way. The
+//!   subsampled ones need an even width (and height, 4:2:0); [`check_layout`] refuses others.
 //! - The matrix arithmetic, step by step, is on [`YuvCoeffs`]; decoded R'G'B' is clamped to
-//!   [0, 1]. No gamma handling: the network sees gamma-encoded values, as in training.
+//!   [0, 1]. No gamma handling: the network sees gamma-encoded values, as in training (and
+//!   PQ- or HLG-encoded values as they come, see the README).
 
 /// Raw video formats the element negotiates (the same format goes out).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,16 +31,27 @@ pub enum PixelFormat {
     Bgrx,
     I420,
     Nv12,
+    /// P010_10LE: 10-bit Y plane and interleaved UV plane (2x2 chroma), codes in the top bits.
+    P010,
+    /// I420_10LE: 10-bit planar Y, U, V (2x2 chroma), codes in the low bits.
+    I420P10,
+    /// I422_10LE: as I420_10LE with 2x1 chroma (full height).
+    I422P10,
+    /// Y444_10LE: as I420_10LE with chroma at every pixel.
+    Y444P10,
+    /// RGBA64_LE: 16-bit R, G, B, A per pixel.
+    Rgba64,
 }
 
-/// Y'CbCr to R'G'B' matrix and range, for I420 and NV12.
+/// Y'CbCr to R'G'B' matrix and range, for the Y'CbCr formats.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct YuvMatrix {
     /// Luma coefficients (Kr, Kb): BT.601 (0.299, 0.114), BT.709 (0.2126, 0.0722),
     /// BT.2020 (0.2627, 0.0593).
     pub kr: f32,
     pub kb: f32,
-    /// Full range (0..255) instead of limited (16..235 luma, 16..240 chroma).
+    /// Full range (0..255; 0..1023 at 10 bits) instead of limited (16..235 luma, 16..240
+    /// chroma; 64..940 and 64..960 at 10 bits).
     pub full_range: bool,
 }
 
@@ -60,54 +79,103 @@ pub struct FrameLayout {
     pub format: PixelFormat,
     pub width: usize,
     pub height: usize,
-    /// Byte offset of each plane (one for packed RGB, three for I420, two for NV12).
+    /// Byte offset of each plane (one for packed RGB, three for planar Y'CbCr, two for NV12
+    /// and P010).
     pub offsets: Vec<usize>,
     /// Bytes per row of each plane.
     pub strides: Vec<usize>,
     /// Bytes of a whole frame.
     pub size: usize,
-    /// Used by I420 and NV12.
+    /// Used by the Y'CbCr formats.
     pub yuv: YuvMatrix,
 }
 
 use super::BackendError;
 
 impl PixelFormat {
-    /// Bytes per pixel and the byte positions of R, G, B in a pixel, for packed formats.
+    /// Bytes per pixel and the byte positions of R, G, B in a pixel, for packed formats (for
+    /// RGBA64, of the little-endian 16-bit samples).
     pub fn packed(self) -> Option<(usize, [usize; 3])> {
         match self {
             PixelFormat::Rgb => Some((3, [0, 1, 2])),
             PixelFormat::Rgba | PixelFormat::Rgbx => Some((4, [0, 1, 2])),
             PixelFormat::Bgra | PixelFormat::Bgrx => Some((4, [2, 1, 0])),
-            PixelFormat::I420 | PixelFormat::Nv12 => None,
+            PixelFormat::Rgba64 => Some((8, [0, 2, 4])),
+            _ => None,
         }
     }
 
     /// Number of planes in a frame.
     pub fn planes(self) -> usize {
         match self {
-            PixelFormat::I420 => 3,
-            PixelFormat::Nv12 => 2,
+            PixelFormat::I420 | PixelFormat::I420P10 | PixelFormat::I422P10 => 3,
+            PixelFormat::Y444P10 => 3,
+            PixelFormat::Nv12 | PixelFormat::P010 => 2,
             _ => 1,
         }
+    }
+
+    /// Bytes per sample: 2 for the 10- and 16-bit formats (little-endian), else 1.
+    pub fn sample_bytes(self) -> usize {
+        match self {
+            PixelFormat::P010
+            | PixelFormat::I420P10
+            | PixelFormat::I422P10
+            | PixelFormat::Y444P10
+            | PixelFormat::Rgba64 => 2,
+            _ => 1,
+        }
+    }
+
+    /// Bits of a code: 8, 10 or 16.
+    pub fn bits(self) -> u32 {
+        match self {
+            PixelFormat::Rgba64 => 16,
+            f if f.sample_bytes() == 2 => 10,
+            _ => 8,
+        }
+    }
+
+    /// How far a code is shifted left in its sample: 6 for P010 (top 10 bits), else 0.
+    pub fn code_shift(self) -> u32 {
+        if self == PixelFormat::P010 { 6 } else { 0 }
+    }
+
+    /// Chroma subsampling (pixels per chroma sample across, down) of a Y'CbCr format; `None`
+    /// for packed RGB.
+    pub fn chroma_block(self) -> Option<(usize, usize)> {
+        match self {
+            PixelFormat::I420 | PixelFormat::Nv12 | PixelFormat::P010 | PixelFormat::I420P10 => {
+                Some((2, 2))
+            }
+            PixelFormat::I422P10 => Some((2, 1)),
+            PixelFormat::Y444P10 => Some((1, 1)),
+            _ => None,
+        }
+    }
+
+    /// Whether U and V are interleaved in one plane (NV12, P010).
+    pub fn semi_planar(self) -> bool {
+        matches!(self, PixelFormat::Nv12 | PixelFormat::P010)
     }
 }
 
 /// The arithmetic constants of a [`YuvMatrix`], computed once in f64 and stored as f32.
 /// `#[repr(C)]` so a GPU kernel can take the same struct as a parameter.
 ///
-/// Y'CbCr to R'G'B' (8-bit `Y`, `U`, `V` as f32, all steps in f32, left to right):
+/// Y'CbCr to R'G'B' (the codes `Y`, `U`, `V` as f32, all steps in f32, left to right):
 /// ```text
-/// y  = (Y - y_off) * y_scale          cb = (U - 128) * c_scale      cr = (V - 128) * c_scale
+/// y  = (Y - y_off) * y_scale          cb = (U - c_off) * c_scale    cr = (V - c_off) * c_scale
 /// R  = y + r_cr * cr                  G  = y + g_cb * cb + g_cr * cr B = y + b_cb * cb
 /// ```
 /// then each of R, G, B clamped to [0, 1]. R'G'B' to Y'CbCr (R, G, B clamped to [0, 1] first):
 /// ```text
 /// y  = kr * R + kg * G + kb * B       Y = floor(y_off + y * y_range + 0.5)
-/// cb = (B - y) * cb_scale             U = floor(128 + cb * c_range + 0.5)
-/// cr = (R - y) * cr_scale             V = floor(128 + cr * c_range + 0.5)
+/// cb = (B - y) * cb_scale             U = floor(c_off + cb * c_range + 0.5)
+/// cr = (R - y) * cr_scale             V = floor(c_off + cr * c_range + 0.5)
 /// ```
-/// each clamped to [0, 255] (NaN gives 0).
+/// each clamped to [0, code_max] (NaN gives 0). At 8 bits `c_off` is 128 and `code_max` 255; at 10 bits
+/// 512 and 1023.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct YuvCoeffs {
@@ -125,6 +193,10 @@ pub struct YuvCoeffs {
     pub cr_scale: f32,
     pub y_range: f32,
     pub c_range: f32,
+    /// The chroma code of zero: 128 (8 bits), 512 (10 bits).
+    pub c_off: f32,
+    /// The largest code: 255 (8 bits), 1023 (10 bits).
+    pub code_max: f32,
 }
 
 impl YuvMatrix {
@@ -133,14 +205,23 @@ impl YuvMatrix {
         ..YuvMatrix::BT601
     };
 
-    /// The conversion constants (see [`YuvCoeffs`]).
+    /// The conversion constants of 8-bit codes (see [`YuvCoeffs`]).
     pub fn coeffs(&self) -> YuvCoeffs {
+        self.coeffs_bits(8)
+    }
+
+    /// The conversion constants of `bits`-bit codes (8 to 16), as GStreamer scales them: full
+    /// range 0..2^bits - 1; limited range luma 16..235 and chroma 16..240 times 2^(bits - 8);
+    /// chroma zero at 2^(bits - 1).
+    pub fn coeffs_bits(&self, bits: u32) -> YuvCoeffs {
         let (kr, kb) = (self.kr as f64, self.kb as f64);
         let kg = 1.0 - kr - kb;
+        let max = ((1u32 << bits) - 1) as f64;
+        let scale = (1u32 << (bits - 8)) as f64;
         let (y_off, y_range, c_range) = if self.full_range {
-            (0.0, 255.0, 255.0)
+            (0.0, max, max)
         } else {
-            (16.0, 219.0, 224.0)
+            (16.0 * scale, 219.0 * scale, 224.0 * scale)
         };
         YuvCoeffs {
             y_off: y_off as f32,
@@ -157,47 +238,49 @@ impl YuvMatrix {
             cr_scale: (1.0 / (2.0 * (1.0 - kr))) as f32,
             y_range: y_range as f32,
             c_range: c_range as f32,
+            c_off: (128.0 * scale) as f32,
+            code_max: max as f32,
         }
     }
 }
 
 impl YuvCoeffs {
-    /// One pixel from 8-bit Y, U, V to R, G, B in [0, 1].
+    /// One pixel from the codes Y, U, V to R, G, B in [0, 1].
     #[inline]
-    pub fn to_rgb(&self, y: u8, u: u8, v: u8) -> [f32; 3] {
+    pub fn to_rgb(&self, y: u16, u: u16, v: u16) -> [f32; 3] {
         let yv = (y as f32 - self.y_off) * self.y_scale;
-        let cb = (u as f32 - 128.0) * self.c_scale;
-        let cr = (v as f32 - 128.0) * self.c_scale;
+        let cb = (u as f32 - self.c_off) * self.c_scale;
+        let cr = (v as f32 - self.c_off) * self.c_scale;
         let r = yv + self.r_cr * cr;
         let g = yv + self.g_cb * cb + self.g_cr * cr;
         let b = yv + self.b_cb * cb;
         [r.clamp(0.0, 1.0), g.clamp(0.0, 1.0), b.clamp(0.0, 1.0)]
     }
 
-    /// Luma of R, G, B (already clamped to [0, 1]) as the 8-bit `Y`.
+    /// Luma of R, G, B (already clamped to [0, 1]) as the code `Y`.
     #[inline]
-    pub fn luma(&self, rgb: [f32; 3]) -> u8 {
+    pub fn luma(&self, rgb: [f32; 3]) -> u16 {
         let yv = self.kr * rgb[0] + self.kg * rgb[1] + self.kb * rgb[2];
-        to_u8(self.y_off + yv * self.y_range)
+        self.round_code(self.y_off + yv * self.y_range)
     }
 
-    /// Chroma of R, G, B (clamped to [0, 1]) as the 8-bit `U`, `V`.
+    /// Chroma of R, G, B (clamped to [0, 1]) as the codes `U`, `V`.
     #[inline]
-    pub fn chroma(&self, rgb: [f32; 3]) -> (u8, u8) {
+    pub fn chroma(&self, rgb: [f32; 3]) -> (u16, u16) {
         let yv = self.kr * rgb[0] + self.kg * rgb[1] + self.kb * rgb[2];
         let cb = (rgb[2] - yv) * self.cb_scale;
         let cr = (rgb[0] - yv) * self.cr_scale;
         (
-            to_u8(128.0 + cb * self.c_range),
-            to_u8(128.0 + cr * self.c_range),
+            self.round_code(self.c_off + cb * self.c_range),
+            self.round_code(self.c_off + cr * self.c_range),
         )
     }
-}
 
-/// `floor(v + 0.5)` clamped to [0, 255]; NaN gives 0.
-#[inline]
-fn to_u8(v: f32) -> u8 {
-    (v + 0.5).floor().clamp(0.0, 255.0) as u8
+    /// `floor(v + 0.5)` clamped to [0, code_max]; NaN gives 0.
+    #[inline]
+    fn round_code(&self, v: f32) -> u16 {
+        (v + 0.5).floor().clamp(0.0, self.code_max) as u16
+    }
 }
 
 /// A network value to an 8-bit channel: `floor(clamp(v, 0, 1) * 255 + 0.5)`; NaN gives 0.
@@ -212,16 +295,88 @@ pub fn u8_to_unit(v: u8) -> f32 {
     v as f32 / 255.0
 }
 
+/// A network value to a 16-bit channel: `floor(clamp(v, 0, 1) * 65535 + 0.5)`; NaN gives 0.
+#[inline]
+pub fn unit_to_u16(v: f32) -> u16 {
+    (v.clamp(0.0, 1.0) * 65535.0 + 0.5).floor() as u16
+}
+
+/// A 16-bit channel to the network's range: `v / 65535`.
+#[inline]
+pub fn u16_to_unit(v: u16) -> f32 {
+    v as f32 / 65535.0
+}
+
+/// The little-endian 16-bit sample at byte `i`.
+#[inline]
+fn get16(frame: &[u8], i: usize) -> u16 {
+    u16::from_le_bytes([frame[i], frame[i + 1]])
+}
+
+#[inline]
+fn put16(frame: &mut [u8], i: usize, v: u16) {
+    frame[i..i + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+/// The code of a Y'CbCr sample at byte `i` (8- or 16-bit, shifted for P010).
+#[inline]
+fn get_code(format: PixelFormat, frame: &[u8], i: usize) -> u16 {
+    if format.sample_bytes() == 1 {
+        u16::from(frame[i])
+    } else {
+        get16(frame, i) >> format.code_shift()
+    }
+}
+
+/// Writes a Y'CbCr code (at most the format's largest) at byte `i`.
+#[inline]
+fn put_code(format: PixelFormat, frame: &mut [u8], i: usize, code: u16) {
+    if format.sample_bytes() == 1 {
+        frame[i] = code as u8;
+    } else {
+        put16(frame, i, code << format.code_shift());
+    }
+}
+
 /// Extent of a plane: (bytes of pixel data per row, rows).
 fn plane_extent(layout: &FrameLayout, plane: usize) -> (usize, usize) {
     let (w, h) = (layout.width, layout.height);
-    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-    match (layout.format.packed(), layout.format, plane) {
+    let f = layout.format;
+    let sb = f.sample_bytes();
+    match (f.packed(), f.chroma_block(), plane) {
         (Some((bpp, _)), _, _) => (bpp * w, h),
-        (None, _, 0) => (w, h),
-        (None, PixelFormat::I420, _) => (cw, ch),
-        _ => (2 * cw, ch), // NV12 interleaved UV
+        (None, _, 0) => (sb * w, h),
+        (None, Some((sx, sy)), _) => {
+            let (cw, ch) = (w.div_ceil(sx), h.div_ceil(sy));
+            // NV12 and P010: U and V interleaved.
+            let per = if f.semi_planar() { 2 } else { 1 };
+            (per * sb * cw, ch)
+        }
+        (None, None, _) => (0, 0),
     }
+}
+
+/// Whether `format` at `width` x `height` is refused for its size: the 10-bit Y'CbCr formats
+/// with subsampled chroma need an even width (and height, 4:2:0); GStreamer's own converters
+/// treat their odd edges inconsistently. `Some(reason)` when refused.
+pub fn odd_size_problem(format: PixelFormat, width: usize, height: usize) -> Option<String> {
+    if format.sample_bytes() != 2 {
+        return None;
+    }
+    let (sx, sy) = format.chroma_block()?;
+    let odd_w = sx == 2 && width % 2 == 1;
+    let odd_h = sy == 2 && height % 2 == 1;
+    if !(odd_w || odd_h) {
+        return None;
+    }
+    let need = if sy == 2 {
+        "an even width and height"
+    } else {
+        "an even width"
+    };
+    Some(format!(
+        "{width}x{height} is an odd size: 10-bit Y'CbCr with subsampled chroma needs {need}"
+    ))
 }
 
 /// Checks that every plane of `layout` lies inside `layout.size` bytes, with strides at least
@@ -235,6 +390,9 @@ pub fn check_layout(layout: &FrameLayout) -> Result<(), BackendError> {
     };
     if layout.width == 0 || layout.height == 0 {
         return Err(bad("empty frame".into()));
+    }
+    if let Some(why) = odd_size_problem(layout.format, layout.width, layout.height) {
+        return Err(bad(why));
     }
     let planes = layout.format.planes();
     if layout.offsets.len() < planes || layout.strides.len() < planes {
@@ -289,9 +447,10 @@ fn check_buffers(layout: &FrameLayout, frame: usize, rgb: usize) -> Result<(), B
 
 /// Converts one frame to planar RGB `[3, height, width]` in [0, 1].
 ///
-/// - Packed RGB formats: `v / 255`; alpha and padding bytes are ignored.
-/// - I420 / NV12: chroma is upsampled by replication (pixel `(x, y)` takes chroma sample
-///   `(x / 2, y / 2)`), then converted as [`YuvCoeffs`] says (clamped to [0, 1]).
+/// - Packed RGB formats: `v / 255` (`v / 65535` for RGBA64); alpha and padding are ignored.
+/// - Y'CbCr: chroma is upsampled by replication (pixel `(x, y)` takes chroma sample
+///   `(x / sx, y / sy)` for the format's block `sx x sy`), then converted as [`YuvCoeffs`]
+///   says (clamped to [0, 1]).
 pub fn to_planar_rgb(
     layout: &FrameLayout,
     frame: &[u8],
@@ -302,25 +461,35 @@ pub fn to_planar_rgb(
     let plane = w * h;
     let (r_out, rest) = rgb.split_at_mut(plane);
     let (g_out, b_out) = rest.split_at_mut(plane);
-    if let Some((bpp, [ri, gi, bi])) = layout.format.packed() {
+    let f = layout.format;
+    if let Some((bpp, [ri, gi, bi])) = f.packed() {
         let (off, stride) = (layout.offsets[0], layout.strides[0]);
+        let wide = f.sample_bytes() == 2;
         for y in 0..h {
             let row = &frame[off + y * stride..][..bpp * w];
             for (x, px) in row.chunks_exact(bpp).enumerate() {
-                r_out[y * w + x] = u8_to_unit(px[ri]);
-                g_out[y * w + x] = u8_to_unit(px[gi]);
-                b_out[y * w + x] = u8_to_unit(px[bi]);
+                if wide {
+                    r_out[y * w + x] = u16_to_unit(get16(px, ri));
+                    g_out[y * w + x] = u16_to_unit(get16(px, gi));
+                    b_out[y * w + x] = u16_to_unit(get16(px, bi));
+                } else {
+                    r_out[y * w + x] = u8_to_unit(px[ri]);
+                    g_out[y * w + x] = u8_to_unit(px[gi]);
+                    b_out[y * w + x] = u8_to_unit(px[bi]);
+                }
             }
         }
         return Ok(());
     }
-    let k = layout.yuv.coeffs();
+    let k = layout.yuv_coeffs();
+    let (sx, sy) = f.chroma_block().unwrap_or((2, 2));
+    let sb = f.sample_bytes();
     let (yo, ys) = (layout.offsets[0], layout.strides[0]);
     for y in 0..h {
-        let yrow = &frame[yo + y * ys..][..w];
         for x in 0..w {
-            let (u, v) = chroma_at(layout, frame, x / 2, y / 2);
-            let [r, g, b] = k.to_rgb(yrow[x], u, v);
+            let luma = get_code(f, frame, yo + y * ys + sb * x);
+            let (u, v) = chroma_at(layout, frame, x / sx, y / sy);
+            let [r, g, b] = k.to_rgb(luma, u, v);
             r_out[y * w + x] = r;
             g_out[y * w + x] = g;
             b_out[y * w + x] = b;
@@ -329,27 +498,38 @@ pub fn to_planar_rgb(
     Ok(())
 }
 
-/// The (U, V) sample at chroma position (cx, cy) of an I420 or NV12 frame.
+/// Byte positions of the (U, V) samples at chroma position (cx, cy) of a Y'CbCr frame.
 #[inline]
-fn chroma_at(layout: &FrameLayout, frame: &[u8], cx: usize, cy: usize) -> (u8, u8) {
-    if layout.format == PixelFormat::I420 {
-        let u = frame[layout.offsets[1] + cy * layout.strides[1] + cx];
-        let v = frame[layout.offsets[2] + cy * layout.strides[2] + cx];
-        (u, v)
+fn chroma_pos(layout: &FrameLayout, cx: usize, cy: usize) -> (usize, usize) {
+    let sb = layout.format.sample_bytes();
+    if layout.format.semi_planar() {
+        let i = layout.offsets[1] + cy * layout.strides[1] + 2 * sb * cx;
+        (i, i + sb)
     } else {
-        let i = layout.offsets[1] + cy * layout.strides[1] + 2 * cx;
-        (frame[i], frame[i + 1])
+        (
+            layout.offsets[1] + cy * layout.strides[1] + sb * cx,
+            layout.offsets[2] + cy * layout.strides[2] + sb * cx,
+        )
     }
+}
+
+/// The (U, V) codes at chroma position (cx, cy) of a Y'CbCr frame.
+#[inline]
+fn chroma_at(layout: &FrameLayout, frame: &[u8], cx: usize, cy: usize) -> (u16, u16) {
+    let (iu, iv) = chroma_pos(layout, cx, cy);
+    let f = layout.format;
+    (get_code(f, frame, iu), get_code(f, frame, iv))
 }
 
 /// Writes planar RGB `[3, height, width]` (any values; clamped to [0, 1]) into `frame` in
 /// `layout`. Bytes outside the planes' pixels (row padding) are left as they are.
 ///
-/// - Packed RGB formats: [`unit_to_u8`]; the alpha of RGBA/BGRA and the padding byte of
-///   RGBx/BGRx are set to 255 (interpolated frames are opaque).
-/// - I420 / NV12: luma per pixel; chroma per 2x2 block (1x2, 2x1 or 1x1 at an odd right or
-///   bottom edge) from the block's mean R, G, B (summed in row-major order, divided by the
-///   pixel count), as [`YuvCoeffs`] says.
+/// - Packed RGB formats: [`unit_to_u8`] ([`unit_to_u16`] for RGBA64); the alpha of
+///   RGBA/BGRA/RGBA64 and the padding byte of RGBx/BGRx are set to the largest value
+///   (interpolated frames are opaque).
+/// - Y'CbCr: luma per pixel; chroma per block of the format (2x2 for 4:2:0, 2x1 for 4:2:2,
+///   1x1 for 4:4:4; fewer pixels at an odd right or bottom edge) from the block's mean R, G,
+///   B (summed in row-major order, divided by the pixel count), as [`YuvCoeffs`] says.
 pub fn from_planar_rgb(
     layout: &FrameLayout,
     rgb: &[f32],
@@ -359,11 +539,20 @@ pub fn from_planar_rgb(
     let (w, h) = (layout.width, layout.height);
     let plane = w * h;
     let at = |c: usize, x: usize, y: usize| rgb[c * plane + y * w + x].clamp(0.0, 1.0);
-    if let Some((bpp, [ri, gi, bi])) = layout.format.packed() {
+    let f = layout.format;
+    if let Some((bpp, [ri, gi, bi])) = f.packed() {
         let (off, stride) = (layout.offsets[0], layout.strides[0]);
+        let wide = f.sample_bytes() == 2;
         for y in 0..h {
             let row = &mut frame[off + y * stride..][..bpp * w];
             for (x, px) in row.chunks_exact_mut(bpp).enumerate() {
+                if wide {
+                    put16(px, ri, unit_to_u16(at(0, x, y)));
+                    put16(px, gi, unit_to_u16(at(1, x, y)));
+                    put16(px, bi, unit_to_u16(at(2, x, y)));
+                    put16(px, 6, u16::MAX);
+                    continue;
+                }
                 px[ri] = unit_to_u8(at(0, x, y));
                 px[gi] = unit_to_u8(at(1, x, y));
                 px[bi] = unit_to_u8(at(2, x, y));
@@ -374,19 +563,22 @@ pub fn from_planar_rgb(
         }
         return Ok(());
     }
-    let k = layout.yuv.coeffs();
+    let k = layout.yuv_coeffs();
+    let (sx, sy) = f.chroma_block().unwrap_or((2, 2));
+    let sb = f.sample_bytes();
     let (yo, ys) = (layout.offsets[0], layout.strides[0]);
     for y in 0..h {
         for x in 0..w {
-            frame[yo + y * ys + x] = k.luma([at(0, x, y), at(1, x, y), at(2, x, y)]);
+            let luma = k.luma([at(0, x, y), at(1, x, y), at(2, x, y)]);
+            put_code(f, frame, yo + y * ys + sb * x, luma);
         }
     }
-    for cy in 0..h.div_ceil(2) {
-        for cx in 0..w.div_ceil(2) {
+    for cy in 0..h.div_ceil(sy) {
+        for cx in 0..w.div_ceil(sx) {
             let mut sum = [0.0f32; 3];
             let mut n = 0usize;
-            for y in 2 * cy..(2 * cy + 2).min(h) {
-                for x in 2 * cx..(2 * cx + 2).min(w) {
+            for y in sy * cy..(sy * cy + sy).min(h) {
+                for x in sx * cx..(sx * cx + sx).min(w) {
                     for (c, s) in sum.iter_mut().enumerate() {
                         *s += at(c, x, y);
                     }
@@ -395,38 +587,45 @@ pub fn from_planar_rgb(
             }
             let mean = sum.map(|s| s / n as f32);
             let (u, v) = k.chroma(mean);
-            if layout.format == PixelFormat::I420 {
-                frame[layout.offsets[1] + cy * layout.strides[1] + cx] = u;
-                frame[layout.offsets[2] + cy * layout.strides[2] + cx] = v;
-            } else {
-                let i = layout.offsets[1] + cy * layout.strides[1] + 2 * cx;
-                frame[i] = u;
-                frame[i + 1] = v;
-            }
+            let (iu, iv) = chroma_pos(layout, cx, cy);
+            put_code(f, frame, iu, u);
+            put_code(f, frame, iv, v);
         }
     }
     Ok(())
 }
 
 impl FrameLayout {
+    /// The Y'CbCr constants of this layout's matrix at its format's bit depth.
+    pub fn yuv_coeffs(&self) -> YuvCoeffs {
+        self.yuv.coeffs_bits(self.format.bits())
+    }
+
     /// A tightly packed layout (rows not padded, planes back to back) of `format`, for tests
     /// and tools. GStreamer's own layouts pad rows to 4 bytes; the element passes those.
     pub fn packed(format: PixelFormat, width: usize, height: usize, yuv: YuvMatrix) -> FrameLayout {
-        let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
-        let (offsets, strides, size) = match format.packed() {
-            Some((bpp, _)) => (vec![0], vec![bpp * width], bpp * width * height),
-            None if format == PixelFormat::I420 => {
-                let y = width * height;
-                (
-                    vec![0, y, y + cw * ch],
-                    vec![width, cw, cw],
-                    y + 2 * cw * ch,
-                )
+        let sb = format.sample_bytes();
+        let (offsets, strides, size) = match (format.packed(), format.chroma_block()) {
+            (Some((bpp, _)), _) => (vec![0], vec![bpp * width], bpp * width * height),
+            (None, Some((sx, sy))) => {
+                let (cw, ch) = (width.div_ceil(sx), height.div_ceil(sy));
+                let y = sb * width * height;
+                if format.semi_planar() {
+                    (
+                        vec![0, y],
+                        vec![sb * width, 2 * sb * cw],
+                        y + 2 * sb * cw * ch,
+                    )
+                } else {
+                    let c = sb * cw * ch;
+                    (
+                        vec![0, y, y + c],
+                        vec![sb * width, sb * cw, sb * cw],
+                        y + 2 * c,
+                    )
+                }
             }
-            None => {
-                let y = width * height;
-                (vec![0, y], vec![width, 2 * cw], y + 2 * cw * ch)
-            }
+            (None, None) => (vec![0], vec![0], 0),
         };
         FrameLayout {
             format,
@@ -655,7 +854,7 @@ mod tests {
         let k = YuvMatrix::BT601.coeffs();
         let (u0, v0) = k.chroma([0.5, 0.0, 0.5]);
         let (u1, v1) = k.chroma([0.0, 1.0, 0.0]);
-        assert_eq!(frame[3..], [u0, u1, v0, v1]);
+        assert_eq!(frame[3..], [u0, u1, v0, v1].map(|c| c as u8));
     }
 
     #[test]
@@ -675,3 +874,7 @@ mod tests {
         assert!(to_planar_rgb(&l, &[0u8; 48], &mut rgb[..47]).is_err());
     }
 }
+
+#[cfg(test)]
+#[path = "pixels_deep_tests.rs"]
+mod deep_tests;

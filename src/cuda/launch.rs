@@ -600,11 +600,9 @@ pub fn out_frame(
     }
     dst.check(Dtype::U8, net.geom.size(), "output frame")?;
     let (w, h) = (net.geom.width(), net.geom.height());
-    let n = if net.geom.is_yuv() {
-        w.div_ceil(2) * h.div_ceil(2)
-    } else {
-        w * h
-    };
+    // One thread per pixel, or per chroma sample (a block of pixels) of Y'CbCr.
+    let (bx, by) = net.geom.chroma_block().unwrap_or((1, 1));
+    let n = w.div_ceil(bx) * h.div_ceil(by);
     let (kp, n3, fr) = (net.kpad as i32, 3 * net.n_out as i32, frame as i32);
     let (yp, bp, mp) = (
         net.y.device_ptr(),

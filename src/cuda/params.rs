@@ -102,6 +102,11 @@ pub const FMT_RGBX: i32 = 3;
 pub const FMT_BGRX: i32 = 4;
 pub const FMT_I420: i32 = 5;
 pub const FMT_NV12: i32 = 6;
+pub const FMT_P010: i32 = 7;
+pub const FMT_I420_10: i32 = 8;
+pub const FMT_I422_10: i32 = 9;
+pub const FMT_Y444_10: i32 = 10;
+pub const FMT_RGBA64: i32 = 11;
 
 /// The kernels' code of a pixel format.
 pub fn format_code(f: PixelFormat) -> i32 {
@@ -113,6 +118,11 @@ pub fn format_code(f: PixelFormat) -> i32 {
         PixelFormat::Bgrx => FMT_BGRX,
         PixelFormat::I420 => FMT_I420,
         PixelFormat::Nv12 => FMT_NV12,
+        PixelFormat::P010 => FMT_P010,
+        PixelFormat::I420P10 => FMT_I420_10,
+        PixelFormat::I422P10 => FMT_I422_10,
+        PixelFormat::Y444P10 => FMT_Y444_10,
+        PixelFormat::Rgba64 => FMT_RGBA64,
     }
 }
 
@@ -174,8 +184,8 @@ pub struct FrameParams {
 
 // The same sizes as the header's static_asserts.
 const _: () = assert!(size_of::<EpiParams>() == 112);
-const _: () = assert!(size_of::<YuvCoeffs>() == 56);
-const _: () = assert!(size_of::<FrameParams>() == 112);
+const _: () = assert!(size_of::<YuvCoeffs>() == 64);
+const _: () = assert!(size_of::<FrameParams>() == 120);
 
 /// Largest frame side the kernels' 32-bit pixel indices allow.
 pub const MAX_SIDE: usize = 16384;
@@ -186,6 +196,7 @@ pub const MAX_SIDE: usize = 16384;
 pub struct FrameGeom {
     params: FrameParams,
     size: usize,
+    format: PixelFormat,
 }
 
 impl FrameGeom {
@@ -214,11 +225,12 @@ impl FrameGeom {
             height: h as i32,
             pw: (w.div_ceil(m) * m) as i32,
             ph: (h.div_ceil(m) * m) as i32,
-            yuv: l.yuv.coeffs(),
+            yuv: l.yuv_coeffs(),
         };
         Ok(FrameGeom {
             params,
             size: l.size,
+            format: l.format,
         })
     }
 
@@ -244,9 +256,9 @@ impl FrameGeom {
         (self.params.pw as usize, self.params.ph as usize)
     }
 
-    /// Whether the format is Y'CbCr with 2x2 chroma (I420, NV12).
-    pub fn is_yuv(&self) -> bool {
-        matches!(self.params.format, FMT_I420 | FMT_NV12)
+    /// Pixels per chroma sample (across, down) of a Y'CbCr format; `None` for packed RGB.
+    pub fn chroma_block(&self) -> Option<(usize, usize)> {
+        self.format.chroma_block()
     }
 }
 
@@ -273,7 +285,7 @@ mod tests {
         let g = FrameGeom::new(&l).expect("valid I420");
         assert_eq!(g.padded(), (8, 8));
         assert_eq!((g.width(), g.height(), g.size()), (5, 3, 27));
-        assert!(g.is_yuv());
+        assert_eq!(g.chroma_block(), Some((2, 2)));
         assert_eq!(g.params().format, FMT_I420);
         l.size = 26;
         assert!(FrameGeom::new(&l).is_err());
@@ -408,7 +420,7 @@ mod tests {
             "YuvCoeffs",
             size_of::<YuvCoeffs>(),
             rust_fields!(YuvCoeffs; y_off, y_scale, c_scale, r_cr, g_cb, g_cr, b_cb, kr, kg, kb,
-                cb_scale, cr_scale, y_range, c_range),
+                cb_scale, cr_scale, y_range, c_range, c_off, code_max),
         );
         check(
             "FrameParams",
@@ -425,7 +437,7 @@ mod tests {
             assert!(HEADER.contains(&line), "params.cuh lacks `{line}`");
         }
         let d = defines();
-        let want: [(&str, i64); 18] = [
+        let want: [(&str, i64); 23] = [
             ("ACT_RELU", ACT_RELU as i64),
             ("ACT_LRELU", ACT_LRELU as i64),
             ("FOLD_RESID", FOLD_RESID as i64),
@@ -439,6 +451,11 @@ mod tests {
             ("FMT_BGRX", FMT_BGRX as i64),
             ("FMT_I420", FMT_I420 as i64),
             ("FMT_NV12", FMT_NV12 as i64),
+            ("FMT_P010", FMT_P010 as i64),
+            ("FMT_I420_10", FMT_I420_10 as i64),
+            ("FMT_I422_10", FMT_I422_10 as i64),
+            ("FMT_Y444_10", FMT_Y444_10 as i64),
+            ("FMT_RGBA64", FMT_RGBA64 as i64),
             ("THREADS", THREADS as i64),
             ("VECTOR_BYTES", VECTOR_BYTES as i64),
             ("SLOT_CHANNELS", SLOT_CHANNELS as i64),
@@ -465,8 +482,13 @@ mod tests {
             PixelFormat::Bgrx,
             PixelFormat::I420,
             PixelFormat::Nv12,
+            PixelFormat::P010,
+            PixelFormat::I420P10,
+            PixelFormat::I422P10,
+            PixelFormat::Y444P10,
+            PixelFormat::Rgba64,
         ];
         let codes: Vec<i32> = all.iter().map(|&f| format_code(f)).collect();
-        assert_eq!(codes, (0..7).collect::<Vec<_>>());
+        assert_eq!(codes, (0..12).collect::<Vec<_>>());
     }
 }

@@ -11,16 +11,29 @@ use crate::backend::{FrameLayout, PixelFormat, YuvMatrix};
 use crate::error::Error;
 
 /// The formats the backends convert to and from the network's RGB; the same format goes out.
-const FORMATS: [VideoFormat; 7] = [
-    VideoFormat::Rgb,
-    VideoFormat::Rgba,
-    VideoFormat::Bgra,
-    VideoFormat::Rgbx,
-    VideoFormat::Bgrx,
-    VideoFormat::I420,
-    VideoFormat::Nv12,
+/// The 8-bit ones first: what upstream picks when it can give anything. The 10- and 16-bit
+/// ones never pass through 8 bits (src/backend/pixels.rs).
+const FORMATS: [(VideoFormat, PixelFormat); 12] = [
+    (VideoFormat::Rgb, PixelFormat::Rgb),
+    (VideoFormat::Rgba, PixelFormat::Rgba),
+    (VideoFormat::Bgra, PixelFormat::Bgra),
+    (VideoFormat::Rgbx, PixelFormat::Rgbx),
+    (VideoFormat::Bgrx, PixelFormat::Bgrx),
+    (VideoFormat::I420, PixelFormat::I420),
+    (VideoFormat::Nv12, PixelFormat::Nv12),
+    (VideoFormat::P01010le, PixelFormat::P010),
+    (VideoFormat::I42010le, PixelFormat::I420P10),
+    (VideoFormat::I42210le, PixelFormat::I422P10),
+    (VideoFormat::Y44410le, PixelFormat::Y444P10),
+    (VideoFormat::Rgba64Le, PixelFormat::Rgba64),
 ];
-const FORMAT_NAMES: &str = "RGB, RGBA, BGRA, RGBx, BGRx, I420 and NV12";
+const FORMAT_NAMES: &str = "RGB, RGBA, BGRA, RGBx, BGRx, I420, NV12, P010_10LE, I420_10LE, \
+                            I422_10LE, Y444_10LE and RGBA64_LE";
+
+/// The backend's pixel format of a GStreamer one, if the element takes it.
+fn pixel_format(f: VideoFormat) -> Option<PixelFormat> {
+    FORMATS.iter().find(|(v, _)| *v == f).map(|&(_, p)| p)
+}
 
 /// Multiplies (`up`) or divides a frame rate by `factor`; `None` when it does not fit.
 fn scale_fraction(fr: gst::Fraction, factor: u32, up: bool) -> Option<gst::Fraction> {
@@ -77,7 +90,7 @@ fn scale_rate(v: &glib::Value, factor: u32, up: bool) -> Option<glib::SendValue>
 /// back.
 pub(super) fn template() -> gst::Caps {
     gst_video::VideoCapsBuilder::new()
-        .format_list(FORMATS)
+        .format_list(FORMATS.iter().map(|&(v, _)| v))
         .field("interlace-mode", "progressive")
         .build()
 }
@@ -160,12 +173,18 @@ pub(super) fn caps_problem(caps: &gst::CapsRef, factor: u32) -> Option<String> {
         ));
     }
     if let Ok(format) = s.get::<&str>("format") {
-        let fmt = VideoFormat::from_string(format);
-        if !FORMATS.contains(&fmt) {
+        let Some(fmt) = pixel_format(VideoFormat::from_string(format)) else {
             return Some(format!(
                 "format {format} is not supported: flavrinterp takes {FORMAT_NAMES} \
                  (put videoconvert before it)"
             ));
+        };
+        if let (Ok(w), Ok(h)) = (s.get::<i32>("width"), s.get::<i32>("height"))
+            && w > 0
+            && h > 0
+            && let Some(why) = crate::backend::pixels::odd_size_problem(fmt, w as usize, h as usize)
+        {
+            return Some(format!("format {format}: {why}"));
         }
     }
     if let Ok(mode) = s.get::<&str>("interlace-mode")
@@ -197,20 +216,11 @@ pub(super) fn caps_problem(caps: &gst::CapsRef, factor: u32) -> Option<String> {
 
 /// The backend's view of a negotiated video format.
 pub(super) fn layout_from_info(info: &gst_video::VideoInfo) -> Result<FrameLayout, Error> {
-    let format = match info.format() {
-        VideoFormat::Rgb => PixelFormat::Rgb,
-        VideoFormat::Rgba => PixelFormat::Rgba,
-        VideoFormat::Bgra => PixelFormat::Bgra,
-        VideoFormat::Rgbx => PixelFormat::Rgbx,
-        VideoFormat::Bgrx => PixelFormat::Bgrx,
-        VideoFormat::I420 => PixelFormat::I420,
-        VideoFormat::Nv12 => PixelFormat::Nv12,
-        other => {
-            return Err(Error::Caps(format!(
-                "format {} is not supported: flavrinterp takes {FORMAT_NAMES}",
-                other.to_str()
-            )));
-        }
+    let Some(format) = pixel_format(info.format()) else {
+        return Err(Error::Caps(format!(
+            "format {} is not supported: flavrinterp takes {FORMAT_NAMES}",
+            info.format().to_str()
+        )));
     };
     let colorimetry = info.colorimetry();
     let mut yuv = match colorimetry.matrix() {
@@ -313,6 +323,23 @@ mod tests {
                 .unwrap()
                 .contains("YUY2")
         );
+        for (format, w, h, refused) in [
+            ("P010_10LE", 63, 48, true),
+            ("P010_10LE", 64, 47, true),
+            ("I420_10LE", 65, 49, true),
+            ("I422_10LE", 63, 48, true),
+            ("I422_10LE", 64, 47, false),
+            ("Y444_10LE", 63, 47, false),
+            ("RGBA64_LE", 63, 47, false),
+            ("I420", 63, 47, false),
+            ("P010_10LE", 64, 48, false),
+        ] {
+            let r = p(&format!("video/x-raw,format={format},width={w},height={h}"));
+            assert_eq!(r.is_some(), refused, "{format} {w}x{h}: {r:?}");
+            if let Some(r) = r {
+                assert!(r.contains("odd size") && r.contains(format), "{r}");
+            }
+        }
         assert!(p("video/x-h264").unwrap().contains("raw video"));
         assert!(
             p("video/x-raw(memory:GLMemory),format=RGBA,width=64,height=48")
@@ -324,6 +351,34 @@ mod tests {
                 .unwrap()
                 .contains("framerate")
         );
+    }
+
+    #[test]
+    fn deep_formats_map_to_layouts() {
+        gst::init().unwrap();
+        for (caps, format, planes, size) in [
+            ("P010_10LE", PixelFormat::P010, 2, 64 * 48 * 3),
+            ("I420_10LE", PixelFormat::I420P10, 3, 64 * 48 * 3),
+            ("I422_10LE", PixelFormat::I422P10, 3, 64 * 48 * 4),
+            ("Y444_10LE", PixelFormat::Y444P10, 3, 64 * 48 * 6),
+            ("RGBA64_LE", PixelFormat::Rgba64, 1, 64 * 48 * 8),
+        ] {
+            let c = gst::Caps::from_str(&format!(
+                "video/x-raw,format={caps},width=64,height=48,framerate=30/1,\
+                 colorimetry=bt2100-pq"
+            ))
+            .unwrap();
+            let info = gst_video::VideoInfo::from_caps(&c).unwrap();
+            let l = layout_from_info(&info).unwrap();
+            assert_eq!(l.format, format);
+            assert_eq!(l.size, size, "{caps}");
+            assert!(l.offsets.len() >= planes);
+            if format != PixelFormat::Rgba64 {
+                assert_eq!(l.yuv, YuvMatrix::BT2020, "{caps}");
+            }
+            crate::backend::pixels::check_layout(&l).unwrap();
+            assert!(template().can_intersect(&c), "{caps}");
+        }
     }
 
     use std::str::FromStr;

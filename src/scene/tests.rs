@@ -186,3 +186,38 @@ fn packed_rgb_and_strides_reduce_like_the_luma_plane() {
     let tiny = Reduced::from_plane(PixelFormat::I420, &[0, 255, 255, 0], 2, 2, 2).unwrap();
     assert_eq!(tiny.z.len(), 4);
 }
+
+#[test]
+fn deep_samples_reduce_in_8_bit_levels() {
+    let p = picture(12, 0.0, 1.0, 0.0);
+    let codes: Vec<u16> = p.iter().map(|v| v.round() as u16).collect();
+    let y8: Vec<u8> = codes.iter().map(|&c| c as u8).collect();
+    let y8 = Reduced::from_plane(PixelFormat::I420, &y8, W, W, H).unwrap();
+    let le = |f: &dyn Fn(u16) -> u16| -> Vec<u8> {
+        codes.iter().flat_map(|&c| f(c).to_le_bytes()).collect()
+    };
+    // The same picture as 10-bit codes (low bits, and P010's top bits) and as 16-bit grey RGB:
+    // the same box means, so the same reduced frame.
+    for (format, bytes, bpp) in [
+        (PixelFormat::I420P10, le(&|c| c * 4), 2),
+        (PixelFormat::Y444P10, le(&|c| c * 4), 2),
+        (PixelFormat::P010, le(&|c| (c * 4) << 6), 2),
+    ] {
+        let r = Reduced::from_plane(format, &bytes, W * bpp, W, H).unwrap();
+        assert_eq!(r, y8, "{format:?}");
+    }
+    let rgba64: Vec<u8> = codes
+        .iter()
+        .flat_map(|&c| {
+            let v = (c * 257).to_le_bytes();
+            [v[0], v[1], v[0], v[1], v[0], v[1], 0, 0]
+        })
+        .collect();
+    let r = Reduced::from_plane(PixelFormat::Rgba64, &rgba64, W * 8, W, H).unwrap();
+    let (diff, hist) = compare(&y8, &r);
+    assert!(diff < 1e-6 && hist < 1e-6, "{diff} {hist}");
+    // One byte short of the last 16-bit sample is refused.
+    let bytes = le(&|c| c * 4);
+    let e = Reduced::from_plane(PixelFormat::I420P10, &bytes[..bytes.len() - 1], W * 2, W, H);
+    assert!(matches!(e, Err(SceneError::Short { .. })), "{e:?}");
+}
