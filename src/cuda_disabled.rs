@@ -43,6 +43,14 @@ pub fn open(
     })
 }
 
+/// Always fails: this build has no CUDA backend.
+pub fn device_count() -> Result<usize, BackendError> {
+    Err(BackendError::NotBuilt {
+        backend: "CUDA",
+        feature: "cuda",
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,9 @@ pub enum Error {
     Window(#[from] WindowError),
     #[error("{0}")]
     Caps(String),
+    /// The `devices` property or the engine fault switch is not understood.
+    #[error("{0}")]
+    Devices(String),
     #[error("{0}")]
     Buffer(String),
 }
@@ -34,7 +37,7 @@ impl Error {
     pub fn to_error_msg(&self) -> gst::ErrorMessage {
         let text = self.to_string();
         match self {
-            Error::Plan(_) | Error::Outputs { .. } => {
+            Error::Plan(_) | Error::Outputs { .. } | Error::Devices(_) => {
                 gst::error_msg!(gst::LibraryError::Settings, ("{}", text))
             }
             Error::Load {

@@ -7,6 +7,7 @@
 //! - [`model`]: the network description, weights and checkpoint loaders.
 //! - [`scene`]: scene-cut detection on a reduced luma frame.
 //! - [`backend`]: the inference interface, the CPU backend and the pixel conversions.
+//! - [`dispatch`]: windows spread over several engines and handed back in order.
 //! - [`cuda`]: the CUDA engine (the only module that touches cudarc), built with the `cuda`
 //!   cargo feature (on by default). Without it, `cuda` is a stand-in whose `open` fails with
 //!   an error naming the feature (`src/cuda_disabled.rs`).
@@ -17,6 +18,7 @@ pub mod cuda;
 #[cfg(not(feature = "cuda"))]
 #[path = "cuda_disabled.rs"]
 pub mod cuda;
+pub mod dispatch;
 pub mod error;
 pub mod flavrinterp;
 pub mod model;

@@ -12,6 +12,7 @@
 //! have given.
 //!
 //! `FLAVR_ACCOUNTING_CASES=N` sets the number of cases (default 200, about 30 s; thousands for a long run).
+//! `FLAVR_ACCOUNTING_DEVICES=cpu:3` (any `devices` value) runs the cases on several engines.
 
 use gstflavrinterp::window::scale;
 use proptest::prelude::*;
@@ -248,6 +249,9 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
         .property("max-in-flight", c.in_flight)
         .build()
         .unwrap();
+    if let Ok(devices) = std::env::var("FLAVR_ACCOUNTING_DEVICES") {
+        gst::prelude::ObjectExt::set_property(&el, "devices", devices);
+    }
     let (mut h, bus) = cpu_harness(&el);
     let mut m = Model {
         f: u64::from(c.factor),

@@ -56,6 +56,23 @@ pub fn open(
     Ok(Box::new(CudaBackend { engine }))
 }
 
+/// The GPUs the driver sees (`devices=all`), or why they cannot be counted.
+pub fn device_count() -> Result<usize, BackendError> {
+    // SAFETY: only probes whether the shared library can be opened.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(CudaError::NoDriver.into());
+    }
+    let count = std::panic::catch_unwind(|| {
+        cudarc::driver::result::init()?;
+        cudarc::driver::CudaContext::device_count()
+    })
+    .map_err(|_| BackendError::Library("the CUDA driver library is unusable".into()))?
+    .map_err(|e| {
+        BackendError::NoDevice(format!("cannot count the GPUs: {}", error::driver_text(&e)))
+    })?;
+    Ok(count.max(0) as usize)
+}
+
 /// Opens the engine itself (tests, the benchmark), with the same errors as [`open`].
 pub fn open_engine(
     model: &Flavr,

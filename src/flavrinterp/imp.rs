@@ -27,14 +27,12 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_transform::GenerateOutputSuccess;
 use gst_base::subclass::prelude::*;
 
-use super::BackendKind;
 use super::caps;
 use super::net::{Net, WaitError};
 use super::props::Settings;
 use super::scene_cut::{self, SceneCut};
 use super::stream::{self, Stream};
-use crate::backend::cpu::CpuBackend;
-use crate::backend::{self, Backend};
+use crate::backend;
 use crate::error::Error;
 use crate::model::Flavr;
 use crate::window::{FrameIn, Plan, Restart, Window};
@@ -113,42 +111,6 @@ fn load_model(settings: &Settings) -> Result<(Flavr, String), Error> {
 }
 
 impl FlavrInterp {
-    fn open_backend(
-        &self,
-        settings: &Settings,
-        model: Arc<Flavr>,
-    ) -> Result<Box<dyn Backend>, Error> {
-        let cpu = |model: Arc<Flavr>| -> Result<Box<dyn Backend>, Error> {
-            Ok(Box::new(CpuBackend::new(model).map_err(Error::Cpu)?))
-        };
-        let cuda = |model: Arc<Flavr>| {
-            crate::cuda::EngineOptions::from_env()
-                .map_err(Into::into)
-                .and_then(|opts| {
-                    crate::cuda::open(model, settings.device_id, settings.precision.into(), opts)
-                })
-                .map_err(|source| Error::Cuda {
-                    device: settings.device_id,
-                    source,
-                })
-        };
-        match settings.backend {
-            BackendKind::Cpu => cpu(model),
-            BackendKind::Cuda => cuda(model),
-            BackendKind::Auto => match cuda(model.clone()) {
-                Ok(b) => Ok(b),
-                Err(e) => {
-                    gst::element_imp_warning!(
-                        self,
-                        gst::LibraryError::Init,
-                        ("{}; using the CPU backend", e)
-                    );
-                    cpu(model)
-                }
-            },
-        }
-    }
-
     /// Posts an error for an element error and returns the flow error to give back.
     fn fail(&self, e: &Error) -> gst::FlowError {
         gst::error!(CAT, imp = self, "{e}");
@@ -531,25 +493,18 @@ impl BaseTransformImpl for FlavrInterp {
         let plan = Plan::new(settings.factor, n).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("model {}: {}", source, e))
         })?;
-        let backend = self
-            .open_backend(&settings, Arc::new(model))
-            .map_err(|e| e.to_error_msg())?;
-        if backend.n_outputs() != n {
-            return Err(Error::Outputs {
-                backend: backend.n_outputs(),
-                model: n,
-            }
-            .to_error_msg());
-        }
-        let backend_name = backend.name();
-        let max_in_flight = settings.max_in_flight as usize;
+        let opened =
+            super::engines::open(self, &settings, Arc::new(model)).map_err(|e| e.to_error_msg())?;
+        let backend_name = opened.name;
+        // Per engine: N engines have N times the windows in flight (and the latency).
+        let max_in_flight = settings.max_in_flight as usize * opened.engines;
         gst::info!(
             CAT,
             imp = self,
             "model {source} ({n} output(s) per window), {plan}, backend {backend_name}, \
              {max_in_flight} window(s) in flight"
         );
-        let net = Arc::new(Net::spawn(backend).map_err(|e| e.to_error_msg())?);
+        let net = Arc::new(opened.net);
         *self.shared.lock().unwrap() = Shared {
             latency_frames: plan.latency_frames() + max_in_flight as u64,
             max_held_inputs: plan.max_held_inputs(),

@@ -5,6 +5,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod caps;
+mod engines;
 mod imp;
 mod net;
 mod props;

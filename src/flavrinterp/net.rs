@@ -6,6 +6,9 @@
 //! and waits until at most `max-in-flight` jobs are unfinished; a flush or a stop wakes it at
 //! once. A flush starts a new *generation*: jobs of the old one are abandoned (their cancel flag
 //! is raised, which the CPU backend checks between layers) and their frames never come out.
+//!
+//! With several engines (`devices`) there is no such thread: the jobs go to the dispatcher
+//! ([`crate::dispatch`]), whose engine threads hand the frames back here in order.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -13,8 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use super::stream::Exec;
+use super::engines::BackendEngine;
+use super::stream::{self, Exec};
 use crate::backend::{Backend, BackendError};
+use crate::dispatch::{Dispatcher, Out, Warn};
 use crate::error::Error;
 use crate::window::{Key, Step};
 
@@ -47,11 +52,36 @@ pub(super) enum WaitError {
     Failed(Error),
 }
 
-/// The handle the element keeps: a channel to the thread and the shared state.
+/// What runs the jobs.
+enum Runner {
+    /// One backend, on the network thread.
+    One {
+        tx: Mutex<mpsc::Sender<Job>>,
+        backend: Arc<Mutex<Box<dyn Backend>>>,
+    },
+    /// Several engines behind the dispatcher.
+    Many(Dispatcher<BackendEngine>),
+}
+
+/// The handle the element keeps: what runs the jobs and the shared state.
 pub(super) struct Net {
-    tx: Mutex<mpsc::Sender<Job>>,
     pipe: Arc<(Mutex<Pipe>, Condvar)>,
-    backend: Arc<Mutex<Box<dyn Backend>>>,
+    runner: Runner,
+}
+
+fn new_pipe() -> Arc<(Mutex<Pipe>, Condvar)> {
+    Arc::new((
+        Mutex::new(Pipe {
+            generation: 0,
+            cancel: Arc::new(AtomicBool::new(false)),
+            pending: 0,
+            out: VecDeque::new(),
+            error: None,
+            flushing: false,
+            busy: Duration::ZERO,
+        }),
+        Condvar::new(),
+    ))
 }
 
 impl Net {
@@ -59,18 +89,7 @@ impl Net {
     /// `Net` is dropped, after the job it is on (abandoned quickly once cancelled).
     pub fn spawn(backend: Box<dyn Backend>) -> Result<Net, Error> {
         let (tx, rx) = mpsc::channel::<Job>();
-        let pipe = Arc::new((
-            Mutex::new(Pipe {
-                generation: 0,
-                cancel: Arc::new(AtomicBool::new(false)),
-                pending: 0,
-                out: VecDeque::new(),
-                error: None,
-                flushing: false,
-                busy: Duration::ZERO,
-            }),
-            Condvar::new(),
-        ));
+        let pipe = new_pipe();
         let backend = Arc::new(Mutex::new(backend));
         let (p, b) = (pipe.clone(), backend.clone());
         std::thread::Builder::new()
@@ -78,15 +97,64 @@ impl Net {
             .spawn(move || work(rx, p, b))
             .map_err(|e| Error::Buffer(format!("cannot start the network thread: {e}")))?;
         Ok(Net {
-            tx: Mutex::new(tx),
             pipe,
-            backend,
+            runner: Runner::One {
+                tx: Mutex::new(tx),
+                backend,
+            },
         })
     }
 
-    /// Configures the backend for a new layout (waits for a job still running, if any).
+    /// Starts one thread per engine behind the dispatcher, at most `depth` windows per engine;
+    /// `warn` hears of an engine taken out after a failure.
+    pub fn spawn_many(engines: Vec<BackendEngine>, depth: usize, warn: Warn) -> Result<Net, Error> {
+        let pipe = new_pipe();
+        let p = pipe.clone();
+        let sink = Box::new(move |generation: u64, o: Out<gst::Buffer>| {
+            let (lock, cond) = &*p;
+            let mut p = lock.lock().unwrap();
+            if p.generation != generation {
+                return;
+            }
+            match o {
+                Out::Frame {
+                    frame,
+                    pts,
+                    duration,
+                    copy: false,
+                } => p.out.push_back(stream::retimed(frame, pts, duration)),
+                Out::Frame {
+                    frame,
+                    pts,
+                    duration,
+                    copy: true,
+                } => p.out.push_back(stream::copy_of(&frame, pts, duration)),
+                Out::BatchDone => p.pending = p.pending.saturating_sub(1),
+                Out::Failed(m) => {
+                    // The batches in flight never finish: nothing is left to wait for.
+                    p.pending = 0;
+                    p.error
+                        .get_or_insert(Error::Backend(BackendError::Failed(m)));
+                }
+            }
+            cond.notify_all();
+        });
+        let d = Dispatcher::new(engines, depth, sink, warn).map_err(Error::Buffer)?;
+        Ok(Net {
+            pipe,
+            runner: Runner::Many(d),
+        })
+    }
+
+    /// Configures the backend(s) for a new layout (waits for a job still running, if any).
     pub fn configure(&self, layout: &crate::backend::FrameLayout) -> Result<(), BackendError> {
-        self.backend.lock().unwrap().configure(layout)
+        match &self.runner {
+            Runner::One { backend, .. } => backend.lock().unwrap().configure(layout),
+            Runner::Many(d) => {
+                d.reset(self.pipe.0.lock().unwrap().generation);
+                d.for_each_alive(|e| e.configure(layout))
+            }
+        }
     }
 
     /// Queues the steps of one input frame (or a drain) for the thread.
@@ -98,6 +166,17 @@ impl Net {
     ) {
         let (lock, _) = &*self.pipe;
         let mut p = lock.lock().unwrap();
+        let tx = match &self.runner {
+            Runner::One { tx, .. } => tx,
+            Runner::Many(d) => {
+                // Counted first: the frames may come back before submit returns.
+                p.pending += 1;
+                let (generation, cancel) = (p.generation, p.cancel.clone());
+                drop(p);
+                d.submit(generation, info.clone(), cancel, inputs, steps);
+                return;
+            }
+        };
         let job = Job {
             generation: p.generation,
             cancel: p.cancel.clone(),
@@ -105,7 +184,7 @@ impl Net {
             inputs,
             steps,
         };
-        if self.tx.lock().unwrap().send(job).is_ok() {
+        if tx.lock().unwrap().send(job).is_ok() {
             p.pending += 1;
         } else {
             p.error
@@ -151,11 +230,19 @@ impl Net {
         p.out.clear();
         p.error = None;
         p.flushing = false;
+        let generation = p.generation;
+        drop(p);
+        if let Runner::Many(d) = &self.runner {
+            d.reset(generation);
+        }
     }
 
-    /// Seconds the thread spent on windows that counted.
+    /// Seconds the thread spent on windows that counted (summed over the engines).
     pub fn busy(&self) -> Duration {
-        self.pipe.0.lock().unwrap().busy
+        match &self.runner {
+            Runner::One { .. } => self.pipe.0.lock().unwrap().busy,
+            Runner::Many(d) => d.busy(),
+        }
     }
 }
 

@@ -10,6 +10,7 @@ const DEFAULT_FACTOR: u32 = 2;
 const DEFAULT_MODEL_LOCATION: &str = "";
 const DEFAULT_BACKEND: BackendKind = BackendKind::Auto;
 const DEFAULT_DEVICE_ID: u32 = 0;
+const DEFAULT_DEVICES: &str = "";
 const DEFAULT_PRECISION: PrecisionKind = PrecisionKind::Fp16;
 const DEFAULT_MAX_IN_FLIGHT: u32 = 1;
 pub(super) const MAX_IN_FLIGHT: u32 = 4;
@@ -21,6 +22,7 @@ pub(super) struct Settings {
     pub model_location: String,
     pub backend: BackendKind,
     pub device_id: u32,
+    pub devices: String,
     pub precision: PrecisionKind,
     pub max_in_flight: u32,
     pub scene_threshold: f64,
@@ -33,6 +35,7 @@ impl Default for Settings {
             model_location: DEFAULT_MODEL_LOCATION.into(),
             backend: DEFAULT_BACKEND,
             device_id: DEFAULT_DEVICE_ID,
+            devices: DEFAULT_DEVICES.into(),
             precision: DEFAULT_PRECISION,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             scene_threshold: DEFAULT_SCENE_THRESHOLD,
@@ -75,6 +78,17 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .default_value(d.device_id)
             .mutable_ready()
             .build(),
+        glib::ParamSpecString::builder("devices")
+            .nick("Devices")
+            .blurb(
+                "Engines to spread windows over: GPU ids \"0,1,2,3\" (an id may repeat: two \
+                 engines on one GPU), \"all\" (every GPU), \"cpu:N\" (N CPU engines; with \
+                 backend=cpu a list also means one CPU engine per entry). Empty: one engine on \
+                 device-id. Cannot change while running.",
+            )
+            .default_value(Some(DEFAULT_DEVICES))
+            .mutable_ready()
+            .build(),
         glib::ParamSpecEnum::builder_with_default("precision", d.precision)
             .nick("Precision")
             .blurb("Arithmetic of the CUDA backend (the CPU backend always uses fp32)")
@@ -83,9 +97,9 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
         glib::ParamSpecUInt::builder("max-in-flight")
             .nick("Windows in flight")
             .blurb(
-                "Windows queued to the network thread while the streaming thread goes on (adds \
-                 as many input frames of latency; 0: wait for each window). Cannot change while \
-                 running.",
+                "Windows queued to the network thread while the streaming thread goes on, per \
+                 engine (adds as many input frames of latency per engine; 0: wait for each \
+                 window). Cannot change while running.",
             )
             .minimum(0)
             .maximum(MAX_IN_FLIGHT)
@@ -135,6 +149,13 @@ impl Settings {
             }
             "backend" => put(&mut self.backend, value, running),
             "device-id" => put(&mut self.device_id, value, running),
+            "devices" => {
+                let v = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default();
+                put(&mut self.devices, &v.to_value(), running)
+            }
             "precision" => put(&mut self.precision, value, running),
             "max-in-flight" => put(&mut self.max_in_flight, value, running),
             _ => unimplemented!("property {name}"),
@@ -147,6 +168,7 @@ impl Settings {
             "model-location" => self.model_location.to_value(),
             "backend" => self.backend.to_value(),
             "device-id" => self.device_id.to_value(),
+            "devices" => self.devices.to_value(),
             "precision" => self.precision.to_value(),
             "max-in-flight" => self.max_in_flight.to_value(),
             "scene-threshold" => self.scene_threshold.to_value(),

@@ -46,7 +46,7 @@ pub(super) fn too_small(info: &gst_video::VideoInfo, size: usize) -> Error {
 
 /// Hands an input frame's bytes to the backend, copied to the caps layout first when the
 /// buffer carries a VideoMeta with other strides or offsets.
-fn load_frame(
+pub(super) fn load_frame(
     backend: &mut dyn Backend,
     info: &gst_video::VideoInfo,
     buf: &gst::Buffer,
@@ -84,10 +84,19 @@ fn load_frame(
 }
 
 /// `buf` with the times of its output slot.
-fn retimed(mut buf: gst::Buffer, pts: u64, duration: Option<u64>) -> gst::Buffer {
+pub(super) fn retimed(mut buf: gst::Buffer, pts: u64, duration: Option<u64>) -> gst::Buffer {
     let b = buf.make_mut();
     b.set_pts(gst::ClockTime::from_nseconds(pts));
     b.set_duration(duration.map(gst::ClockTime::from_nseconds));
+    buf
+}
+
+/// A frame of its own at a scene cut: the nearer original's memory with new times, never
+/// marked as a discontinuity.
+pub(super) fn copy_of(buf: &gst::Buffer, pts: u64, duration: Option<u64>) -> gst::Buffer {
+    let mut buf = retimed(buf.copy(), pts, duration);
+    buf.make_mut()
+        .unset_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::RESYNC);
     buf
 }
 
@@ -129,7 +138,8 @@ impl Exec {
                     load_frame(backend, info, buf, slot)?;
                 }
                 Step::Run { window, outputs } => {
-                    self.run_network(backend, info.size(), window, outputs)?
+                    let made = network(backend, info.size(), window, outputs, &mut self.scratch)?;
+                    self.frames.extend(made);
                 }
                 Step::Emit {
                     key,
@@ -152,13 +162,8 @@ impl Exec {
                     pts,
                     duration,
                 } => {
-                    // A frame of its own at a scene cut: the nearer original's memory with new
-                    // times, never marked as a discontinuity.
                     let buf = self.frames.get(&source).ok_or_else(|| missing(&source))?;
-                    let mut buf = retimed(buf.copy(), pts, duration);
-                    buf.make_mut()
-                        .unset_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::RESYNC);
-                    out.push(buf);
+                    out.push(copy_of(buf, pts, duration));
                 }
                 Step::Release { key } => {
                     self.frames.remove(&key);
@@ -167,50 +172,53 @@ impl Exec {
         }
         Ok(())
     }
+}
 
-    fn run_network(
-        &mut self,
-        backend: &mut dyn Backend,
-        size: usize,
-        window: [usize; 4],
-        outputs: Vec<(usize, Key)>,
-    ) -> Result<(), Error> {
-        let n = backend.n_outputs();
-        let mut mapped: Vec<Option<gst::MappedBuffer<gst::buffer::Writable>>> =
-            (0..n).map(|_| None).collect();
-        for &(idx, _) in &outputs {
-            let slot = mapped
-                .get_mut(idx)
-                .ok_or_else(|| Error::Buffer(format!("model output {idx} of {n} requested")))?;
-            // Zeroed, so row padding the backend does not write is not garbage.
-            let buf = gst::Buffer::from_mut_slice(vec![0u8; size]);
-            *slot = Some(
-                buf.into_mapped_buffer_writable()
-                    .map_err(|_| Error::Buffer("cannot map a new frame for writing".into()))?,
-            );
-        }
-        let unused = mapped.iter().filter(|m| m.is_none()).count();
-        self.scratch.resize(unused * size, 0);
-        {
-            let mut chunks = self.scratch.chunks_mut(size.max(1));
-            let mut slices: Vec<&mut [u8]> = Vec::with_capacity(n);
-            for m in mapped.iter_mut() {
-                match m {
-                    Some(m) => slices.push(m.as_mut_slice()),
-                    None => slices.push(
-                        chunks
-                            .next()
-                            .ok_or_else(|| Error::Buffer("scratch space too small".into()))?,
-                    ),
-                }
-            }
-            backend.interpolate(window, &mut slices)?;
-        }
-        for (idx, key) in outputs {
-            if let Some(m) = mapped.get_mut(idx).and_then(Option::take) {
-                self.frames.insert(key, m.into_buffer());
-            }
-        }
-        Ok(())
+/// Runs the network on slots `window`; model output `index` becomes a new buffer named `key`
+/// for each pair of `outputs` (the others are written to `scratch` and dropped).
+pub(super) fn network(
+    backend: &mut dyn Backend,
+    size: usize,
+    window: [usize; 4],
+    outputs: Vec<(usize, Key)>,
+    scratch: &mut Vec<u8>,
+) -> Result<Vec<(Key, gst::Buffer)>, Error> {
+    let n = backend.n_outputs();
+    let mut mapped: Vec<Option<gst::MappedBuffer<gst::buffer::Writable>>> =
+        (0..n).map(|_| None).collect();
+    for &(idx, _) in &outputs {
+        let slot = mapped
+            .get_mut(idx)
+            .ok_or_else(|| Error::Buffer(format!("model output {idx} of {n} requested")))?;
+        // Zeroed, so row padding the backend does not write is not garbage.
+        let buf = gst::Buffer::from_mut_slice(vec![0u8; size]);
+        *slot = Some(
+            buf.into_mapped_buffer_writable()
+                .map_err(|_| Error::Buffer("cannot map a new frame for writing".into()))?,
+        );
     }
+    let unused = mapped.iter().filter(|m| m.is_none()).count();
+    scratch.resize(unused * size, 0);
+    {
+        let mut chunks = scratch.chunks_mut(size.max(1));
+        let mut slices: Vec<&mut [u8]> = Vec::with_capacity(n);
+        for m in mapped.iter_mut() {
+            match m {
+                Some(m) => slices.push(m.as_mut_slice()),
+                None => slices.push(
+                    chunks
+                        .next()
+                        .ok_or_else(|| Error::Buffer("scratch space too small".into()))?,
+                ),
+            }
+        }
+        backend.interpolate(window, &mut slices)?;
+    }
+    let mut made = Vec::with_capacity(outputs.len());
+    for (idx, key) in outputs {
+        if let Some(m) = mapped.get_mut(idx).and_then(Option::take) {
+            made.push((key, m.into_buffer()));
+        }
+    }
+    Ok(made)
 }
