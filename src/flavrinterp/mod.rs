@@ -8,6 +8,7 @@ mod caps;
 mod imp;
 mod net;
 mod props;
+mod rate_caps;
 mod scene_cut;
 mod stream;
 
