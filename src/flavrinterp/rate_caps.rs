@@ -5,8 +5,8 @@
 //! - `framerate` set (not 0/1): the source pad offers exactly that rate, the sink pad any rate
 //!   up to it (variable rate included).
 //! - `framerate` 0/1: the factor's rates come first (as in `caps.rs`), then, for a downstream
-//!   that fixes another rate, any rate from the input's up (source pad) or up to the output's
-//!   (sink pad). Fixation prefers the factor's rate.
+//!   that fixes another rate, any rate above a fixed input rate (source pad) or below a fixed
+//!   output rate (sink pad). Fixation prefers the factor's rate.
 //! - Negotiated: the property's rate, else the factor when the output rate is the input's
 //!   times the factor, else the output caps' rate.
 
@@ -61,41 +61,36 @@ fn max_rate() -> gst::Fraction {
     gst::Fraction::new(i32::MAX, 1)
 }
 
-/// The rates a source pad can give for the sink pad rate `v` (`up`), or the sink pad can take
-/// for the source pad rate `v`, when downstream fixes the rate: from the input's up, or up to
-/// the output's. `None`: none.
+/// The fraction a hair above (`up`) or below `fr` (one part in up to 1000): open ranges leave
+/// the rate itself out. Were it in, the base class would put the other pad's own caps first
+/// (equal rates in and out) ahead of the factor's.
+fn beside(fr: gst::Fraction, up: bool) -> Option<gst::Fraction> {
+    let (n, d) = (i64::from(fr.numer()), i64::from(fr.denom()));
+    let max = i64::from(i32::MAX);
+    let k = 1000.min((max - 1) / n.max(1)).min(max / d.max(1));
+    if k == 0 || n <= 0 || d <= 0 {
+        return None;
+    }
+    let n = if up { n * k + 1 } else { n * k - 1 };
+    Some(gst::Fraction::new(
+        i32::try_from(n).ok()?,
+        i32::try_from(d * k).ok()?,
+    ))
+}
+
+/// The rates a source pad can give for the fixed sink pad rate `v` (`up`), or the sink pad can
+/// take for the fixed source pad rate `v`, when downstream fixes the rate: above the input's,
+/// or below the output's (a variable rate in gives any fixed rate out). `None` for ranges and
+/// lists (only the factor's rates then) and when nothing fits.
 fn open_rate(v: &glib::Value, up: bool) -> Option<glib::SendValue> {
-    let zero = gst::Fraction::new(0, 1);
-    let range = |lo: gst::Fraction, hi: gst::Fraction| {
-        (lo < hi).then(|| gst::FractionRange::new(lo, hi).to_send_value())
+    let fr = v.get::<gst::Fraction>().ok()?;
+    let (lo, hi) = match (up, fr.numer() == 0) {
+        (true, true) => (gst::Fraction::new(1, i32::MAX), max_rate()),
+        (true, false) => (beside(fr, true)?, max_rate()),
+        (false, true) => return None,
+        (false, false) => (gst::Fraction::new(0, 1), beside(fr, false)?),
     };
-    if let Ok(fr) = v.get::<gst::Fraction>() {
-        return if up {
-            // Variable rate in: any fixed rate out.
-            let lo = if fr.numer() == 0 {
-                gst::Fraction::new(1, i32::MAX)
-            } else {
-                fr
-            };
-            range(lo, max_rate())
-        } else if fr.numer() == 0 {
-            None
-        } else {
-            range(zero, fr)
-        };
-    }
-    if let Ok(r) = v.get::<gst::FractionRange>() {
-        return if up {
-            range(r.min().max(gst::Fraction::new(1, i32::MAX)), max_rate())
-        } else {
-            range(zero, r.max())
-        };
-    }
-    if let Ok(l) = v.get::<gst::List>() {
-        let items: Vec<glib::SendValue> = l.iter().filter_map(|v| open_rate(v, up)).collect();
-        return (!items.is_empty()).then(|| gst::List::from_values(items).to_send_value());
-    }
-    None
+    (lo < hi).then(|| gst::FractionRange::new(lo, hi).to_send_value())
 }
 
 /// `caps` with every structure's rate set by `rate`, from its own rate (`None`: it has none);
@@ -230,7 +225,10 @@ mod tests {
             .unwrap()
             .get::<gst::FractionRange>("framerate")
             .unwrap();
-        assert_eq!((r.min(), r.max()), (gst::Fraction::new(24, 1), max_rate()));
+        assert_eq!(
+            (r.min(), r.max()),
+            (gst::Fraction::new(24001, 1000), max_rate())
+        );
         // Downstream 60: upstream offered 30 first, then anything up to 60.
         let c = caps("video/x-raw,format=RGB,width=8,height=8,framerate=60/1");
         let back = transform(&c, 2, None, false).unwrap();
@@ -246,7 +244,10 @@ mod tests {
             .unwrap()
             .get::<gst::FractionRange>("framerate")
             .unwrap();
-        assert_eq!(r.max(), gst::Fraction::new(60, 1));
+        assert_eq!(r.max(), gst::Fraction::new(59999, 1000));
+        // A range: the factor's only.
+        let c = caps("video/x-raw,format=RGB,width=8,height=8,framerate=[40/1,80/1]");
+        assert_eq!(transform(&c, 2, None, false).unwrap().size(), 1);
         // The property: exactly its rate out, up to it in.
         let t = Some(rate(60000, 1001));
         let c = caps("video/x-raw,format=RGB,width=8,height=8,framerate=24000/1001");
