@@ -319,7 +319,14 @@ impl FlavrInterp {
     fn check_pushed_caps(&self, caps: &gst::CapsRef) {
         let (factor, target) = rate_caps::settings(&self.settings.lock().unwrap());
         if let Some(e) = rate_caps::problem(caps, target) {
-            gst::element_imp_error!(self, gst::CoreError::Negotiation, ("{}", e));
+            // An error (the property asks for it), posted once per caps like the warnings.
+            let text = caps.to_string();
+            let mut warned = self.warned.lock().unwrap();
+            if warned.refused_caps.as_deref() != Some(text.as_str()) {
+                warned.refused_caps = Some(text);
+                drop(warned);
+                gst::element_imp_error!(self, gst::CoreError::Negotiation, ("{}", e));
+            }
             return;
         }
         if let Some(reason) = caps::caps_problem(caps, factor) {
