@@ -30,6 +30,7 @@ use gst_base::subclass::prelude::*;
 use super::caps;
 use super::net::{Net, WaitError};
 use super::props::Settings;
+use super::rate_caps;
 use super::scene_cut::{self, SceneCut};
 use super::stream::{self, Stream};
 use crate::backend;
@@ -278,7 +279,18 @@ impl FlavrInterp {
     /// will be refused. A warning, not an error: upstream may still renegotiate; if it does not,
     /// its not-negotiated error follows this message. Posted once per refused caps.
     fn check_pushed_caps(&self, caps: &gst::CapsRef) {
-        let factor = self.settings.lock().unwrap().factor;
+        let (factor, target) = rate_caps::settings(&self.settings.lock().unwrap());
+        if let Some(e) = rate_caps::problem(caps, target) {
+            // An error (the property asks for it), posted once per caps like the warnings.
+            let text = caps.to_string();
+            let mut warned = self.warned.lock().unwrap();
+            if warned.refused_caps.as_deref() != Some(text.as_str()) {
+                warned.refused_caps = Some(text);
+                drop(warned);
+                gst::element_imp_error!(self, gst::CoreError::Negotiation, ("{}", e));
+            }
+            return;
+        }
         if let Some(reason) = caps::caps_problem(caps, factor) {
             gst::warning!(CAT, imp = self, "refusing {caps}: {reason}");
             let text = caps.to_string();
@@ -488,8 +500,16 @@ impl BaseTransformImpl for FlavrInterp {
                 ("factor {} is not supported: use 2, 4 or 8", settings.factor)
             ));
         }
+        let target = rate_caps::target(settings.framerate)
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
         let (model, source) = load_model(&settings).map_err(|e| e.to_error_msg())?;
         let n = model.spec.n_out;
+        if let Some(t) = target {
+            // Any rate is made on the model's grid of eighths: the model must make factor 8.
+            Window::with_rate(n, backend::SLOTS, None, t).map_err(|e| {
+                gst::error_msg!(gst::LibraryError::Settings, ("model {}: {}", source, e))
+            })?;
+        }
         let plan = Plan::new(settings.factor, n).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("model {}: {}", source, e))
         })?;
@@ -543,9 +563,9 @@ impl BaseTransformImpl for FlavrInterp {
         caps: &gst::Caps,
         filter: Option<&gst::Caps>,
     ) -> Option<gst::Caps> {
-        let factor = self.settings.lock().unwrap().factor;
+        let (factor, target) = rate_caps::settings(&self.settings.lock().unwrap());
         let up = direction == gst::PadDirection::Sink;
-        let out = caps::transform(caps, factor, up)?;
+        let out = rate_caps::transform(caps, factor, target, up)?;
         gst::trace!(
             CAT,
             imp = self,
@@ -573,7 +593,11 @@ impl BaseTransformImpl for FlavrInterp {
     }
 
     fn set_caps(&self, incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let factor = self.settings.lock().unwrap().factor;
+        let (factor, target) = rate_caps::settings(&self.settings.lock().unwrap());
+        let rate = rate_caps::mode(incaps, outcaps, factor, target).map_err(|e| {
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ("{}", e));
+            gst::loggable_error!(CAT, "{e}")
+        })?;
         if let Some(reason) = caps::caps_problem(incaps, factor) {
             gst::element_imp_error!(
                 self,
@@ -595,7 +619,7 @@ impl BaseTransformImpl for FlavrInterp {
                 return Err(gst::loggable_error!(CAT, "caps set before start"));
             };
             match &state.stream {
-                Some(s) if s.incaps == *incaps => return Ok(()),
+                Some(s) if s.incaps == *incaps && s.window.rate() == rate => return Ok(()),
                 // Even with an empty window: windows in flight still read the old layout.
                 Some(_) => (true, state.net.clone()),
                 None => (false, state.net.clone()),
@@ -619,14 +643,22 @@ impl BaseTransformImpl for FlavrInterp {
         let Some(state) = guard.as_mut() else {
             return Err(gst::loggable_error!(CAT, "caps set before start"));
         };
-        let window = Window::new(state.plan.clone(), backend::SLOTS, fd);
+        let window = match rate_caps::window(&state.plan, fd, rate) {
+            Ok(w) => w,
+            Err(e) => {
+                drop(guard);
+                gst::element_imp_error!(self, gst::CoreError::Negotiation, ("{}", e));
+                return Err(gst::loggable_error!(CAT, "{e}"));
+            }
+        };
+        let latency_frames = window.plan().latency_frames() + state.max_in_flight as u64;
+        let max_held_inputs = window.max_held_inputs();
         state.stream = Some(Stream {
             incaps: incaps.clone(),
             info,
             window,
             frame_duration: fd,
         });
-        let latency_frames = state.plan.latency_frames() + state.max_in_flight as u64;
         drop(guard);
         self.warned.lock().unwrap().refused_caps = None;
         gst::info!(CAT, imp = self, "in {incaps}, out {outcaps}");
@@ -636,6 +668,7 @@ impl BaseTransformImpl for FlavrInterp {
             shared.frame_duration = fd;
             shared.caps_frame_duration = fd.is_some();
             shared.latency_frames = latency_frames;
+            shared.max_held_inputs = max_held_inputs;
             shared.last_pts = None;
             old != fd
         };

@@ -9,6 +9,7 @@ mod engines;
 mod imp;
 mod net;
 mod props;
+mod rate_caps;
 mod scene_cut;
 mod stream;
 

@@ -26,6 +26,8 @@ pub(super) struct Settings {
     pub precision: PrecisionKind,
     pub max_in_flight: u32,
     pub scene_threshold: f64,
+    /// Output frame rate; 0/1: the factor decides (or downstream caps, `rate_caps.rs`).
+    pub framerate: gst::Fraction,
 }
 
 impl Default for Settings {
@@ -39,6 +41,7 @@ impl Default for Settings {
             precision: DEFAULT_PRECISION,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             scene_threshold: DEFAULT_SCENE_THRESHOLD,
+            framerate: gst::Fraction::new(0, 1),
         }
     }
 }
@@ -119,6 +122,17 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .default_value(d.scene_threshold)
             .mutable_playing()
             .build(),
+        gst::ParamSpecFraction::builder("framerate")
+            .nick("Output frame rate")
+            .blurb(
+                "Output frame rate, any positive fraction at or above the input's (e.g. \
+                 60000/1001 from 24000/1001): each output frame is made at its phase between \
+                 two inputs, snapped to 1/8 of an input interval. 0/1: the factor decides, or \
+                 a rate downstream fixes. Cannot change while running.",
+            )
+            .default_value(d.framerate)
+            .mutable_ready()
+            .build(),
     ]
 }
 
@@ -158,6 +172,7 @@ impl Settings {
             }
             "precision" => put(&mut self.precision, value, running),
             "max-in-flight" => put(&mut self.max_in_flight, value, running),
+            "framerate" => put(&mut self.framerate, value, running),
             _ => unimplemented!("property {name}"),
         }
     }
@@ -172,6 +187,7 @@ impl Settings {
             "precision" => self.precision.to_value(),
             "max-in-flight" => self.max_in_flight.to_value(),
             "scene-threshold" => self.scene_threshold.to_value(),
+            "framerate" => self.framerate.to_value(),
             _ => unimplemented!("property {name}"),
         }
     }

@@ -32,11 +32,13 @@
 //!   the output rate stays constant.
 
 mod plan;
+mod rate;
 mod slots;
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
 pub use plan::{Level, Plan, PlanError, scale};
+pub use rate::{GRID, Rate, RateError, snap};
 pub use slots::Slots;
 
 /// Names a frame the element holds: an original input frame or a new one.
@@ -153,6 +155,11 @@ struct Run {
     computed: HashSet<u64>,
     /// Originals that start a new shot (never 0); those before the current shot are dropped.
     cuts: BTreeSet<u64>,
+    /// With an output rate: the first frame's timestamp, the next output's index, the grid
+    /// tick of the last output.
+    origin: u64,
+    next_out: u64,
+    last_out_tick: Option<u64>,
 }
 
 impl Run {
@@ -200,6 +207,8 @@ pub struct Window {
     last_end: Option<u64>,
     /// Frames the element holds (it stores a buffer for each).
     held: BTreeSet<Key>,
+    /// An output rate instead of the factor (`rate.rs`).
+    rate: Option<Rate>,
 }
 
 impl Window {
@@ -215,6 +224,7 @@ impl Window {
             frames_in: 0,
             last_end: None,
             held: BTreeSet::new(),
+            rate: None,
         }
     }
 
@@ -267,6 +277,9 @@ impl Window {
             pts,
             duration: frame.duration,
         });
+        if idx == 0 {
+            run.origin = pts;
+        }
         let cut = frame.cut && idx > 0;
         if cut {
             run.cuts.insert(idx);
@@ -360,6 +373,9 @@ impl Window {
                 ended: false,
                 computed: HashSet::new(),
                 cuts: BTreeSet::new(),
+                origin: 0,
+                next_out: 0,
+                last_out_tick: None,
             });
             self.next_run += 1;
         }
@@ -375,10 +391,12 @@ impl Window {
         };
         run.ended = true;
         self.process(steps)?;
-        let Some(run) = self.run.take() else {
+        let Some(mut run) = self.run.take() else {
             return Ok(());
         };
-        if !run.first_emitted {
+        if let Some(rate) = self.rate {
+            self.finish_rate(&mut run, rate, steps)?;
+        } else if !run.first_emitted {
             // A run of one frame: nothing to pair it with.
             let (pts, duration) = self.times_of(&run, 0)?;
             steps.push(Step::Emit {
@@ -443,6 +461,9 @@ impl Window {
         f: u64,
         steps: &mut Vec<Step>,
     ) -> Result<(), WindowError> {
+        if let Some(rate) = self.rate {
+            return self.make_pair_rate(run, i, rate, steps);
+        }
         let last_tick = (run.len - 1) * f;
         // Across a scene cut nothing is interpolated: the new frames are copies.
         let cut = run.cut_after(i);
@@ -452,20 +473,7 @@ impl Window {
                 self.resolve(run, p, last_tick, &mut specs)?;
             }
         }
-        let windows: Vec<[Key; 4]> = specs.iter().map(|s| s.window).collect();
-        for (n, spec) in specs.iter().enumerate() {
-            let held = &self.held;
-            let slots =
-                self.slots
-                    .assign(spec.window, &windows[n + 1..], |k| held.contains(k), steps)?;
-            for &(_, key) in &spec.outputs {
-                self.held.insert(key);
-            }
-            steps.push(Step::Run {
-                window: slots,
-                outputs: spec.outputs.clone(),
-            });
-        }
+        self.run_specs(&specs, steps)?;
         let mut emitted = Vec::new();
         if i == 0 && !run.first_emitted {
             emitted.push(0);

@@ -788,3 +788,5 @@ mod prop {
         }
     }
 }
+
+mod rate;
