@@ -5,10 +5,14 @@ use gst::glib;
 use gst::prelude::*;
 
 mod caps;
+mod cheap;
 mod imp;
 mod net;
 mod props;
+mod qos;
+mod queries;
 mod scene_cut;
+mod stats;
 mod stream;
 
 glib::wrapper! {

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use super::qos::{Decision, JobQos};
 use super::stream::Exec;
 use crate::backend::{Backend, BackendError};
 use crate::error::Error;
@@ -24,6 +25,8 @@ struct Job {
     info: gst_video::VideoInfo,
     inputs: Vec<(Key, gst::Buffer)>,
     steps: Vec<Step>,
+    /// The choice between the network and cheap frames, made as the job starts.
+    qos: Option<JobQos>,
 }
 
 struct Pipe {
@@ -95,6 +98,7 @@ impl Net {
         info: &gst_video::VideoInfo,
         inputs: Vec<(Key, gst::Buffer)>,
         steps: Vec<Step>,
+        qos: Option<JobQos>,
     ) {
         let (lock, _) = &*self.pipe;
         let mut p = lock.lock().unwrap();
@@ -104,6 +108,7 @@ impl Net {
             info: info.clone(),
             inputs,
             steps,
+            qos,
         };
         if self.tx.lock().unwrap().send(job).is_ok() {
             p.pending += 1;
@@ -182,6 +187,16 @@ fn work(
             continue;
         }
         let t0 = Instant::now();
+        let decision = job.qos.as_ref().map_or(Decision::Network, JobQos::decide);
+        let cheap = match decision {
+            Decision::Cheap { .. } => job.qos.as_ref().map(|q| q.factor),
+            Decision::Network => None,
+        };
+        let windows = job
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::Run { .. }))
+            .count() as u64;
         let mut out = Vec::new();
         let result = {
             let mut b = backend.lock().unwrap_or_else(|e| e.into_inner());
@@ -193,11 +208,20 @@ fn work(
                     job.inputs,
                     job.steps,
                     &job.cancel,
+                    cheap,
                     &mut out,
                 )
             }))
             .unwrap_or_else(|_| Err(Error::Buffer("the network thread panicked".into())))
         };
+        // Before the pipe's lock: this may post a message.
+        let counts = exec.take_counts();
+        if result.is_ok()
+            && !job.cancel.load(Ordering::SeqCst)
+            && let Some(q) = &job.qos
+        {
+            q.finish(decision, windows, t0.elapsed(), counts);
+        }
         let (lock, cond) = &*pipe;
         let mut p = lock.lock().unwrap();
         if p.generation == job.generation && !job.cancel.load(Ordering::SeqCst) {
