@@ -30,8 +30,10 @@ use gst_base::subclass::prelude::*;
 use super::caps;
 use super::net::{Net, WaitError};
 use super::props::Settings;
+use super::qos::Gate;
 use super::rate_caps;
 use super::scene_cut::{self, SceneCut};
+use super::stats::Stats;
 use super::stream::{self, Stream};
 use crate::backend;
 use crate::error::Error;
@@ -96,6 +98,8 @@ pub struct FlavrInterp {
     /// Scene-cut detection of the negotiated stream (set in set_caps). Its own lock, never
     /// taken while holding `state`.
     scene: Mutex<Option<SceneCut>>,
+    /// The `qos` property and its state (cheap frames for late windows).
+    qos: Arc<Gate>,
 }
 
 fn load_model(settings: &Settings) -> Result<(Flavr, String), Error> {
@@ -170,7 +174,8 @@ impl FlavrInterp {
             (state.net.clone(), stream.info.clone(), steps, queued)
         };
         if !steps.is_empty() {
-            net.submit(&info, Vec::new(), steps);
+            let qos = self.job_qos(&steps);
+            net.submit(&info, Vec::new(), steps, Some(qos));
         }
         let made = match net.wait(0) {
             Ok(b) => b,
@@ -225,42 +230,28 @@ impl FlavrInterp {
             scene.reset();
         }
         self.shared.lock().unwrap().last_pts = None;
+        self.qos.flush();
     }
 
     fn post_stats(&self) {
-        let msg = {
+        let (summary, msg) = {
             let guard = self.state.lock().unwrap();
             let Some(state) = guard.as_ref() else {
                 return;
             };
-            let secs = state.net.busy().as_secs_f64();
-            // With fewer than two frames in, no window ran: no rate to speak of.
-            let fps = if state.frames_in >= 2 && secs > 0.0 {
-                state.frames_out as f64 / secs
-            } else {
-                0.0
-            };
-            let wall = state
-                .first_input
-                .map(|t| t.elapsed().as_secs_f64())
-                .unwrap_or(0.0);
-            let summary = format!(
-                "flavrinterp: {} frames in, {} out, backend {}, {:.2} fps out ({:.2} s computing, \
-                 {:.2} s since the first frame)",
-                state.frames_in, state.frames_out, state.backend_name, fps, secs, wall
-            );
-            gst::info!(CAT, imp = self, "{summary}");
-            let s = gst::Structure::builder("flavrinterp-stats")
-                .field("frames-in", state.frames_in)
-                .field("frames-out", state.frames_out)
-                .field("backend", state.backend_name.as_str())
-                .field("factor", state.plan.factor() as u32)
-                .field("compute-seconds", secs)
-                .field("fps", fps)
-                .field("summary", summary.as_str())
-                .build();
-            gst::message::Element::builder(s).src(&*self.obj()).build()
+            Stats {
+                frames_in: state.frames_in,
+                frames_out: state.frames_out,
+                backend: &state.backend_name,
+                factor: state.plan.factor() as u32,
+                compute_seconds: state.net.busy().as_secs_f64(),
+                wall_seconds: state.first_input.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+                counts: self.qos.counts(),
+                qos: self.qos.enabled(),
+            }
+            .message(&*self.obj())
         };
+        gst::info!(CAT, imp = self, "{summary}");
         let _ = self.obj().post_message(msg);
     }
 
@@ -337,26 +328,6 @@ impl FlavrInterp {
             );
         }
     }
-
-    /// Answers a CONVERT query on the source pad at the output frame rate.
-    fn convert_out(&self, q: &mut gst::query::Convert) -> bool {
-        let (src, dest_fmt) = q.get();
-        let Some(info) = self
-            .obj()
-            .src_pad()
-            .current_caps()
-            .and_then(|c| gst_video::VideoInfo::from_caps(&c).ok())
-        else {
-            return false;
-        };
-        match info.convert_generic(src, dest_fmt) {
-            Some(dest) => {
-                q.set(src, dest);
-                true
-            }
-            None => false,
-        }
-    }
 }
 
 #[glib::object_subclass]
@@ -368,13 +339,19 @@ impl ObjectSubclass for FlavrInterp {
 
 impl ObjectImpl for FlavrInterp {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(super::props::specs);
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> =
+            LazyLock::new(|| [super::props::specs(), vec![super::qos::spec()]].concat());
         PROPERTIES.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let running = self.running.load(Ordering::SeqCst);
         let name = pspec.name();
+        if name == "qos" {
+            // Can change at any time; the base class's own QoS stays off (it would drop).
+            self.qos.set(value.get().expect("type checked upstream"));
+            return;
+        }
         if name == "scene-threshold" {
             // Can change while playing; out of 0..1 is refused and the old value kept.
             let v: f64 = value.get().expect("type checked upstream");
@@ -407,14 +384,17 @@ impl ObjectImpl for FlavrInterp {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "qos" {
+            return self.qos.enabled().to_value();
+        }
         self.settings.lock().unwrap().get(pspec.name())
     }
 
     fn constructed(&self) {
         self.parent_constructed();
         let obj = self.obj();
-        // Every frame is needed (dropping an original would break the stream's promise).
-        obj.set_qos(false);
+        // The base class's own QoS (which drops late input buffers) stays off: the element
+        // overrides its `qos` property (see qos.rs) and makes cheap frames instead.
         obj.set_gap_aware(true);
         // Sees CAPS events before the pad refuses them, so a refusal comes with a reason.
         obj.sink_pad()
@@ -527,10 +507,12 @@ impl BaseTransformImpl for FlavrInterp {
         let net = Arc::new(opened.net);
         *self.shared.lock().unwrap() = Shared {
             latency_frames: plan.latency_frames() + max_in_flight as u64,
-            max_held_inputs: plan.max_held_inputs(),
+            // One more: the last original pushed, which cheap frames blend.
+            max_held_inputs: plan.max_held_inputs() + 1,
             ..Shared::default()
         };
         *self.warned.lock().unwrap() = Warned::default();
+        self.qos.reset();
         *self.net.lock().unwrap() = Some(net.clone());
         *self.state.lock().unwrap() = Some(State {
             net,
@@ -638,6 +620,7 @@ impl BaseTransformImpl for FlavrInterp {
             return Err(gst::loggable_error!(CAT, "{e}"));
         }
         *self.scene.lock().unwrap() = Some(SceneCut::new(&info, layout.format));
+        self.qos.new_stream();
         let fd = caps::frame_duration(info.fps());
         let mut guard = self.state.lock().unwrap();
         let Some(state) = guard.as_mut() else {
@@ -683,7 +666,7 @@ impl BaseTransformImpl for FlavrInterp {
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
         if direction == gst::PadDirection::Src
             && let gst::QueryViewMut::Convert(q) = query.view_mut()
-            && self.convert_out(q)
+            && super::queries::convert_out(self.obj().src_pad().current_caps(), q)
         {
             return true;
         }
@@ -693,6 +676,7 @@ impl BaseTransformImpl for FlavrInterp {
             && let gst::QueryViewMut::Latency(q) = query.view_mut()
         {
             let (live, min, max) = q.result();
+            self.qos.set_live(live);
             let add = self.added_latency();
             gst::debug!(
                 CAT,
@@ -702,6 +686,11 @@ impl BaseTransformImpl for FlavrInterp {
             q.set(live, min + add, max.map(|m| m + add));
         }
         ret
+    }
+
+    fn src_event(&self, event: gst::Event) -> bool {
+        self.qos.observe(&event);
+        self.parent_src_event(event)
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
@@ -743,20 +732,7 @@ impl BaseTransformImpl for FlavrInterp {
         self.parent_propose_allocation(decide_query, query)?;
         // Upstream's pool must cover the input frames the window holds.
         let held = self.shared.lock().unwrap().max_held_inputs as u32;
-        let (caps, _) = query.get_owned();
-        let Some(info) = caps.and_then(|c| gst_video::VideoInfo::from_caps(&c).ok()) else {
-            return Ok(());
-        };
-        let pools: Vec<_> = query.allocation_pools().collect();
-        if pools.is_empty() {
-            query.add_allocation_pool(None::<&gst::BufferPool>, info.size() as u32, held, 0);
-        } else {
-            for (i, (pool, size, min, max)) in pools.into_iter().enumerate() {
-                let min = min + held;
-                let max = if max != 0 && max < min { min } else { max };
-                query.set_nth_allocation_pool(i as u32, pool.as_ref(), size, min, max);
-            }
-        }
+        super::queries::ask_for_held(query, held);
         gst::debug!(CAT, imp = self, "asked upstream for {held} more buffers");
         Ok(())
     }
@@ -855,7 +831,8 @@ impl BaseTransformImpl for FlavrInterp {
         let (net, max) = (state.net.clone(), state.max_in_flight);
         drop(guard);
         let pts = buf.pts();
-        net.submit(&info, vec![(pushed.key, buf)], pushed.steps);
+        let qos = self.job_qos(&pushed.steps);
+        net.submit(&info, vec![(pushed.key, buf)], pushed.steps, Some(qos));
         if let Some(m) = measure.filter(|_| pushed.cut) {
             gst::info!(
                 CAT,
@@ -885,6 +862,12 @@ impl BaseTransformImpl for FlavrInterp {
 }
 
 impl FlavrInterp {
+    /// What a job of `steps` carries for the choice between the network and cheap frames.
+    fn job_qos(&self, steps: &[crate::window::Step]) -> super::qos::JobQos {
+        let factor = self.settings.lock().unwrap().factor as u64;
+        self.qos.job(self.obj().upcast_ref(), factor, steps)
+    }
+
     /// Keeps the last timestamp, and the last interval as the frame duration when the caps
     /// have no fixed rate (for the latency).
     fn note_pts(&self, pts: Option<u64>) {

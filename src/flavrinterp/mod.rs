@@ -5,12 +5,16 @@ use gst::glib;
 use gst::prelude::*;
 
 mod caps;
+mod cheap;
 mod engines;
 mod imp;
 mod net;
 mod props;
+mod qos;
+mod queries;
 mod rate_caps;
 mod scene_cut;
+mod stats;
 mod stream;
 
 glib::wrapper! {

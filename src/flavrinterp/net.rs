@@ -17,6 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use super::engines::BackendEngine;
+use super::qos::{Decision, JobQos};
 use super::stream::{self, Exec};
 use crate::backend::{Backend, BackendError};
 use crate::dispatch::{Dispatcher, Out, Warn};
@@ -29,6 +30,8 @@ struct Job {
     info: gst_video::VideoInfo,
     inputs: Vec<(Key, gst::Buffer)>,
     steps: Vec<Step>,
+    /// The choice between the network and cheap frames, made as the job starts.
+    qos: Option<JobQos>,
 }
 
 struct Pipe {
@@ -163,6 +166,7 @@ impl Net {
         info: &gst_video::VideoInfo,
         inputs: Vec<(Key, gst::Buffer)>,
         steps: Vec<Step>,
+        qos: Option<JobQos>,
     ) {
         let (lock, _) = &*self.pipe;
         let mut p = lock.lock().unwrap();
@@ -183,6 +187,7 @@ impl Net {
             info: info.clone(),
             inputs,
             steps,
+            qos,
         };
         if tx.lock().unwrap().send(job).is_ok() {
             p.pending += 1;
@@ -269,6 +274,16 @@ fn work(
             continue;
         }
         let t0 = Instant::now();
+        let decision = job.qos.as_ref().map_or(Decision::Network, JobQos::decide);
+        let cheap = match decision {
+            Decision::Cheap { .. } => job.qos.as_ref().map(|q| q.factor),
+            Decision::Network => None,
+        };
+        let windows = job
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::Run { .. }))
+            .count() as u64;
         let mut out = Vec::new();
         let result = {
             let mut b = backend.lock().unwrap_or_else(|e| e.into_inner());
@@ -280,11 +295,20 @@ fn work(
                     job.inputs,
                     job.steps,
                     &job.cancel,
+                    cheap,
                     &mut out,
                 )
             }))
             .unwrap_or_else(|_| Err(Error::Buffer("the network thread panicked".into())))
         };
+        // Before the pipe's lock: this may post a message.
+        let counts = exec.take_counts();
+        if result.is_ok()
+            && !job.cancel.load(Ordering::SeqCst)
+            && let Some(q) = &job.qos
+        {
+            q.finish(decision, windows, t0.elapsed(), counts);
+        }
         let (lock, cond) = &*pipe;
         let mut p = lock.lock().unwrap();
         if p.generation == job.generation && !job.cancel.load(Ordering::SeqCst) {

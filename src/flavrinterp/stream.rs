@@ -2,9 +2,10 @@
 //! One negotiated stream (the window, on the streaming thread) and the executor of the
 //! window's [`Step`]s (`Exec`, on the network thread).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::qos::Counts;
 use crate::backend::Backend;
 use crate::error::Error;
 use crate::window::{Key, Step, Window, WindowError};
@@ -106,16 +107,31 @@ pub(super) struct Exec {
     frames: HashMap<Key, gst::Buffer>,
     /// Where model outputs that the plan does not keep are written.
     scratch: Vec<u8>,
+    /// The last original pushed: a cheap window blends it even when the window has let it go.
+    last_original: Option<(Key, gst::Buffer)>,
+    /// New frames made by blending (cheap windows), while held.
+    blended: HashSet<Key>,
+    /// New frames pushed and how many were blends, since the last [`Exec::take_counts`].
+    counts: Counts,
 }
 
 impl Exec {
     /// Drops every frame (a flush).
     pub fn clear(&mut self) {
         self.frames.clear();
+        self.blended.clear();
+        self.last_original = None;
+    }
+
+    /// New frames pushed (and blended) since the last call.
+    pub fn take_counts(&mut self) -> Counts {
+        std::mem::take(&mut self.counts)
     }
 
     /// Stores `inputs`, then carries out `steps` in order; pushed frames, with their times,
-    /// land in `out`. Stops early, with `Ok`, once `cancel` is raised.
+    /// land in `out`. Stops early, with `Ok`, once `cancel` is raised. `cheap`: the stream's
+    /// factor, to blend originals instead of running the network ([`super::cheap`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn run(
         &mut self,
         backend: &mut dyn Backend,
@@ -123,6 +139,7 @@ impl Exec {
         inputs: Vec<(Key, gst::Buffer)>,
         steps: Vec<Step>,
         cancel: &AtomicBool,
+        cheap: Option<u64>,
         out: &mut Vec<gst::Buffer>,
     ) -> Result<(), Error> {
         self.frames.extend(inputs);
@@ -137,15 +154,19 @@ impl Exec {
                     let buf = self.frames.get(&key).ok_or_else(|| missing(&key))?;
                     load_frame(backend, info, buf, slot)?;
                 }
-                Step::Run { window, outputs } => {
-                    let made = network(backend, info.size(), window, outputs, &mut self.scratch)?;
-                    self.frames.extend(made);
-                }
+                Step::Run { window, outputs } => match cheap {
+                    Some(factor) => self.blend_outputs(info, factor, &outputs)?,
+                    None => {
+                        let made =
+                            network(backend, info.size(), window, outputs, &mut self.scratch)?;
+                        self.frames.extend(made);
+                    }
+                },
                 Step::Emit {
                     key,
                     pts,
                     duration,
-                    original: _,
+                    original,
                 } => {
                     // The buffer is shared (the window holds it too), so retiming copies the
                     // buffer's metadata, never its memory.
@@ -154,6 +175,12 @@ impl Exec {
                         .get(&key)
                         .cloned()
                         .ok_or_else(|| missing(&key))?;
+                    if original {
+                        self.last_original = Some((key, buf.clone()));
+                    } else {
+                        self.counts.frames_new += 1;
+                        self.counts.frames_cheap += u64::from(self.blended.contains(&key));
+                    }
                     out.push(retimed(buf, pts, duration));
                 }
                 Step::EmitCopy {
@@ -163,14 +190,52 @@ impl Exec {
                     duration,
                 } => {
                     let buf = self.frames.get(&source).ok_or_else(|| missing(&source))?;
+                    self.counts.frames_new += 1;
                     out.push(copy_of(buf, pts, duration));
                 }
                 Step::Release { key } => {
                     self.frames.remove(&key);
+                    self.blended.remove(&key);
                 }
             }
         }
         Ok(())
+    }
+
+    /// A cheap window: each output is the blend of the originals around it.
+    fn blend_outputs(
+        &mut self,
+        info: &gst_video::VideoInfo,
+        factor: u64,
+        outputs: &[(usize, Key)],
+    ) -> Result<(), Error> {
+        for &(_, key) in outputs {
+            let (j, k) = (key.tick / factor, key.tick % factor);
+            let a = self.original(key.run, j * factor)?;
+            let b = self.original(key.run, (j + 1) * factor)?;
+            let buf = super::cheap::blend(info, a, b, k, factor)?;
+            self.frames.insert(key, buf);
+            self.blended.insert(key);
+        }
+        Ok(())
+    }
+
+    /// The original at `tick` of `run`: held, or the last one pushed.
+    fn original(&self, run: u64, tick: u64) -> Result<&gst::Buffer, Error> {
+        let key = Key { run, tick };
+        self.frames
+            .get(&key)
+            .or_else(|| {
+                self.last_original
+                    .as_ref()
+                    .filter(|(k, _)| *k == key)
+                    .map(|(_, b)| b)
+            })
+            .ok_or_else(|| {
+                Error::Window(WindowError::Internal(format!(
+                    "original {key:?} to blend is not held"
+                )))
+            })
     }
 }
 
