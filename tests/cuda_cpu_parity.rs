@@ -108,16 +108,8 @@ fn layout(format: PixelFormat, w: usize, h: usize) -> FrameLayout {
 #[test]
 fn backends_agree_on_bytes() {
     let model = Arc::new(load_model("flavr2x_w8.safetensors"));
-    let mut gpu = match gstflavrinterp::cuda::open(model.clone(), 0, Precision::Fp32, options()) {
-        Ok(b) => b,
-        Err(e) => {
-            assert!(
-                std::env::var_os("FLAVR_REQUIRE_GPU").is_none(),
-                "CUDA backend does not open: {e}"
-            );
-            eprintln!("skipped: no usable CUDA GPU ({e})");
-            return;
-        }
+    let Some(mut gpu) = backend(model.clone(), Precision::Fp32) else {
+        return;
     };
     let mut cpu = CpuBackend::new(model).expect("cpu backend");
     let (w, h) = (45, 27);
@@ -187,16 +179,8 @@ fn backends_agree_on_bytes() {
 #[test]
 fn backends_agree_on_deep_formats() {
     let model = Arc::new(load_model("flavr2x_w8.safetensors"));
-    let mut gpu = match gstflavrinterp::cuda::open(model.clone(), 0, Precision::Fp32, options()) {
-        Ok(b) => b,
-        Err(e) => {
-            assert!(
-                std::env::var_os("FLAVR_REQUIRE_GPU").is_none(),
-                "CUDA backend does not open: {e}"
-            );
-            eprintln!("skipped: no usable CUDA GPU ({e})");
-            return;
-        }
+    let Some(mut gpu) = backend(model.clone(), Precision::Fp32) else {
+        return;
     };
     let mut cpu = CpuBackend::new(model).expect("cpu backend");
     let (w, h) = (46, 26);

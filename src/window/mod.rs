@@ -175,6 +175,18 @@ impl Run {
             })
     }
 
+    /// Drops what no later pair reads: the times of originals before the next pair's first,
+    /// and the cuts before the current shot.
+    fn forget_read(&mut self) {
+        while self.base + 1 < self.next_pair && !self.times.is_empty() {
+            self.times.pop_front();
+            self.base += 1;
+        }
+        if let Some(&start) = self.cuts.range(..=self.next_pair).next_back() {
+            self.cuts = self.cuts.split_off(&start);
+        }
+    }
+
     /// Whether original `i + 1` starts a new shot (the pair `(i, i + 1)` spans a cut).
     fn cut_after(&self, i: u64) -> bool {
         self.cuts.contains(&(i + 1))
@@ -552,14 +564,7 @@ impl Window {
                 steps.push(Step::Release { key });
             }
         }
-        while run.base + 1 < run.next_pair && !run.times.is_empty() {
-            run.times.pop_front();
-            run.base += 1;
-        }
-        // Cuts before the current shot are no longer read.
-        if let Some(&start) = run.cuts.range(..=run.next_pair).next_back() {
-            run.cuts = run.cuts.split_off(&start);
-        }
+        run.forget_read();
         Ok(())
     }
 

@@ -200,13 +200,7 @@ impl Window {
             run.computed.remove(&key.tick);
             steps.push(Step::Release { key });
         }
-        while run.base + 1 < run.next_pair && !run.times.is_empty() {
-            run.times.pop_front();
-            run.base += 1;
-        }
-        if let Some(&start) = run.cuts.range(..=run.next_pair).next_back() {
-            run.cuts = run.cuts.split_off(&start);
-        }
+        run.forget_read();
         Ok(())
     }
 

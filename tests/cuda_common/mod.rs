@@ -1,7 +1,9 @@
 //! Shared by the GPU tests: fixtures, engines that skip without a GPU, comparisons.
 #![allow(dead_code)]
 
-use gstflavrinterp::backend::{FrameLayout, PixelFormat, Precision, YuvMatrix};
+use std::sync::Arc;
+
+use gstflavrinterp::backend::{Backend, FrameLayout, PixelFormat, Precision, YuvMatrix};
 use gstflavrinterp::cuda::{self, Engine, EngineOptions};
 use gstflavrinterp::model::{Flavr, Tensor, checkpoint};
 
@@ -40,6 +42,21 @@ pub fn engine(model: &Flavr, p: Precision) -> Option<Engine> {
         Err(e) => {
             if std::env::var_os("FLAVR_REQUIRE_GPU").is_some() {
                 panic!("FLAVR_REQUIRE_GPU is set but the CUDA engine does not open: {e}");
+            }
+            eprintln!("skipped: no usable CUDA GPU ({e})");
+            None
+        }
+    }
+}
+
+/// The CUDA backend (engine and frame I/O) on GPU 0, or `None` with "skipped: ..." as
+/// [`engine`] says.
+pub fn backend(model: Arc<Flavr>, p: Precision) -> Option<Box<dyn Backend>> {
+    match cuda::open(model, 0, p, options()) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            if std::env::var_os("FLAVR_REQUIRE_GPU").is_some() {
+                panic!("FLAVR_REQUIRE_GPU is set but the CUDA backend does not open: {e}");
             }
             eprintln!("skipped: no usable CUDA GPU ({e})");
             None
