@@ -90,18 +90,25 @@ fn legal(yuv: YuvMatrix) -> ((u16, u16), (u16, u16)) {
     }
 }
 
+/// The reference's luma offset and range and chroma zero and range, in `bits`-bit codes
+/// (limited range: 16, 219, 128 and 224 levels scaled up from 8 bits; full range: 0 to the
+/// largest code).
+fn ref_ranges(yuv: YuvMatrix, bits: u32) -> [f64; 4] {
+    let scale = f64::from(1u32 << (bits - 8));
+    let max = f64::from((1u32 << bits) - 1);
+    let c_off = 128.0 * scale;
+    if yuv.full_range {
+        [0.0, max, c_off, max]
+    } else {
+        [16.0 * scale, 219.0 * scale, c_off, 224.0 * scale]
+    }
+}
+
 /// Y'CbCr codes to R'G'B' in float64, clamped to [0, 1]: the reference.
 fn ref_to_rgb(yuv: YuvMatrix, bits: u32, y: u16, u: u16, v: u16) -> [f64; 3] {
     let (kr, kb) = (f64::from(yuv.kr), f64::from(yuv.kb));
     let kg = 1.0 - kr - kb;
-    let scale = f64::from(1u32 << (bits - 8));
-    let max = f64::from((1u32 << bits) - 1);
-    let (y_off, y_range, c_range) = if yuv.full_range {
-        (0.0, max, max)
-    } else {
-        (16.0 * scale, 219.0 * scale, 224.0 * scale)
-    };
-    let c_off = 128.0 * scale;
+    let [y_off, y_range, c_off, c_range] = ref_ranges(yuv, bits);
     let yv = (f64::from(y) - y_off) / y_range;
     let cb = (f64::from(u) - c_off) / c_range;
     let cr = (f64::from(v) - c_off) / c_range;
@@ -115,14 +122,7 @@ fn ref_to_rgb(yuv: YuvMatrix, bits: u32, y: u16, u: u16, v: u16) -> [f64; 3] {
 fn ref_to_yuv(yuv: YuvMatrix, bits: u32, rgb: [f64; 3]) -> [f64; 3] {
     let (kr, kb) = (f64::from(yuv.kr), f64::from(yuv.kb));
     let kg = 1.0 - kr - kb;
-    let scale = f64::from(1u32 << (bits - 8));
-    let max = f64::from((1u32 << bits) - 1);
-    let (y_off, y_range, c_range) = if yuv.full_range {
-        (0.0, max, max)
-    } else {
-        (16.0 * scale, 219.0 * scale, 224.0 * scale)
-    };
-    let c_off = 128.0 * scale;
+    let [y_off, y_range, c_off, c_range] = ref_ranges(yuv, bits);
     let yv = kr * rgb[0] + kg * rgb[1] + kb * rgb[2];
     let cb = (rgb[2] - yv) / (2.0 * (1.0 - kb));
     let cr = (rgb[0] - yv) / (2.0 * (1.0 - kr));
