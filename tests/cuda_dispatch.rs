@@ -5,14 +5,12 @@
 //! failing after 2 windows (`FLAVR_FAULT_ENGINE=1:after:2`, in a child process): a warning,
 //! every frame out. Skipped without a GPU (`FLAVR_REQUIRE_GPU=1` makes that a failure).
 
-use std::process::Command;
-
 use gst::prelude::*;
 use gstflavrinterp::backend::Precision;
 use gstflavrinterp::model::Flavr;
 
 mod gst_common;
-use gst_common::{fixture, init};
+use gst_common::{fixture, init, run_child};
 
 const M2X: &str = "flavr2x_w8.safetensors";
 const W: usize = 64;
@@ -164,23 +162,10 @@ fn a_failing_engine_on_one_gpu_is_taken_out() {
     if !gpu() {
         return;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_cuda_engine_1_fails",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("FLAVR_FAULT_ENGINE", "1:after:2")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_child(
+        "child_cuda_engine_1_fails",
+        ("FLAVR_FAULT_ENGINE", "1:after:2"),
     );
-    println!("{text}");
-    assert!(out.status.success() && text.contains("1 passed"), "{text}");
 }
 
 #[test]

@@ -5,13 +5,12 @@
 //! windows are redone; all failing is an error; bad `devices` fail at start. The fault cases
 //! run in a child process, since `FLAVR_FAULT_ENGINE` is read from the environment.
 
-use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 
 use gst::prelude::*;
 
 mod gst_common;
-use gst_common::{cpu_harness, fixture, init};
+use gst_common::{cpu_harness, fixture, init, run_child};
 
 const M2X: &str = "flavr2x_w8.safetensors";
 const M4X: &str = "flavr4x_w16.safetensors";
@@ -237,27 +236,9 @@ fn bad_devices_fail_at_start_with_a_reason() {
     }
 }
 
-/// Runs `child` of this test binary with `FLAVR_FAULT_ENGINE=fault`; its output.
+/// Runs `child` of this test binary with `FLAVR_FAULT_ENGINE=fault`.
 fn child(name: &str, fault: &str) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            name,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("FLAVR_FAULT_ENGINE", fault)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(out.status.success(), "{name} failed:\n{text}");
-    assert!(text.contains("1 passed"), "{name} did not run:\n{text}");
+    run_child(name, ("FLAVR_FAULT_ENGINE", fault));
 }
 
 #[test]

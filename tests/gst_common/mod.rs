@@ -60,3 +60,28 @@ pub fn launch_with_sink(desc: &str) -> (gst::Pipeline, gst::Element) {
     let sink = pipeline.by_name("sink").unwrap();
     (pipeline, sink)
 }
+
+/// Runs the ignored test `name` of this test binary alone, with the environment variable
+/// `var=value`, prints its output, and asserts that it ran and passed.
+#[allow(dead_code)]
+pub fn run_child(name: &str, (var, value): (&str, &str)) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(var, value)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(out.status.success(), "{name} failed:\n{text}");
+    assert!(text.contains("1 passed"), "{name} did not run:\n{text}");
+}
