@@ -6,75 +6,143 @@
 
 #include "common.cuh"
 
-// Partial sums of x [rows, c] (row stride rs elements) over rows [blockIdx.x * rows_per_block,
-// +rows_per_block) into partial[blockIdx.x * c + ch]. With gh > 0, logical row r = (t, y, x) of
-// a [t, gh, gw] grid lives at physical row (t (gh + 1) + y + ga) (gw + 1) + x + gb: one
-// sub-pixel phase of a transposed conv's output (see weights::convt_phases), whose grid has one
-// extra row and column and whose rows hold the four phases' channels (rs = 4c, x pointing at the
-// phase's first channel). Vectorised (vec = 1): S::V channels per thread, which needs
-// c % S::V == 0, rs % S::V == 0 and (c / S::V) dividing blockDim.x; otherwise (vec = 0) one
-// channel per thread. blockDim.x must be THREADS.
-__device__ __forceinline__ i64 pool_row(i64 r, int gh, int gw, int ga, int gb) {
-    if (gh == 0) return r;
-    const i64 hw = (i64)gh * gw;
-    const i64 t = r / hw, rem = r - t * hw;
-    const i64 y = rem / gw, x = rem - y * gw;
-    return (t * (gh + 1) + y + ga) * (gw + 1) + x + gb;
-}
+// Partial sums of x over rows [blockIdx.x * rows_per_block, +rows_per_block) into
+// partial[blockIdx.x * c + ch]. Two layouts:
+// - gh == 0: x is [rows, c];
+// - gh > 0: x holds the four sub-pixel phases of a transposed conv's output (see
+//   weights::convt_phases), [t, gh + 1, gw + 1, 4, c], and rows counts those physical cells.
+//   Phase p = 2 a + b of logical pixel (y, x) lives at cell (y + a, x + b), so a cell (Y, X)
+//   counts for phase p when a <= Y < gh + a and b <= X < gw + b. The four phases' sums are
+//   added into one partial row per block (the SE mean is over all of the phases' pixels).
+// A row holds cw = c (or 4c) elements. Vectorised (vec = 1): cw / S::V threads read a row, one
+// vector each, and the block's other threads take the next rows; it needs c % S::V == 0 and
+// (cw / S::V) dividing blockDim.x. Otherwise (vec = 0) each thread sums whole columns. Four
+// rows are loaded before they are added, so that each thread has four loads in flight. The
+// order of every sum is fixed, so results are deterministic. blockDim.x must be THREADS and
+// cw at most 8 THREADS.
 
-template <class S>
-__device__ void pool_t(const void *x_, i64 rows, int c, int rs, int rows_per_block, float *partial,
-                       int vec, int gh, int gw, int ga, int gb) {
-    typedef typename S::T T;
-    const T *x = (const T *)x_;
-    __shared__ float sm[THREADS * 8];
-    const i64 r0 = (i64)blockIdx.x * rows_per_block;
-    const i64 r1 = min(rows, r0 + rows_per_block);
-    const int tid = threadIdx.x;
-    if (vec) {
-        const int V = S::V;
-        const int lanes = c / V;
-        const int lane = tid % lanes, ty = tid / lanes, ny = blockDim.x / lanes;
-        float acc[S::V];
+// Adds rows r, r + step, ... < r1 of element e (N of them from e on) into acc, skipping the
+// cells outside phase (pa, pb) when gh > 0.
+template <class S, int N>
+__device__ __forceinline__ void pool_walk(const typename S::T *x, i64 r, i64 r1, int step, int cw,
+                                          int e, int gh, int gw, int pa, int pb, float *acc) {
+    const int W1 = gw + 1, H1 = gh + 1;
+    // (Y, X): the cell of row r in its frame, kept up to date as r steps.
+    int Y = 0, X = 0;
+    if (gh > 0 && r < r1) {
+        const i64 cell = r % ((i64)H1 * W1);
+        Y = (int)(cell / W1);
+        X = (int)(cell - (i64)Y * W1);
+    }
+    while (r < r1) {
+        float v[4][N];
 #pragma unroll
-        for (int k = 0; k < S::V; k++) acc[k] = 0.f;
-        for (i64 r = r0 + ty; r < r1; r += ny) {
-            float v[S::V];
-            ldv<S>(x + pool_row(r, gh, gw, ga, gb) * rs + lane * V, v);
+        for (int u = 0; u < 4; u++) {
+            const bool in =
+                r < r1 && (gh == 0 || (Y >= pa && Y < gh + pa && X >= pb && X < gw + pb));
+            if (in) {
+                if constexpr (N == S::V) {
+                    ldv<S>(x + r * cw + e, v[u]);
+                } else {
 #pragma unroll
-            for (int k = 0; k < S::V; k++) acc[k] += v[k];
+                    for (int k = 0; k < N; k++) v[u][k] = S::ld(x[r * cw + e + k]);
+                }
+            } else {
+#pragma unroll
+                for (int k = 0; k < N; k++) v[u][k] = 0.f;
+            }
+            r += step;
+            if (gh > 0) {
+                X += step;
+                while (X >= W1) {
+                    X -= W1;
+                    if (++Y == H1) Y = 0;
+                }
+            }
         }
-        // sm[ty * c + ch] holds row group ty's sum of channel ch.
 #pragma unroll
-        for (int k = 0; k < S::V; k++) sm[tid * V + k] = acc[k];
-        __syncthreads();
-        for (int ch = tid; ch < c; ch += blockDim.x) {
-            float s = 0.f;
-            for (int y = 0; y < ny; y++) s += sm[y * c + ch];
-            partial[(i64)blockIdx.x * c + ch] = s;
-        }
-    } else {
-        for (int ch = tid; ch < c; ch += blockDim.x) {
-            float s = 0.f;
-            for (i64 r = r0; r < r1; r++) s += S::ld(x[pool_row(r, gh, gw, ga, gb) * rs + ch]);
-            partial[(i64)blockIdx.x * c + ch] = s;
+        for (int u = 0; u < 4; u++) {
+#pragma unroll
+            for (int k = 0; k < N; k++) acc[k] += v[u][k];
         }
     }
 }
 
-INSTANTIATE3(pool,
-             (const void *x, i64 rows, int c, int rs, int rows_per_block, float *partial, int vec,
-              int gh, int gw, int ga, int gb),
-             (x, rows, c, rs, rows_per_block, partial, vec, gh, gw, ga, gb))
+template <class S>
+__device__ void pool_t(const void *x_, i64 rows, int c, int rows_per_block, float *partial,
+                       int vec, int gh, int gw) {
+    typedef typename S::T T;
+    const T *x = (const T *)x_;
+    __shared__ float sm[THREADS * 8];
+    const int np = gh > 0 ? 4 : 1;
+    const int cw = np * c;
+    const i64 r0 = (i64)blockIdx.x * rows_per_block;
+    const i64 r1 = min(rows, r0 + rows_per_block);
+    const int tid = threadIdx.x;
+    // ny row groups; sm[y * cw + e] holds group y's sum of element e of the row.
+    int ny = 1;
+    if (vec) {
+        const int lanes = cw / S::V;
+        ny = blockDim.x / lanes;
+        const int e = (tid % lanes) * S::V, p = e / c;
+        float acc[S::V];
+#pragma unroll
+        for (int k = 0; k < S::V; k++) acc[k] = 0.f;
+        pool_walk<S, S::V>(x, r0 + tid / lanes, r1, ny, cw, e, gh, gw, p / 2, p % 2, acc);
+#pragma unroll
+        for (int k = 0; k < S::V; k++) sm[tid * S::V + k] = acc[k];
+    } else {
+        for (int e = tid; e < cw; e += blockDim.x) {
+            const int p = e / c;
+            float acc[1] = {0.f};
+            pool_walk<S, 1>(x, r0, r1, 1, cw, e, gh, gw, p / 2, p % 2, acc);
+            sm[e] = acc[0];
+        }
+    }
+    __syncthreads();
+    for (int ch = tid; ch < c; ch += blockDim.x) {
+        float s = 0.f;
+        for (int y = 0; y < ny; y++)
+            for (int q = 0; q < np; q++) s += sm[y * cw + q * c + ch];
+        partial[(i64)blockIdx.x * c + ch] = s;
+    }
+}
 
-// mean[ch] = sum_b partial[b * c + ch] * inv_rows + bias[ch] (bias may be null).
+INSTANTIATE3(pool,
+             (const void *x, i64 rows, int c, int rows_per_block, float *partial, int vec,
+              int gh, int gw),
+             (x, rows, c, rows_per_block, partial, vec, gh, gw))
+
+// mean[ch] = sum_b partial[b * c + ch] * inv_rows + bias[ch] (bias may be null). A block
+// takes 32 channels; its 8 warps sum every 8th partial row, from row w on, and warp 0 adds
+// the eight sums in order (a fixed order, so results are deterministic). blockDim.x must be
+// THREADS (8 warps).
 extern "C" __global__ void se_mean(const float *partial, int nblk, int c, const float *bias,
                                    float inv_rows, float *mean) {
-    const int ch = blockIdx.x * blockDim.x + threadIdx.x;
-    if (ch >= c) return;
+    __shared__ float sm[8][32];
+    const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    const int ch = blockIdx.x * 32 + lane;
     float s = 0.f;
-    for (int b = 0; b < nblk; b++) s += partial[(i64)b * c + ch];
-    mean[ch] = s * inv_rows + (bias ? bias[ch] : 0.f);
+    if (ch < c) {
+        int b = w;
+        for (; b + 24 < nblk; b += 32) {
+            const float a0 = partial[(i64)b * c + ch], a1 = partial[(i64)(b + 8) * c + ch];
+            const float a2 = partial[(i64)(b + 16) * c + ch], a3 = partial[(i64)(b + 24) * c + ch];
+            s += a0;
+            s += a1;
+            s += a2;
+            s += a3;
+        }
+        for (; b < nblk; b += 8) s += partial[(i64)b * c + ch];
+    }
+    sm[w][lane] = s;
+    __syncthreads();
+    if (w == 0 && ch < c) {
+        float t = 0.f;
+#pragma unroll
+        for (int k = 0; k < 8; k++) t += sm[k][lane];
+        mean[ch] = t * inv_rows + (bias ? bias[ch] : 0.f);
+    }
 }
 
 // g[o] = sigmoid(sum_i w[o * c + i] * mean[i] + b[o]); one warp per output, 8 warps per block.

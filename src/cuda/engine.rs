@@ -20,7 +20,7 @@ use super::graph::{Dst, Epi, GraphOpts, OUTCONV_PAD, Op, build_graph, lifetimes}
 use super::io::{Io, check_slot};
 use super::kernels::Kernels;
 use super::launch::{
-    self, Assemble, EpiOut, Epilogue, NetOut, PhaseGeo, Pool, ReflectPad, SeFinish,
+    self, Assemble, EpiOut, Epilogue, NetOut, PhaseGrid, Pool, ReflectPad, SeFinish,
 };
 use super::memory::{self, DevView, DeviceBuf, Dtype};
 use super::options::{EngineOptions, Fault};
@@ -688,35 +688,22 @@ impl Engine {
                                 x: xv,
                                 rows,
                                 c,
-                                rs: c,
                                 partial,
-                                geo: None,
+                                phases: None,
                             },
                         )?,
-                        Some((t, h, w)) => {
-                            // Each phase's own grid and channels ([t][h+1][w+1][4][c]),
-                            // partial sums one after another.
-                            let cells = t * (h + 1) * (w + 1);
-                            let mut n = 0;
-                            for ab in 0..4 {
-                                let geo = PhaseGeo {
-                                    h,
-                                    w,
-                                    a: ab / 2,
-                                    b: ab % 2,
-                                };
-                                let phase = Pool {
-                                    x: xv.sub(ab * c, (cells - 1) * 4 * c + c)?,
-                                    rows: t * h * w,
-                                    c,
-                                    rs: 4 * c,
-                                    partial: partial.from(n * c)?,
-                                    geo: Some(geo),
-                                };
-                                n += launch::pool(s, k, &phase)?;
-                            }
-                            n
-                        }
+                        // The four phases in one pass ([t][h+1][w+1][4][c]).
+                        Some((t, h, w)) => launch::pool(
+                            s,
+                            k,
+                            &Pool {
+                                x: xv,
+                                rows: t * (h + 1) * (w + 1),
+                                c,
+                                partial,
+                                phases: Some(PhaseGrid { h, w }),
+                            },
+                        )?,
                     };
                     let finish = SeFinish {
                         partial,

@@ -281,55 +281,51 @@ pub fn reflect_pad(s: &CudaStream, k: &Kernels, a: &ReflectPad<'_>) -> Result<()
     unsafe { go(b, grid(n)) }
 }
 
-/// Sub-pixel phase geometry for [`pool`]: logical grid `[t, h, w]` inside a physical
-/// `[t, h + 1, w + 1]` grid, offset by (a, b).
+/// The four sub-pixel phases of a transposed conv's output for [`pool`]: each phase a logical
+/// grid `[t, h, w]`, all four in a physical `[t, h + 1, w + 1, 4, c]` (phase `2 a + b` of pixel
+/// `(y, x)` at cell `(y + a, x + b)`; see `weights::convt_phases`).
 #[derive(Clone, Copy, Debug)]
-pub struct PhaseGeo {
+pub struct PhaseGrid {
     pub h: usize,
     pub w: usize,
-    pub a: usize,
-    pub b: usize,
 }
 
-/// Partial channel sums of x `[rows, c]` with rows `rs` elements apart (or of a phase, see
-/// [`PhaseGeo`]) into `partial`.
+/// Partial channel sums of x `[rows, c]`, or of the four phases of [`PhaseGrid`] (rows then
+/// counts its cells, `t (h + 1) (w + 1)`, and the phases' sums are added), into `partial`.
 #[derive(Clone, Copy, Debug)]
 pub struct Pool<'a> {
     pub x: DevView<'a>,
     pub rows: usize,
     pub c: usize,
-    /// Row stride in elements (`c`, or `4c` for one phase of the four-phase layout, with x
-    /// starting at the phase's first channel).
-    pub rs: usize,
     /// float32, at least [`POOL_BLOCKS`] x c.
     pub partial: DevView<'a>,
-    pub geo: Option<PhaseGeo>,
+    pub phases: Option<PhaseGrid>,
 }
 
 /// Launches a pooling pass; returns the number of partial rows written.
 pub fn pool(s: &CudaStream, k: &Kernels, a: &Pool<'_>) -> Result<usize> {
     let (rows, c) = (a.rows, a.c);
     let dt = k.act;
-    let x_rows = match a.geo {
-        None => rows,
-        Some(g) if g.h > 0 && g.w > 0 && rows % (g.h * g.w) == 0 && g.a < 2 && g.b < 2 => {
-            rows / (g.h * g.w) * (g.h + 1) * (g.w + 1)
+    let (np, g) = match a.phases {
+        None => (1, [0i32; 2]),
+        Some(g) if g.h > 0 && g.w > 0 && rows.is_multiple_of((g.h + 1) * (g.w + 1)) => {
+            let (h, w) = (i32::try_from(g.h), i32::try_from(g.w));
+            match (h, w) {
+                (Ok(h), Ok(w)) => (4, [h, w]),
+                _ => return Err(bad(format!("pool over phases {g:?}"))),
+            }
         }
-        Some(g) => return Err(bad(format!("pool of {rows} rows over phase {g:?}"))),
+        Some(g) => return Err(bad(format!("pool of {rows} cells over phases {g:?}"))),
     };
-    if a.rs < c {
-        return Err(bad(format!(
-            "pool rows {} elements apart hold {c} channels",
-            a.rs
-        )));
+    // A row of `cw` elements; the kernel's shared memory holds 8 THREADS sums.
+    let cw = np * c;
+    if c == 0 || cw > 8 * THREADS as usize {
+        return Err(bad(format!("pool rows of {cw} elements")));
     }
-    a.x.check(dt, x_rows.saturating_sub(1) * a.rs + c, "pool input")?;
+    a.x.check(dt, rows * cw, "pool input")?;
     let v = vec_elems(dt);
-    let lanes = c / v;
-    let vec = c.is_multiple_of(v)
-        && a.rs.is_multiple_of(v)
-        && lanes > 0
-        && (THREADS as usize).is_multiple_of(lanes);
+    let lanes = cw / v;
+    let vec = c.is_multiple_of(v) && (THREADS as usize).is_multiple_of(lanes);
     if vec {
         a.x.check_aligned(VECTOR_BYTES, "vectorised pool")?;
     }
@@ -337,20 +333,14 @@ pub fn pool(s: &CudaStream, k: &Kernels, a: &Pool<'_>) -> Result<usize> {
     let nblk = rows.div_ceil(rpb);
     a.partial.check(Dtype::F32, nblk * c, "pool partial sums")?;
     let (xp, pp) = (a.x.device_ptr(), a.partial.device_ptr());
-    let (rows_i, c_i, rs_i, rpb_i, vec_i) =
-        (rows as i64, c as i32, a.rs as i32, rpb as i32, vec as i32);
-    let g = a.geo.map_or([0i32; 4], |g| {
-        [g.h as i32, g.w as i32, g.a as i32, g.b as i32]
-    });
+    let (rows_i, c_i, rpb_i, vec_i) = (rows as i64, c as i32, rpb as i32, vec as i32);
     let f = k.get(KernelId::Pool);
-    let b = args!(
-        s, f, &xp, &rows_i, &c_i, &rs_i, &rpb_i, &pp, &vec_i, &g[0], &g[1], &g[2], &g[3]
-    );
-    // SAFETY: `pool_<type>(const void *x, i64 rows, int c, int rs, int rows_per_block,
-    // float *partial, int vec, int gh, int gw, int ga, int gb)`, in that order. Checked above:
-    // x holds the physical rows of the (phase) grid, rs elements apart, in the activation
-    // type, partial nblk x c floats (one row per block launched); the vector path gets an
-    // aligned x, a vector-multiple row stride and lanes dividing THREADS.
+    let b = args!(s, f, &xp, &rows_i, &c_i, &rpb_i, &pp, &vec_i, &g[0], &g[1]);
+    // SAFETY: `pool_<type>(const void *x, i64 rows, int c, int rows_per_block, float *partial,
+    // int vec, int gh, int gw)`, in that order. Checked above: x holds rows x cw elements of
+    // the activation type (cw = c, or 4c for the phases, at most 8 THREADS: the kernel's shared
+    // sums), partial nblk x c floats (one row per block launched); the vector path gets an
+    // aligned x, c a multiple of the vector and lanes dividing THREADS.
     unsafe { go(b, blocks(nblk)) }?;
     Ok(nblk)
 }
@@ -395,8 +385,9 @@ pub fn se_finish(s: &CudaStream, k: &Kernels, a: &SeFinish<'_>) -> Result<()> {
     let b = args!(s, f, &pp, &nblk_i, &c_i, &bias, &inv, &mp);
     // SAFETY: `se_mean(const float *partial, int nblk, int c, const float *bias, float
     // inv_rows, float *mean)`, in that order; partial holds nblk x c floats, bias (or null)
-    // and mean c floats (checked above); threads past c return.
-    unsafe { go(b, grid(c)) }?;
+    // and mean c floats (checked above); 32 channels per block of THREADS (8 warps), lanes
+    // past c add nothing and write nothing.
+    unsafe { go(b, blocks(c.div_ceil(32))) }?;
     let b = args!(s, k.get(KernelId::SeGate), &mp, &wp, &bp, &c_i, &gp);
     // SAFETY: `se_gate(const float *mean, const float *w, const float *b, int c, float *g)`,
     // in that order; mean, b and g hold c floats and w c x c (checked above); warps past c
