@@ -197,3 +197,62 @@ fn captured_graph_matches_launches_in(model: &Flavr, p: Precision) {
         );
     }
 }
+
+/// Our outconv kernel (kernels/outconv.cu, `FLAVR_CUDA_OUTCONV`) against cuDNN's convolution of
+/// the same layer, in float16 and bfloat16, on the full-width architecture at sizes whose
+/// output grid is not a multiple of the kernel's 16 x 16 tile (and one smaller than a tile),
+/// over smooth random frames: the two engines differ only in that conv, so their outputs may
+/// differ only by the rounding of its sums.
+#[test]
+fn own_outconv_matches_cudnn() {
+    let spec = gstflavrinterp::model::ModelSpec::released(1);
+    let model = gstflavrinterp::model::synth::synthetic_model(&spec, 1).expect("synthetic model");
+    for p in [Precision::Fp16, Precision::Bf16] {
+        if engine(&model, p).is_none() {
+            return;
+        }
+        let open = |own: bool| {
+            let o = gstflavrinterp::cuda::EngineOptions {
+                own_outconv: own,
+                ..options()
+            };
+            gstflavrinterp::cuda::open_engine(&model, 0, p, o).expect("open")
+        };
+        let (mut ours, mut cudnn) = (open(true), open(false));
+        for (w, h) in [(130, 66), (24, 16), (333, 190)] {
+            let frames: Vec<Vec<f32>> = (0..4)
+                .map(|t| {
+                    (0..3 * w * h)
+                        .map(|i| {
+                            let (c, y, x) = (i / (w * h), i / w % h, i % w);
+                            let v = (x as f32 * 0.071 + y as f32 * 0.043 + t as f32 * 0.5).sin()
+                                * 0.4
+                                + 0.5
+                                + c as f32 * 0.03;
+                            v.clamp(0.0, 1.0)
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut outs = Vec::new();
+            for e in [&mut ours, &mut cudnn] {
+                e.configure(&rgb_layout(w, h)).expect("configure");
+                for (s, f) in frames.iter().enumerate() {
+                    e.load_frame_f32(s, f).expect("load");
+                }
+                outs.push(e.interpolate_f32([0, 1, 2, 3]).expect("run"));
+            }
+            assert!(
+                ours.own_outconv_active() && !cudnn.own_outconv_active(),
+                "{w}x{h} {p:?}: the outconv kernel should run in one engine only"
+            );
+            let d = max_abs(&outs[0], &outs[1]);
+            let tol = if p == Precision::Fp16 { 2e-3 } else { 1.6e-2 };
+            eprintln!("{w}x{h} {p:?}: our outconv against cuDNN's: max abs difference {d:.2e}");
+            assert!(
+                d <= tol,
+                "{w}x{h} {p:?}: our outconv differs from cuDNN's by {d} (> {tol})"
+            );
+        }
+    }
+}

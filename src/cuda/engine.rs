@@ -20,7 +20,7 @@ use super::graph::{Dst, Epi, GraphOpts, OUTCONV_PAD, Op, build_graph, lifetimes}
 use super::io::{Io, check_slot};
 use super::kernels::Kernels;
 use super::launch::{
-    self, Assemble, EpiOut, Epilogue, NetOut, PhaseGrid, Pool, ReflectPad, SeFinish,
+    self, Assemble, EpiOut, Epilogue, NetOut, OutConv, PhaseGrid, Pool, ReflectPad, SeFinish,
 };
 use super::memory::{self, DevView, DeviceBuf, Dtype};
 use super::options::{EngineOptions, Fault};
@@ -68,8 +68,11 @@ pub(super) struct Plan {
     /// Graph-API plans that replace `convs[i]` where they were faster (see cudnn::backend).
     graphs: Vec<Option<GraphConv>>,
     pub conv_w: Vec<ConvW>,
-    /// Input and output dims of each conv (for the `verify` option).
+    /// Input and output dims of each conv (for the `verify` option and the outconv kernel).
     pub conv_dims: Vec<([usize; 5], [usize; 5])>,
+    /// The conv that runs on our outconv kernel instead of cuDNN
+    /// ([`EngineOptions::own_outconv`], where [`launch::outconv_applies`]).
+    own_out: Option<usize>,
     /// Each graph buffer's bytes in the arena.
     bufs: Vec<Span>,
     /// The graph buffers of the network input and the outconv output.
@@ -504,6 +507,20 @@ impl Engine {
             io: io.device_bytes(),
             unshared: g.bufs.iter().map(|&b| align_up(b)).sum(),
         };
+        // The outconv (the conv that writes the network's result) on our kernel where it applies.
+        let own_out = g
+            .ops
+            .iter()
+            .find_map(|op| match *op {
+                Op::Conv { i, y, .. } if y == g.y => Some(i),
+                _ => None,
+            })
+            .filter(|&i| {
+                let c = &g.convs[i];
+                self.opts.own_outconv
+                    && c.w.shape.taps == [1, 4, 4]
+                    && launch::outconv_applies(act, c.y_dims[1], c.x_dims[1])
+            });
         self.plan = Some(Plan {
             captured: None,
             capture_failed: None,
@@ -513,6 +530,7 @@ impl Engine {
             wp,
             conv_w: g.convs.iter().map(|c| c.w).collect(),
             conv_dims: g.convs.iter().map(|c| (c.x_dims, c.y_dims)).collect(),
+            own_out,
             xin: g.xin,
             y: g.y,
             ops: g.ops,
@@ -634,6 +652,12 @@ impl Engine {
         self.run_ops(plan, after)
     }
 
+    /// Whether the configured plan runs its outconv on our kernel (kernels/outconv.cu) rather
+    /// than cuDNN ([`EngineOptions::own_outconv`]).
+    pub fn own_outconv_active(&self) -> bool {
+        self.plan.as_ref().is_some_and(|p| p.own_out.is_some())
+    }
+
     /// Why the network of the configured plan runs launch by launch although capture is on
     /// (None: it replays a captured graph, or has not run yet, or capture is off).
     pub fn capture_failure(&self) -> Option<String> {
@@ -655,6 +679,18 @@ impl Engine {
                     let (xv, yv) = (plan.buf(x)?, plan.buf(y)?.from(y_off)?);
                     let wv = self.weights(plan.conv_w[i].w)?;
                     match &plan.graphs[i] {
+                        _ if plan.own_out == Some(i) => {
+                            let (xd, yd) = plan.conv_dims[i];
+                            let oc = OutConv {
+                                x: xv,
+                                w: wv,
+                                y: yv,
+                                h2: yd[3],
+                                w2: yd[4],
+                                c: xd[1],
+                            };
+                            launch::outconv(s, k, &oc)?;
+                        }
                         Some(g) => {
                             let bufs = ConvBufs {
                                 x: xv,

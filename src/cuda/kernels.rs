@@ -18,7 +18,7 @@ const HEADERS: [(&str, &str); 2] = [
 ];
 
 /// The kernel files, compiled as one NVRTC program in this order.
-const UNITS: [(&str, &str); 4] = [
+const UNITS: [(&str, &str); 5] = [
     (
         "elementwise.cu",
         include_str!("../../kernels/elementwise.cu"),
@@ -26,6 +26,7 @@ const UNITS: [(&str, &str); 4] = [
     ("se.cu", include_str!("../../kernels/se.cu")),
     ("pixels.cu", include_str!("../../kernels/pixels.cu")),
     ("check.cu", include_str!("../../kernels/check.cu")),
+    ("outconv.cu", include_str!("../../kernels/outconv.cu")),
 ];
 
 /// The whole program's text: the kernel files, each header expanded in place at its first
@@ -127,11 +128,12 @@ pub enum KernelId {
     OutF32,
     RefConv,
     MaxDiff,
+    OutConv,
 }
 
 impl KernelId {
     /// Every kernel, in the order of their values.
-    pub const ALL: [KernelId; 16] = [
+    pub const ALL: [KernelId; 17] = [
         KernelId::Epilogue,
         KernelId::Epilogue1,
         KernelId::ReflectPad,
@@ -148,6 +150,7 @@ impl KernelId {
         KernelId::OutF32,
         KernelId::RefConv,
         KernelId::MaxDiff,
+        KernelId::OutConv,
     ];
 
     /// The kernel's name in kernels/*.cu, and whether it is a template instantiated per
@@ -170,6 +173,7 @@ impl KernelId {
             KernelId::OutF32 => ("out_f32", true),
             KernelId::RefConv => ("ref_conv", true),
             KernelId::MaxDiff => ("max_diff", true),
+            KernelId::OutConv => ("outconv", true),
         }
     }
 

@@ -691,6 +691,83 @@ pub fn check_conv(s: &CudaStream, k: &Kernels, a: &CheckConv<'_>) -> Result<()> 
     unsafe { go(b, grid(n)) }
 }
 
+/// Output channels and tile edge of our outconv kernel (kernels/outconv.cu: `OC_KOUT`, `OC_T`;
+/// `OC_CK` is [`OUTCONV_CHUNK`]).
+pub const OUTCONV_KOUT: usize = 16;
+const OUTCONV_TILE: usize = 16;
+/// Input channels of one chunk of the outconv kernel: the channels must be a multiple.
+pub const OUTCONV_CHUNK: usize = 16;
+
+/// The outconv of a model with one output frame on our tensor-core kernel: the 4x4 conv of
+/// `x` `[h2 + 3, w2 + 3, c]` (the padded map in space-to-depth form) with `w`
+/// `[16, 4, 4, c]` into `y` `[h2, w2, 16]`, all in the activation type (float16 or bfloat16),
+/// no bias.
+#[derive(Clone, Copy, Debug)]
+pub struct OutConv<'a> {
+    pub x: DevView<'a>,
+    pub w: DevView<'a>,
+    pub y: DevView<'a>,
+    pub h2: usize,
+    pub w2: usize,
+    pub c: usize,
+}
+
+/// Whether [`outconv`] takes this case: a half-precision type, 16 output channels and a
+/// multiple of [`OUTCONV_CHUNK`] input channels (the engine uses cuDNN otherwise).
+pub fn outconv_applies(act: Dtype, kout: usize, c: usize) -> bool {
+    matches!(act, Dtype::F16 | Dtype::Bf16)
+        && kout == OUTCONV_KOUT
+        && c > 0
+        && c.is_multiple_of(OUTCONV_CHUNK)
+}
+
+pub fn outconv(s: &CudaStream, k: &Kernels, a: &OutConv<'_>) -> Result<()> {
+    let dt = k.act;
+    let (h2, w2, c) = (a.h2, a.w2, a.c);
+    if !outconv_applies(dt, OUTCONV_KOUT, c) || h2 == 0 || w2 == 0 {
+        return Err(bad(format!("outconv kernel on {dt:?} [{h2}, {w2}, {c}]")));
+    }
+    let too_big = |v: usize| i32::try_from(v + 3).is_err();
+    if too_big(h2) || too_big(w2) || i32::try_from(c).is_err() {
+        return Err(bad(format!("outconv of [{h2}, {w2}, {c}]")));
+    }
+    a.x.check(dt, (h2 + 3) * (w2 + 3) * c, "outconv input")?;
+    a.w.check(dt, OUTCONV_KOUT * 16 * c, "outconv weights")?;
+    a.y.check(dt, h2 * w2 * OUTCONV_KOUT, "outconv output")?;
+    a.x.check_aligned(VECTOR_BYTES, "outconv input")?;
+    a.w.check_aligned(VECTOR_BYTES, "outconv weights")?;
+    a.y.check_aligned(4, "outconv output")?;
+    let (xp, wp, yp) = (a.x.device_ptr(), a.w.device_ptr(), a.y.device_ptr());
+    let (h2_i, w2_i, c_i) = (h2 as i32, w2 as i32, c as i32);
+    let b = args!(
+        s,
+        k.get(KernelId::OutConv),
+        &xp,
+        &wp,
+        &yp,
+        &h2_i,
+        &w2_i,
+        &c_i
+    );
+    let cfg = LaunchConfig {
+        grid_dim: (
+            w2.div_ceil(OUTCONV_TILE) as u32,
+            h2.div_ceil(OUTCONV_TILE) as u32,
+            1,
+        ),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: `outconv_<type>(const void *x, const void *w, void *y, int h2, int w2, int c)`,
+    // in that order, with THREADS (= OC_THREADS, 256) threads and a block per OC_T x OC_T
+    // tile of y. Checked above: a half-precision type (the only ones whose tensor-core path
+    // runs), x holds (h2 + 3) (w2 + 3) c elements and w 16 x 16 x c, both 16-byte aligned
+    // (the kernel's vector loads, c a multiple of OC_CK = 16), y h2 w2 16 elements, 4-byte
+    // aligned (pairs of outputs); the kernel reads no cell past the padded map and writes no
+    // output past y.
+    unsafe { go(b, cfg) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
