@@ -291,13 +291,14 @@ fn next_or_ready(
     cancel: &AtomicBool,
 ) -> Next {
     loop {
+        // First: a stop closes the channel after raising the flag.
+        if cancel.load(Ordering::SeqCst) {
+            return Next::Cancelled;
+        }
         match rx.try_recv() {
             Ok(job) => return Next::Job(Box::new(job)),
             Err(mpsc::TryRecvError::Disconnected) => return Next::Ready,
             Err(mpsc::TryRecvError::Empty) => {}
-        }
-        if cancel.load(Ordering::SeqCst) {
-            return Next::Cancelled;
         }
         let ready = {
             let mut b = backend.lock().unwrap_or_else(|e| e.into_inner());
