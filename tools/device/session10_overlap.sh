@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Session 10, the element at the network's speed (issue 12): run from the repository root on
 # the GPU machine, carry .gpu-ov, made by
-#   DEST=/work/wt-overlap/.gpu-ov CARGO_TARGET_DIR=/work/wt-overlap/target bash tools/device/stage.sh
+#   DEST=/work/wt-overlap/.gpu-ov CARGO_TARGET_DIR=/work/wt-overlap/target \
+#     FEATURES="--no-default-features --features cuda" bash tools/device/stage.sh
+# (without the embedded model, to stay under the 64 MiB a call carries).
 # The GPU tests (PARITY=0: without the golden outputs), the new tests of windows in flight
 # (tests/cuda_overlap.rs: submit/collect interleaved with loads, byte for byte against one
 # window at a time), the element through the GPU (cuda_dispatch: one engine, now pipelined,

@@ -2,8 +2,9 @@
 # Builds the bench program and the GPU test binaries here and stages what a device call needs
 # in $DEST (default /work/main/.gpu-cuda, git-ignored), to be named in the call's `carry`.
 # usage: tools/device/stage.sh [FRAMES.rgb]    (raw 1280x720 RGB frames of bigbuckbunny.mp4)
-# FEATURES="--no-default-features --features cuda" stages the test binaries without the
-# embedded model (21 MB less in each that links it; the tests needing it skip).
+# FEATURES="--no-default-features --features cuda" stages the test binaries and the plugin
+# without the embedded model (21 MB less in each that links it; the tests needing it skip, and
+# the pipeline timing names its model file).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target}
@@ -20,7 +21,7 @@ rm -rf "$DEST/tools"
 mkdir -p "$DEST/tools"
 cp -r tools/__init__.py tools/bench tools/reference tools/train tools/device "$DEST/tools/"
 # The element for the pipeline timing: the plugin and a GStreamer runtime (no GStreamer there).
-cargo build --release --lib
+cargo build --release ${FEATURES:-} --lib
 mkdir -p "$DEST/plugin"
 cp "$CARGO_TARGET_DIR/release/libgstflavrinterp.so" "$DEST/plugin/"
 strip "$DEST/plugin/libgstflavrinterp.so"
