@@ -225,10 +225,10 @@ fn a_flush_between_submit_and_collect_abandons_the_window() {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let net = spawn(FakePipe::new(
         info().size(),
-        Duration::from_millis(40),
+        Duration::from_millis(100),
         seen.clone(),
     ));
-    // Four frames: the second window is submitted, and the job waits for it.
+    // Four frames: two windows; the flush comes while the first is in flight.
     let info = info();
     let mut window = Window::new(Plan::new(2, 1).unwrap(), SLOTS, Some(FRAME_NS));
     for (i, v) in [200u8, 201, 202, 203].into_iter().enumerate() {
@@ -241,7 +241,11 @@ fn a_flush_between_submit_and_collect_abandons_the_window() {
         let buf = gst::Buffer::from_mut_slice(vec![v; info.size()]);
         net.submit(&info, vec![(pushed.key, buf)], pushed.steps, None);
     }
-    std::thread::sleep(Duration::from_millis(5));
+    let t = Instant::now();
+    while seen.lock().unwrap().submits == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "no window submitted");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let t = Instant::now();
     net.flush_start();
     assert!(matches!(net.wait(0), Err(WaitError::Flushing)));
