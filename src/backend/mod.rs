@@ -6,6 +6,12 @@
 //! the frames between slots `window[1]` and `window[2]` ([`Backend::interpolate`]), written back
 //! in the input's pixel layout. A frame therefore crosses to the backend once and serves the four
 //! windows it belongs to.
+//!
+//! A backend may also *pipeline* windows ([`Backend::depth`] above 1): [`Backend::submit`]
+//! queues a window and returns at once, [`Backend::collect`] hands the oldest one's frames
+//! over, so that one window's download and copy overlap the next one's network. Backends that
+//! do not (the CPU backend) keep the defaults; the element then computes a window when it
+//! submits it (`interpolate`) and hands its frames over when it collects it.
 
 pub mod cpu;
 pub mod pixels;
@@ -75,6 +81,42 @@ pub trait Backend: Send {
         window: [usize; 4],
         outputs: &mut [&mut [u8]],
     ) -> Result<(), BackendError>;
+
+    /// Windows the backend can hold submitted and not collected. 1 (the default): it does not
+    /// pipeline, and only [`Backend::interpolate`] is called.
+    fn depth(&self) -> usize {
+        1
+    }
+
+    /// Queues the network on slots `window` and returns without waiting; the frames come out
+    /// of [`Backend::collect`], in submit order. Frames loaded after a submit may go into any
+    /// slot the window does not read (and into those too: the backend orders the load after
+    /// the window's read). An error when `depth()` windows are already submitted.
+    fn submit(&mut self, _window: [usize; 4]) -> Result<(), BackendError> {
+        Err(not_pipelined(&self.name()))
+    }
+
+    /// Whether [`Backend::collect`] would return without waiting (true with nothing
+    /// submitted).
+    fn ready(&mut self) -> Result<bool, BackendError> {
+        Ok(true)
+    }
+
+    /// Waits for the oldest window submitted and writes its frames into `outputs`, as
+    /// [`Backend::interpolate`] does.
+    fn collect(&mut self, _outputs: &mut [&mut [u8]]) -> Result<(), BackendError> {
+        Err(not_pipelined(&self.name()))
+    }
+
+    /// Forgets the windows submitted and not collected (a flush or a stop): their frames never
+    /// come out.
+    fn abandon(&mut self) {}
+}
+
+fn not_pipelined(name: &str) -> BackendError {
+    BackendError::Failed(format!(
+        "backend {name} does not pipeline windows (depth 1): use interpolate"
+    ))
 }
 
 /// Arithmetic precision of a backend. The CPU backend always computes in `Fp32`.

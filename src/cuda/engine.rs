@@ -17,7 +17,7 @@ use super::cudnn::{
 };
 use super::error::{CudaError, DriverContext, Result};
 use super::graph::{Dst, Epi, GraphOpts, OUTCONV_PAD, Op, build_graph, lifetimes};
-use super::io::{Io, check_slot};
+use super::io::{DEPTH, Io, check_slot};
 use super::kernels::Kernels;
 use super::launch::{
     self, Assemble, EpiOut, Epilogue, NetOut, OutConv, PhaseGrid, Pool, ReflectPad, SeFinish,
@@ -137,6 +137,8 @@ pub struct Engine {
     windows: u64,
     pub(super) stream: Arc<CudaStream>,
     pub(super) copy: Arc<CudaStream>,
+    /// Downloads of the interpolated frames (see [`super::io`]).
+    pub(super) down: Arc<CudaStream>,
     pub(super) ctx: Arc<CudaContext>,
 }
 
@@ -282,6 +284,7 @@ impl Engine {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().during("cuStreamCreate")?;
         let copy = ctx.new_stream().during("cuStreamCreate")?;
+        let down = ctx.new_stream().during("cuStreamCreate")?;
         let k = Kernels::load(&ctx, precision)?;
         let dnn = Dnn::new(&stream)?;
         let mut net = NetWeights::pack(model, precision);
@@ -310,6 +313,7 @@ impl Engine {
             windows: 0,
             stream,
             copy,
+            down,
             ctx,
         })
     }
@@ -347,7 +351,8 @@ impl Engine {
         self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
         self.stream.synchronize().during("cuStreamSynchronize")?;
         self.copy.synchronize().during("cuStreamSynchronize")?;
-        // Release the old plan before allocating the new one.
+        self.down.synchronize().during("cuStreamSynchronize")?;
+        // Release the old plan (and the windows in flight) before allocating the new one.
         self.plan = None;
         let (wp, hp) = geom.padded();
         let gopts = GraphOpts {
@@ -798,20 +803,36 @@ impl Engine {
         })
     }
 
-    /// Queues the conversion of every output frame of the network's result into the output
-    /// staging buffer, in the configured layout.
-    pub(super) fn enqueue_outputs(&self) -> Result<()> {
+    /// Queues the conversion of every output frame of the network's result into output
+    /// staging pair `b`, in the configured layout.
+    pub(super) fn enqueue_outputs(&self, b: usize) -> Result<()> {
         let plan = self.plan()?;
         let net = self.net_out(plan)?;
         for f in 0..self.spec.n_out {
-            launch::out_frame(&self.stream, &self.k, &net, f, plan.io.out_frame(f)?)?;
+            launch::out_frame(&self.stream, &self.k, &net, f, plan.io.out_frame(b, f)?)?;
         }
         Ok(())
     }
 
-    /// Runs the network on `window` and writes the interpolated frames into `outputs` in the
-    /// configured layout.
-    pub fn interpolate(&mut self, window: [usize; 4], outputs: &mut [&mut [u8]]) -> Result<()> {
+    /// Windows the engine holds submitted and not collected.
+    pub fn depth(&self) -> usize {
+        DEPTH
+    }
+
+    /// Windows submitted and not collected.
+    pub fn in_flight(&self) -> usize {
+        self.plan.as_ref().map_or(0, |p| p.io.in_flight())
+    }
+
+    /// Queues the network on `window`, the conversion of its frames and their download, and
+    /// returns at once; [`Engine::collect`] hands the frames over, in submit order. At most
+    /// [`Engine::depth`] windows may be submitted and not collected.
+    pub fn submit(&mut self, window: [usize; 4]) -> Result<()> {
+        for s in window {
+            check_slot(s)?;
+        }
+        self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
+        let b = self.plan()?.io.next_out(&self.stream)?;
         self.windows += 1;
         if let Some(f @ Fault::After(n)) = self.opts.fault
             && self.windows > n
@@ -824,22 +845,58 @@ impl Engine {
                 ),
             });
         }
+        self.enqueue_network(window)?;
+        self.enqueue_outputs(b)?;
+        let plan = self.plan.as_mut().ok_or_else(not_configured)?;
+        plan.io.finish_window(&self.stream, &self.down, window, b)
+    }
+
+    /// Whether [`Engine::collect`] would return without waiting (true with nothing in
+    /// flight).
+    pub fn ready(&self) -> Result<bool> {
+        self.plan.as_ref().map_or(Ok(true), |p| p.io.ready())
+    }
+
+    /// Waits for the oldest window submitted and writes its frames into `outputs` in the
+    /// configured layout.
+    pub fn collect(&mut self, outputs: &mut [&mut [u8]]) -> Result<()> {
         self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
+        self.check_outputs(outputs)?;
+        let plan = self.plan.as_mut().ok_or_else(not_configured)?;
+        plan.io.collect(outputs)
+    }
+
+    /// Forgets the windows submitted and not collected (a flush): their frames never come
+    /// out, and the next window is the next one collected.
+    pub fn abandon(&mut self) {
+        if let Some(p) = self.plan.as_mut() {
+            p.io.abandon();
+        }
+    }
+
+    fn check_outputs(&self, outputs: &[&mut [u8]]) -> Result<()> {
         let n = self.spec.n_out;
-        let plan = self.plan()?;
-        let size = plan.layout.size;
+        let size = self.plan()?.layout.size;
         if outputs.len() != n || outputs.iter().any(|o| o.len() < size) {
             return Err(CudaError::Layout(format!(
                 "expected {n} output buffers of {size} bytes"
             )));
         }
-        self.enqueue_network(window)?;
-        self.enqueue_outputs()?;
-        let plan = self
-            .plan
-            .as_mut()
-            .ok_or_else(|| CudaError::Layout("not configured".into()))?;
-        plan.io.download(&self.stream, outputs)
+        Ok(())
+    }
+
+    /// Runs the network on `window` and writes the interpolated frames into `outputs` in the
+    /// configured layout (submit and collect at once; an error while windows are in flight).
+    pub fn interpolate(&mut self, window: [usize; 4], outputs: &mut [&mut [u8]]) -> Result<()> {
+        self.check_outputs(outputs)?;
+        if self.in_flight() > 0 {
+            return Err(CudaError::Layout(format!(
+                "{} window(s) submitted and not collected: collect them before interpolating",
+                self.in_flight()
+            )));
+        }
+        self.submit(window)?;
+        self.collect(outputs)
     }
 }
 
@@ -849,6 +906,7 @@ impl Drop for Engine {
         let _ = self.ctx.bind_to_thread();
         let _ = self.stream.synchronize();
         let _ = self.copy.synchronize();
+        let _ = self.down.synchronize();
         self.plan = None;
     }
 }

@@ -1,8 +1,17 @@
 //! Frames in and out of the engine: the frame slots (each loaded frame converted once to
 //! float32), their colour sums, the small scratch vectors of a run, and the pinned and device
 //! staging buffers with which frames are uploaded (double-buffered, on the copy stream) and the
-//! interpolated frames downloaded.
+//! interpolated frames downloaded (double-buffered, on the download stream, so that a window's
+//! download and host copy overlap the next window's network).
+//!
+//! The order between the three streams (compute, copy, download), by events:
+//! - a window's network waits for every frame load queued before it (`loaded`);
+//! - a load into a slot waits for the windows queued before it that read the slot
+//!   (`slot_read`), so a frame can be loaded while the window before it computes;
+//! - a window's download waits for its output conversion (`out_ready`), and the output
+//!   conversion into a staging pair waits for that pair's previous download (`dl_done`).
 
+use std::collections::VecDeque;
 use std::mem::{size_of, size_of_val};
 use std::sync::Arc;
 
@@ -17,6 +26,9 @@ use super::params::{FrameGeom, SLOT_CHANNELS, SLOT_PIXEL_BYTES, SLOT_SUM_RECORD}
 use super::weights::Span;
 use crate::backend::SLOTS;
 use crate::model::spec::WINDOW;
+
+/// Windows the engine holds submitted and not collected (the output staging pairs).
+pub(super) const DEPTH: usize = 2;
 
 /// Floats of the window-mean vector (R, G, B and one unused, 16 bytes).
 const MEAN_LEN: usize = 4;
@@ -46,9 +58,21 @@ pub(super) struct Io {
     in_done: [CudaEvent; 2],
     in_next: usize,
     loaded: CudaEvent,
-    out_dev: DeviceBuf,
-    out_host: PinnedBuf,
-    win_host: PinnedBuf,
+    /// Recorded on the compute stream after each window that reads the slot.
+    slot_read: Vec<CudaEvent>,
+    /// Output staging pairs: converted on the compute stream into `out_dev[b]`, downloaded on
+    /// the download stream into `out_host[b]`.
+    out_dev: [DeviceBuf; DEPTH],
+    out_host: [PinnedBuf; DEPTH],
+    out_ready: [CudaEvent; DEPTH],
+    dl_done: [CudaEvent; DEPTH],
+    /// The pair the next window writes, and the pairs of the windows submitted and not
+    /// collected, oldest first.
+    out_next: usize,
+    in_flight: VecDeque<usize>,
+    win_host: [PinnedBuf; 2],
+    win_done: [CudaEvent; 2],
+    win_next: usize,
     /// Bytes of a frame, pixels of a (padded) slot, frames out per window.
     size: usize,
     npix: usize,
@@ -123,9 +147,25 @@ impl Io {
             in_done: [ev()?, ev()?],
             in_next: 0,
             loaded: ev()?,
-            out_dev: DeviceBuf::new(ctx, n_out * size, "output staging (cuMemAlloc)")?,
-            out_host: PinnedBuf::new(ctx, n_out * size)?,
-            win_host: PinnedBuf::new(ctx, WINDOW_BYTES)?,
+            slot_read: (0..SLOTS).map(|_| ev()).collect::<Result<_>>()?,
+            out_dev: [
+                DeviceBuf::new(ctx, n_out * size, "output staging (cuMemAlloc)")?,
+                DeviceBuf::new(ctx, n_out * size, "output staging (cuMemAlloc)")?,
+            ],
+            out_host: [
+                PinnedBuf::new(ctx, n_out * size)?,
+                PinnedBuf::new(ctx, n_out * size)?,
+            ],
+            out_ready: [ev()?, ev()?],
+            dl_done: [ev()?, ev()?],
+            out_next: 0,
+            in_flight: VecDeque::with_capacity(DEPTH),
+            win_host: [
+                PinnedBuf::new(ctx, WINDOW_BYTES)?,
+                PinnedBuf::new(ctx, WINDOW_BYTES)?,
+            ],
+            win_done: [ev()?, ev()?],
+            win_next: 0,
             size,
             npix,
             n_out,
@@ -138,7 +178,7 @@ impl Io {
             + self.sums.bytes()
             + self.scratch.bytes()
             + self.in_dev.iter().map(|b| b.bytes()).sum::<usize>()
-            + self.out_dev.bytes()
+            + self.out_dev.iter().map(|b| b.bytes()).sum::<usize>()
     }
 
     /// Pixels of a slot.
@@ -192,9 +232,12 @@ impl Io {
         self.scratch(self.at.win, Dtype::I32)
     }
 
-    /// Output frame `f`'s bytes in the output staging buffer.
-    pub fn out_frame(&self, f: usize) -> Result<DevView<'_>> {
-        self.out_dev.view(Dtype::U8).sub(f * self.size, self.size)
+    /// Output frame `f`'s bytes in output staging pair `b`.
+    pub fn out_frame(&self, b: usize, f: usize) -> Result<DevView<'_>> {
+        let buf = self.out_dev.get(b).ok_or_else(|| {
+            CudaError::Layout(format!("output staging pair {b} out of range (0..{DEPTH})"))
+        })?;
+        buf.view(Dtype::U8).sub(f * self.size, self.size)
     }
 
     /// Converts `src` into `slot` and sums the slot's colours, on `copy`.
@@ -239,6 +282,9 @@ impl Io {
         // SAFETY: the pinned source is not touched again before in_done[i], recorded below
         // after the copy, completes.
         unsafe { memory::copy_to_device(staged, &self.in_host[i].as_slice()[..size], copy) }?;
+        // The windows queued before that read the slot have read it.
+        copy.wait(&self.slot_read[slot])
+            .during("cuStreamWaitEvent")?;
         self.fill_slot(copy, k, geom, SlotSource::Frame(staged), slot)?;
         self.in_done[i].record(copy).during("cuEventRecord")?;
         self.loaded.record(copy).during("cuEventRecord")?;
@@ -265,6 +311,8 @@ impl Io {
         let src = DeviceBuf::new(ctx, size_of_val(planar), "float frame (cuMemAlloc)")?;
         // SAFETY: the stream is synchronised below before `planar` or `src` go away.
         unsafe { memory::copy_to_device(src.view(Dtype::F32), planar, copy) }?;
+        copy.wait(&self.slot_read[slot])
+            .during("cuStreamWaitEvent")?;
         self.fill_slot(
             copy,
             k,
@@ -295,34 +343,98 @@ impl Io {
             .iter()
             .flat_map(|&s| (s as i32).to_le_bytes())
             .collect();
-        // The previous use of win_host has finished: every call synchronises before returning.
-        self.win_host.as_mut_slice()[..WINDOW_BYTES].copy_from_slice(&win);
-        // SAFETY: win_host is rewritten only by the next call, after this one's stream work
-        // was waited for.
+        let i = self.win_next;
+        self.win_next ^= 1;
+        // This pinned buffer's previous upload has finished.
+        self.win_done[i]
+            .synchronize()
+            .during("cuEventSynchronize")?;
+        self.win_host[i].as_mut_slice()[..WINDOW_BYTES].copy_from_slice(&win);
+        // SAFETY: win_host[i] is rewritten only after win_done[i], recorded below after the
+        // copy, completes.
         unsafe {
             memory::copy_to_device(
                 self.win()?,
-                &self.win_host.as_slice()[..WINDOW_BYTES],
+                &self.win_host[i].as_slice()[..WINDOW_BYTES],
                 stream,
             )
         }?;
+        self.win_done[i].record(stream).during("cuEventRecord")?;
         stream.wait(&self.loaded).during("cuStreamWaitEvent")?;
         Ok(())
     }
 
-    /// Downloads the output frames written on `stream` into `outputs` (checked by the caller:
-    /// `n_out` buffers of at least a frame each) and waits for them.
-    pub fn download(&mut self, stream: &CudaStream, outputs: &mut [&mut [u8]]) -> Result<()> {
-        let (n, size) = (self.n_out, self.size);
-        let host = &mut self.out_host.as_mut_slice()[..n * size];
-        // SAFETY: the stream is synchronised below before the host reads the pinned buffer.
-        unsafe { memory::copy_to_host(host, self.out_dev.view(Dtype::U8), stream) }?;
-        stream.synchronize().during("cuStreamSynchronize")?;
-        let host = &self.out_host.as_slice()[..n * size];
+    /// Windows submitted and not collected.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// The output staging pair the next window converts into, after ordering `stream` after
+    /// that pair's previous download. An error when [`DEPTH`] windows are in flight.
+    pub fn next_out(&self, stream: &CudaStream) -> Result<usize> {
+        if self.in_flight.len() >= DEPTH {
+            return Err(CudaError::Layout(format!(
+                "{DEPTH} windows are already submitted: collect one first"
+            )));
+        }
+        let b = self.out_next;
+        stream.wait(&self.dl_done[b]).during("cuStreamWaitEvent")?;
+        Ok(b)
+    }
+
+    /// After a window's network and output conversion into pair `b` were queued on `stream`:
+    /// marks the window's slots as read there and queues the download of pair `b` on `down`.
+    pub fn finish_window(
+        &mut self,
+        stream: &CudaStream,
+        down: &CudaStream,
+        window: [usize; 4],
+        b: usize,
+    ) -> Result<()> {
+        for s in window {
+            self.slot_read[s].record(stream).during("cuEventRecord")?;
+        }
+        self.out_ready[b].record(stream).during("cuEventRecord")?;
+        down.wait(&self.out_ready[b]).during("cuStreamWaitEvent")?;
+        let bytes = self.n_out * self.size;
+        let host = &mut self.out_host[b].as_mut_slice()[..bytes];
+        // SAFETY: the host reads out_host[b] only in `collect`, after dl_done[b] (recorded
+        // below) completes, and the next download into it is queued after that collect.
+        unsafe { memory::copy_to_host(host, self.out_dev[b].view(Dtype::U8), down) }?;
+        self.dl_done[b].record(down).during("cuEventRecord")?;
+        self.in_flight.push_back(b);
+        self.out_next = (b + 1) % DEPTH;
+        Ok(())
+    }
+
+    /// Whether the oldest window in flight has been downloaded (true when none is).
+    pub fn ready(&self) -> Result<bool> {
+        match self.in_flight.front() {
+            Some(&b) => self.dl_done[b].try_is_complete().during("cuEventQuery"),
+            None => Ok(true),
+        }
+    }
+
+    /// Waits for the oldest window in flight and copies its frames into `outputs` (checked by
+    /// the caller: `n_out` buffers of at least a frame each).
+    pub fn collect(&mut self, outputs: &mut [&mut [u8]]) -> Result<()> {
+        let Some(&b) = self.in_flight.front() else {
+            return Err(CudaError::Layout("no window submitted to collect".into()));
+        };
+        self.in_flight.pop_front();
+        self.dl_done[b].synchronize().during("cuEventSynchronize")?;
+        let size = self.size;
+        let host = &self.out_host[b].as_slice()[..self.n_out * size];
         for (f, out) in outputs.iter_mut().enumerate() {
             par_copy(&mut out[..size], &host[f * size..(f + 1) * size]);
         }
         Ok(())
+    }
+
+    /// Forgets the windows in flight (their downloads still finish before the pairs are
+    /// reused: the events order them).
+    pub fn abandon(&mut self) {
+        self.in_flight.clear();
     }
 }
 

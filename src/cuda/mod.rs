@@ -125,4 +125,24 @@ impl Backend for CudaBackend {
     ) -> Result<(), BackendError> {
         Ok(self.engine.interpolate(window, outputs)?)
     }
+
+    fn depth(&self) -> usize {
+        self.engine.depth()
+    }
+
+    fn submit(&mut self, window: [usize; 4]) -> Result<(), BackendError> {
+        Ok(self.engine.submit(window)?)
+    }
+
+    fn ready(&mut self) -> Result<bool, BackendError> {
+        Ok(self.engine.ready()?)
+    }
+
+    fn collect(&mut self, outputs: &mut [&mut [u8]]) -> Result<(), BackendError> {
+        Ok(self.engine.collect(outputs)?)
+    }
+
+    fn abandon(&mut self) {
+        self.engine.abandon();
+    }
 }

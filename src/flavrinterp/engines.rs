@@ -30,6 +30,8 @@ pub(super) struct Opened {
     /// The backend's name, or the engines' ("cpu (2 threads) x3").
     pub name: String,
     pub engines: usize,
+    /// The one backend pipelines windows ([`Backend::depth`] above 1).
+    pub pipelined: bool,
 }
 
 /// Opens the backend or the engines `settings` ask for and starts the thread(s) around them.
@@ -44,10 +46,12 @@ pub(super) fn open(
         let backend = open_backend(imp, settings, model)?;
         check_outputs(&*backend, n)?;
         let name = backend.name();
+        let pipelined = backend.depth() > 1;
         return Ok(Opened {
             net: Net::spawn(backend)?,
             name,
             engines: 1,
+            pipelined,
         });
     }
     let faults = match std::env::var(FAULT_ENV) {
@@ -99,6 +103,7 @@ pub(super) fn open(
         net: Net::spawn_many(engines, depth, warn)?,
         name,
         engines: count,
+        pipelined: false,
     })
 }
 

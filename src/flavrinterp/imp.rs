@@ -54,6 +54,9 @@ struct State {
     plan: Plan,
     /// Windows the streaming thread lets the network thread fall behind by.
     max_in_flight: usize,
+    /// Frames of latency for the windows in flight: `max_in_flight`, plus one where the
+    /// backend pipelines (a job's window may start while the window before it computes).
+    latency_in_flight: u64,
     stream: Option<Stream>,
     /// Frames made and not yet handed to the base class, in order.
     queue: VecDeque<gst::Buffer>,
@@ -498,15 +501,21 @@ impl BaseTransformImpl for FlavrInterp {
         let backend_name = opened.name;
         // Per engine: N engines have N times the windows in flight (and the latency).
         let max_in_flight = settings.max_in_flight as usize * opened.engines;
+        let latency_in_flight = max_in_flight as u64 + u64::from(opened.pipelined);
         gst::info!(
             CAT,
             imp = self,
             "model {source} ({n} output(s) per window), {plan}, backend {backend_name}, \
-             {max_in_flight} window(s) in flight"
+             {max_in_flight} window(s) in flight{}",
+            if opened.pipelined {
+                " (the backend pipelines: one more frame of latency)"
+            } else {
+                ""
+            }
         );
         let net = Arc::new(opened.net);
         *self.shared.lock().unwrap() = Shared {
-            latency_frames: plan.latency_frames() + max_in_flight as u64,
+            latency_frames: plan.latency_frames() + latency_in_flight,
             // One more: the last original pushed, which cheap frames blend.
             max_held_inputs: plan.max_held_inputs() + 1,
             ..Shared::default()
@@ -519,6 +528,7 @@ impl BaseTransformImpl for FlavrInterp {
             backend_name,
             plan,
             max_in_flight,
+            latency_in_flight,
             stream: None,
             queue: VecDeque::new(),
             reverse: false,
@@ -634,7 +644,7 @@ impl BaseTransformImpl for FlavrInterp {
                 return Err(gst::loggable_error!(CAT, "{e}"));
             }
         };
-        let latency_frames = window.plan().latency_frames() + state.max_in_flight as u64;
+        let latency_frames = window.plan().latency_frames() + state.latency_in_flight;
         let max_held_inputs = window.max_held_inputs();
         state.stream = Some(Stream {
             incaps: incaps.clone(),

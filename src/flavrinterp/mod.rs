@@ -8,6 +8,7 @@ mod caps;
 mod cheap;
 mod engines;
 mod imp;
+mod inflight;
 mod net;
 mod props;
 mod qos;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::engines::BackendEngine;
 use super::qos::{Decision, JobQos};
-use super::stream::{self, Exec};
+use super::stream::{self, Done, Exec};
 use crate::backend::{Backend, BackendError};
 use crate::dispatch::{Dispatcher, Out, Warn};
 use crate::error::Error;
@@ -258,6 +258,121 @@ impl Drop for Net {
     }
 }
 
+/// What [`work`] keeps of a job until it finishes (its steps are with the executor).
+struct Meta {
+    id: u64,
+    generation: u64,
+    cancel: Arc<AtomicBool>,
+    info: gst_video::VideoInfo,
+    qos: Option<JobQos>,
+    decision: Decision,
+    windows: u64,
+    t0: Instant,
+}
+
+/// How long the thread waits for the next job between two looks at the paused job's window.
+const POLL: Duration = Duration::from_micros(200);
+
+/// What ends the wait of a paused job.
+enum Next {
+    Job(Box<Job>),
+    /// Its window is done (or the channel closed: nothing more will come).
+    Ready,
+    /// Its jobs were abandoned.
+    Cancelled,
+}
+
+/// With a job paused for its windows: waits for the next job (to load its frame and submit its
+/// window while the paused one computes) or the paused job's window, whichever comes first.
+fn next_or_ready(
+    rx: &mpsc::Receiver<Job>,
+    backend: &Mutex<Box<dyn Backend>>,
+    exec: &Exec,
+    cancel: &AtomicBool,
+) -> Next {
+    loop {
+        // First: a stop closes the channel after raising the flag.
+        if cancel.load(Ordering::SeqCst) {
+            return Next::Cancelled;
+        }
+        match rx.try_recv() {
+            Ok(job) => return Next::Job(Box::new(job)),
+            Err(mpsc::TryRecvError::Disconnected) => return Next::Ready,
+            Err(mpsc::TryRecvError::Empty) => {}
+        }
+        let ready = {
+            let mut b = backend.lock().unwrap_or_else(|e| e.into_inner());
+            // An error surfaces when the window is collected.
+            exec.ready(&mut **b).unwrap_or(true)
+        };
+        if ready {
+            return Next::Ready;
+        }
+        match rx.recv_timeout(POLL) {
+            Ok(job) => return Next::Job(Box::new(job)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Next::Ready,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
+/// Hands a finished job's frames (or error) to the streaming thread and its timing to QoS.
+/// `last_end`: when the job before finished; a job's time counts from its start or then,
+/// whichever is later, so that overlapping jobs are not counted twice.
+fn finish(pipe: &(Mutex<Pipe>, Condvar), meta: Meta, done: Done, last_end: &mut Instant) {
+    let now = Instant::now();
+    let elapsed = now.duration_since(meta.t0.max(*last_end));
+    *last_end = now;
+    let cancelled = meta.cancel.load(Ordering::SeqCst);
+    // Before the pipe's lock: this may post a message.
+    if done.result.is_ok()
+        && !cancelled
+        && let Some(q) = &meta.qos
+    {
+        q.finish(meta.decision, meta.windows, elapsed, done.counts);
+    }
+    let (lock, cond) = pipe;
+    let mut p = lock.lock().unwrap();
+    if p.generation == meta.generation && !cancelled {
+        p.pending = p.pending.saturating_sub(1);
+        p.busy += elapsed;
+        match done.result {
+            Ok(()) => p.out.extend(done.out),
+            Err(e) => {
+                p.error.get_or_insert(e);
+            }
+        }
+    }
+    cond.notify_all();
+}
+
+/// The end of a paused job whose steps were lost (a panic).
+fn lost() -> Done {
+    Done {
+        id: 0,
+        result: Err(Error::Buffer("the network thread panicked".into())),
+        out: Vec::new(),
+        counts: Default::default(),
+    }
+}
+
+/// Runs `f` on the backend, a panic turned into an error of the job `id`.
+fn guarded(
+    backend: &Mutex<Box<dyn Backend>>,
+    id: u64,
+    f: impl FnOnce(&mut dyn Backend) -> Vec<Done>,
+) -> Vec<Done> {
+    let mut b = backend.lock().unwrap_or_else(|e| e.into_inner());
+    std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut **b))).unwrap_or_else(|_| {
+        vec![Done {
+            id,
+            result: Err(Error::Buffer("the network thread panicked".into())),
+            out: Vec::new(),
+            counts: Default::default(),
+        }]
+    })
+}
+
 fn work(
     rx: mpsc::Receiver<Job>,
     pipe: Arc<(Mutex<Pipe>, Condvar)>,
@@ -265,9 +380,54 @@ fn work(
 ) {
     let mut exec = Exec::default();
     let mut generation = None;
-    while let Ok(job) = rx.recv() {
-        if generation != Some(job.generation) {
-            exec.clear();
+    // The job whose last steps wait for its window (see Exec::run).
+    let mut paused: Option<Meta> = None;
+    let mut last_end = Instant::now();
+    let mut next_id = 0u64;
+    loop {
+        let job = match &paused {
+            Some(m) => match next_or_ready(&rx, &backend, &exec, &m.cancel) {
+                Next::Job(job) => *job,
+                Next::Ready => {
+                    let Some(m) = paused.take() else { continue };
+                    let info = m.info.clone();
+                    let done = guarded(&backend, m.id, |b| {
+                        let mut d: Vec<Done> = exec.finish_tail(b, &info).into_iter().collect();
+                        if let Some(d) = d.first_mut()
+                            && d.result.is_ok()
+                        {
+                            d.result = exec.settle(b, info.size());
+                        }
+                        d
+                    });
+                    match done.into_iter().next() {
+                        Some(d) => finish(&pipe, m, d, &mut last_end),
+                        None => finish(&pipe, m, lost(), &mut last_end),
+                    }
+                    continue;
+                }
+                Next::Cancelled => {
+                    paused = None;
+                    let mut b = backend.lock().unwrap_or_else(|e| e.into_inner());
+                    exec.clear(&mut **b);
+                    generation = None;
+                    continue;
+                }
+            },
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
+        let stale = job.cancel.load(Ordering::SeqCst)
+            || paused
+                .as_ref()
+                .is_some_and(|m| m.cancel.load(Ordering::SeqCst));
+        if generation != Some(job.generation) || stale {
+            // A flush: the windows in flight and the paused job are abandoned.
+            let mut b = backend.lock().unwrap_or_else(|e| e.into_inner());
+            exec.clear(&mut **b);
+            paused = None;
             generation = Some(job.generation);
         }
         if job.cancel.load(Ordering::SeqCst) {
@@ -284,43 +444,59 @@ fn work(
             .iter()
             .filter(|s| matches!(s, Step::Run { .. }))
             .count() as u64;
-        let mut out = Vec::new();
-        let result = {
-            let mut b = backend.lock().unwrap_or_else(|e| e.into_inner());
-            b.set_cancel(Some(job.cancel.clone()));
-            std::panic::catch_unwind(AssertUnwindSafe(|| {
-                exec.run(
-                    &mut **b,
-                    &job.info,
-                    job.inputs,
-                    job.steps,
-                    &job.cancel,
-                    cheap,
-                    &mut out,
-                )
-            }))
-            .unwrap_or_else(|_| Err(Error::Buffer("the network thread panicked".into())))
+        let id = next_id;
+        next_id += 1;
+        let meta = Meta {
+            id,
+            generation: job.generation,
+            cancel: job.cancel.clone(),
+            info: job.info.clone(),
+            qos: job.qos,
+            decision,
+            windows,
+            t0,
         };
-        // Before the pipe's lock: this may post a message.
-        let counts = exec.take_counts();
-        if result.is_ok()
-            && !job.cancel.load(Ordering::SeqCst)
-            && let Some(q) = &job.qos
-        {
-            q.finish(decision, windows, t0.elapsed(), counts);
-        }
-        let (lock, cond) = &*pipe;
-        let mut p = lock.lock().unwrap();
-        if p.generation == job.generation && !job.cancel.load(Ordering::SeqCst) {
-            p.pending = p.pending.saturating_sub(1);
-            p.busy += t0.elapsed();
-            match result {
-                Ok(()) => p.out.extend(out),
-                Err(e) => {
-                    p.error.get_or_insert(e);
-                }
+        let done = guarded(&backend, id, |b| {
+            b.set_cancel(Some(job.cancel.clone()));
+            exec.run(
+                b,
+                &job.info,
+                id,
+                job.inputs,
+                job.steps,
+                &job.cancel,
+                cheap,
+                true,
+            )
+        });
+        let mut meta = Some(meta);
+        for d in done {
+            let m = if paused.as_ref().is_some_and(|m| m.id == d.id) {
+                paused.take()
+            } else if meta.as_ref().is_some_and(|m| m.id == d.id) {
+                meta.take()
+            } else {
+                None
+            };
+            if let Some(m) = m {
+                finish(&pipe, m, d, &mut last_end);
             }
         }
-        cond.notify_all();
+        if let Some(m) = meta
+            && exec.paused() == Some(m.id)
+        {
+            paused = Some(m);
+        }
+        // After a panic the paused job's tail is gone: it fails.
+        if paused.is_some()
+            && exec.paused().is_none()
+            && let Some(m) = paused.take()
+        {
+            finish(&pipe, m, lost(), &mut last_end);
+        }
     }
 }
+
+#[cfg(test)]
+#[path = "net_tests.rs"]
+mod tests;

@@ -2,9 +2,10 @@
 //! One negotiated stream (the window, on the streaming thread) and the executor of the
 //! window's [`Step`]s (`Exec`, on the network thread).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::inflight::InFlight;
 use super::qos::Counts;
 use crate::backend::Backend;
 use crate::error::Error;
@@ -101,102 +102,256 @@ pub(super) fn copy_of(buf: &gst::Buffer, pts: u64, duration: Option<u64>) -> gst
     buf
 }
 
-/// Carries out steps: holds the frames the window refers to (input buffers and new frames).
+/// What became of a job's steps ([`Exec::run`], [`Exec::finish_tail`]).
+pub(super) struct Done {
+    /// The `id` the job was run with.
+    pub id: u64,
+    pub result: Result<(), Error>,
+    /// Pushed frames, with their times, in order.
+    pub out: Vec<gst::Buffer>,
+    /// New frames pushed, and how many were blends.
+    pub counts: Counts,
+}
+
+/// The last steps of a job (pushes and releases only) left to run once its windows are
+/// collected, while the next job loads its frame and submits its window.
+struct Tail {
+    id: u64,
+    steps: VecDeque<Step>,
+    out: Vec<gst::Buffer>,
+    counts: Counts,
+}
+
+/// Carries out steps: holds the frames the window refers to (input buffers and new frames)
+/// and the windows in flight.
 #[derive(Default)]
 pub(super) struct Exec {
     frames: HashMap<Key, gst::Buffer>,
-    /// Where model outputs that the plan does not keep are written.
-    scratch: Vec<u8>,
     /// The last original pushed: a cheap window blends it even when the window has let it go.
     last_original: Option<(Key, gst::Buffer)>,
     /// New frames made by blending (cheap windows), while held.
     blended: HashSet<Key>,
-    /// New frames pushed and how many were blends, since the last [`Exec::take_counts`].
-    counts: Counts,
+    inflight: InFlight,
+    tail: Option<Tail>,
+}
+
+/// Steps that may run before the tail of the job before (they neither push nor release).
+fn ahead(step: &Step) -> bool {
+    matches!(step, Step::Load { .. } | Step::Run { .. })
 }
 
 impl Exec {
-    /// Drops every frame (a flush).
-    pub fn clear(&mut self) {
+    /// Drops every frame, the windows in flight and a job's tail (a flush).
+    pub fn clear(&mut self, backend: &mut dyn Backend) {
+        self.inflight.abandon(backend);
+        self.tail = None;
         self.frames.clear();
         self.blended.clear();
         self.last_original = None;
     }
 
-    /// New frames pushed (and blended) since the last call.
-    pub fn take_counts(&mut self) -> Counts {
-        std::mem::take(&mut self.counts)
+    /// The job whose tail waits for its windows, if any.
+    pub fn paused(&self) -> Option<u64> {
+        self.tail.as_ref().map(|t| t.id)
     }
 
-    /// Stores `inputs`, then carries out `steps` in order; pushed frames, with their times,
-    /// land in `out`. Stops early, with `Ok`, once `cancel` is raised. `cheap`: the stream's
-    /// factor, to blend originals instead of running the network ([`super::cheap`]).
+    /// Whether the oldest window in flight is done (collecting it would not wait).
+    pub fn ready(&self, backend: &mut dyn Backend) -> Result<bool, Error> {
+        self.inflight.ready(backend)
+    }
+
+    /// Runs the tail of the paused job, if any (collecting the windows it needs).
+    pub fn finish_tail(
+        &mut self,
+        backend: &mut dyn Backend,
+        info: &gst_video::VideoInfo,
+    ) -> Option<Done> {
+        let mut t = self.tail.take()?;
+        let mut result = Ok(());
+        while let Some(step) = t.steps.pop_front() {
+            if let Err(e) = self.step(backend, info, step, None, &mut t.out, &mut t.counts) {
+                result = Err(e);
+                break;
+            }
+        }
+        Some(Done {
+            id: t.id,
+            result,
+            out: t.out,
+            counts: t.counts,
+        })
+    }
+
+    /// Stores `inputs`, then carries out `steps` in order; stops early, with `Ok`, once
+    /// `cancel` is raised. `cheap`: the stream's factor, to blend originals instead of running
+    /// the network ([`super::cheap`]). Returns the jobs finished, in order: first the paused
+    /// job before (its tail runs before this job's first push or release), then this one,
+    /// unless `pause` allows it to wait for its windows (its last steps only push and release,
+    /// and the backend pipelines): then [`Exec::paused`] is true and [`Exec::finish_tail`]
+    /// (or the next run) finishes it.
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &mut self,
         backend: &mut dyn Backend,
         info: &gst_video::VideoInfo,
+        id: u64,
         inputs: Vec<(Key, gst::Buffer)>,
         steps: Vec<Step>,
         cancel: &AtomicBool,
         cheap: Option<u64>,
-        out: &mut Vec<gst::Buffer>,
-    ) -> Result<(), Error> {
+        pause: bool,
+    ) -> Vec<Done> {
+        let mut done = Vec::new();
         self.frames.extend(inputs);
+        if cheap.is_some() {
+            // Blends read the last original, which the tail may push.
+            done.extend(self.finish_tail(backend, info));
+        }
+        let mut steps: VecDeque<Step> = steps.into();
+        let (mut out, mut counts) = (Vec::new(), Counts::default());
+        let mut result = Ok(());
+        while let Some(step) = steps.front() {
+            if cancel.load(Ordering::Relaxed) {
+                break;
+            }
+            if !ahead(step) {
+                done.extend(self.finish_tail(backend, info));
+                if pause
+                    && backend.depth() > 1
+                    && !steps.iter().any(ahead)
+                    && steps.iter().any(|s| self.waits(s))
+                {
+                    self.tail = Some(Tail {
+                        id,
+                        steps,
+                        out,
+                        counts,
+                    });
+                    return done;
+                }
+            }
+            let Some(step) = steps.pop_front() else {
+                break;
+            };
+            if let Err(e) = self.step(backend, info, step, cheap, &mut out, &mut counts) {
+                result = Err(e);
+                break;
+            }
+        }
+        if result.is_ok() && self.tail.is_none() && !cancel.load(Ordering::Relaxed) {
+            result = self.settle(backend, info.size());
+        }
+        done.push(Done {
+            id,
+            result,
+            out,
+            counts,
+        });
+        done
+    }
+
+    /// Collects every window in flight (frames no step asked for yet), so that no window
+    /// outlives the job that submitted it unless the job is paused.
+    pub fn settle(&mut self, backend: &mut dyn Backend, size: usize) -> Result<(), Error> {
+        while self.inflight.len() > 0 {
+            let made = self.inflight.collect(backend, size)?;
+            self.frames.extend(made);
+        }
+        Ok(())
+    }
+
+    /// Whether `step` needs a frame of a window in flight.
+    fn waits(&self, step: &Step) -> bool {
+        match step {
+            Step::Load { key, .. } | Step::Emit { key, .. } | Step::Release { key } => {
+                self.inflight.makes(key)
+            }
+            Step::EmitCopy { source, .. } => self.inflight.makes(source),
+            Step::Run { .. } => false,
+        }
+    }
+
+    /// Collects the windows in flight up to the one that makes `key`, if any.
+    fn collect_through(
+        &mut self,
+        backend: &mut dyn Backend,
+        size: usize,
+        key: &Key,
+    ) -> Result<(), Error> {
+        while self.inflight.makes(key) {
+            let made = self.inflight.collect(backend, size)?;
+            self.frames.extend(made);
+        }
+        Ok(())
+    }
+
+    /// Carries out one step.
+    fn step(
+        &mut self,
+        backend: &mut dyn Backend,
+        info: &gst_video::VideoInfo,
+        step: Step,
+        cheap: Option<u64>,
+        out: &mut Vec<gst::Buffer>,
+        counts: &mut Counts,
+    ) -> Result<(), Error> {
         let missing =
             |key: &Key| Error::Window(WindowError::Internal(format!("frame {key:?} is not held")));
-        for step in steps {
-            if cancel.load(Ordering::Relaxed) {
-                return Ok(());
+        let size = info.size();
+        match step {
+            Step::Load { key, slot } => {
+                self.collect_through(backend, size, &key)?;
+                let buf = self.frames.get(&key).ok_or_else(|| missing(&key))?;
+                load_frame(backend, info, buf, slot)?;
             }
-            match step {
-                Step::Load { key, slot } => {
-                    let buf = self.frames.get(&key).ok_or_else(|| missing(&key))?;
-                    load_frame(backend, info, buf, slot)?;
+            Step::Run { window, outputs } => match cheap {
+                Some(factor) => self.blend_outputs(info, factor, &outputs)?,
+                None => {
+                    let mut made = Vec::new();
+                    let r = self
+                        .inflight
+                        .submit(backend, size, window, outputs, &mut made);
+                    self.frames.extend(made);
+                    r?;
                 }
-                Step::Run { window, outputs } => match cheap {
-                    Some(factor) => self.blend_outputs(info, factor, &outputs)?,
-                    None => {
-                        let made =
-                            network(backend, info.size(), window, outputs, &mut self.scratch)?;
-                        self.frames.extend(made);
-                    }
-                },
-                Step::Emit {
-                    key,
-                    pts,
-                    duration,
-                    original,
-                } => {
-                    // The buffer is shared (the window holds it too), so retiming copies the
-                    // buffer's metadata, never its memory.
-                    let buf = self
-                        .frames
-                        .get(&key)
-                        .cloned()
-                        .ok_or_else(|| missing(&key))?;
-                    if original {
-                        self.last_original = Some((key, buf.clone()));
-                    } else {
-                        self.counts.frames_new += 1;
-                        self.counts.frames_cheap += u64::from(self.blended.contains(&key));
-                    }
-                    out.push(retimed(buf, pts, duration));
+            },
+            Step::Emit {
+                key,
+                pts,
+                duration,
+                original,
+            } => {
+                self.collect_through(backend, size, &key)?;
+                // The buffer is shared (the window holds it too), so retiming copies the
+                // buffer's metadata, never its memory.
+                let buf = self
+                    .frames
+                    .get(&key)
+                    .cloned()
+                    .ok_or_else(|| missing(&key))?;
+                if original {
+                    self.last_original = Some((key, buf.clone()));
+                } else {
+                    counts.frames_new += 1;
+                    counts.frames_cheap += u64::from(self.blended.contains(&key));
                 }
-                Step::EmitCopy {
-                    key: _,
-                    source,
-                    pts,
-                    duration,
-                } => {
-                    let buf = self.frames.get(&source).ok_or_else(|| missing(&source))?;
-                    self.counts.frames_new += 1;
-                    out.push(copy_of(buf, pts, duration));
-                }
-                Step::Release { key } => {
-                    self.frames.remove(&key);
-                    self.blended.remove(&key);
-                }
+                out.push(retimed(buf, pts, duration));
+            }
+            Step::EmitCopy {
+                key: _,
+                source,
+                pts,
+                duration,
+            } => {
+                self.collect_through(backend, size, &source)?;
+                let buf = self.frames.get(&source).ok_or_else(|| missing(&source))?;
+                counts.frames_new += 1;
+                out.push(copy_of(buf, pts, duration));
+            }
+            Step::Release { key } => {
+                self.collect_through(backend, size, &key)?;
+                self.frames.remove(&key);
+                self.blended.remove(&key);
             }
         }
         Ok(())
@@ -249,41 +404,7 @@ pub(super) fn network(
     scratch: &mut Vec<u8>,
 ) -> Result<Vec<(Key, gst::Buffer)>, Error> {
     let n = backend.n_outputs();
-    let mut mapped: Vec<Option<gst::MappedBuffer<gst::buffer::Writable>>> =
-        (0..n).map(|_| None).collect();
-    for &(idx, _) in &outputs {
-        let slot = mapped
-            .get_mut(idx)
-            .ok_or_else(|| Error::Buffer(format!("model output {idx} of {n} requested")))?;
-        // Zeroed, so row padding the backend does not write is not garbage.
-        let buf = gst::Buffer::from_mut_slice(vec![0u8; size]);
-        *slot = Some(
-            buf.into_mapped_buffer_writable()
-                .map_err(|_| Error::Buffer("cannot map a new frame for writing".into()))?,
-        );
-    }
-    let unused = mapped.iter().filter(|m| m.is_none()).count();
-    scratch.resize(unused * size, 0);
-    {
-        let mut chunks = scratch.chunks_mut(size.max(1));
-        let mut slices: Vec<&mut [u8]> = Vec::with_capacity(n);
-        for m in mapped.iter_mut() {
-            match m {
-                Some(m) => slices.push(m.as_mut_slice()),
-                None => slices.push(
-                    chunks
-                        .next()
-                        .ok_or_else(|| Error::Buffer("scratch space too small".into()))?,
-                ),
-            }
-        }
-        backend.interpolate(window, &mut slices)?;
-    }
-    let mut made = Vec::with_capacity(outputs.len());
-    for (idx, key) in outputs {
-        if let Some(m) = mapped.get_mut(idx).and_then(Option::take) {
-            made.push((key, m.into_buffer()));
-        }
-    }
-    Ok(made)
+    super::inflight::fill(n, size, outputs, scratch, |slices| {
+        backend.interpolate(window, slices)
+    })
 }
