@@ -130,6 +130,17 @@ impl Io {
             slot_partial: place(f32s(SLOT_BLOCKS * 3)),
         };
         let scratch = DeviceBuf::new(ctx, total, "scratch (cuMemAlloc)")?;
+        // Output staging, zeroed once: the output kernels write only the frame's samples, and
+        // the download copies whole frames, so the padding bytes of a layout (row padding, the
+        // alignment gap between planes) come out as zeros, never as what the memory held before.
+        let out_dev = [
+            DeviceBuf::new(ctx, n_out * size, "output staging (cuMemAlloc)")?,
+            DeviceBuf::new(ctx, n_out * size, "output staging (cuMemAlloc)")?,
+        ];
+        for b in &out_dev {
+            memory::memset(b.view(Dtype::U8), 0, copy)?;
+        }
+        copy.synchronize().during("cuStreamSynchronize")?;
         let ev = || {
             ctx.new_event(Some(CUevent_flags::CU_EVENT_DISABLE_TIMING))
                 .during("cuEventCreate")
@@ -148,10 +159,7 @@ impl Io {
             in_next: 0,
             loaded: ev()?,
             slot_read: (0..SLOTS).map(|_| ev()).collect::<Result<_>>()?,
-            out_dev: [
-                DeviceBuf::new(ctx, n_out * size, "output staging (cuMemAlloc)")?,
-                DeviceBuf::new(ctx, n_out * size, "output staging (cuMemAlloc)")?,
-            ],
+            out_dev,
             out_host: [
                 PinnedBuf::new(ctx, n_out * size)?,
                 PinnedBuf::new(ctx, n_out * size)?,
