@@ -23,33 +23,24 @@
 template <class S>
 __device__ __forceinline__ void mma16816(float *d, const unsigned *a, unsigned b0, unsigned b1);
 
-template <>
-__device__ __forceinline__ void mma16816<F16>(float *d, const unsigned *a, unsigned b0,
-                                              unsigned b1) {
+// One m16n8k16 MMA, d += a b, for storage type S (PTX type name TY); only sm_80 and later.
 #if __CUDA_ARCH__ >= 800
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#define OC_MMA_ASM(TY)                                                                       \
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." TY "." TY                          \
+                 ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                 \
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                             \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1))
 #else
-    __trap();
+#define OC_MMA_ASM(TY) __trap()
 #endif
-}
-
-template <>
-__device__ __forceinline__ void mma16816<BF16>(float *d, const unsigned *a, unsigned b0,
-                                               unsigned b1) {
-#if __CUDA_ARCH__ >= 800
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#else
-    __trap();
-#endif
-}
+#define OC_MMA(S, TY)                                                                        \
+    template <>                                                                              \
+    __device__ __forceinline__ void mma16816<S>(float *d, const unsigned *a, unsigned b0,    \
+                                                unsigned b1) {                               \
+        OC_MMA_ASM(TY);                                                                      \
+    }
+OC_MMA(F16, "f16")
+OC_MMA(BF16, "bf16")
 
 template <> __device__ __forceinline__ void mma16816<F32>(float *, const unsigned *, unsigned,
                                                           unsigned) {

@@ -13,18 +13,6 @@ use std::sync::Arc;
 use cuda_common::*;
 use gstflavrinterp::backend::{Backend, FrameLayout, PixelFormat, Precision, SLOTS, YuvMatrix};
 
-fn random_bytes(n: usize, seed: u32) -> Vec<u8> {
-    let mut z = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..n)
-        .map(|_| {
-            z ^= z << 13;
-            z ^= z >> 17;
-            z ^= z << 5;
-            (z >> 7) as u8
-        })
-        .collect()
-}
-
 /// Frame `i`'s slot, and the slots of the window between frames `k` and `k + 1` of `n`.
 fn slot(i: usize) -> usize {
     i % SLOTS

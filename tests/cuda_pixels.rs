@@ -38,18 +38,6 @@ fn layout(format: PixelFormat, w: usize, h: usize, yuv: YuvMatrix) -> FrameLayou
     }
 }
 
-fn random_bytes(n: usize, seed: u32) -> Vec<u8> {
-    let mut z = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..n)
-        .map(|_| {
-            z ^= z << 13;
-            z ^= z >> 17;
-            z ^= z << 5;
-            (z >> 7) as u8
-        })
-        .collect()
-}
-
 #[test]
 fn every_format_in_and_out() {
     let model = load_model("flavr2x_w8.safetensors");

@@ -86,3 +86,17 @@ pub fn max_abs(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// `n` pseudo-random bytes (xorshift32) from `seed`: frames with every byte value, the same in
+/// every run.
+pub fn random_bytes(n: usize, seed: u32) -> Vec<u8> {
+    let mut z = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            z ^= z << 13;
+            z ^= z >> 17;
+            z ^= z << 5;
+            (z >> 7) as u8
+        })
+        .collect()
+}
