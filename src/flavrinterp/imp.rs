@@ -150,8 +150,9 @@ impl FlavrInterp {
 
     /// Ends the current run: makes every frame still missing, waits for the windows in flight
     /// and pushes everything queued. A push that fails for another reason than flushing or EOS
-    /// is posted as an error.
-    fn drain(&self, why: &str) -> Result<gst::FlowSuccess, gst::FlowError> {
+    /// is posted as an error. `until`: where the next data starts, when known (a GAP event);
+    /// the copies that fill the last original's slot stop there.
+    fn drain(&self, why: &str, until: Option<u64>) -> Result<gst::FlowSuccess, gst::FlowError> {
         let (net, info, steps, queued) = {
             let mut guard = self.state.lock().unwrap();
             let Some(state) = guard.as_mut() else {
@@ -164,7 +165,7 @@ impl FlavrInterp {
             if !stream.window.is_empty() {
                 gst::debug!(CAT, imp = self, "draining ({why})");
             }
-            let steps = match stream.window.drain() {
+            let steps = match stream.window.drain_before(until) {
                 Ok(s) => s,
                 Err(e) => {
                     drop(guard);
@@ -202,8 +203,8 @@ impl FlavrInterp {
 
     /// [`Self::drain`] for an event: false when frames were lost for another reason than a
     /// flush (the error is on the bus then).
-    fn drain_for_event(&self, why: &str) -> bool {
-        match self.drain(why) {
+    fn drain_for_event(&self, why: &str, until: Option<u64>) -> bool {
+        match self.drain(why, until) {
             Ok(_) => true,
             Err(e @ (gst::FlowError::Flushing | gst::FlowError::Eos)) => {
                 gst::debug!(CAT, imp = self, "drain ({why}): {e:?}");
@@ -608,7 +609,7 @@ impl BaseTransformImpl for FlavrInterp {
             }
         };
         // A new format mid-stream: the old window ends here, with the old caps.
-        if pending && !self.drain_for_event("caps change") {
+        if pending && !self.drain_for_event("caps change", None) {
             return Err(gst::loggable_error!(
                 CAT,
                 "frames of the old caps were lost"
@@ -707,14 +708,14 @@ impl BaseTransformImpl for FlavrInterp {
                 true
             }
             gst::EventView::Eos(_) => {
-                let ok = self.drain_for_event("EOS");
+                let ok = self.drain_for_event("EOS", None);
                 self.post_stats();
                 ok
             }
-            gst::EventView::Gap(_) => self.drain_for_event("gap"),
-            gst::EventView::SegmentDone(_) => self.drain_for_event("segment done"),
+            gst::EventView::Gap(g) => self.drain_for_event("gap", Some(g.get().0.nseconds())),
+            gst::EventView::SegmentDone(_) => self.drain_for_event("segment done", None),
             gst::EventView::Segment(s) => {
-                let ok = self.drain_for_event("new segment");
+                let ok = self.drain_for_event("new segment", None);
                 self.segment(s.segment());
                 ok
             }

@@ -127,7 +127,8 @@ pub(crate) fn run(opts: &Options) -> Result<(Summary, Option<i32>), Failure> {
 fn total_frames(input: &Input, plan: Plan) -> Option<u64> {
     let n = input.frames_estimate()?;
     match plan.resample {
-        None => Some((n - 1) * u64::from(plan.factor) + 1),
+        // Every input fills its slot: new frames after it, copies after the last.
+        None => Some(n * u64::from(plan.factor)),
         Some(r) => {
             let seconds = input.duration?.nseconds() as f64 / 1e9;
             Some((seconds * r.fps()).round().max(1.0) as u64)
