@@ -172,10 +172,17 @@ impl FlavrInterp {
                     return Err(self.fail(&e.into()));
                 }
             };
-            (state.net.clone(), stream.info.clone(), steps, queued)
+            let ticks = stream.window.plan().factor();
+            (
+                state.net.clone(),
+                stream.info.clone(),
+                (steps, ticks),
+                queued,
+            )
         };
+        let (steps, ticks) = steps;
         if !steps.is_empty() {
-            let qos = self.job_qos(&steps);
+            let qos = self.job_qos(ticks, &steps);
             net.submit(&info, Vec::new(), steps, Some(qos));
         }
         let made = match net.wait(0) {
@@ -827,12 +834,13 @@ impl BaseTransformImpl for FlavrInterp {
             gst::debug!(CAT, imp = self, "buffer without timestamp gets {pts} ns");
         }
         let info = stream.info.clone();
+        let ticks = stream.window.plan().factor();
         let frame_number = state.frames_in;
         state.frames_in += 1;
         let (net, max) = (state.net.clone(), state.max_in_flight);
         drop(guard);
         let pts = buf.pts();
-        let qos = self.job_qos(&pushed.steps);
+        let qos = self.job_qos(ticks, &pushed.steps);
         net.submit(&info, vec![(pushed.key, buf)], pushed.steps, Some(qos));
         if let Some(m) = measure.filter(|_| pushed.cut) {
             gst::info!(
@@ -864,9 +872,10 @@ impl BaseTransformImpl for FlavrInterp {
 
 impl FlavrInterp {
     /// What a job of `steps` carries for the choice between the network and cheap frames.
-    fn job_qos(&self, steps: &[crate::window::Step]) -> super::qos::JobQos {
-        let factor = self.settings.lock().unwrap().factor as u64;
-        self.qos.job(self.obj().upcast_ref(), factor, steps)
+    /// `ticks`: the window's factor, the keys' ticks per input frame (8 with a `framerate`,
+    /// whatever the `factor` property says), which blends read the originals by.
+    fn job_qos(&self, ticks: u64, steps: &[crate::window::Step]) -> super::qos::JobQos {
+        self.qos.job(self.obj().upcast_ref(), ticks, steps)
     }
 
     /// Keeps the last timestamp, and the last interval as the frame duration when the caps
