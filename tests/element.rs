@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 use gst::prelude::*;
 use gstflavrinterp::backend::{FrameLayout, PixelFormat, YuvMatrix};
+use gstflavrinterp::window::scale;
 
 const M2X: &str = "flavr2x_w8.safetensors";
 const M4X: &str = "flavr4x_w16.safetensors";
@@ -118,8 +119,9 @@ fn run_stream(
     (inputs, out)
 }
 
+/// Every input fills its slot: `f - 1` new frames after it, or copies of it after the last.
 fn expected_count(n: u64, f: u64) -> u64 {
-    if n == 0 { 0 } else { n + (n - 1) * (f - 1) }
+    n * f
 }
 
 fn layout_of(info: &gst_video::VideoInfo) -> FrameLayout {
@@ -183,10 +185,22 @@ fn frame_counts_for_each_factor_and_model() {
             assert_eq!(a.as_slice(), b.as_slice(), "original {i} changed");
             assert_eq!(a.as_ptr(), b.as_ptr(), "original {i} was copied");
         }
-        // New frames are full frames and not copies of a neighbour.
+        // New frames are full frames and not copies of a neighbour; after the last original,
+        // copies of it (its memory) at the constant rate.
+        let last = (n as usize - 1) * factor as usize;
         for (j, o) in out.iter().enumerate() {
             assert_eq!(o.size(), inputs[0].size());
-            if j % factor as usize != 0 {
+            if j > last {
+                let a = inputs[n as usize - 1].map_readable().unwrap();
+                let b = o.map_readable().unwrap();
+                assert_eq!(a.as_ptr(), b.as_ptr(), "frame {j} is not the last original");
+                assert!(!o.flags().contains(gst::BufferFlags::DISCONT));
+                assert_eq!(
+                    o.pts().unwrap().nseconds(),
+                    pts30(n - 1) + scale(pts30(n) - pts30(n - 1), (j - last) as u64, f),
+                    "frame {j}"
+                );
+            } else if j % factor as usize != 0 {
                 let prev = &inputs[j / factor as usize];
                 assert_ne!(bytes(o), bytes(prev), "frame {j} is a copy");
             }
@@ -247,6 +261,7 @@ fn timestamps_and_durations() {
         let (inputs, out) = run_stream(M2X, factor, &caps, 4);
         let f = u64::from(factor);
         for (j, o) in out.iter().enumerate() {
+            // After the last original: its slot is its duration, the next frame's time here.
             let (i, k) = (j as u64 / f, j as u64 % f);
             let p0 = pts30(i);
             let want = if k == 0 {
@@ -267,12 +282,20 @@ fn timestamps_and_durations() {
                 w[1].pts().unwrap()
             );
         }
-        // The last frame lasts its own duration divided by the factor.
-        let last = out.last().unwrap();
+        // The last original lasts its own duration divided by the factor, and copies of it
+        // fill the rest of its slot: the last one ends where the input's duration does.
+        let n = inputs.len();
+        let orig = &out[(n - 1) * factor as usize];
         let in_last = inputs.last().unwrap();
         let d = in_last.duration().unwrap().nseconds();
-        assert_eq!(last.duration().unwrap().nseconds(), (d + f / 2) / f);
-        assert_eq!(last.pts(), in_last.pts());
+        assert_eq!(orig.duration().unwrap().nseconds(), (d + f / 2) / f);
+        assert_eq!(orig.pts(), in_last.pts());
+        let last = out.last().unwrap();
+        assert_eq!(
+            last.pts().unwrap() + last.duration().unwrap(),
+            in_last.pts().unwrap() + in_last.duration().unwrap()
+        );
+        assert_eq!(out.len(), n * factor as usize);
     }
 }
 
@@ -289,10 +312,11 @@ fn variable_frame_rate_uses_buffer_timestamps() {
     h.push_event(gst::event::Eos::new());
     let out = pull_all(&mut h);
     let pts: Vec<u64> = out.iter().map(|b| b.pts().unwrap().nseconds()).collect();
+    // The last frame's slot: the last interval (10 ms), a copy half-way.
     assert_eq!(
         pts,
         vec![
-            0, 5_000_000, 10_000_000, 25_000_000, 40_000_000, 45_000_000, 50_000_000
+            0, 5_000_000, 10_000_000, 25_000_000, 40_000_000, 45_000_000, 50_000_000, 55_000_000
         ]
     );
     // Output caps keep the variable rate.
@@ -325,7 +349,10 @@ fn missing_timestamps_follow_the_rule() {
         .iter()
         .map(|b| b.pts().unwrap().nseconds())
         .collect();
-    assert_eq!(pts, [0u64, 20, 40, 60, 80].map(|m| m * 1_000_000).to_vec());
+    assert_eq!(
+        pts,
+        [0u64, 20, 40, 60, 80, 100].map(|m| m * 1_000_000).to_vec()
+    );
 }
 
 #[test]
@@ -447,7 +474,7 @@ fn flush_leaves_no_stale_frame() {
     }
     h.push_event(gst::event::Eos::new());
     let after = pull_all(&mut h);
-    assert_eq!(after.len(), 5);
+    assert_eq!(after.len(), 6);
     assert!(after.iter().all(|b| b.pts().unwrap().nseconds() >= base));
     assert_eq!(bytes(&after[0]), bytes(&inputs[0]));
     // The new frame between 0 and 1 is made from the new stream only.
@@ -474,9 +501,10 @@ fn caps_change_drains_the_old_window() {
     h.push_event(gst::event::Eos::new());
     let out = pull_all(&mut h);
     assert!(error_text(&bus).is_none());
-    assert_eq!(out.len(), 5 + 5);
-    assert!(out[..5].iter().all(|b| b.size() == ia.size()));
-    assert!(out[5..].iter().all(|b| b.size() == ib.size()));
+    // Each run to the end of its last frame's slot: 3 + 2 + 1 copy.
+    assert_eq!(out.len(), 6 + 6);
+    assert!(out[..6].iter().all(|b| b.size() == ia.size()));
+    assert!(out[6..].iter().all(|b| b.size() == ib.size()));
     let caps = h.sinkpad().unwrap().current_caps().unwrap();
     assert_eq!(caps.structure(0).unwrap().get::<i32>("width").unwrap(), 40);
 }
@@ -497,11 +525,14 @@ fn discont_and_gap_are_not_interpolated_across() {
     }
     h.push_event(gst::event::Eos::new());
     let out = pull_all(&mut h);
-    // Runs 0..3 and 3..7: 3 + 2 and 4 + 3.
-    assert_eq!(out.len(), 5 + 7);
+    // Runs 0..3 and 3..7: 3 + 2 and 4 + 3, each with a copy of its last frame after it.
+    assert_eq!(out.len(), 6 + 8);
     assert_eq!(bytes(&out[4]), bytes(&inputs[2]));
-    assert_eq!(bytes(&out[5]), bytes(&inputs[3]));
-    assert!(out[5].flags().contains(gst::BufferFlags::DISCONT));
+    assert_eq!(bytes(&out[5]), bytes(&inputs[2]));
+    assert_eq!(out[5].pts().unwrap().nseconds(), pts30(2) + 16_666_667);
+    assert!(!out[5].flags().contains(gst::BufferFlags::DISCONT));
+    assert_eq!(bytes(&out[6]), bytes(&inputs[3]));
+    assert!(out[6].flags().contains(gst::BufferFlags::DISCONT));
 
     // A GAP buffer goes out unchanged and splits the stream; so does a GAP event.
     let (mut h, _bus) = harness(M2X, 2, &caps);
@@ -523,14 +554,17 @@ fn discont_and_gap_are_not_interpolated_across() {
     }
     h.push_event(gst::event::Eos::new());
     let out = pull_all(&mut h);
-    // Runs: 0..2 (3 frames out), the gap buffer (1), 3..5 (3), 5..7 (3).
-    assert_eq!(out.len(), 3 + 1 + 3 + 3);
-    let gap = &out[3];
+    // Runs: 0..2 (3 frames out and a copy), the gap buffer (1), 3..5 (3 and a copy: the
+    // GAP event is after its slot), 5..7 (3 and a copy).
+    assert_eq!(out.len(), 4 + 1 + 4 + 4);
+    assert_eq!(bytes(&out[3]), bytes(&inputs[1]));
+    let gap = &out[4];
     assert!(gap.flags().contains(gst::BufferFlags::GAP));
     assert_eq!(gap.duration(), inputs[2].duration());
     assert_eq!(gap.pts(), inputs[2].pts());
-    assert_eq!(bytes(&out[6]), bytes(&inputs[4]));
-    assert_eq!(bytes(&out[7]), bytes(&inputs[5]));
+    assert_eq!(bytes(&out[7]), bytes(&inputs[4]));
+    assert_eq!(bytes(&out[8]), bytes(&inputs[4]));
+    assert_eq!(bytes(&out[9]), bytes(&inputs[5]));
 }
 
 #[test]
@@ -547,7 +581,7 @@ fn odd_and_tiny_sizes() {
         let caps = caps_str(format, w, h, "30/1");
         let info = info_of(&caps);
         let (inputs, out) = run_stream(M2X, 2, &caps, 3);
-        assert_eq!(out.len(), 5, "{format} {w}x{h}");
+        assert_eq!(out.len(), 6, "{format} {w}x{h}");
         for (i, input) in inputs.iter().enumerate() {
             assert_eq!(bytes(&out[2 * i]), bytes(input), "{format} {w}x{h}");
         }
@@ -688,7 +722,7 @@ fn empty_model_location_runs_the_embedded_model() {
     assert!(h.push_event(gst::event::Eos::new()));
     let out = pull_all(&mut h);
     assert!(bus.pop_filtered(&[gst::MessageType::Error]).is_none());
-    assert_eq!(out.len(), 5);
+    assert_eq!(out.len(), 6);
     for (i, input) in inputs.iter().enumerate() {
         assert_eq!(bytes(&out[2 * i]), bytes(input), "original {i} changed");
     }
@@ -782,9 +816,11 @@ fn new_segment_drains_the_window() {
     }
     h.push_event(gst::event::Eos::new());
     let out = pull_all(&mut h);
-    assert_eq!(out.len(), 5 + 5);
+    assert_eq!(out.len(), 6 + 6);
     assert_eq!(out[4].pts().unwrap().nseconds(), pts30(2));
-    assert_eq!(out[5].pts().unwrap().nseconds(), 5_000_000_000);
+    // The copy of the old run's last frame, then the new segment.
+    assert_eq!(out[5].pts().unwrap().nseconds(), pts30(2) + 16_666_667);
+    assert_eq!(out[6].pts().unwrap().nseconds(), 5_000_000_000);
 }
 
 #[test]

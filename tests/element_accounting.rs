@@ -6,7 +6,10 @@
 //!
 //! The output is checked against a simple model of the README's rules, written here apart
 //! from the element: every original comes out once, bit-exact, in its place; `factor - 1` new
-//! frames between every two originals of a run; timestamps and durations as the rules say, so
+//! frames between every two originals of a run; after the last original of a run, copies of it
+//! (its bytes, no DISCONT) at the `factor - 1` places of its slot that come before the next
+//! input (a DISCONT, GAP or backwards buffer, a GAP event), so the output rate stays constant;
+//! timestamps and durations as the rules say, so
 //! PTS strictly increase within a run and every frame lasts until the next. A flush may throw
 //! away frames not yet pushed: what came out before it must be a prefix of what a drain would
 //! have given.
@@ -97,6 +100,12 @@ enum Out {
         dur: Option<u64>,
         size: usize,
     },
+    /// A copy of input `idx` (its bytes) in the rest of its slot.
+    Copy {
+        idx: usize,
+        pts: u64,
+        dur: Option<u64>,
+    },
 }
 
 /// The rules, apart from the element.
@@ -110,7 +119,8 @@ struct Model {
 }
 
 impl Model {
-    fn end_run(&mut self) {
+    /// Ends the run; `until`: the next input's time, when known.
+    fn end_run(&mut self, until: Option<u64>) {
         let run = std::mem::take(&mut self.run);
         let n = run.len();
         let f = self.f;
@@ -122,6 +132,17 @@ impl Model {
                     pts,
                     dur: Some(scale(d, 1, f)),
                 });
+                for k in 1..f {
+                    let at = pts + scale(d, k, f);
+                    if until.is_some_and(|u| at >= u) {
+                        break;
+                    }
+                    self.out.push(Out::Copy {
+                        idx,
+                        pts: at,
+                        dur: Some(scale(d, k + 1, f) - scale(d, k, f)),
+                    });
+                }
                 continue;
             }
             let span = run[i + 1].1 - pts;
@@ -219,6 +240,25 @@ fn check_epoch(
                 prop_assert_eq!(pts, Some(*p), "frame {} (input {}) pts", n, idx);
                 prop_assert_eq!(dur, *d, "frame {} (input {}) duration", n, idx);
             }
+            Out::Copy {
+                idx,
+                pts: p,
+                dur: d,
+            } => {
+                prop_assert!(
+                    map.as_slice() == inputs[*idx].as_slice(),
+                    "frame {}: not a copy of input {}",
+                    n,
+                    idx
+                );
+                prop_assert!(
+                    !b.flags().contains(gst::BufferFlags::DISCONT),
+                    "frame {}: a copy marked DISCONT",
+                    n
+                );
+                prop_assert_eq!(pts, Some(*p), "frame {} (copy of {}) pts", n, idx);
+                prop_assert_eq!(dur, *d, "frame {} (copy of {}) duration", n, idx);
+            }
             Out::New {
                 pts: p,
                 dur: d,
@@ -300,11 +340,11 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
                 }
                 let d = d.filter(|d| *d > 0);
                 if *gap {
-                    m.end_run();
+                    m.end_run(Some(pts));
                     m.out.push(Out::Orig { idx, pts, dur: d });
                 } else {
                     if m.run.last().is_some_and(|&(_, p, _)| *discont || pts <= p) {
-                        m.end_run();
+                        m.end_run(Some(pts));
                     }
                     m.run.push((idx, pts, d));
                 }
@@ -322,12 +362,12 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
                 );
                 got.extend(std::iter::from_fn(|| h.try_pull()));
                 // What a drain would have given; a prefix of it came out.
-                m.end_run();
+                m.end_run(None);
                 m.last_end = None;
                 epochs.push((std::mem::take(&mut got), std::mem::take(&mut m.out), true));
             }
             Ev::Segment => {
-                m.end_run();
+                m.end_run(None);
                 prop_assert!(
                     h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
                         gst::ClockTime,
@@ -335,13 +375,13 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
                 );
             }
             Ev::SegmentDone => {
-                m.end_run();
+                m.end_run(None);
                 prop_assert!(h.push_event(gst::event::SegmentDone::new(
                     gst::ClockTime::from_nseconds(t)
                 )));
             }
             Ev::GapEvent => {
-                m.end_run();
+                m.end_run(Some(t));
                 prop_assert!(
                     h.push_event(
                         gst::event::Gap::builder(gst::ClockTime::from_nseconds(t))
@@ -351,14 +391,14 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
                 );
             }
             Ev::Caps => {
-                m.end_run();
+                m.end_run(None);
                 m.last_end = None;
                 m.format = 1 - m.format;
                 h.set_src_caps_str(&caps(m.format));
             }
         }
     }
-    m.end_run();
+    m.end_run(None);
     prop_assert!(h.push_event(gst::event::Eos::new()));
     got.extend(std::iter::from_fn(|| h.try_pull()));
     epochs.push((got, std::mem::take(&mut m.out), false));

@@ -318,7 +318,10 @@ fn segment_seek_loop_drains_at_segment_done() {
     }
     println!("segment loops (frames, frames after SEGMENT_DONE): {counts:?}");
     for (buffers, after) in counts {
-        assert_eq!(buffers, 59, "30 originals and 29 new frames per loop");
+        assert_eq!(
+            buffers, 60,
+            "30 originals, 29 new frames and the last one's copy per loop"
+        );
         assert_eq!(after, Some(0), "frames after SEGMENT_DONE");
     }
 }
@@ -403,7 +406,7 @@ fn in_flight_windows_give_the_same_frames() {
                 )
             })
             .collect();
-        assert_eq!(out.len(), 17, "in flight {in_flight}");
+        assert_eq!(out.len(), 18, "in flight {in_flight}");
         outs.push(out);
     }
     assert_eq!(outs[0], outs[1]);
@@ -473,13 +476,13 @@ fn stats(bus: &gst::Bus) -> gst::Structure {
 #[test]
 fn stats_count_frames_pushed_and_a_sane_rate() {
     let _g = serial();
-    // One frame: no window ran, so no rate.
+    // One frame (and its copy): no window ran, so no rate.
     let (mut h, bus) = harness(CAPS);
     h.push(frame(0, Some(0), Some(FRAME))).unwrap();
     h.push_event(gst::event::Eos::new());
-    assert_eq!(pull_all(&mut h).len(), 1);
+    assert_eq!(pull_all(&mut h).len(), 2);
     let s = stats(&bus);
-    assert_eq!(s.get::<u64>("frames-out").unwrap(), 1);
+    assert_eq!(s.get::<u64>("frames-out").unwrap(), 2);
     let fps = s.get::<f64>("fps").unwrap();
     assert!(fps < 1000.0, "fps {fps} for a 1-frame stream");
 
@@ -512,10 +515,15 @@ fn zero_duration_last_frame_gets_the_caps_duration() {
     }
     h.push_event(gst::event::Eos::new());
     let out = pull_all(&mut h);
-    assert_eq!(out.len(), 5);
-    let last = out.last().unwrap().duration().unwrap().nseconds();
-    // The caps frame duration divided by the factor.
+    assert_eq!(out.len(), 6);
+    let last = out[4].duration().unwrap().nseconds();
+    // The caps frame duration divided by the factor; its copy fills the rest of that frame.
     assert_eq!(last, FRAME.div_ceil(2), "{last}");
+    let copy = &out[5];
+    assert_eq!(
+        copy.pts().unwrap().nseconds() + copy.duration().unwrap().nseconds(),
+        3 * FRAME
+    );
 }
 
 #[test]

@@ -300,7 +300,7 @@ fn out_of_memory_at_4k_is_an_error_naming_the_size() {
                 flavrinterp backend=cpu ! fakesink name=sink sync=false";
     let r = child(test, tiny, &[], Some(ULIMIT_KB), Duration::from_secs(120));
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("BUFFERS 7"), "{}", r.stdout);
+    assert!(r.stdout.contains("BUFFERS 8"), "{}", r.stdout);
 }
 
 // The estimate against the process's measured peak RSS for one window.
@@ -437,7 +437,7 @@ fn gpu_unusable_at_start_fails_or_falls_back() {
         assert!(r.stdout.contains(&n), "{}", r.stdout);
     };
     check("cuda", 1, "ERROR", "CUDA backend on GPU 0", 0);
-    check("auto", 0, "WARNING", "using the CPU backend", 19);
+    check("auto", 0, "WARNING", "using the CPU backend", 20);
 }
 
 /// Whether a GPU can run the engine here.
@@ -499,7 +499,7 @@ fn gpu_without_fault_runs_to_the_end() {
         Duration::from_secs(120),
     );
     assert_eq!(out.end, End::Eos, "{out:?}");
-    assert_eq!(out.buffers, 59);
+    assert_eq!(out.buffers, 60);
 }
 
 // ---- a checkpoint that changes or disappears ----------------------------------------------
@@ -531,7 +531,7 @@ fn checkpoint_that_changes_or_disappears_between_runs() {
         out
     };
     let out = again("first run");
-    assert_eq!((out.end, out.buffers), (End::Eos, 15), "{out:?}");
+    assert_eq!((out.end, out.buffers), (End::Eos, 16), "{out:?}");
 
     // Cut short while the pipeline is paused (the model is loaded): this run is unaffected.
     p.set_state(gst::State::Paused).unwrap();
@@ -540,7 +540,7 @@ fn checkpoint_that_changes_or_disappears_between_runs() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let out = again("truncated while paused");
-    assert_eq!((out.end, out.buffers), (End::Eos, 15), "{out:?}");
+    assert_eq!((out.end, out.buffers), (End::Eos, 16), "{out:?}");
 
     // The next start reads the truncated file.
     let out = again("restart, truncated");
@@ -561,7 +561,7 @@ fn checkpoint_that_changes_or_disappears_between_runs() {
     // Another valid model under the same name: the next run takes it.
     std::fs::copy(fixture("flavr2x_w32.safetensors"), &path).unwrap();
     let out = again("restart, another model");
-    assert_eq!((out.end, out.buffers), (End::Eos, 15), "{out:?}");
+    assert_eq!((out.end, out.buffers), (End::Eos, 16), "{out:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

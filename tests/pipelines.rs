@@ -7,6 +7,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use gst::prelude::*;
+use gstflavrinterp::window::scale;
 
 mod gst_common;
 use gst_common::{fixture, init, launch_with_sink};
@@ -68,15 +69,13 @@ fn videotestsrc_to_appsink_counts_every_frame() {
             model()
         );
         let (pts, caps) = run(&desc);
-        assert_eq!(
-            pts.len() as u64,
-            n + (n - 1) * (factor - 1),
-            "factor {factor}"
-        );
+        assert_eq!(pts.len() as u64, n * factor, "factor {factor}");
         assert_eq!(framerate(&caps), gst::Fraction::new(fps, 1));
         assert!(pts.windows(2).all(|w| w[1] > w[0]));
         assert_eq!(pts[0], 0);
-        assert_eq!(*pts.last().unwrap(), (n - 1) * 1_000_000_000 / 30);
+        // The last: a copy of the last input, at the last place of its slot.
+        let (a, b) = ((n - 1) * 1_000_000_000 / 30, n * 1_000_000_000 / 30);
+        assert_eq!(*pts.last().unwrap(), a + scale(b - a, factor - 1, factor));
     }
 }
 
@@ -92,7 +91,7 @@ fn rate_ranges_fixate_to_what_downstream_wants() {
     );
     let (pts, caps) = run(&desc);
     assert_eq!(framerate(&caps), gst::Fraction::new(50, 1));
-    assert_eq!(pts.len(), 7);
+    assert_eq!(pts.len(), 8);
     assert_eq!(pts[1], 20_000_000);
 }
 
@@ -111,7 +110,7 @@ fn decoder_output_flows_without_stalling() {
         model()
     );
     let (pts, _) = run(&desc);
-    assert_eq!(pts.len() as u64, n + (n - 1) * 3);
+    assert_eq!(pts.len() as u64, n * 4);
 }
 
 #[test]
@@ -197,9 +196,14 @@ fn flushing_seek_leaves_no_stale_frame() {
     assert!(n >= 10, "{n} frames after the seek");
     // Nothing from before the seek comes out after it, and the new range is complete.
     assert!(outputs.iter().all(|&p| p >= start), "{outputs:?}");
-    assert_eq!(outputs.len() as u64, n + (n - 1));
+    assert_eq!(outputs.len() as u64, 2 * n);
     assert_eq!(outputs[0], start);
-    assert_eq!(*outputs.last().unwrap(), *after.last().unwrap());
+    // The last: the copy of the last input in its slot (half a frame at 30 fps).
+    assert_eq!(outputs[outputs.len() - 2], *after.last().unwrap());
+    assert_eq!(
+        *outputs.last().unwrap(),
+        *after.last().unwrap() + 16_666_667
+    );
 }
 
 /// A folder holding only the plugin library of this build, for `GST_PLUGIN_PATH`, and the
@@ -270,19 +274,19 @@ fn example_pipelines_run() {
 
     let summary = script("file-to-file.sh", &[i, o], &[]);
     assert!(
-        summary.contains("16 frames in, 31 out, backend cpu"),
+        summary.contains("16 frames in, 32 out, backend cpu"),
         "{summary}"
     );
     assert_eq!(
         script("count-frames.sh", &[o], &[]).trim(),
-        "31 frames, framerate 60/1, 64x48"
+        "32 frames, framerate 60/1, 64x48"
     );
 
     let summary = script("file-to-file.sh", &[i, o], &[("FLAVR_FACTOR", "4")]);
-    assert!(summary.contains("16 frames in, 61 out"), "{summary}");
+    assert!(summary.contains("16 frames in, 64 out"), "{summary}");
     assert_eq!(
         script("count-frames.sh", &[o], &[]).trim(),
-        "61 frames, framerate 120/1, 64x48"
+        "64 frames, framerate 120/1, 64x48"
     );
 
     let summary = script(
@@ -290,7 +294,7 @@ fn example_pipelines_run() {
         &[i],
         &[("VIDEO_SINK", "fakesink sync=false")],
     );
-    assert!(summary.contains("16 frames in, 31 out"), "{summary}");
+    assert!(summary.contains("16 frames in, 32 out"), "{summary}");
 
     let summary = script(
         "live-testsrc.sh",
@@ -302,7 +306,7 @@ fn example_pipelines_run() {
             ("VIDEO_SINK", "fakesink sync=true"),
         ],
     );
-    assert!(summary.contains("10 frames in, 19 out"), "{summary}");
+    assert!(summary.contains("10 frames in, 20 out"), "{summary}");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&plugin_env()[0].1);
 }

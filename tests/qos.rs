@@ -55,6 +55,17 @@ fn messages(bus: &gst::Bus, name: &str) -> (Vec<gst::Structure>, Vec<gst::Messag
 /// twice, at factor 4.
 #[test]
 fn late_windows_are_blends_and_originals_pass() {
+    late_windows("");
+}
+
+/// The same on two CPU engines behind the dispatcher (`devices=cpu:2`): the choice is made as
+/// jobs are submitted, and late ones go to the dispatcher as blends.
+#[test]
+fn late_windows_on_several_engines_are_blends() {
+    late_windows("cpu:2");
+}
+
+fn late_windows(devices: &str) {
     init();
     for (factor, model) in [
         (2u32, "flavr2x_w8.safetensors"),
@@ -64,6 +75,7 @@ fn late_windows_are_blends_and_originals_pass() {
             .property("factor", factor)
             .property("model-location", fixture(model).to_str().unwrap())
             .property("scene-threshold", 0.0)
+            .property("devices", devices)
             .build()
             .unwrap();
         assert!(
@@ -100,10 +112,11 @@ fn late_windows_are_blends_and_originals_pass() {
             out.push(b.map_readable().unwrap().to_vec());
         }
         let f = factor as u64;
-        assert_eq!(out.len() as u64, n + (n - 1) * (f - 1), "factor {factor}");
+        assert_eq!(out.len() as u64, n * f, "factor {factor}");
         for (j, o) in out.iter().enumerate() {
             let (i, k) = (j as u64 / f, (j as u64 % f) as u32);
-            if k == 0 {
+            if k == 0 || i == n - 1 {
+                // An original, or a copy of the last one filling its slot.
                 assert_eq!(*o, frame(i), "factor {factor}: original {i}");
             } else {
                 let want = blend(&frame(i), &frame(i + 1), k, factor);
@@ -115,22 +128,90 @@ fn late_windows_are_blends_and_originals_pass() {
         }
         let (stats, qos) = messages(&bus, "flavrinterp-stats");
         let s = stats.last().expect("a stats message");
+        // New frames: the blends, and the copies after the last original.
         let new = (n - 1) * (f - 1);
-        assert_eq!(s.get::<u64>("frames-new").unwrap(), new);
+        assert_eq!(s.get::<u64>("frames-new").unwrap(), new + f - 1);
         assert_eq!(s.get::<u64>("frames-cheap").unwrap(), new);
-        assert_eq!(s.get::<f64>("cheap-share").unwrap(), 1.0);
+        assert_eq!(
+            s.get::<f64>("cheap-share").unwrap(),
+            new as f64 / (new + f - 1) as f64
+        );
         assert!(s.get::<bool>("qos").unwrap());
         assert!(s.get::<u64>("windows-cheap").unwrap() > 0);
         assert!(!qos.is_empty(), "QoS messages for the cheap windows");
         let gst::MessageView::Qos(q) = qos.last().unwrap().view() else {
             unreachable!()
         };
+        // Processed: new frames not blended, here the copies after the last original.
         let (processed, dropped) = q.stats();
         assert_eq!(
             processed,
-            gst::GenericFormattedValue::Buffers(Some(gst::format::Buffers::from_u64(0)))
+            gst::GenericFormattedValue::Buffers(Some(gst::format::Buffers::from_u64(f - 1)))
         );
         assert!(matches!(dropped, gst::GenericFormattedValue::Buffers(Some(v)) if *v > 0));
+    }
+}
+
+/// With an output rate (`framerate`), late windows are blends too: the keys count eighths of
+/// an input interval there, whatever `factor` says (25 -> 50: each new frame half-way).
+#[test]
+fn late_windows_at_an_output_rate_are_blends() {
+    init();
+    for devices in ["", "cpu:2"] {
+        let el = gst::ElementFactory::make("flavrinterp")
+            .property(
+                "model-location",
+                fixture("flavr2x_w8.safetensors").to_str().unwrap(),
+            )
+            .property("framerate", gst::Fraction::new(50, 1))
+            .property("scene-threshold", 0.0)
+            .property("qos", true)
+            .property("devices", devices)
+            .build()
+            .unwrap();
+        let (mut h, bus) = cpu_harness(&el);
+        h.set_src_caps_str(&format!(
+            "video/x-raw,format=RGB,width={W},height={H},framerate=25/1"
+        ));
+        h.play();
+        assert!(
+            h.push_upstream_event(
+                gst::event::Qos::builder(gst::QOSType::Underflow, 2.0, 1_000_000_000_000)
+                    .timestamp(gst::ClockTime::ZERO)
+                    .build()
+            )
+        );
+        let n = 5u64;
+        for i in 0..n {
+            let mut b = gst::Buffer::from_mut_slice(frame(i));
+            b.get_mut()
+                .unwrap()
+                .set_pts(gst::ClockTime::from_nseconds(i * 40_000_000));
+            assert_eq!(h.push(b), Ok(gst::FlowSuccess::Ok), "{devices}");
+        }
+        assert!(h.push_event(gst::event::Eos::new()));
+        let mut out = Vec::new();
+        while let Some(b) = h.try_pull() {
+            out.push(b.map_readable().unwrap().to_vec());
+        }
+        let errors: Vec<_> =
+            std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Error])).collect();
+        assert!(errors.is_empty(), "{devices}: {errors:?}");
+        // 2 n frames: originals, blends half-way, the last one's copy.
+        assert_eq!(out.len() as u64, 2 * n, "{devices}");
+        for i in 0..n {
+            assert_eq!(out[2 * i as usize], frame(i), "{devices}: original {i}");
+            let want = if i + 1 < n {
+                blend(&frame(i), &frame(i + 1), 1, 2)
+            } else {
+                frame(i)
+            };
+            assert_eq!(
+                out[2 * i as usize + 1],
+                want,
+                "{devices}: after original {i}"
+            );
+        }
     }
 }
 
@@ -166,7 +247,8 @@ fn qos_off_ignores_downstream() {
     h.push_event(gst::event::Eos::new());
     let (stats, qos) = messages(&bus, "flavrinterp-stats");
     let s = stats.last().expect("a stats message");
-    assert_eq!(s.get::<u64>("frames-new").unwrap(), 3);
+    // 3 from the network and the copy after the last original.
+    assert_eq!(s.get::<u64>("frames-new").unwrap(), 4);
     assert_eq!(s.get::<u64>("frames-cheap").unwrap(), 0);
     assert!(qos.is_empty());
 }
@@ -195,14 +277,23 @@ fn hash(b: &gst::BufferRef) -> u64 {
 }
 
 /// Runs `videotestsrc is-live=true` at `caps` into `flavrinterp backend=cpu` (the embedded
-/// model) and a synced appsink for `seconds` of wall time, then EOS. `qos`: the property's
-/// value, when set.
+/// model; `devices` when not empty) and a synced appsink for `seconds` of wall time, then EOS.
+/// `qos`: the property's value, when set.
 fn live(caps: &str, seconds: u64, qos: Option<bool>) -> Live {
+    live_on(caps, seconds, qos, "")
+}
+
+fn live_on(caps: &str, seconds: u64, qos: Option<bool>, devices: &str) -> Live {
     init();
     let qos = qos.map(|q| format!("qos={q}")).unwrap_or_default();
+    let devices = if devices.is_empty() {
+        String::new()
+    } else {
+        format!("devices={devices}")
+    };
     let desc = format!(
         "videotestsrc is-live=true pattern=ball ! {caps} ! flavrinterp name=f backend=cpu {qos} \
-         ! appsink name=sink sync=true emit-signals=true"
+         {devices} ! appsink name=sink sync=true emit-signals=true"
     );
     let pipeline = gst::parse::launch(&desc)
         .unwrap()
@@ -286,11 +377,12 @@ fn live(caps: &str, seconds: u64, qos: Option<bool>) -> Live {
     }
 }
 
-/// Every original came out, once, with its bytes; the total is `2 n - 1`.
+/// Every original came out, once, with its bytes; the total is `2 n` (the last one's copy
+/// included).
 fn check_originals(r: &Live) {
     let n = r.inputs.len();
     assert!(n >= 2, "only {n} frames came in");
-    assert_eq!(r.outputs.len(), 2 * n - 1, "frames out for {n} in");
+    assert_eq!(r.outputs.len(), 2 * n, "frames out for {n} in");
     let out: HashMap<u64, u64> = r.outputs.iter().map(|&(p, h, _)| (p, h)).collect();
     for (pts, h) in &r.inputs {
         assert_eq!(out.get(pts), Some(h), "original at {pts} ns");
@@ -335,6 +427,28 @@ fn live_source_too_fast_for_the_backend_stays_bounded() {
     assert!(r.inputs.len() > 300, "{} frames in", r.inputs.len());
     // Late over the last fifth of the run: a network window at most (a probe), not the
     // seconds that pile up without QoS (about 20 s by then).
+    let tail = &r.outputs[r.outputs.len() * 4 / 5..];
+    let worst = tail.iter().map(|o| o.2).max().unwrap();
+    assert!(worst < 5_000_000_000, "late by {worst} ns at the end");
+}
+
+/// The same live source on two CPU engines (`devices=cpu:2`): they share the 2 cores and
+/// cannot keep up either; the dispatcher path makes blends for the late jobs instead of lag.
+#[test]
+fn live_source_on_two_engines_stays_bounded() {
+    let r = live_on(
+        "video/x-raw,format=RGB,width=160,height=120,framerate=30/1",
+        12,
+        None,
+        "cpu:2",
+    );
+    eprintln!("two engines: {}", summary(&r));
+    assert!(r.qos_property, "qos is on for a live source");
+    check_originals(&r);
+    let share = r.stats.get::<f64>("cheap-share").unwrap();
+    assert!(share > 0.5, "cheap share {share}");
+    assert!(r.qos > 0, "QoS messages");
+    assert!(r.inputs.len() > 180, "{} frames in", r.inputs.len());
     let tail = &r.outputs[r.outputs.len() * 4 / 5..];
     let worst = tail.iter().map(|o| o.2).max().unwrap();
     assert!(worst < 5_000_000_000, "late by {worst} ns at the end");

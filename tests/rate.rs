@@ -93,8 +93,8 @@ fn common_rates_give_exact_counts_and_timestamps() {
         let pts: Vec<u64> = (0..n).map(|i| stamp(i, a, b)).collect();
         let (out, fr) = run(&el, &format!("{a}/{b}"), &pts);
         assert_eq!(fr, gst::Fraction::new(c as i32, d as i32));
-        // floor((n - 1) * out / in) + 1 frames.
-        let want = ((n - 1) * c * b / (d * a)) as usize + 1;
+        // The grid up to the end of the last input's slot (one caps frame): ceil(n * out / in).
+        let want = (n * c * b).div_ceil(d * a) as usize;
         assert_eq!(out.len(), want, "{a}/{b} -> {c}/{d}");
         for (j, buf) in out.iter().enumerate() {
             let j = j as u64;
@@ -104,8 +104,10 @@ fn common_rates_give_exact_counts_and_timestamps() {
                 stamp(j + 1, c, d) - stamp(j, c, d)
             );
             assert_eq!(buf.offset(), j);
-            // On the grid of the inputs: that input, bit for bit.
-            if (j * d * a).is_multiple_of(c * b) {
+            // On the grid of the inputs: that input, bit for bit; after the last one, it again.
+            if stamp(j, c, d) > pts[n as usize - 1] {
+                assert_eq!(bytes(buf), frame(n - 1), "{a}/{b} -> {c}/{d}: frame {j}");
+            } else if (j * d * a).is_multiple_of(c * b) {
                 let i = j * d * a / (c * b);
                 assert_eq!(bytes(buf), frame(i), "{a}/{b} -> {c}/{d}: frame {j}");
             } else {
@@ -137,8 +139,8 @@ fn variable_rate_input_lands_on_the_output_grid() {
     let pts = [0u64, 30, 45, 100, 110].map(|m| m * 1_000_000);
     let (out, fr) = run(&element(2, Some((60, 1))), "0/1", &pts);
     assert_eq!(fr, gst::Fraction::new(60, 1));
-    // 0 .. 110 ms at 60 fps: 7 frames.
-    assert_eq!(out.len(), 7);
+    // 0 .. 120 ms (the last slot: the last interval, 10 ms) at 60 fps: 8 frames.
+    assert_eq!(out.len(), 8);
     for (j, buf) in out.iter().enumerate() {
         assert_eq!(buf.pts().unwrap().nseconds(), stamp(j as u64, 60, 1));
     }
@@ -170,8 +172,8 @@ fn downstream_caps_fix_the_rate() {
     pipeline.set_state(gst::State::Null).unwrap();
     assert!(err.is_none(), "{err:?}");
     assert_eq!(rate, Some(gst::Fraction::new(60, 1)));
-    // 0 .. 120 ms at 60 fps.
-    assert_eq!(pts, (0..8).map(|j| stamp(j, 60, 1)).collect::<Vec<_>>());
+    // 0 .. 160 ms (the last input's slot included) at 60 fps.
+    assert_eq!(pts, (0..10).map(|j| stamp(j, 60, 1)).collect::<Vec<_>>());
 }
 
 fn error_of(bus: &gst::Bus) -> String {

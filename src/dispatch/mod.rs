@@ -12,6 +12,9 @@
 //!   robin), at most `depth` per engine (queued plus running);
 //! - each `Emit` takes a place in the [`Reorder`] stage, filled when its frame is there, so
 //!   frames are handed out in the order of the steps, whichever engine finishes first;
+//! - a batch submitted *cheap* (the element's QoS judged its windows late) runs no task: each
+//!   output of its `Run` steps is [`Engine::blend`] of the two originals around it, made at
+//!   once on the submitting thread, and goes through the reorder stage like any other frame;
 //! - an engine whose task fails is taken out: its tasks (the failed one and those queued to it)
 //!   go back to the front of the queue for the others, and the caller hears of it
 //!   ([`EngineDown`]). With no engine left the dispatcher fails ([`Out::Failed`]).
@@ -47,6 +50,16 @@ pub trait Engine: Send + 'static {
 
     /// Drops the frames it keeps loaded (a flush: keys may be reused afterwards).
     fn forget(&mut self);
+
+    /// A cheap frame instead of the network: new frame `k` of `factor` between originals `a`
+    /// and `b` (a blend). Called on the thread that submits, with the dispatcher's lock held.
+    fn blend(
+        ctx: &Self::Ctx,
+        a: &Self::Frame,
+        b: &Self::Frame,
+        k: u64,
+        factor: u64,
+    ) -> Result<Self::Frame, Self::Error>;
 
     /// Runs the network on `window` (frames i-1, i, i+1, i+2 with their keys) and returns the
     /// frames `outputs` asks for: model output `index` as frame `key`, for every pair. May give

@@ -200,7 +200,8 @@ impl<E: Engine> Dispatcher<E> {
 
     /// Carries out `steps` (after storing `inputs`) for `generation`; returns at once. The
     /// frames come out through the sink, then [`Out::BatchDone`]. A new generation first
-    /// forgets everything of the old one (a flush).
+    /// forgets everything of the old one (a flush). `cheap`: the keys' factor (ticks per input
+    /// frame) when the batch's windows are to be blends ([`Engine::blend`]), not tasks.
     pub fn submit(
         &self,
         generation: u64,
@@ -208,6 +209,7 @@ impl<E: Engine> Dispatcher<E> {
         cancel: Arc<AtomicBool>,
         inputs: Vec<(Key, E::Frame)>,
         steps: Vec<Step>,
+        cheap: Option<u64>,
     ) {
         let mut guard = self.lock();
         let st = &mut *guard;
@@ -232,7 +234,10 @@ impl<E: Engine> Dispatcher<E> {
                     }
                     Ok(())
                 }
-                Step::Run { window, outputs } => st.task(window, outputs, &ctx, &cancel),
+                Step::Run { window, outputs } => match cheap {
+                    Some(factor) => st.blend(outputs, factor, &ctx),
+                    None => st.task(window, outputs, &ctx, &cancel),
+                },
                 Step::Emit {
                     key, pts, duration, ..
                 } => st.emit(key, pts, duration, false),
@@ -356,6 +361,38 @@ impl<E: Engine> State<E> {
         } else {
             self.blocked.push(task);
         }
+        Ok(())
+    }
+
+    /// A cheap window: each output, new frame `k` between originals `j` and `j + 1`, is their
+    /// blend, made now and handed on as if a task had made it.
+    fn blend(
+        &mut self,
+        outputs: Vec<(usize, Key)>,
+        factor: u64,
+        ctx: &E::Ctx,
+    ) -> Result<(), String> {
+        if factor == 0 {
+            return Err("internal: a cheap window with factor 0".into());
+        }
+        let mut made = Vec::with_capacity(outputs.len());
+        for &(_, key) in &outputs {
+            let (j, k) = (key.tick / factor, key.tick % factor);
+            let original = |tick: u64| match self.frames.get(&Key { run: key.run, tick }) {
+                Some(Held::Ready(f)) => Ok(f),
+                _ => Err(format!(
+                    "internal: original {tick} of run {} to blend is not held",
+                    key.run
+                )),
+            };
+            let (a, b) = (original(j * factor)?, original((j + 1) * factor)?);
+            let f = E::blend(ctx, a, b, k, factor).map_err(|e| format!("blend: {e}"))?;
+            made.push((key, f));
+        }
+        for &(_, key) in &outputs {
+            self.frames.insert(key, Held::Pending);
+        }
+        self.complete(made);
         Ok(())
     }
 

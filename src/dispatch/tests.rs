@@ -37,6 +37,10 @@ impl Engine for Fake {
 
     fn forget(&mut self) {}
 
+    fn blend(_: &(), a: &u64, b: &u64, k: u64, factor: u64) -> Result<u64, String> {
+        Ok(cheap(*a, *b, k, factor))
+    }
+
     fn run(
         &mut self,
         _ctx: &(),
@@ -55,6 +59,11 @@ impl Engine for Fake {
         let inputs = window.map(|(_, f)| *f);
         Ok(outputs.iter().map(|&(i, k)| (k, mix(inputs, i))).collect())
     }
+}
+
+/// The fake blend: new frame `k` of `factor` between originals `a` and `b`.
+fn cheap(a: u64, b: u64, k: u64, factor: u64) -> u64 {
+    (a * 1_000 + b) * 100 + k * 10 + factor
 }
 
 /// (value, pts, duration, copy) of each frame handed out.
@@ -90,15 +99,37 @@ fn batches(factor: u32, n_out: usize, n: u64, cut_at: Option<u64>) -> Vec<Batch>
 
 /// The steps carried out in order on one engine.
 fn sequential(batches: &[Batch]) -> Vec<Frame> {
+    sequential_cheap(batches, 0, None)
+}
+
+/// [`sequential`] with the batches `b` where `cheap(b)` made of blends at `factor`.
+fn sequential_cheap(
+    batches: &[Batch],
+    factor: u64,
+    cheap: Option<fn(usize) -> bool>,
+) -> Vec<Frame> {
     let mut frames: HashMap<Key, u64> = HashMap::new();
     let mut slots: HashMap<usize, u64> = HashMap::new();
     let mut out = Vec::new();
-    for (inputs, steps) in batches {
+    for (b, (inputs, steps)) in batches.iter().enumerate() {
         frames.extend(inputs.iter().copied());
         for s in steps {
             match s {
                 Step::Load { key, slot } => {
                     slots.insert(*slot, frames[key]);
+                }
+                Step::Run { outputs, .. } if cheap.is_some_and(|c| c(b)) => {
+                    for (_, k) in outputs {
+                        let (j, kk) = (k.tick / factor, k.tick % factor);
+                        let at = |t| {
+                            frames[&Key {
+                                run: k.run,
+                                tick: t,
+                            }]
+                        };
+                        let v = self::cheap(at(j * factor), at((j + 1) * factor), kk, factor);
+                        frames.insert(*k, v);
+                    }
                 }
                 Step::Run { window, outputs } => {
                     let inputs = window.map(|s| slots[&s]);
@@ -131,6 +162,18 @@ struct Run {
 
 /// The batches through a dispatcher of `n` fake engines; waits for every batch (or a failure).
 fn dispatched(n: usize, depth: usize, faults: &[(usize, u64)], batches: Vec<Batch>) -> Run {
+    dispatched_cheap(n, depth, faults, batches, 0, None)
+}
+
+/// [`dispatched`], the batches `b` where `cheap(b)` submitted cheap at `factor`.
+fn dispatched_cheap(
+    n: usize,
+    depth: usize,
+    faults: &[(usize, u64)],
+    batches: Vec<Batch>,
+    factor: u64,
+    cheap: Option<fn(usize) -> bool>,
+) -> Run {
     let counter: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let engines: Vec<Fake> = (0..n)
         .map(|index| Fake {
@@ -164,8 +207,9 @@ fn dispatched(n: usize, depth: usize, faults: &[(usize, u64)], batches: Vec<Batc
     .unwrap();
     let total = batches.len();
     let cancel = Arc::new(AtomicBool::new(false));
-    for (inputs, steps) in batches {
-        disp.submit(0, (), cancel.clone(), inputs, steps);
+    for (b, (inputs, steps)) in batches.into_iter().enumerate() {
+        let c = cheap.filter(|c| c(b)).map(|_| factor);
+        disp.submit(0, (), cancel.clone(), inputs, steps, c);
     }
     let t0 = Instant::now();
     loop {
@@ -227,6 +271,34 @@ fn n_engines_give_the_sequential_frames_in_order() {
                     );
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn cheap_batches_are_blends_in_order_and_run_no_task() {
+    // Every batch cheap: no engine runs a window, the frames are the blends, in order.
+    for (factor, n_out) in [(2u32, 1), (4, 1), (8, 1), (4, 3)] {
+        let f = u64::from(factor);
+        for cut in [None, Some(6)] {
+            let b = batches(factor, n_out, 13, cut);
+            let want = sequential_cheap(&b, f, Some(|_| true));
+            let run = dispatched_cheap(2, 1, &[], b.clone(), f, Some(|_| true));
+            assert!(run.failed.is_empty(), "{:?}", run.failed);
+            assert_eq!(
+                run.frames, want,
+                "factor {factor}, model {n_out}, cut {cut:?}"
+            );
+            assert_eq!(run.per_engine, vec![0, 0]);
+            // Every other batch cheap: the network's frames and the blends, in order.
+            let want = sequential_cheap(&b, f, Some(|b| b % 2 == 1));
+            let run = dispatched_cheap(2, 1, &[], b, f, Some(|b| b % 2 == 1));
+            assert!(run.failed.is_empty(), "{:?}", run.failed);
+            assert_eq!(
+                run.frames, want,
+                "factor {factor}, model {n_out}, cut {cut:?}"
+            );
+            assert!(run.per_engine.iter().sum::<u64>() > 0);
         }
     }
 }
@@ -296,12 +368,12 @@ fn a_new_generation_forgets_the_old_one() {
     let old = Arc::new(AtomicBool::new(false));
     let b = batches(2, 1, 10, None);
     for (inputs, steps) in b.clone() {
-        disp.submit(0, (), old.clone(), inputs, steps);
+        disp.submit(0, (), old.clone(), inputs, steps, None);
     }
     old.store(true, Ordering::SeqCst);
     let new = Arc::new(AtomicBool::new(false));
     for (inputs, steps) in b.clone() {
-        disp.submit(1, (), new.clone(), inputs, steps);
+        disp.submit(1, (), new.clone(), inputs, steps, None);
     }
     let t0 = Instant::now();
     while seen

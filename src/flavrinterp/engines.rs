@@ -304,6 +304,16 @@ impl dispatch::Engine for BackendEngine {
         self.slots = [None; SLOTS];
     }
 
+    fn blend(
+        info: &gst_video::VideoInfo,
+        a: &gst::Buffer,
+        b: &gst::Buffer,
+        k: u64,
+        factor: u64,
+    ) -> Result<gst::Buffer, Error> {
+        super::cheap::blend(info, a, b, k, factor)
+    }
+
     fn run(
         &mut self,
         info: &gst_video::VideoInfo,

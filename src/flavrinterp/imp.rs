@@ -153,8 +153,9 @@ impl FlavrInterp {
 
     /// Ends the current run: makes every frame still missing, waits for the windows in flight
     /// and pushes everything queued. A push that fails for another reason than flushing or EOS
-    /// is posted as an error.
-    fn drain(&self, why: &str) -> Result<gst::FlowSuccess, gst::FlowError> {
+    /// is posted as an error. `until`: where the next data starts, when known (a GAP event);
+    /// the copies that fill the last original's slot stop there.
+    fn drain(&self, why: &str, until: Option<u64>) -> Result<gst::FlowSuccess, gst::FlowError> {
         let (net, info, steps, queued) = {
             let mut guard = self.state.lock().unwrap();
             let Some(state) = guard.as_mut() else {
@@ -167,17 +168,24 @@ impl FlavrInterp {
             if !stream.window.is_empty() {
                 gst::debug!(CAT, imp = self, "draining ({why})");
             }
-            let steps = match stream.window.drain() {
+            let steps = match stream.window.drain_before(until) {
                 Ok(s) => s,
                 Err(e) => {
                     drop(guard);
                     return Err(self.fail(&e.into()));
                 }
             };
-            (state.net.clone(), stream.info.clone(), steps, queued)
+            let ticks = stream.window.plan().factor();
+            (
+                state.net.clone(),
+                stream.info.clone(),
+                (steps, ticks),
+                queued,
+            )
         };
+        let (steps, ticks) = steps;
         if !steps.is_empty() {
-            let qos = self.job_qos(&steps);
+            let qos = self.job_qos(ticks, &steps);
             net.submit(&info, Vec::new(), steps, Some(qos));
         }
         let made = match net.wait(0) {
@@ -205,8 +213,8 @@ impl FlavrInterp {
 
     /// [`Self::drain`] for an event: false when frames were lost for another reason than a
     /// flush (the error is on the bus then).
-    fn drain_for_event(&self, why: &str) -> bool {
-        match self.drain(why) {
+    fn drain_for_event(&self, why: &str, until: Option<u64>) -> bool {
+        match self.drain(why, until) {
             Ok(_) => true,
             Err(e @ (gst::FlowError::Flushing | gst::FlowError::Eos)) => {
                 gst::debug!(CAT, imp = self, "drain ({why}): {e:?}");
@@ -618,7 +626,7 @@ impl BaseTransformImpl for FlavrInterp {
             }
         };
         // A new format mid-stream: the old window ends here, with the old caps.
-        if pending && !self.drain_for_event("caps change") {
+        if pending && !self.drain_for_event("caps change", None) {
             return Err(gst::loggable_error!(
                 CAT,
                 "frames of the old caps were lost"
@@ -717,14 +725,14 @@ impl BaseTransformImpl for FlavrInterp {
                 true
             }
             gst::EventView::Eos(_) => {
-                let ok = self.drain_for_event("EOS");
+                let ok = self.drain_for_event("EOS", None);
                 self.post_stats();
                 ok
             }
-            gst::EventView::Gap(_) => self.drain_for_event("gap"),
-            gst::EventView::SegmentDone(_) => self.drain_for_event("segment done"),
+            gst::EventView::Gap(g) => self.drain_for_event("gap", Some(g.get().0.nseconds())),
+            gst::EventView::SegmentDone(_) => self.drain_for_event("segment done", None),
             gst::EventView::Segment(s) => {
-                let ok = self.drain_for_event("new segment");
+                let ok = self.drain_for_event("new segment", None);
                 self.segment(s.segment());
                 ok
             }
@@ -836,12 +844,13 @@ impl BaseTransformImpl for FlavrInterp {
             gst::debug!(CAT, imp = self, "buffer without timestamp gets {pts} ns");
         }
         let info = stream.info.clone();
+        let ticks = stream.window.plan().factor();
         let frame_number = state.frames_in;
         state.frames_in += 1;
         let (net, max) = (state.net.clone(), state.max_in_flight);
         drop(guard);
         let pts = buf.pts();
-        let qos = self.job_qos(&pushed.steps);
+        let qos = self.job_qos(ticks, &pushed.steps);
         net.submit(&info, vec![(pushed.key, buf)], pushed.steps, Some(qos));
         if let Some(m) = measure.filter(|_| pushed.cut) {
             gst::info!(
@@ -873,9 +882,10 @@ impl BaseTransformImpl for FlavrInterp {
 
 impl FlavrInterp {
     /// What a job of `steps` carries for the choice between the network and cheap frames.
-    fn job_qos(&self, steps: &[crate::window::Step]) -> super::qos::JobQos {
-        let factor = self.settings.lock().unwrap().factor as u64;
-        self.qos.job(self.obj().upcast_ref(), factor, steps)
+    /// `ticks`: the window's factor, the keys' ticks per input frame (8 with a `framerate`,
+    /// whatever the `factor` property says), which blends read the originals by.
+    fn job_qos(&self, ticks: u64, steps: &[crate::window::Step]) -> super::qos::JobQos {
+        self.qos.job(self.obj().upcast_ref(), ticks, steps)
     }
 
     /// Keeps the last timestamp, and the last interval as the frame duration when the caps

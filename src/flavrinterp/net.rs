@@ -8,16 +8,19 @@
 //! is raised, which the CPU backend checks between layers) and their frames never come out.
 //!
 //! With several engines (`devices`) there is no such thread: the jobs go to the dispatcher
-//! ([`crate::dispatch`]), whose engine threads hand the frames back here in order.
+//! ([`crate::dispatch`]), whose engine threads hand the frames back here in order. The QoS
+//! choice ([`super::qos`]) is made as a job is submitted, and a late job goes to the dispatcher
+//! as blends (made at once, no engine task); its time, from submission to its last frame, is
+//! what the next choices measure the network by.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use super::engines::BackendEngine;
-use super::qos::{Decision, JobQos};
+use super::qos::{Counts, Decision, JobQos};
 use super::stream::{self, Done, Exec};
 use crate::backend::{Backend, BackendError};
 use crate::dispatch::{Dispatcher, Out, Warn};
@@ -47,6 +50,21 @@ struct Pipe {
     flushing: bool,
     /// Time the network thread spent on jobs that counted.
     busy: Duration,
+    /// Jobs given to the dispatcher whose frames are not all out, oldest first.
+    jobs: VecDeque<Submitted>,
+    /// Jobs whose frames are all out, with the time they took: for [`JobQos::finish`].
+    finished: Vec<(Submitted, Duration)>,
+    /// New frames of the dispatcher path that are blends, while held.
+    blended: HashSet<Key>,
+}
+
+/// A job given to the dispatcher, until its last frame is out.
+struct Submitted {
+    qos: Option<JobQos>,
+    decision: Decision,
+    windows: u64,
+    counts: Counts,
+    t0: Instant,
 }
 
 /// Why [`Net::wait`] gave up.
@@ -82,6 +100,9 @@ fn new_pipe() -> Arc<(Mutex<Pipe>, Condvar)> {
             error: None,
             flushing: false,
             busy: Duration::ZERO,
+            jobs: VecDeque::new(),
+            finished: Vec::new(),
+            blended: HashSet::new(),
         }),
         Condvar::new(),
     ))
@@ -132,10 +153,17 @@ impl Net {
                     duration,
                     copy: true,
                 } => p.out.push_back(stream::copy_of(&frame, pts, duration)),
-                Out::BatchDone => p.pending = p.pending.saturating_sub(1),
+                Out::BatchDone => {
+                    p.pending = p.pending.saturating_sub(1);
+                    if let Some(job) = p.jobs.pop_front() {
+                        let took = job.t0.elapsed();
+                        p.finished.push((job, took));
+                    }
+                }
                 Out::Failed(m) => {
                     // The batches in flight never finish: nothing is left to wait for.
                     p.pending = 0;
+                    p.jobs.clear();
                     p.error
                         .get_or_insert(Error::Backend(BackendError::Failed(m)));
                 }
@@ -169,17 +197,32 @@ impl Net {
         qos: Option<JobQos>,
     ) {
         let (lock, _) = &*self.pipe;
+        if let Runner::Many(d) = &self.runner {
+            // The QoS choice, before the pipe's lock (it reads the clock and the QoS state).
+            let decision = qos.as_ref().map_or(Decision::Network, JobQos::decide);
+            let cheap = match decision {
+                Decision::Cheap { .. } => qos.as_ref().map(|q| q.factor),
+                Decision::Network => None,
+            };
+            let mut p = lock.lock().unwrap();
+            let counts = count_new(&mut p.blended, &steps, cheap.is_some());
+            // Counted first: the frames may come back before submit returns.
+            p.pending += 1;
+            p.jobs.push_back(Submitted {
+                qos,
+                decision,
+                windows: counts.windows,
+                counts,
+                t0: Instant::now(),
+            });
+            let (generation, cancel) = (p.generation, p.cancel.clone());
+            drop(p);
+            d.submit(generation, info.clone(), cancel, inputs, steps, cheap);
+            return;
+        }
         let mut p = lock.lock().unwrap();
-        let tx = match &self.runner {
-            Runner::One { tx, .. } => tx,
-            Runner::Many(d) => {
-                // Counted first: the frames may come back before submit returns.
-                p.pending += 1;
-                let (generation, cancel) = (p.generation, p.cancel.clone());
-                drop(p);
-                d.submit(generation, info.clone(), cancel, inputs, steps);
-                return;
-            }
+        let Runner::One { tx, .. } = &self.runner else {
+            return;
         };
         let job = Job {
             generation: p.generation,
@@ -209,7 +252,16 @@ impl Net {
                 return Err(WaitError::Failed(e));
             }
             if p.pending <= max_pending {
-                return Ok(p.out.drain(..).collect());
+                let out = p.out.drain(..).collect();
+                let finished = std::mem::take(&mut p.finished);
+                drop(p);
+                // Without the pipe's lock: this may post QoS messages.
+                for (job, took) in finished {
+                    if let Some(q) = &job.qos {
+                        q.finish(job.decision, job.windows, took, job.counts);
+                    }
+                }
+                return Ok(out);
             }
             p = cond.wait(p).unwrap();
         }
@@ -235,6 +287,9 @@ impl Net {
         p.out.clear();
         p.error = None;
         p.flushing = false;
+        p.jobs.clear();
+        p.finished.clear();
+        p.blended.clear();
         let generation = p.generation;
         drop(p);
         if let Runner::Many(d) = &self.runner {
@@ -371,6 +426,37 @@ fn guarded(
             counts: Default::default(),
         }]
     })
+}
+
+/// The windows and new frames of a dispatcher job's `steps`, and those of its new frames that
+/// are blends: made by this job when `cheap`, or by an earlier cheap one (`blended` keeps
+/// those while they are held).
+fn count_new(blended: &mut HashSet<Key>, steps: &[Step], cheap: bool) -> Counts {
+    let mut c = Counts::default();
+    for s in steps {
+        match s {
+            Step::Run { outputs, .. } => {
+                c.windows += 1;
+                if cheap {
+                    blended.extend(outputs.iter().map(|&(_, k)| k));
+                }
+            }
+            Step::Emit {
+                key,
+                original: false,
+                ..
+            } => {
+                c.frames_new += 1;
+                c.frames_cheap += u64::from(blended.contains(key));
+            }
+            Step::EmitCopy { .. } => c.frames_new += 1,
+            Step::Release { key } => {
+                blended.remove(key);
+            }
+            _ => {}
+        }
+    }
+    c
 }
 
 fn work(

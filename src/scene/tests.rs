@@ -221,3 +221,30 @@ fn deep_samples_reduce_in_8_bit_levels() {
     let e = Reduced::from_plane(PixelFormat::I420P10, &bytes[..bytes.len() - 1], W * 2, W, H);
     assert!(matches!(e, Err(SceneError::Short { .. })), "{e:?}");
 }
+
+#[test]
+fn cuts_next_to_black() {
+    // Shot a fades down to dark (gain 1 to 0.1, still a picture), then a hard cut to shot b:
+    // the cut is found at b. A fade all the way to black then a cut from black to b: black has
+    // no picture, so no cut is posted there (the frames between black and b are interpolated,
+    // a one-frame fade-in: no ghost of a, which black already ended).
+    let a = |g: f32| picture(7, 0.0, g, 0.0);
+    let b = picture(8, 0.0, 1.0, 0.0);
+    let mut dark: Vec<Vec<f32>> = [1.0, 0.7, 0.45, 0.25, 0.1].iter().map(|&g| a(g)).collect();
+    dark.push(b.clone());
+    let m = scores(&dark, DEFAULT_THRESHOLD);
+    eprintln!(
+        "dark then cut: {:?}",
+        m.iter().map(|m| (m.score, m.contrast)).collect::<Vec<_>>()
+    );
+    assert!(m[..m.len() - 1].iter().all(|m| !m.cut), "{m:?}");
+    assert!(m.last().unwrap().cut, "{m:?}");
+    let mut black: Vec<Vec<f32>> = [1.0, 0.5, 0.2, 0.0].iter().map(|&g| a(g)).collect();
+    black.push(b);
+    let m = scores(&black, DEFAULT_THRESHOLD);
+    eprintln!(
+        "black then cut: {:?}",
+        m.iter().map(|m| (m.score, m.contrast)).collect::<Vec<_>>()
+    );
+    assert!(m.iter().all(|m| !m.cut), "{m:?}");
+}

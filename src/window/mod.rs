@@ -18,8 +18,13 @@
 //! - New frame `k` (1..factor) between originals `i` and `i + 1` gets
 //!   `pts_i + round((pts_{i+1} - pts_i) * k / factor)`; every frame lasts until the next one.
 //!   So variable frame rates follow the buffer timestamps. The last original of a run has no
-//!   next frame: it lasts its own duration, else the caps frame duration, else the run's last
-//!   interval, divided by the factor (else no duration).
+//!   next frame: its *slot* is its own duration, else the caps frame duration, else the run's
+//!   last interval (else unknown). It lasts `1/factor` of the slot, and the `factor - 1` places
+//!   after it in the slot are copies of it ([`Step::EmitCopy`]), at the times new frames would
+//!   have there, so the output rate stays constant across the end of a run. When the next
+//!   input's time is known (the DISCONT, GAP or backwards frame that ends the run, a GAP
+//!   event), copies stop before it. A run of `n` frames gives `n * factor` frames (fewer where
+//!   the next input comes earlier, or the slot is unknown).
 //! - An input frame without a timestamp gets the end of the previous frame (its timestamp plus
 //!   its duration, else the caps frame duration, else the last interval); without an earlier
 //!   frame to derive it from, [`Window::push`] fails with [`WindowError::NoTimestamp`].
@@ -278,7 +283,7 @@ impl Window {
             }
         }
         if restart.is_some() {
-            self.drain_into(&mut steps)?;
+            self.drain_into(&mut steps, Some(pts))?;
         }
         let f = self.plan.factor();
         let prev = self.run.as_ref().and_then(|r| r.times.back().copied());
@@ -329,7 +334,7 @@ impl Window {
             }
         };
         let mut steps = Vec::new();
-        self.drain_into(&mut steps)?;
+        self.drain_into(&mut steps, Some(pts))?;
         let key = Key {
             run: self.next_run,
             tick: 0,
@@ -356,11 +361,17 @@ impl Window {
         })
     }
 
-    /// Ends the run (EOS, a GAP event, a caps or segment change): makes and pushes every frame
-    /// still missing, then releases the run.
+    /// Ends the run (EOS, a caps or segment change): makes and pushes every frame still
+    /// missing, the copies that fill the last original's slot included, then releases the run.
     pub fn drain(&mut self) -> Result<Vec<Step>, WindowError> {
+        self.drain_before(None)
+    }
+
+    /// [`Window::drain`] when the next input's time is known (a GAP event at `until`): the
+    /// copies after the last original stop before `until`.
+    pub fn drain_before(&mut self, until: Option<u64>) -> Result<Vec<Step>, WindowError> {
         let mut steps = Vec::new();
-        self.drain_into(&mut steps)?;
+        self.drain_into(&mut steps, until)?;
         Ok(steps)
     }
 
@@ -397,7 +408,7 @@ impl Window {
         }
     }
 
-    fn drain_into(&mut self, steps: &mut Vec<Step>) -> Result<(), WindowError> {
+    fn drain_into(&mut self, steps: &mut Vec<Step>, until: Option<u64>) -> Result<(), WindowError> {
         let Some(run) = &mut self.run else {
             return Ok(());
         };
@@ -407,19 +418,22 @@ impl Window {
             return Ok(());
         };
         if let Some(rate) = self.rate {
-            self.finish_rate(&mut run, rate, steps)?;
-        } else if !run.first_emitted {
-            // A run of one frame: nothing to pair it with.
-            let (pts, duration) = self.times_of(&run, 0)?;
-            steps.push(Step::Emit {
-                key: Key {
-                    run: run.id,
-                    tick: 0,
-                },
-                pts,
-                duration,
-                original: true,
-            });
+            self.finish_rate(&mut run, rate, until, steps)?;
+        } else {
+            if !run.first_emitted {
+                // A run of one frame: nothing to pair it with.
+                let (pts, duration) = self.times_of(&run, 0)?;
+                steps.push(Step::Emit {
+                    key: Key {
+                        run: run.id,
+                        tick: 0,
+                    },
+                    pts,
+                    duration,
+                    original: true,
+                });
+            }
+            self.fill_slot(&run, until, steps)?;
         }
         let lo = Key {
             run: run.id,
@@ -525,8 +539,9 @@ impl Window {
         // (windows move one frame at a time, so the slot is never taken while needed). So
         // every pushed frame goes, except an original that the copies of the next pair need
         // (the last of a shot) or that a later window still has to load (the first of a
-        // shot, pushed before any window read it). Several levels: windows of later pairs read
-        // nothing before tick i * f, and copies nothing before original i + 1.
+        // shot, pushed before any window read it) or the last of an ended run, which the copies
+        // that fill its slot read. Several levels: windows of later pairs read nothing before
+        // tick i * f, and copies nothing before original i + 1.
         let release: Vec<Key> = if self.plan.levels().len() == 1 {
             let lo = Key {
                 run: run.id,
@@ -542,7 +557,9 @@ impl Window {
                 .filter(|key| {
                     let j = key.tick / f;
                     let original = key.tick % f == 0;
-                    let copy_source = j == i + 1 && run.cut_after(i + 1);
+                    // The copies at a shot's end, or at the run's end (drained).
+                    let copy_source =
+                        j == i + 1 && (run.cut_after(i + 1) || (run.ended && j + 1 == run.len));
                     let to_load = j > i && !self.slots.contains(key);
                     !(original && (copy_source || to_load))
                 })
@@ -634,6 +651,60 @@ impl Window {
         Ok(())
     }
 
+    /// The slot of original `i`, the last of `run`: its own duration, else the caps frame
+    /// duration, else the run's last interval.
+    fn last_slot(&self, run: &Run, i: u64) -> Result<Option<u64>, WindowError> {
+        let cur = run.time(i)?;
+        let interval = if i > 0 {
+            run.time(i - 1)
+                .ok()
+                .map(|prev| cur.pts.saturating_sub(prev.pts))
+                .filter(|d| *d > 0)
+        } else {
+            None
+        };
+        Ok(cur.duration.or(self.frame_duration).or(interval))
+    }
+
+    /// After the last original of an ended `run` (pushed, still held): copies of it at the
+    /// `factor - 1` places of its slot, up to `until` (excluded).
+    fn fill_slot(
+        &self,
+        run: &Run,
+        until: Option<u64>,
+        steps: &mut Vec<Step>,
+    ) -> Result<(), WindowError> {
+        let f = self.plan.factor();
+        let last = run.len - 1;
+        let Some(d) = self.last_slot(run, last)? else {
+            return Ok(());
+        };
+        let pts = run.time(last)?.pts;
+        let source = Key {
+            run: run.id,
+            tick: last * f,
+        };
+        let mut prev = pts;
+        for k in 1..f {
+            let at = pts.saturating_add(scale(d, k, f));
+            if at <= prev || until.is_some_and(|u| at >= u) {
+                break;
+            }
+            let end = pts.saturating_add(scale(d, k + 1, f));
+            steps.push(Step::EmitCopy {
+                key: Key {
+                    run: run.id,
+                    tick: last * f + k,
+                },
+                source,
+                pts: at,
+                duration: Some(end - at),
+            });
+            prev = at;
+        }
+        Ok(())
+    }
+
     /// Timestamp and duration of the frame at tick `p` of `run`.
     fn times_of(&self, run: &Run, p: u64) -> Result<(u64, Option<u64>), WindowError> {
         let f = self.plan.factor();
@@ -641,16 +712,9 @@ impl Window {
         let k = p % f;
         let cur = run.time(i)?;
         if i + 1 >= run.len {
-            // The last original of the run: there is no next frame.
-            let interval = if i > 0 {
-                run.time(i - 1)
-                    .ok()
-                    .map(|prev| cur.pts.saturating_sub(prev.pts))
-                    .filter(|d| *d > 0)
-            } else {
-                None
-            };
-            let d = cur.duration.or(self.frame_duration).or(interval);
+            // The last original of the run: there is no next frame; copies fill the rest of
+            // its slot.
+            let d = self.last_slot(run, i)?;
             return Ok((cur.pts, d.map(|d| scale(d, 1, f))));
         }
         let next = run.time(i + 1)?;

@@ -12,8 +12,11 @@
 //! point is a copy). Grid points are made with the factor-`GRID` [`Plan`], only those needed:
 //! a 2x model recurses down to the level that makes the point and no further.
 //!
-//! Outputs cover the run from its first input to its last (`pts_0 <= t <= pts_last`), as the
-//! factor does: a run of `n` frames at rate `r` in gives `floor((n - 1) * out / r) + 1` frames.
+//! Outputs cover the run from its first input to the end of its last one's slot
+//! (`pts_0 <= t < pts_last + slot`, the slot being the last frame's duration, else the caps
+//! frame duration, else the last interval; cut at the next input's time when that is known),
+//! as the factor does: at a constant rate `r` in, a run of `n` frames gives `ceil(n * out / r)`
+//! frames. The outputs after the last input are that frame again (copies).
 //! At a scene cut between `i` and `i + 1` the outputs strictly between them are copies of the
 //! nearer original (`2 k <= GRID`: frame `i`).
 
@@ -205,19 +208,28 @@ impl Window {
     }
 
     /// At the end of a rate-mode run (every pair made): the output on the last original, if
-    /// the grid lands exactly on it (always for a run of one frame).
+    /// the grid lands exactly on it (always for a run of one frame), then the outputs in the
+    /// rest of its slot (its duration, else the caps frame duration, else the last interval),
+    /// before `until` (the next input's time, when known): the last original, or copies of it.
     pub(super) fn finish_rate(
         &self,
         run: &mut Run,
         rate: Rate,
+        until: Option<u64>,
         steps: &mut Vec<Step>,
     ) -> Result<(), WindowError> {
         let last = run.len - 1;
         let b = run.time(last)?.pts;
+        let mut end = self
+            .last_slot(run, last)?
+            .map_or(b, |d| b.saturating_add(d));
+        if let Some(u) = until {
+            end = end.min(u);
+        }
         loop {
             let j = run.next_out;
             let t = run.origin.saturating_add(rate.offset(j));
-            if t > b {
+            if t > b && t >= end {
                 return Ok(());
             }
             emit(run, j, last * GRID, last * GRID, rate, steps);

@@ -228,7 +228,8 @@ fn frame_counts_for_every_plan_and_length() {
                 sim.push(Some(i * 40 * MS), Some(40 * MS), i == 0);
             }
             sim.drain();
-            let want = len + (len - 1) * (u64::from(f) - 1);
+            // Every original fills its slot: new frames between, copies after the last.
+            let want = len * u64::from(f);
             assert_eq!(
                 sim.out.len() as u64,
                 want,
@@ -390,8 +391,10 @@ fn timestamps_follow_variable_frame_rates() {
             (20, Some(10)),
             (30, Some(15)),
             (45, Some(15)),
-            // Last frame: no duration, no frame rate: the last interval (30) / 2.
+            // Last frame: no duration, no frame rate: its slot is the last interval (30),
+            // a copy of it in the second half.
             (60, Some(15)),
+            (75, Some(15)),
         ]
     );
     check_stream(&sim);
@@ -420,16 +423,42 @@ fn last_frame_duration_rules() {
     sim.push(Some(0), Some(20), false);
     sim.drain();
     assert_eq!(sim.out[0].duration, Some(10));
+    // The rest of its slot: a copy of it.
+    assert_eq!((sim.out[1].pts, sim.out[1].duration), (10, Some(10)));
+    assert_eq!(sim.out[1].copy_of, Some(sim.out[0].key));
+    assert_eq!(sim.out.len(), 2);
     // Then the caps frame duration.
     let mut sim = Sim::new(2, 1, Some(40));
     sim.push(Some(0), None, false);
     sim.drain();
     assert_eq!(sim.out[0].duration, Some(20));
-    // Nothing known: none.
+    assert_eq!((sim.out[1].pts, sim.out[1].duration), (20, Some(20)));
+    // Then the last interval (factor 4: three copies).
+    let mut sim = Sim::new(4, 3, None);
+    sim.push(Some(0), None, false);
+    sim.push(Some(40), None, false);
+    sim.drain();
+    let tail: Vec<(u64, Option<u64>, Option<Key>)> = sim.out[4..]
+        .iter()
+        .map(|o| (o.pts, o.duration, o.copy_of))
+        .collect();
+    let last = Some(Key { run: 0, tick: 4 });
+    assert_eq!(
+        tail,
+        [
+            (40, Some(10), None),
+            (50, Some(10), last),
+            (60, Some(10), last),
+            (70, Some(10), last)
+        ]
+    );
+    check_stream(&sim);
+    // Nothing known: none, and no copies.
     let mut sim = Sim::new(4, 3, None);
     sim.push(Some(0), None, false);
     sim.drain();
     assert_eq!(sim.out[0].duration, None);
+    assert_eq!(sim.out.len(), 1);
 }
 
 #[test]
@@ -471,14 +500,19 @@ fn discont_starts_a_new_run() {
         }
         sim.drain();
         let f = u64::from(f);
-        assert_eq!(sim.out.len() as u64, 4 + 3 * (f - 1) + 3 + 2 * (f - 1));
+        assert_eq!(sim.out.len() as u64, 4 * f + 3 * f);
         check_stream(&sim);
-        // Nothing between the runs: the last frame of the first run is followed by the first
-        // of the second.
-        let last_a = sim.out.iter().rposition(|o| o.key.run == 0).unwrap();
-        assert_eq!(sim.out[last_a].input, Some(3));
-        assert_eq!(sim.out[last_a + 1].input, Some(4));
-        assert_eq!(sim.out[last_a].duration, Some(40 / f));
+        // Between the runs: the last original of the first run, then copies of it to the end
+        // of its slot (120..160), then the first frame of the second.
+        let last = sim.out.iter().position(|o| o.input == Some(3)).unwrap();
+        assert_eq!(sim.out[last].duration, Some(40 / f));
+        let tail = &sim.out[last + 1..last + f as usize];
+        for (k, o) in tail.iter().enumerate() {
+            assert_eq!(o.copy_of, Some(sim.out[last].key));
+            assert_eq!(o.pts, 120 + 40 * (k as u64 + 1) / f);
+        }
+        assert_eq!(tail.last().map(|o| o.pts + o.duration.unwrap()), Some(160));
+        assert_eq!(sim.out[last + f as usize].input, Some(4));
     }
 }
 
@@ -492,7 +526,42 @@ fn timestamps_going_back_start_a_new_run() {
     sim.push(Some(20), None, false);
     sim.drain();
     assert_eq!(sim.originals(), vec![0, 1, 2, 3]);
-    assert_eq!(sim.out.len(), 3 + 3);
+    // No copy after input 1: its slot (10..20) starts after the next input's time (10). After
+    // input 3 (EOS), one: its slot is the last interval.
+    let times: Vec<(u64, bool)> = sim
+        .out
+        .iter()
+        .map(|o| (o.pts, o.copy_of.is_some()))
+        .collect();
+    assert_eq!(
+        times,
+        [
+            (0, false),
+            (5, false),
+            (10, false),
+            (10, false),
+            (15, false),
+            (20, false),
+            (25, true)
+        ]
+    );
+}
+
+#[test]
+fn copies_after_the_last_original_stop_before_the_next_input() {
+    // Factor 4, slots of 40: a DISCONT 25 after the last original leaves room for two copies
+    // (at 10 and 20), not for the one at 30.
+    let mut sim = Sim::new(4, 3, Some(40));
+    sim.push(Some(0), None, false);
+    sim.push(Some(25), None, true);
+    let times: Vec<u64> = sim.out.iter().map(|o| o.pts).collect();
+    assert_eq!(times, [0, 10, 20]);
+    // A GAP event (drain_before) the same way.
+    let steps = sim.w.drain_before(Some(45)).unwrap();
+    sim.apply(&steps);
+    let times: Vec<u64> = sim.out.iter().map(|o| o.pts).collect();
+    assert_eq!(times, [0, 10, 20, 25, 35]);
+    assert!(sim.held.is_empty());
 }
 
 #[test]
@@ -522,10 +591,12 @@ fn gap_buffers_pass_unchanged_and_split_runs() {
             (0, Some(20), true),
             (20, Some(20), false),
             (40, Some(20), true),
+            (60, Some(20), false),
             (80, Some(40), true),
             (120, Some(20), true),
             (140, Some(20), false),
             (160, Some(20), true),
+            (180, Some(20), false),
         ]
     );
     // The gap frame is never read by a window.
@@ -549,7 +620,7 @@ fn flush_forgets_everything() {
     sim.drain();
     // Nothing of the old stream after the flush; the new one complete.
     let after: Vec<&Out> = sim.out[before..].iter().collect();
-    assert_eq!(after.len(), 3 + 2);
+    assert_eq!(after.len(), 3 + 2 + 1);
     assert!(after.iter().all(|o| o.pts >= 500));
     assert!(sim.windows.iter().rev().take(2).all(|w| w.0 != 0));
 }
@@ -578,14 +649,15 @@ fn cuts_copy_the_nearer_original_and_no_window_spans_them() {
             }
             sim.drain();
             // The same number of frames, at the same times, as without cuts.
-            assert_eq!(sim.out.len() as u64, 10 + 9 * (fu - 1), "{f} {n} {cuts:?}");
+            assert_eq!(sim.out.len() as u64, 10 * fu, "{f} {n} {cuts:?}");
             check_stream(&sim);
             for (m, o) in sim.out.iter().enumerate() {
                 assert_eq!(o.pts, m as u64 * 40 * MS / fu);
                 assert_eq!(o.duration, Some(40 * MS / fu));
                 let (i, k) = (o.key.tick / fu, o.key.tick % fu);
-                if k != 0 && cuts.contains(&(i + 1)) {
-                    let want = if 2 * k <= fu { i } else { i + 1 };
+                if k != 0 && (cuts.contains(&(i + 1)) || i == 9) {
+                    // Across a cut, the nearer original; after the last, the last.
+                    let want = if 2 * k <= fu || i == 9 { i } else { i + 1 };
                     assert_eq!(o.pos, want as f64, "{f} {n} {cuts:?}: {o:?}");
                     assert!(o.copy_of.is_some());
                 } else {
@@ -629,7 +701,14 @@ fn windows_at_a_cut_repeat_the_nearest_frame_of_the_shot() {
         .filter(|o| o.copy_of.is_some())
         .map(|o| (o.pts, o.copy_of))
         .collect();
-    assert_eq!(copies, vec![(25, Some(Key { run: 0, tick: 4 }))]);
+    // The copy across the cut, and the one after the last original (slot: the last interval).
+    assert_eq!(
+        copies,
+        vec![
+            (25, Some(Key { run: 0, tick: 4 })),
+            (65, Some(Key { run: 0, tick: 12 }))
+        ]
+    );
     // Every original is loaded once, the first of the second shot included.
     assert_eq!(sim.loads.len(), 7);
     assert!(sim.loads.values().all(|&c| c == 1), "{:?}", sim.loads);
@@ -700,10 +779,18 @@ mod prop {
             let mut run_len = 0u64;
             let mut flushed_out = 0usize;
             let mut cuts = HashSet::new();
+            // The last original of each run (run, input index in the run) and its pts.
+            let mut last_of: HashMap<u64, u64> = HashMap::new();
+            let mut last_pts = 0u64;
             let f64_ = u64::from(f);
-            let close = |run_len: &mut u64, expected: &mut u64| {
+            // Copies after the last original fill its slot (the caps frame duration, 40 ms)
+            // up to the next input's time.
+            let close = |run_len: &mut u64, expected: &mut u64, last_pts: u64, until: Option<u64>| {
                 if *run_len > 0 {
                     *expected += *run_len + (*run_len - 1) * (f64_ - 1);
+                    *expected += (1..f64_)
+                        .filter(|&k| until.is_none_or(|u| last_pts + 40 * MS * k / f64_ < u))
+                        .count() as u64;
                 }
                 *run_len = 0;
             };
@@ -723,25 +810,28 @@ mod prop {
                         if p.cut {
                             cuts.insert((p.key.run, p.key.tick / f64_));
                         }
+                        let pts = p.derived_pts.or(pts).unwrap();
                         if p.restart.is_some() {
-                            close(&mut run_len, &mut expected);
+                            close(&mut run_len, &mut expected, last_pts, Some(pts));
                         }
                         if let Some(d) = p.derived_pts {
                             t = d;
                         }
+                        last_pts = pts;
+                        last_of.insert(p.key.run, p.key.tick / f64_);
                         run_len += 1;
                         sim.store(&p);
                     }
                     Op::Gap => {
                         t += 40 * MS;
                         let p = sim.w.push_gap(FrameIn { pts: Some(t), duration: Some(MS), ..FrameIn::default() }).unwrap();
-                        close(&mut run_len, &mut expected);
+                        close(&mut run_len, &mut expected, last_pts, Some(t));
                         expected += 1;
                         sim.store(&p);
                     }
                     Op::Drain => {
                         sim.drain();
-                        close(&mut run_len, &mut expected);
+                        close(&mut run_len, &mut expected, last_pts, None);
                     }
                     Op::Flush => {
                         sim.w.flush();
@@ -756,7 +846,7 @@ mod prop {
                 prop_assert!(held_inputs <= sim.w.plan().max_held_inputs());
             }
             sim.drain();
-            close(&mut run_len, &mut expected);
+            close(&mut run_len, &mut expected, last_pts, None);
             prop_assert_eq!(sim.out.len() as u64, expected);
             let f = sim.factor();
             for o in &sim.out {
@@ -764,7 +854,11 @@ mod prop {
                 // carry their own position.
                 let (i, k) = (o.key.tick / f, o.key.tick % f);
                 let across = k != 0 && cuts.contains(&(o.key.run, i + 1));
-                let want = if across {
+                let after_last = k != 0 && last_of.get(&o.key.run) == Some(&i);
+                let want = if after_last {
+                    prop_assert_eq!(o.copy_of, Some(Key { run: o.key.run, tick: i * f }));
+                    i as f64
+                } else if across {
                     let source = if 2 * k <= f { i } else { i + 1 };
                     prop_assert_eq!(o.copy_of, Some(Key { run: o.key.run, tick: source * f }));
                     source as f64

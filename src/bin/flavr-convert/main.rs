@@ -40,10 +40,9 @@ copied where the container holds them. OUTPUT is written as OUTPUT.part and rena
 
 options:
   --factor 2|4|8        multiply the frame rate (default 2)
-  --fps N[/D]           reach this rate instead: exactly when it is 2, 4 or 8 times the
-                        input's; otherwise the next factor up, then videorate keeps the
-                        nearest frame for each output tick (frames shown at most half an
-                        interval of the upsampled stream early or late)
+  --fps N[/D]           reach this rate instead: the factor when it is 2, 4 or 8 times the
+                        input's; otherwise the element's framerate (each frame made at the
+                        nearest 1/8 of an input interval: at most 1/16 of one off its time)
   --model PATH          a FLAVR checkpoint (.pth or .safetensors; default: the embedded model)
   --backend auto|cuda|cpu   auto: CUDA if a GPU opens, else the CPU (default auto)
   --device N            the GPU (default 0)

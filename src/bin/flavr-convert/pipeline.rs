@@ -2,7 +2,7 @@
 //! The pipeline:
 //!
 //! ```text
-//! uridecodebin ─video─ videoconvert ! queue ! flavrinterp [! videorate ! caps] ! videoconvert
+//! uridecodebin ─video─ videoconvert ! queue ! flavrinterp (factor or framerate) ! videoconvert
 //!              │       ! caps(4:2:0) ! ENCODER [! parser] ! MUXER ! filesink
 //!              ├audio─ queue [! audioconvert ! audioresample ! AUDIO ENCODER] ! MUXER
 //!              └subs── queue ! MUXER        (other streams: fakesink)
@@ -64,10 +64,18 @@ pub(crate) struct Converter {
 fn open_interp(
     pipeline: &gst::Pipeline,
     opts: &Options,
-    factor: u32,
+    plan: Plan,
 ) -> Result<(gst::Element, bool, Option<String>), Failure> {
     let interp = make("flavrinterp")?;
-    interp.set_property("factor", factor);
+    interp.set_property("factor", plan.factor);
+    if let Some(t) = plan.target {
+        // Any rate: the element's own grid, no videorate after it.
+        let (n, d) = (i32::try_from(t.num), i32::try_from(t.den));
+        let (Ok(n), Ok(d)) = (n, d) else {
+            return Err(Failure::usage(format!("--fps {t} is too large a fraction")));
+        };
+        interp.set_property("framerate", gst::Fraction::new(n, d));
+    }
     if let Some(m) = &opts.model {
         interp.set_property("model-location", m.to_string_lossy().as_ref());
     }
@@ -153,7 +161,7 @@ fn assemble(pipeline: &gst::Pipeline, job: &Job) -> Result<Converter, Failure> {
         part,
     } = *job;
     let pipeline = pipeline.clone();
-    let (interp, gpu, fallback) = open_interp(&pipeline, opts, plan.factor)?;
+    let (interp, gpu, fallback) = open_interp(&pipeline, opts, plan)?;
     let encoder_name = container.pick_video_encoder(opts.encoder.as_deref(), gpu)?;
     let encoder = make(&encoder_name)?;
     container::configure_encoder(&encoder, &encoder_name, opts.quality)?;
@@ -181,20 +189,6 @@ fn assemble(pipeline: &gst::Pipeline, job: &Job) -> Result<Converter, Failure> {
     sink.set_property("location", part.to_string_lossy().as_ref());
 
     let mut chain = vec![convert_in.clone(), queue, interp.clone()];
-    if let Some(rate) = plan.resample {
-        let videorate = make("videorate")?;
-        let caps = make("capsfilter")?;
-        caps.set_property(
-            "caps",
-            gst::Caps::builder("video/x-raw")
-                .field(
-                    "framerate",
-                    gst::Fraction::new(rate.num as i32, rate.den as i32),
-                )
-                .build(),
-        );
-        chain.extend([videorate, caps]);
-    }
     chain.extend([convert_out, format, encoder.clone()]);
     if let Some(p) = container::parser_for(&encoder) {
         chain.push(make(p)?);

@@ -51,7 +51,6 @@ const ELEMENTS: &[(&str, &str)] = &[
     ("voaacenc", "gstreamer1.0-plugins-bad"),
     ("opusenc", "gstreamer1.0-plugins-base"),
     ("vorbisenc", "gstreamer1.0-plugins-base"),
-    ("videorate", "gstreamer1.0-plugins-base"),
 ];
 
 /// Every other element used here (videoconvert, queue, uridecodebin, audioconvert, ...)

@@ -1,12 +1,10 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! From `--factor` or `--fps` and the input's frame rate to what the pipeline does.
 //!
-//! `flavrinterp` multiplies the rate by 2, 4 or 8. A `--fps` target that is one of those
-//! multiples is reached exactly; any other target takes the smallest factor that reaches or
-//! passes it, and `videorate` after the element keeps, for each output tick, the upsampled
-//! frame nearest in time: a frame is then shown at most half an interval of the upsampled
-//! stream early or late. When the element takes a target rate of its own, `Plan::resample`
-//! goes away and the target becomes the element's property.
+//! A `--fps` target that is 2, 4 or 8 times the input's rate is the element's `factor`. Any
+//! other target is the element's `framerate` property: it makes each output frame at the
+//! nearest eighth of the input interval it falls in, so a frame's content is at most 1/16 of
+//! an input interval from its time, and the timestamps are exact to the target rate.
 
 use std::fmt;
 
@@ -77,11 +75,12 @@ impl fmt::Display for Rate {
 /// The factors the element takes.
 pub(crate) const FACTORS: [u32; 3] = [2, 4, 8];
 
-/// What the pipeline runs: `flavrinterp factor=F`, then `videorate` to `resample` if set.
+/// What the pipeline runs: `flavrinterp factor=F`, or `flavrinterp framerate=target`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Plan {
     pub(crate) factor: u32,
-    pub(crate) resample: Option<Rate>,
+    /// The element's `framerate`: a target that is no multiple of the input's rate.
+    pub(crate) target: Option<Rate>,
 }
 
 impl Plan {
@@ -91,7 +90,7 @@ impl Plan {
             Request::Factor(factor) => {
                 return Ok(Plan {
                     factor,
-                    resample: None,
+                    target: None,
                 });
             }
             Request::Fps(t) => t,
@@ -111,13 +110,14 @@ impl Plan {
                 std::cmp::Ordering::Equal => {
                     return Ok(Plan {
                         factor,
-                        resample: None,
+                        target: None,
                     });
                 }
                 std::cmp::Ordering::Greater => {
+                    // The element's factor stays its default; `framerate` decides.
                     return Ok(Plan {
-                        factor,
-                        resample: Some(target),
+                        factor: FACTORS[0],
+                        target: Some(target),
                     });
                 }
                 std::cmp::Ordering::Less => {}
@@ -128,18 +128,23 @@ impl Plan {
         ))
     }
 
-    /// The largest timing error `videorate` adds, in seconds: half an interval of the
-    /// upsampled stream (0 when the target is an exact multiple).
+    /// The largest timing error of a frame's content, in seconds: 1/16 of an input interval
+    /// with `framerate` (0 when the target is an exact multiple).
     pub(crate) fn max_timing_error(&self, input: Rate) -> f64 {
-        match self.resample {
-            Some(_) => 0.5 / input.times(self.factor).fps(),
+        match self.target {
+            Some(_) => 1.0 / (16.0 * input.fps()),
             None => 0.0,
         }
     }
 
     /// The output rate for an input rate.
     pub(crate) fn output_rate(&self, input: Rate) -> Rate {
-        self.resample.unwrap_or_else(|| input.times(self.factor))
+        self.target.unwrap_or_else(|| input.times(self.factor))
+    }
+
+    /// The factor, when the element runs one (not for a `framerate` target).
+    pub(crate) fn factor(&self) -> Option<u32> {
+        self.target.is_none().then_some(self.factor)
     }
 }
 
@@ -163,20 +168,20 @@ mod tests {
     #[test]
     fn exact_multiples_need_no_resampling() {
         let p = Plan::new(Request::Fps(r(60000, 1001)), Some(r(30000, 1001))).unwrap();
-        assert_eq!((p.factor, p.resample), (2, None));
+        assert_eq!((p.factor, p.target), (2, None));
         let p = Plan::new(Request::Fps(r(200, 1)), Some(r(25, 1))).unwrap();
-        assert_eq!((p.factor, p.resample), (8, None));
+        assert_eq!((p.factor(), p.target), (Some(8), None));
         assert_eq!(p.max_timing_error(r(25, 1)), 0.0);
     }
 
     #[test]
-    fn other_targets_take_the_smallest_factor_that_reaches_them() {
+    fn other_targets_are_the_elements_framerate() {
         let p = Plan::new(Request::Fps(r(50, 1)), Some(r(24, 1))).unwrap();
-        assert_eq!((p.factor, p.resample), (4, Some(r(50, 1))));
-        // Half an interval of the 96 fps stream.
-        assert!((p.max_timing_error(r(24, 1)) - 1.0 / 192.0).abs() < 1e-12);
+        assert_eq!((p.factor(), p.target), (None, Some(r(50, 1))));
+        // 1/16 of a 24 fps interval.
+        assert!((p.max_timing_error(r(24, 1)) - 1.0 / 384.0).abs() < 1e-12);
         let p = Plan::new(Request::Fps(r(45, 1)), Some(r(30, 1))).unwrap();
-        assert_eq!((p.factor, p.resample), (2, Some(r(45, 1))));
+        assert_eq!(p.target, Some(r(45, 1)));
         assert_eq!(p.output_rate(r(30, 1)), r(45, 1));
     }
 
@@ -190,6 +195,6 @@ mod tests {
         let vfr = Plan::new(Request::Fps(r(60, 1)), None).unwrap_err();
         assert!(vfr.contains("variable"), "{vfr}");
         let f = Plan::new(Request::Factor(4), None).unwrap();
-        assert_eq!((f.factor, f.resample), (4, None));
+        assert_eq!((f.factor(), f.target), (Some(4), None));
     }
 }

@@ -54,10 +54,12 @@ pub(crate) fn run(opts: &Options) -> Result<(Summary, Option<i32>), Failure> {
         progress.note(&format!("warning: {why}"));
     }
     progress.note(&describe(opts, &input, plan, out_rate, &conv, &model));
-    if let (Some(r), Some(_)) = (input.rate, plan.resample) {
+    if let (Some(r), Some(t)) = (input.rate, plan.target) {
         progress.note(&format!(
-            "--fps: {}x then videorate; frames are shown up to {:.1} ms early or late",
-            plan.factor,
+            "--fps: flavrinterp framerate={}/{}; each frame is made at most {:.1} ms (1/16 of \
+             an input interval) from its time",
+            t.num,
+            t.den,
             plan.max_timing_error(r) * 1e3
         ));
     }
@@ -106,7 +108,7 @@ pub(crate) fn run(opts: &Options) -> Result<(Summary, Option<i32>), Failure> {
             .and_then(|s| s.get::<String>("backend").ok())
             .unwrap_or(conv.backend.clone()),
         model,
-        factor: plan.factor,
+        factor: plan.factor(),
         rate: out_rate
             .map(|r| format!("{}/{}", r.num, r.den))
             .unwrap_or_else(|| "variable".into()),
@@ -126,11 +128,15 @@ pub(crate) fn run(opts: &Options) -> Result<(Summary, Option<i32>), Failure> {
 /// The expected number of output frames, when the input's duration and rate are known.
 fn total_frames(input: &Input, plan: Plan) -> Option<u64> {
     let n = input.frames_estimate()?;
-    match plan.resample {
-        None => Some((n - 1) * u64::from(plan.factor) + 1),
-        Some(r) => {
-            let seconds = input.duration?.nseconds() as f64 / 1e9;
-            Some((seconds * r.fps()).round().max(1.0) as u64)
+    match plan.target {
+        // Every input fills its slot: new frames after it, copies after the last.
+        None => Some(n * u64::from(plan.factor)),
+        // The target's grid over the n input frames: ceil(n * target / input).
+        Some(t) => {
+            let input = input.rate?;
+            let num = u128::from(n) * u128::from(t.num) * u128::from(input.den);
+            let den = u128::from(t.den) * u128::from(input.num);
+            u64::try_from(num.div_ceil(den.max(1))).ok()
         }
     }
 }
@@ -152,14 +158,17 @@ fn describe(
         .map(|d| format!(", {:.2} s", d.nseconds() as f64 / 1e9))
         .unwrap_or_default();
     format!(
-        "{} ({}x{} {}, {}{duration}) -> {}: factor {} ({}), backend {}, model {model}, encoder {}",
+        "{} ({}x{} {}, {}{duration}) -> {}: {} ({}), backend {}, model {model}, encoder {}",
         opts.input.display(),
         input.width,
         input.height,
         input.video_codec,
         rate(input.rate),
         opts.output.display(),
-        plan.factor,
+        match plan.factor() {
+            Some(f) => format!("factor {f}"),
+            None => "any rate".to_string(),
+        },
         rate(out_rate),
         conv.backend,
         conv.encoder,

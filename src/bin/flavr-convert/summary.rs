@@ -13,7 +13,8 @@ pub(crate) struct Summary {
     pub(crate) seconds: f64,
     pub(crate) backend: String,
     pub(crate) model: String,
-    pub(crate) factor: u32,
+    /// `None` when the element ran to a `framerate` instead.
+    pub(crate) factor: Option<u32>,
     /// The output frame rate, as `N/D`.
     pub(crate) rate: String,
     pub(crate) encoder: String,
@@ -110,7 +111,7 @@ mod tests {
             seconds: 2.0,
             backend: "cpu (2 threads)".into(),
             model: "embedded".into(),
-            factor: 2,
+            factor: Some(2),
             rate: "60/1".into(),
             encoder: "x264enc".into(),
             output_bytes: 12345,

@@ -31,13 +31,15 @@ fn position(pts: &[u64], t: u64) -> f64 {
     i as f64 + (t - pts[i]) as f64 / (pts[i + 1] - pts[i]) as f64
 }
 
-/// Checks a single-run stream made at `out` from inputs at `pts`: the number of frames, exact
-/// grid times, content within 1/16 of an interval of its time, originals where the grid meets
-/// an input.
-fn check_rate_stream(sim: &Sim, pts: &[u64], out: Rate) {
+/// Checks a single-run stream made at `out` from inputs at `pts`, the last input's slot being
+/// `slot` ns: the number of frames, exact grid times, content within 1/16 of an interval of its
+/// time (after the last input: that input), originals where the grid meets an input.
+fn check_rate_stream(sim: &Sim, pts: &[u64], out: Rate, slot: u64) {
     let span = pts[pts.len() - 1] - pts[0];
-    // floor(span * out) + 1 frames, from the exact times.
-    let count = (0..).take_while(|&j| out.offset(j) <= span).count();
+    // The grid from the first input to the end of the last one's slot, from the exact times.
+    let count = (0..)
+        .take_while(|&j| out.offset(j) <= span || out.offset(j) < span + slot)
+        .count();
     assert_eq!(sim.out.len(), count, "{out}: {} inputs", pts.len());
     for (j, o) in sim.out.iter().enumerate() {
         let j = j as u64;
@@ -80,7 +82,7 @@ fn counts_times_and_phases_for_common_rates() {
                 sim.push(Some(p), None, false);
             }
             sim.drain();
-            check_rate_stream(&sim, &pts, out);
+            check_rate_stream(&sim, &pts, out, stamp(1, a, b));
             assert!(
                 sim.max_held_inputs as u64 <= sim.w.max_held_inputs(),
                 "held {} > {}",
@@ -96,8 +98,11 @@ fn counts_times_and_phases_for_common_rates() {
     }
     sim.drain();
     let ticks: Vec<u64> = sim.out.iter().map(|o| o.key.tick).collect();
-    // 0, 0.4, 0.8, 1.2, 1.6, 2, ... snapped to eighths.
-    assert_eq!(ticks, [0, 3, 6, 10, 13, 16, 19, 22, 26, 29, 32]);
+    // 0, 0.4, 0.8, 1.2, 1.6, 2, ... snapped to eighths; then 4.4 and 4.8, in the last input's
+    // slot (the last interval): copies of it.
+    assert_eq!(ticks, [0, 3, 6, 10, 13, 16, 19, 22, 26, 29, 32, 32, 32]);
+    assert_eq!(sim.out[11].copy_of, Some(sim.out[10].key));
+    assert_eq!(sim.out[12].copy_of, Some(sim.out[10].key));
     assert_eq!(sim.originals(), [0, 2, 4]);
 }
 
@@ -132,7 +137,7 @@ fn variable_input_rates_land_on_the_output_grid() {
             sim.push(Some(p), None, false);
         }
         sim.drain();
-        check_rate_stream(&sim, &pts, rate(60, 1));
+        check_rate_stream(&sim, &pts, rate(60, 1), 60 * MS);
     }
 }
 
@@ -149,11 +154,36 @@ fn runs_restart_the_grid_and_single_frames_pass() {
     sim.push(Some(2_000 * MS), None, true);
     sim.drain();
     let pts: Vec<u64> = sim.out.iter().map(|o| o.pts).collect();
-    let mut want: Vec<u64> = (0..5).map(|j| out.offset(j)).collect();
-    want.extend((0..3).map(|j| 1_007 * MS + out.offset(j)));
+    // Each run to the end of its last frame's slot (the last interval, 40 ms), the grid before
+    // the next run; the run of one frame has no slot.
+    let mut want: Vec<u64> = (0..8).map(|j| out.offset(j)).collect();
+    want.extend((0..5).map(|j| 1_007 * MS + out.offset(j)));
     want.push(2_000 * MS);
     assert_eq!(pts, want);
-    assert_eq!(sim.originals(), [0, 3, 5]);
+    // Inputs 2 and 4, the last of their runs, come out in their slots (at 83.3 and 1057 ms).
+    assert_eq!(sim.originals(), [0, 2, 3, 4, 5]);
+}
+
+#[test]
+fn the_last_slot_stops_before_the_next_input() {
+    // 25 -> 60: slots of 40 ms. Inputs at 0 and 40 ms; the output at 33.3 ms is grid point
+    // 7/8. A DISCONT at 60 ms keeps the output at 50 ms (the last input, in its slot), not the
+    // one at 66.7 ms.
+    let out = rate(60, 1);
+    let mut sim = sim_with_rate(1, out, Some(40 * MS));
+    sim.push(Some(0), None, false);
+    sim.push(Some(40 * MS), None, false);
+    sim.push(Some(60 * MS), None, true);
+    let pts: Vec<u64> = sim.out.iter().map(|o| o.pts).collect();
+    assert_eq!(pts, (0..4).map(|j| out.offset(j)).collect::<Vec<_>>());
+    assert_eq!(sim.out[2].key.tick, 7);
+    assert_eq!(sim.out[3].input, Some(1));
+    // A GAP event 10 ms after the second run's only frame: no output in its slot after it.
+    let steps = sim.w.drain_before(Some(70 * MS)).unwrap();
+    sim.apply(&steps);
+    assert_eq!(sim.out.len(), 5);
+    assert_eq!(sim.out[4].pts, 60 * MS);
+    assert!(sim.held.is_empty());
 }
 
 #[test]
@@ -226,15 +256,19 @@ fn no_drift_after_100000_frames() {
             assert!(w.held() <= 2 * w.max_held_inputs() as usize + 16);
         }
         take(w.drain().unwrap());
-        // floor((N - 1) * (c / d) / (a / b)) + 1 frames.
-        let want = (u128::from(N - 1) * u128::from(c) * u128::from(b)
-            / (u128::from(d) * u128::from(a))) as usize
-            + 1;
+        // N input frames of 1/(a/b) s each, at c/d: ceil(N * (c / d) / (a / b)) frames.
+        let want = (u128::from(N) * u128::from(c) * u128::from(b))
+            .div_ceil(u128::from(d) * u128::from(a)) as usize;
         assert_eq!(outs.len(), want, "{a}/{b} -> {c}/{d}");
         let last_in = stamp(N - 1, a, b);
         for (j, &(pts, tick, original)) in outs.iter().enumerate() {
             let j = j as u64;
             assert_eq!(pts, stamp(j, c, d), "{a}/{b} -> {c}/{d}: frame {j}");
+            if pts > last_in {
+                // In the last input's slot: that input again.
+                assert_eq!(tick, (N - 1) * 8, "{a}/{b} -> {c}/{d}: frame {j}");
+                continue;
+            }
             // Its grid point is within 1/16 of an input interval of its time.
             let pos = pts as f64 * a as f64 / (b as f64 * 1e9);
             assert!(
@@ -251,6 +285,6 @@ fn no_drift_after_100000_frames() {
                 assert_eq!(pts, stamp(i, a, b));
             }
         }
-        assert!(outs.last().unwrap().0 <= last_in);
+        assert!(outs.last().unwrap().0 < last_in + stamp(1, a, b));
     }
 }
