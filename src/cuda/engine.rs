@@ -135,6 +135,9 @@ pub struct Engine {
     pub(super) stream: Arc<CudaStream>,
     pub(super) copy: Arc<CudaStream>,
     pub(super) ctx: Arc<CudaContext>,
+    /// The owner of a shared context ([`super::SharedContext`]), dropped after everything
+    /// that used the context.
+    _keep: Option<Box<dyn std::any::Any + Send>>,
 }
 
 /// Whether `e` is a bare ReLU of buffer `y` in place (a cuDNN epilogue can do it).
@@ -216,30 +219,52 @@ fn not_configured() -> CudaError {
     CudaError::Layout("configure() must be called before interpolating".into())
 }
 
-/// Opens a context on `device_id`, checking each library first so that a missing one is named.
-fn context(device_id: u32) -> Result<Arc<CudaContext>> {
+/// Opens a context on `device_id` (its primary context, or `shared`), checking each library
+/// first so that a missing one is named.
+fn context(device_id: u32, shared: Option<usize>) -> Result<Arc<CudaContext>> {
     // SAFETY: only probes whether the shared library can be opened.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
         return Err(CudaError::NoDriver);
     }
+    let fail = |e: &cudarc::driver::DriverError| CudaError::Device {
+        id: device_id,
+        cause: super::error::driver_text(e),
+    };
     result::init().map_err(|e| CudaError::Device {
         id: device_id,
         cause: format!("cuInit: {}", super::error::driver_text(&e)),
     })?;
-    let count = CudaContext::device_count().map_err(|e| CudaError::Device {
-        id: device_id,
-        cause: super::error::driver_text(&e),
-    })?;
+    let count = CudaContext::device_count().map_err(|e| fail(&e))?;
     if device_id as i64 >= count as i64 {
         return Err(CudaError::NoSuchDevice {
             id: device_id,
             count,
         });
     }
-    CudaContext::new(device_id as usize).map_err(|e| CudaError::Device {
-        id: device_id,
-        cause: super::error::driver_text(&e),
-    })
+    let Some(handle) = shared.filter(|&h| h != 0) else {
+        return CudaContext::new(device_id as usize).map_err(|e| fail(&e));
+    };
+    let dev = result::device::get(device_id as i32).map_err(|e| fail(&e))?;
+    // SAFETY: `handle` is a live CUcontext kept alive by the SharedContext's owner, which the
+    // engine holds until after its last use of the context (Engine::_keep).
+    let ctx =
+        unsafe { CudaContext::from_raw_context(device_id as usize, dev, handle as sys::CUcontext) }
+            .map_err(|e| fail(&e))?;
+    // cudarc destroys a wrapped context when its last reference goes, but this one belongs to
+    // its owner: one reference is never dropped.
+    std::mem::forget(ctx.clone());
+    let mut on: sys::CUdevice = 0;
+    // SAFETY: from_raw_context made the context current on this thread; `on` is written.
+    unsafe { sys::cuCtxGetDevice(&mut on) }
+        .result()
+        .map_err(|e| fail(&e))?;
+    if on != dev {
+        return Err(CudaError::Device {
+            id: device_id,
+            cause: format!("the shared CUDA context is on device {on}, not {device_id}"),
+        });
+    }
+    Ok(ctx)
 }
 
 impl Engine {
@@ -251,13 +276,25 @@ impl Engine {
         precision: Precision,
         options: EngineOptions,
     ) -> Result<Engine> {
+        Engine::open_in(model, device_id, precision, options, None)
+    }
+
+    /// [`Engine::open`] in a context someone else made (`shared`), or the device's primary one.
+    pub fn open_in(
+        model: &Flavr,
+        device_id: u32,
+        precision: Precision,
+        options: EngineOptions,
+        shared: Option<super::SharedContext>,
+    ) -> Result<Engine> {
         if let Some(f @ Fault::Start) = options.fault {
             return Err(CudaError::Device {
                 id: device_id,
                 cause: format!("fault injected by {f} (the GPU unusable at start)"),
             });
         }
-        let ctx = context(device_id)?;
+        let handle = shared.as_ref().map(|s| s.handle);
+        let ctx = context(device_id, handle)?;
         cudnn::version()?;
         let (major, minor) = ctx.compute_capability().during("cuDeviceGetAttribute")?;
         if major < 7 {
@@ -308,6 +345,7 @@ impl Engine {
             stream,
             copy,
             ctx,
+            _keep: shared.map(|s| s.keep),
         })
     }
 
@@ -789,18 +827,7 @@ impl Engine {
     /// Runs the network on `window` and writes the interpolated frames into `outputs` in the
     /// configured layout.
     pub fn interpolate(&mut self, window: [usize; 4], outputs: &mut [&mut [u8]]) -> Result<()> {
-        self.windows += 1;
-        if let Some(f @ Fault::After(n)) = self.opts.fault
-            && self.windows > n
-        {
-            return Err(CudaError::Device {
-                id: self.device_id,
-                cause: format!(
-                    "fault injected by {f} (the GPU lost at window {})",
-                    self.windows
-                ),
-            });
-        }
+        self.next_window()?;
         self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
         let n = self.spec.n_out;
         let plan = self.plan()?;
@@ -817,6 +844,25 @@ impl Engine {
             .as_mut()
             .ok_or_else(|| CudaError::Layout("not configured".into()))?;
         plan.io.download(&self.stream, outputs)
+    }
+}
+
+impl Engine {
+    /// Counts a window, failing it where [`EngineOptions::fault`] says the GPU is lost.
+    pub(super) fn next_window(&mut self) -> Result<()> {
+        self.windows += 1;
+        if let Some(f @ Fault::After(n)) = self.opts.fault
+            && self.windows > n
+        {
+            return Err(CudaError::Device {
+                id: self.device_id,
+                cause: format!(
+                    "fault injected by {f} (the GPU lost at window {})",
+                    self.windows
+                ),
+            });
+        }
+        Ok(())
     }
 }
 

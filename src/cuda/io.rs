@@ -49,6 +49,9 @@ pub(super) struct Io {
     out_dev: DeviceBuf,
     out_host: PinnedBuf,
     win_host: PinnedBuf,
+    /// Frames of device memory of another context, copied in or out (made when first needed,
+    /// grown to the largest frame).
+    dev_stage: Option<DeviceBuf>,
     /// Bytes of a frame, pixels of a (padded) slot, frames out per window.
     size: usize,
     npix: usize,
@@ -126,6 +129,7 @@ impl Io {
             out_dev: DeviceBuf::new(ctx, n_out * size, "output staging (cuMemAlloc)")?,
             out_host: PinnedBuf::new(ctx, n_out * size)?,
             win_host: PinnedBuf::new(ctx, WINDOW_BYTES)?,
+            dev_stage: None,
             size,
             npix,
             n_out,
@@ -243,6 +247,43 @@ impl Io {
         self.in_done[i].record(copy).during("cuEventRecord")?;
         self.loaded.record(copy).during("cuEventRecord")?;
         Ok(())
+    }
+
+    /// Converts a frame already in device memory (`src`, laid out as `geom` says) into `slot`
+    /// on the copy stream, and waits for it: `src` may be unmapped on return.
+    pub fn load_device(
+        &self,
+        copy: &CudaStream,
+        k: &Kernels,
+        geom: &FrameGeom,
+        slot: usize,
+        src: DevView<'_>,
+    ) -> Result<()> {
+        self.fill_slot(copy, k, geom, SlotSource::Frame(src), slot)?;
+        self.loaded.record(copy).during("cuEventRecord")?;
+        copy.synchronize().during("cuStreamSynchronize")?;
+        Ok(())
+    }
+
+    /// Makes the staging for frames of another context's memory at least `bytes` long.
+    pub fn ensure_stage(&mut self, ctx: &Arc<CudaContext>, bytes: usize) -> Result<()> {
+        if self.dev_stage.as_ref().is_none_or(|b| b.bytes() < bytes) {
+            self.dev_stage = None;
+            self.dev_stage = Some(DeviceBuf::new(
+                ctx,
+                bytes,
+                "device frame staging (cuMemAlloc)",
+            )?);
+        }
+        Ok(())
+    }
+
+    /// The first `bytes` of the staging made by [`Io::ensure_stage`].
+    pub fn stage(&self, bytes: usize) -> Result<DevView<'_>> {
+        let b = self.dev_stage.as_ref().ok_or_else(|| {
+            CudaError::Internal("device frame staging used before it was made".into())
+        })?;
+        b.view(Dtype::U8).sub(0, bytes)
     }
 
     /// Loads a frame given as planar float32 `[3, height, width]` into `slot` and waits for it.

@@ -40,7 +40,7 @@ use crate::error::Error;
 use crate::model::Flavr;
 use crate::window::{FrameIn, Plan, Restart, Window};
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "flavrinterp",
         gst::DebugColorFlags::empty(),

@@ -6,6 +6,9 @@ use gst::prelude::*;
 
 mod caps;
 mod cheap;
+// Used by the element from the next commit on.
+#[allow(dead_code)]
+mod cuda_mem;
 mod engines;
 mod imp;
 mod net;
