@@ -6,9 +6,8 @@ use gst::prelude::*;
 
 mod caps;
 mod cheap;
-// Used by the element from the next commit on.
-#[allow(dead_code)]
 mod cuda_mem;
+mod cuda_path;
 mod engines;
 mod imp;
 mod net;

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::cuda_path::{self, DeviceIo};
 use super::qos::Counts;
 use crate::backend::Backend;
 use crate::error::Error;
@@ -113,6 +114,8 @@ pub(super) struct Exec {
     blended: HashSet<Key>,
     /// New frames pushed and how many were blends, since the last [`Exec::take_counts`].
     counts: Counts,
+    /// Frames in CUDA memory: how they are read and where new ones come from (set per job).
+    pub dev: Option<DeviceIo>,
 }
 
 impl Exec {
@@ -152,13 +155,31 @@ impl Exec {
             match step {
                 Step::Load { key, slot } => {
                     let buf = self.frames.get(&key).ok_or_else(|| missing(&key))?;
-                    load_frame(backend, info, buf, slot)?;
+                    let on_gpu = match &self.dev {
+                        Some(dev) => cuda_path::load(backend, buf, slot, dev)?,
+                        None => false,
+                    };
+                    if !on_gpu {
+                        load_frame(backend, info, buf, slot)?;
+                    }
                 }
                 Step::Run { window, outputs } => match cheap {
                     Some(factor) => self.blend_outputs(info, factor, &outputs)?,
                     None => {
-                        let made =
-                            network(backend, info.size(), window, outputs, &mut self.scratch)?;
+                        let made = match self.pooled() {
+                            Some((dev, pool)) => cuda_path::network(
+                                backend,
+                                info,
+                                window,
+                                outputs,
+                                &dev,
+                                &pool,
+                                &mut self.scratch,
+                            )?,
+                            None => {
+                                network(backend, info.size(), window, outputs, &mut self.scratch)?
+                            }
+                        };
                         self.frames.extend(made);
                     }
                 },
@@ -181,7 +202,18 @@ impl Exec {
                         self.counts.frames_new += 1;
                         self.counts.frames_cheap += u64::from(self.blended.contains(&key));
                     }
-                    out.push(retimed(buf, pts, duration));
+                    if !original && self.pooled().is_some() {
+                        // A frame of the CUDA pool is retimed in place (a copy sharing its
+                        // memory would keep the pool from taking it back), and the held
+                        // reference is the pushed buffer itself.
+                        drop(buf);
+                        let own = self.frames.remove(&key).ok_or_else(|| missing(&key))?;
+                        let pushed = retimed(own, pts, duration);
+                        self.frames.insert(key, pushed.clone());
+                        out.push(pushed);
+                    } else {
+                        out.push(retimed(buf, pts, duration));
+                    }
                 }
                 Step::EmitCopy {
                     key: _,
@@ -213,11 +245,20 @@ impl Exec {
             let (j, k) = (key.tick / factor, key.tick % factor);
             let a = self.original(key.run, j * factor)?;
             let b = self.original(key.run, (j + 1) * factor)?;
-            let buf = super::cheap::blend(info, a, b, k, factor)?;
+            let mut buf = super::cheap::blend(info, a, b, k, factor)?;
+            if let Some((_, pool)) = self.pooled() {
+                buf = cuda_path::into_pool(&pool, info, &buf)?;
+            }
             self.frames.insert(key, buf);
             self.blended.insert(key);
         }
         Ok(())
+    }
+
+    /// The CUDA pool new frames come from, if the output is in CUDA memory.
+    fn pooled(&self) -> Option<(DeviceIo, gst::BufferPool)> {
+        let dev = self.dev.as_ref()?;
+        Some((dev.clone(), dev.pool.clone()?))
     }
 
     /// The original at `tick` of `run`: held, or the last one pushed.
