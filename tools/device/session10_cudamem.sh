@@ -6,9 +6,10 @@
 #   the host path on one engine; cudaupload ! flavrinterp ! cudadownload against system memory);
 # - the network alone at 1080p fp16 (bench, full-width synthetic weights);
 # - 1080p H.264 (in1080.mp4, 240 frames) through nvh264dec ! flavrinterp ! cudadownload (CUDA
-#   memory end to end) against avdec_h264 ! videoconvert ! flavrinterp (system memory), and
-#   nvh264dec ! cudadownload ! flavrinterp (GPU decode, host path), with the decoders alone:
-#   frames/s, host CPU time per frame and PCIe bytes per frame (nvidia-smi dmon).
+#   memory end to end) against a CPU decoder ! videoconvert ! flavrinterp (system memory;
+#   openh264dec, or avdec_h264 where the bundle has libav), and nvh264dec ! cudadownload !
+#   flavrinterp (GPU decode, host path), with the decoders alone: frames/s, host CPU time per
+#   frame and PCIe bytes per frame (nvidia-smi dmon).
 set -u
 D=.gpu-cm
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -75,14 +76,17 @@ print(f"{name}: rc {rc}, {fin} in, {fout} out, {fout / wall:.1f} frames/s out, "
 for l in errors: print("   ", l[:200])
 PY
 }
+cpudec=openh264dec
+gst-inspect-1.0 avdec_h264 >/dev/null 2>&1 && cpudec=avdec_h264
+echo "CPU decoder: $cpudec"
 measure nvdec_only $src ! nvh264dec ! cudadownload ! fakesink sync=false
-measure avdec_only $src ! avdec_h264 ! fakesink sync=false
+measure cpudec_only $src ! $cpudec ! fakesink sync=false
 measure zero_copy $src ! nvh264dec ! $flavr ! cudadownload ! fakesink sync=false
 measure nvdec_host $src ! nvh264dec ! cudadownload ! $flavr ! fakesink sync=false
-measure avdec_host $src ! avdec_h264 ! videoconvert ! $flavr ! fakesink sync=false
+measure cpudec_host $src ! $cpudec ! videoconvert ! $flavr ! fakesink sync=false
 measure zero_copy_again $src ! nvh264dec ! $flavr ! cudadownload ! fakesink sync=false
 grep -hE "pipeline's CUDA context|through system memory|scene-cut detection is off" "$OUT"/pipe_zero_copy.log | cut -c1-220 | sort | uniq -c
-grep -hoE "in video/x-raw[^,]*, out video/x-raw[^,]*" "$OUT"/pipe_zero_copy.log "$OUT"/pipe_avdec_host.log | sort | uniq -c
+grep -hoE "in video/x-raw[^,]*, out video/x-raw[^,]*" "$OUT"/pipe_zero_copy.log "$OUT"/pipe_cpudec_host.log | sort | uniq -c
 step "zero-copy pipeline script"
 FLAVR_MODEL=$M bash $D/pipelines/cuda-zero-copy.sh "$IN" 2>&1 | tail -3
 step done
