@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use super::cuda_path::DeviceIo;
 use super::engines::BackendEngine;
 use super::qos::{Decision, JobQos};
 use super::stream::{self, Done, Exec};
@@ -32,6 +33,8 @@ struct Job {
     steps: Vec<Step>,
     /// The choice between the network and cheap frames, made as the job starts.
     qos: Option<JobQos>,
+    /// Frames in CUDA memory (one backend only).
+    dev: Option<DeviceIo>,
 }
 
 struct Pipe {
@@ -70,6 +73,8 @@ enum Runner {
 pub(super) struct Net {
     pipe: Arc<(Mutex<Pipe>, Condvar)>,
     runner: Runner,
+    /// How frames in CUDA memory are handled, given to each job from now on.
+    dev: Mutex<Option<DeviceIo>>,
 }
 
 fn new_pipe() -> Arc<(Mutex<Pipe>, Condvar)> {
@@ -105,6 +110,7 @@ impl Net {
                 tx: Mutex::new(tx),
                 backend,
             },
+            dev: Mutex::new(None),
         })
     }
 
@@ -146,6 +152,7 @@ impl Net {
         Ok(Net {
             pipe,
             runner: Runner::Many(d),
+            dev: Mutex::new(None),
         })
     }
 
@@ -158,6 +165,12 @@ impl Net {
                 d.for_each_alive(|e| e.configure(layout))
             }
         }
+    }
+
+    /// How the jobs submitted from now on handle frames in CUDA memory (`None`: system memory
+    /// only). Only the one-backend runner uses it: several engines never get CUDA memory.
+    pub fn set_device_io(&self, dev: Option<DeviceIo>) {
+        *self.dev.lock().unwrap() = dev;
     }
 
     /// Queues the steps of one input frame (or a drain) for the thread.
@@ -188,6 +201,7 @@ impl Net {
             inputs,
             steps,
             qos,
+            dev: self.dev.lock().unwrap().clone(),
         };
         if tx.lock().unwrap().send(job).is_ok() {
             p.pending += 1;
@@ -456,6 +470,9 @@ fn work(
             windows,
             t0,
         };
+        // The memories of this job's frames (a paused job's tail, run below, sees them too; it
+        // only pushes and releases frames, which is right in either memory).
+        exec.dev = job.dev.clone();
         let done = guarded(&backend, id, |b| {
             b.set_cancel(Some(job.cancel.clone()));
             exec.run(
