@@ -24,6 +24,7 @@
 //!   done on our stream are waited for before unmapping.
 //! - `gst_cuda_buffer_pool_new` for the frames the element makes.
 
+use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
 
@@ -208,21 +209,91 @@ pub(super) fn from_gst_context(element: &gst::Element, context: &gst::Context) -
     ctx
 }
 
+/// The lookup [`ensure`] runs on this thread, if any: the element, the GPU asked for, and the
+/// slot `gst_cuda_ensure_element_context` waits to see filled.
+#[derive(Clone, Copy)]
+struct Ensuring {
+    element: *mut gst::ffi::GstElement,
+    device_id: c_int,
+    slot: *mut *mut c_void,
+}
+
+thread_local! {
+    static ENSURING: Cell<Option<Ensuring>> = const { Cell::new(None) };
+}
+
+/// Clears [`ENSURING`] when [`ensure`] returns (or unwinds).
+struct EnsuringGuard;
+
+impl Drop for EnsuringGuard {
+    fn drop(&mut self) {
+        ENSURING.with(|e| e.set(None));
+    }
+}
+
 /// The pipeline's CUDA context for GPU `device_id`: the neighbours' or the application's, or
 /// a new one that is then posted for the others (`gst_cuda_ensure_element_context`).
+///
+/// The lookup (1.22's `find_cuda_context`) finds a neighbour's context with a CONTEXT query
+/// and hands it to the element with `gst_element_set_context`, then reads `out`: it expects
+/// the element's `set_context` to store the context in that very slot, and creates a new
+/// context when the slot is still empty. So while the call runs, the slot is published on
+/// this thread ([`ENSURING`]), and the element's `set_context` fills it through
+/// [`fill_ensuring`].
 pub(super) fn ensure(element: &gst::Element, device_id: u32) -> Option<Context> {
     let l = lib()?;
     let mut out: *mut c_void = std::ptr::null_mut();
-    // SAFETY: a valid element; `out` is null on entry (so the function looks the context up)
-    // and receives a reference we own.
-    let ok = unsafe {
-        (l.ensure_element_context)(element.to_glib_none().0, device_id as c_int, &mut out)
-    };
-    let ctx = Context::from_full(out);
+    // One pointer to `out` for both the call and the published slot.
+    let slot: *mut *mut c_void = &mut out;
+    let raw: *mut gst::ffi::GstElement = element.to_glib_none().0;
+    ENSURING.with(|e| {
+        e.set(Some(Ensuring {
+            element: raw,
+            device_id: device_id as c_int,
+            slot,
+        }))
+    });
+    let guard = EnsuringGuard;
+    // SAFETY: a valid element; `*slot` (`out`) is null on entry (so the function looks the
+    // context up), lives on this frame for the whole call (the published slot is cleared by
+    // `guard` before `out` goes away), and receives a reference we own.
+    let ok = unsafe { (l.ensure_element_context)(raw, device_id as c_int, slot) };
+    drop(guard);
+    // SAFETY: `slot` points to `out`, still live; nothing else writes it any more.
+    let ctx = Context::from_full(unsafe { *slot });
     if ok == glib::ffi::GFALSE {
         return None;
     }
     ctx
+}
+
+/// Called from the element's `set_context`: when [`ensure`] for this element runs on this
+/// thread, stores a CUDA context of `context` (on the GPU asked for) in the slot the lookup
+/// reads, unless the slot holds one already. True when the slot holds a context afterwards.
+pub(super) fn fill_ensuring(element: &gst::Element, context: &gst::Context) -> bool {
+    let Some(l) = lib() else { return false };
+    let raw: *mut gst::ffi::GstElement = element.to_glib_none().0;
+    let Some(e) = ENSURING.with(|e| e.get()).filter(|e| e.element == raw) else {
+        return false;
+    };
+    if context.context_type() != CONTEXT_TYPE {
+        return false;
+    }
+    // SAFETY: `e.slot` is the `out` of the `ensure` call running further up this thread's
+    // stack (published only for its duration, and only this thread reads it), a
+    // `GstCudaContext **` that is null or holds a reference; the function fills it with a new
+    // reference only when null and the context is on `e.device_id`, which `ensure` then owns.
+    // Element and context are valid for the call.
+    let ok = unsafe {
+        (l.handle_set_context)(
+            raw,
+            ToGlibPtr::<*const gst::ffi::GstContext>::to_glib_none(context).0 as *mut _,
+            e.device_id,
+            e.slot,
+        )
+    };
+    // SAFETY: the same live slot, read on the thread that owns it.
+    ok != glib::ffi::GFALSE && !unsafe { *e.slot }.is_null()
 }
 
 /// Answers a CONTEXT query for `gst.cuda.context` with `ctx`; false for other queries.

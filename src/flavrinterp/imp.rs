@@ -465,6 +465,9 @@ impl ElementImpl for FlavrInterp {
     }
 
     fn set_context(&self, context: &gst::Context) {
+        // During our own gst_cuda_ensure_element_context the lookup reads the context from
+        // the slot it passed, not from our state: fill that slot first (see cuda_mem::ensure).
+        cuda_mem::fill_ensuring(self.obj().upcast_ref(), context);
         self.take_cuda_context(context);
         self.parent_set_context(context)
     }
