@@ -5,11 +5,14 @@
 //!   convolution plans): pitched device frames in, pitched device frames out, byte for byte
 //!   the host path's bytes, for NV12, I420, RGBA and BGRx; an address the driver does not
 //!   know is an error, not a crash.
-//! - `videotestsrc ! cudaupload ! flavrinterp backend=cuda ! cudadownload ! appsink` against
-//!   the same frames in system memory: CUDA memory negotiated on both pads of flavrinterp,
-//!   the same count and times, originals bit-exact, new frames equal or within 2 levels (two
-//!   element instances plan their convolutions on their own; the one-engine test above is the
-//!   byte-for-byte check).
+//! - `videotestsrc ! cudaupload ! flavrinterp backend=cuda cuda-memory=true ! cudadownload !
+//!   appsink` against the same frames in system memory: CUDA memory negotiated on both pads of
+//!   flavrinterp, one CUDA context in the whole pipeline (the one cudadownload made, found by
+//!   flavrinterp and handed on to cudaupload: exactly one `have-context` of `gst.cuda.context`
+//!   on the bus), the same count and times, originals bit-exact, new frames equal or within 2
+//!   levels (two element instances plan their convolutions on their own; the one-engine test
+//!   above is the byte-for-byte check). With `cuda-memory=false` the same pipeline negotiates
+//!   system memory.
 //!
 //! Skipped without a GPU, or without nvcodec's cudaupload for the pipeline test;
 //! `FLAVR_REQUIRE_GPU=1` (the GPU machine) makes either a failure.
@@ -124,14 +127,17 @@ fn unknown_device_address_is_an_error() {
     assert!(e.contains("cuPointerGetAttribute"), "{e}");
 }
 
-/// (pts, bytes per plane row by row) of each frame of `sink`, and the caps flavrinterp
-/// negotiated on its sink and source pads.
+/// (pts, bytes per plane row by row) of each frame of `sink`, the caps flavrinterp
+/// negotiated on its sink and source pads, and the CUDA contexts posted in `have-context`
+/// messages (their object names, in order).
 struct Run {
     frames: Vec<(u64, Vec<u8>)>,
     caps: (gst::Caps, gst::Caps),
+    contexts: Vec<String>,
 }
 
-fn run(format: &str, cuda: bool) -> Run {
+/// `cuda`: cudaupload and cudadownload around flavrinterp; `cuda_memory`: its property.
+fn run(format: &str, cuda: bool, cuda_memory: bool) -> Run {
     let (up, down) = if cuda {
         ("cudaupload !", "cudadownload !")
     } else {
@@ -140,7 +146,7 @@ fn run(format: &str, cuda: bool) -> Run {
     let desc = format!(
         "videotestsrc num-buffers=10 pattern=ball ! \
          video/x-raw,format={format},width=200,height=120,framerate=30/1 ! {up} \
-         flavrinterp name=f backend=cuda model-location={} ! {down} \
+         flavrinterp name=f backend=cuda cuda-memory={cuda_memory} model-location={} ! {down} \
          video/x-raw,format={format} ! appsink name=sink sync=false",
         fixture(M2X).display()
     );
@@ -149,6 +155,24 @@ fn run(format: &str, cuda: bool) -> Run {
         .downcast::<gst::Pipeline>()
         .unwrap();
     let sink = pipeline.by_name("sink").unwrap();
+    let contexts = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let contexts = contexts.clone();
+        pipeline.bus().unwrap().set_sync_handler(move |_, msg| {
+            if let gst::MessageView::HaveContext(m) = msg.view() {
+                let c = m.context();
+                if c.context_type() == "gst.cuda.context" {
+                    let name = c
+                        .structure()
+                        .get::<gst::Object>("gst.cuda.context")
+                        .map(|o| o.name().to_string())
+                        .unwrap_or_else(|_| format!("{:?}", c.structure()));
+                    contexts.lock().unwrap().push(name);
+                }
+            }
+            gst::BusSyncReply::Pass
+        });
+    }
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut frames = Vec::new();
     while let Some(s) = sink.emit_by_name::<Option<gst::Sample>>("pull-sample", &[]) {
@@ -187,7 +211,12 @@ fn run(format: &str, cuda: bool) -> Run {
     let caps = |pad: &str| f.static_pad(pad).unwrap().current_caps().unwrap();
     let caps = (caps("sink"), caps("src"));
     pipeline.set_state(gst::State::Null).unwrap();
-    Run { frames, caps }
+    let contexts = contexts.lock().unwrap().clone();
+    Run {
+        frames,
+        caps,
+        contexts,
+    }
 }
 
 fn in_cuda_memory(caps: &gst::Caps) -> bool {
@@ -211,13 +240,32 @@ fn cudaupload_to_cudadownload_matches_system_memory() {
         return;
     }
     for format in ["NV12", "I420", "RGBA", "BGRx"] {
-        let gpu = run(format, true);
+        let gpu = run(format, true, true);
         assert!(
             in_cuda_memory(&gpu.caps.0) && in_cuda_memory(&gpu.caps.1),
             "{format}: flavrinterp did not negotiate CUDA memory: {:?}",
             gpu.caps
         );
-        let sys = run(format, false);
+        // One context: flavrinterp takes the one cudadownload made and posted, and makes none.
+        println!("{format}: CUDA contexts posted: {:?}", gpu.contexts);
+        assert_eq!(
+            gpu.contexts.len(),
+            1,
+            "{format}: more than one CUDA context in the pipeline: {:?}",
+            gpu.contexts
+        );
+        let off = run(format, true, false);
+        assert!(
+            !in_cuda_memory(&off.caps.0) && !in_cuda_memory(&off.caps.1),
+            "{format}: cuda-memory=false negotiated CUDA memory: {:?}",
+            off.caps
+        );
+        assert!(
+            off.frames.len() > 10,
+            "{format}: {} frames",
+            off.frames.len()
+        );
+        let sys = run(format, false, false);
         assert!(!in_cuda_memory(&sys.caps.0), "{:?}", sys.caps);
         assert_eq!(gpu.frames.len(), sys.frames.len(), "{format}");
         assert!(

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Issue 17 on any machine: `memory:CUDAMemory` in the pad templates, and system memory
-//! negotiated wherever CUDA memory cannot be used (the CPU backend, libgstcuda or the GPU
-//! missing) even when downstream asks for CUDA memory first; the plugin loads and runs without
-//! libgstcuda. The GPU path itself is tests/cuda_memory.rs.
+//! negotiated wherever CUDA memory is not asked for (`cuda-memory` off, the default) or cannot
+//! be used (the CPU backend, libgstcuda or the GPU missing) even when downstream asks for CUDA
+//! memory first; the plugin loads and runs without libgstcuda. The GPU path itself is
+//! tests/cuda_memory.rs.
 
 use gst::prelude::*;
 
@@ -13,13 +14,14 @@ const M2X: &str = "flavr2x_w8.safetensors";
 /// Names the library the element opens instead of libgstcuda-1.0.so.0.
 const LIBRARY_ENV: &str = "FLAVR_GSTCUDA_LIBRARY";
 
-/// Runs `videotestsrc ! NV12 ! flavrinterp backend=BACKEND ! (CUDA memory first, then system)
-/// ! appsink` over 6 frames; returns the caps flavrinterp gave and the frames out.
-fn run(backend: &str) -> (gst::Caps, usize) {
+/// Runs `videotestsrc ! NV12 ! flavrinterp backend=BACKEND cuda-memory=CUDA_MEMORY ! (CUDA
+/// memory first, then system) ! appsink` over 6 frames; returns the caps flavrinterp gave and
+/// the frames out.
+fn run(backend: &str, cuda_memory: bool) -> (gst::Caps, usize) {
     init();
     let desc = format!(
         "videotestsrc num-buffers=6 ! video/x-raw,format=NV12,width=64,height=48,framerate=30/1 \
-         ! flavrinterp name=f backend={backend} model-location={} \
+         ! flavrinterp name=f backend={backend} cuda-memory={cuda_memory} model-location={} \
          ! video/x-raw(memory:CUDAMemory);video/x-raw ! appsink name=sink sync=false",
         fixture(M2X).display()
     );
@@ -89,10 +91,42 @@ fn templates_offer_cuda_memory_for_six_formats() {
     }
 }
 
-/// The CPU backend never offers CUDA memory: downstream's first choice is refused.
+/// `cuda-memory` is off unless set.
+#[test]
+fn cuda_memory_is_off_by_default() {
+    init();
+    let el = gst::ElementFactory::make("flavrinterp").build().unwrap();
+    assert!(!el.property::<bool>("cuda-memory"));
+    el.set_property("cuda-memory", true);
+    assert!(el.property::<bool>("cuda-memory"));
+}
+
+/// With `cuda-memory` off (the default) the element negotiates as it did before CUDA memory:
+/// system memory, though downstream asks for CUDA memory first and `backend=auto` may open a
+/// GPU with nvcodec present.
+#[test]
+fn cuda_memory_off_negotiates_system_memory() {
+    let (caps, frames) = run("auto", false);
+    assert!(!in_cuda_memory(&caps), "{caps}");
+    assert!(frames > 6, "{frames} frames out of 6");
+    // The caps query answers system memory only, in a state where a GPU could be opened.
+    let el = gst::ElementFactory::make("flavrinterp").build().unwrap();
+    el.set_state(gst::State::Ready).unwrap();
+    let any = el.static_pad("sink").unwrap().query_caps(None);
+    assert!(!any.is_empty());
+    assert!(
+        any.iter_with_features()
+            .all(|(_, f)| !f.contains("memory:CUDAMemory")),
+        "{any}"
+    );
+    el.set_state(gst::State::Null).unwrap();
+}
+
+/// The CPU backend never offers CUDA memory, even with `cuda-memory` on: downstream's first
+/// choice is refused.
 #[test]
 fn cpu_backend_negotiates_system_memory() {
-    let (caps, frames) = run("cpu");
+    let (caps, frames) = run("cpu", true);
     assert!(!in_cuda_memory(&caps), "{caps}");
     assert!(frames > 6, "{frames} frames out of 6");
 }
@@ -103,6 +137,7 @@ fn caps_query_drops_cuda_memory_when_unusable() {
     init();
     let el = gst::ElementFactory::make("flavrinterp")
         .property_from_str("backend", "cpu")
+        .property("cuda-memory", true)
         .build()
         .unwrap();
     let filter = gst::Caps::builder("video/x-raw")
@@ -135,7 +170,7 @@ fn runs_without_libgstcuda() {
 #[ignore = "run by runs_without_libgstcuda in a child process"]
 fn child_without_libgstcuda() {
     assert!(std::env::var(LIBRARY_ENV).is_ok());
-    let (caps, frames) = run("auto");
+    let (caps, frames) = run("auto", true);
     assert!(!in_cuda_memory(&caps), "{caps}");
     assert!(frames > 6, "{frames} frames out of 6");
 }

@@ -4,9 +4,10 @@
 //! and the per-frame choice between the GPU path (no host copy) and a copy through system
 //! memory.
 //!
-//! CUDA memory is offered only where it can be used: the library loaded, one CUDA engine
-//! (`devices` empty), and that engine opened in the pipeline's CUDA context on `device-id`.
-//! Otherwise the caps are system memory only, as before. A frame that arrives in CUDA memory
+//! CUDA memory is offered only where it is asked for and can be used: the `cuda-memory`
+//! property on (off by default until the path is measured on a GPU), the library loaded, one
+//! CUDA engine (`devices` empty), and that engine opened in the pipeline's CUDA context on
+//! `device-id`. Otherwise the caps are system memory only, as before. A frame that arrives in CUDA memory
 //! the engine cannot reach (another GPU, a failed map) is copied through the host; a warning
 //! says so once.
 
@@ -54,8 +55,9 @@ pub(super) fn cuda_caps_problem(caps: &gst::CapsRef, cuda: bool) -> Option<Strin
     }
     if !cuda {
         return Some(if cuda_mem::available() {
-            "CUDA memory needs backend=cuda (or auto on a GPU), `devices` empty and the engine in \
-             the pipeline's CUDA context on device-id (put cudadownload before flavrinterp)"
+            "CUDA memory needs cuda-memory=true, backend=cuda (or auto on a GPU), `devices` empty \
+             and the engine in the pipeline's CUDA context on device-id (put cudadownload before \
+             flavrinterp)"
                 .into()
         } else {
             "CUDA memory needs libgstcuda-1.0 (gst-plugins-bad's nvcodec) and a build with the \

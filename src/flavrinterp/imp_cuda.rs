@@ -18,10 +18,17 @@ impl FlavrInterp {
     /// A `GstContext` given to the element: kept if it is a CUDA context on `device-id` and no
     /// engine runs in another one.
     pub(super) fn take_cuda_context(&self, context: &gst::Context) {
+        let (id, wanted) = {
+            let s = self.settings.lock().unwrap();
+            (s.device_id, s.cuda_memory)
+        };
+        if !wanted {
+            // `cuda-memory` off: the element neither keeps nor shares a CUDA context.
+            return;
+        }
         let Some(ctx) = cuda_mem::from_gst_context(self.obj().upcast_ref(), context) else {
             return;
         };
-        let id = self.settings.lock().unwrap().device_id;
         if ctx.device_id() != id {
             gst::warning!(
                 CAT,
@@ -38,14 +45,18 @@ impl FlavrInterp {
         }
     }
 
-    /// The pipeline's CUDA context for the engine, when CUDA memory can be used: libgstcuda
-    /// loaded, one engine on the GPU, a neighbour that takes or gives CUDA memory (or a context
-    /// given already). Found as nvcodec's elements find it (neighbours, application), else
-    /// made and posted for them.
+    /// The pipeline's CUDA context for the engine, when CUDA memory is asked for
+    /// (`cuda-memory`) and can be used: libgstcuda loaded, one engine on the GPU, a neighbour
+    /// that takes or gives CUDA memory (or a context given already). Found as nvcodec's
+    /// elements find it (neighbours, application), else made and posted for them.
     pub(super) fn cuda_context(
         &self,
         settings: &super::super::props::Settings,
     ) -> Option<crate::cuda::SharedContext> {
+        if !settings.cuda_memory {
+            gst::debug!(CAT, imp = self, "cuda-memory is off: system memory only");
+            return None;
+        }
         if !cuda_mem::available()
             || settings.backend == super::super::BackendKind::Cpu
             || !settings.devices.is_empty()
