@@ -9,7 +9,9 @@
 #   memory end to end) against a CPU decoder ! videoconvert ! flavrinterp (system memory;
 #   openh264dec, or avdec_h264 where the bundle has libav), and nvh264dec ! cudadownload !
 #   flavrinterp (GPU decode, host path), with the decoders alone: frames/s, host CPU time per
-#   frame and PCIe bytes per frame (nvidia-smi dmon).
+#   frame and PCIe bytes per frame (nvidia-smi dmon). The zero-copy runs set cuda-memory=true
+#   (off by default); nvdec_cm_off is the zero-copy pipeline with it off (system memory);
+# - one untimed zero-copy run with context debug: one CUDA context in the pipeline.
 set -u
 D=.gpu-cm
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -39,6 +41,9 @@ src="filesrc location=$IN ! qtdemux ! h264parse"
 # Scene-cut detection off everywhere: it reads frames on the host, which the CUDA-memory path
 # skips, so the paths are compared on the same work.
 flavr="flavrinterp backend=cuda scene-threshold=0 model-location=$M"
+# The zero-copy runs ask for CUDA memory (the property is off by default); the host-path runs
+# keep the default (system memory, as on main).
+flavr_cm="$flavr cuda-memory=true"
 # measure NAME PIPELINE...: frames/s out, CPU ms per input frame, PCIe MB per input frame.
 measure() {
   local name=$1; shift
@@ -81,12 +86,21 @@ gst-inspect-1.0 avdec_h264 >/dev/null 2>&1 && cpudec=avdec_h264
 echo "CPU decoder: $cpudec"
 measure nvdec_only $src ! nvh264dec ! cudadownload ! fakesink sync=false
 measure cpudec_only $src ! $cpudec ! fakesink sync=false
-measure zero_copy $src ! nvh264dec ! $flavr ! cudadownload ! fakesink sync=false
+measure zero_copy $src ! nvh264dec ! $flavr_cm ! cudadownload ! fakesink sync=false
 measure nvdec_host $src ! nvh264dec ! cudadownload ! $flavr ! fakesink sync=false
 measure cpudec_host $src ! $cpudec ! videoconvert ! $flavr ! fakesink sync=false
-measure zero_copy_again $src ! nvh264dec ! $flavr ! cudadownload ! fakesink sync=false
+measure zero_copy_again $src ! nvh264dec ! $flavr_cm ! cudadownload ! fakesink sync=false
+measure nvdec_cm_off $src ! nvh264dec ! $flavr ! cudadownload ! fakesink sync=false
 grep -hE "pipeline's CUDA context|through system memory|scene-cut detection is off" "$OUT"/pipe_zero_copy.log | cut -c1-220 | sort | uniq -c
 grep -hoE "in video/x-raw[^,]*, out video/x-raw[^,]*" "$OUT"/pipe_zero_copy.log "$OUT"/pipe_cpudec_host.log | sort | uniq -c
+step "one CUDA context (context debug, not timed)"
+# Expect one "Created CUDA context" (nvh264dec's or cudadownload's), flavrinterp "found
+# context ... in downstream query" and no "Peer access ... is not allowed".
+GST_DEBUG=cudacontext:5,GST_CONTEXT:5,flavrinterp:4 gst-launch-1.0 $src ! nvh264dec ! \
+  $flavr_cm ! cudadownload ! fakesink sync=false >"$OUT/context_debug.log" 2>&1
+echo "rc $?"
+grep -E "Created CUDA context|Peer access|found context|posting have context|need context|pipeline's CUDA context" \
+  "$OUT/context_debug.log" | sed -E 's/^[^ ]+ +[0-9]+ +0x[0-9a-f]+ //' | cut -c1-200 | head -20
 step "zero-copy pipeline script"
 FLAVR_MODEL=$M bash $D/pipelines/cuda-zero-copy.sh "$IN" 2>&1 | tail -3
 step done
