@@ -271,7 +271,7 @@ pub(super) fn ensure(element: &gst::Element, device_id: u32) -> Option<Context> 
 /// thread, stores a CUDA context of `context` (on the GPU asked for) in the slot the lookup
 /// reads, unless the slot holds one already. True when the slot holds a context afterwards.
 pub(super) fn fill_ensuring(element: &gst::Element, context: &gst::Context) -> bool {
-    let Some(l) = lib() else { return false };
+    // The thread-local first: with no lookup running, libgstcuda is not even opened.
     let raw: *mut gst::ffi::GstElement = element.to_glib_none().0;
     let Some(e) = ENSURING.with(|e| e.get()).filter(|e| e.element == raw) else {
         return false;
@@ -279,6 +279,7 @@ pub(super) fn fill_ensuring(element: &gst::Element, context: &gst::Context) -> b
     if context.context_type() != CONTEXT_TYPE {
         return false;
     }
+    let Some(l) = lib() else { return false };
     // SAFETY: `e.slot` is the `out` of the `ensure` call running further up this thread's
     // stack (published only for its duration, and only this thread reads it), a
     // `GstCudaContext **` that is null or holds a reference; the function fills it with a new

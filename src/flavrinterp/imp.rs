@@ -823,10 +823,12 @@ impl BaseTransformImpl for FlavrInterp {
             discont: flags.contains(gst::BufferFlags::DISCONT),
             cut: false,
         };
+        // Before the state's lock (the CUDA state's lock is never taken under it).
+        let in_cuda = self.in_cuda_memory(&buf);
         // Scene cuts: this frame against the previous one, before the window sees it.
         let measure = {
             let mut threshold = self.settings.lock().unwrap().scene_threshold;
-            if threshold > 0.0 && cuda_mem::is_cuda(&buf) {
+            if threshold > 0.0 && in_cuda {
                 // Measuring reads the frame on the host: not done for frames in GPU memory.
                 if !std::mem::replace(&mut self.warned.lock().unwrap().scene_cuda, true) {
                     gst::info!(
@@ -859,7 +861,7 @@ impl BaseTransformImpl for FlavrInterp {
         // CUDA memory is checked against its own pitched layout where it is read (mapping it
         // here would copy it to the host).
         if !gap
-            && !cuda_mem::is_cuda(&buf)
+            && !in_cuda
             && let Err(e) = stream::check_size(&stream.info, &buf)
         {
             drop(guard);

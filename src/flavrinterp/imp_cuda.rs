@@ -15,6 +15,12 @@ use super::super::cuda_path::{self, DeviceIo};
 use super::{CAT, FlavrInterp};
 
 impl FlavrInterp {
+    /// Whether `buf` is in CUDA memory and the element runs the CUDA-memory path (with
+    /// `cuda-memory` off it never asks: libgstcuda is not even opened, as before).
+    pub(super) fn in_cuda_memory(&self, buf: &gst::BufferRef) -> bool {
+        self.cuda.lock().unwrap().active && cuda_mem::is_cuda(buf)
+    }
+
     /// A `GstContext` given to the element: kept if it is a CUDA context on `device-id` and no
     /// engine runs in another one.
     pub(super) fn take_cuda_context(&self, context: &gst::Context) {
