@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+pub use crate::backend::SharedContext;
 use crate::backend::{Backend, BackendError, Precision};
 use crate::model::Flavr;
 
@@ -41,6 +42,17 @@ pub fn open(
         backend: "CUDA",
         feature: "cuda",
     })
+}
+
+/// Always fails: this build has no CUDA backend.
+pub fn open_in(
+    model: Arc<Flavr>,
+    device_id: u32,
+    precision: Precision,
+    options: EngineOptions,
+    _shared: Option<SharedContext>,
+) -> Result<Box<dyn Backend>, BackendError> {
+    open(model, device_id, precision, options)
 }
 
 /// Always fails: this build has no CUDA backend.

@@ -52,6 +52,29 @@ pub enum BackendError {
     },
 }
 
+/// A frame in CUDA device memory (GStreamer's `memory:CUDAMemory`): one allocation of `size`
+/// bytes at device address `ptr`, its planes at `offsets` with `strides` (its own pitched
+/// layout, not necessarily the caps'). The backend finds out itself which GPU and CUDA context
+/// the address belongs to, and refuses memory of another GPU.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceFrame {
+    /// The `CUcontext` the memory was allocated in, as the producer says (0: unknown).
+    pub context: usize,
+    pub ptr: u64,
+    pub size: usize,
+    pub offsets: Vec<usize>,
+    pub strides: Vec<usize>,
+}
+
+/// A CUDA context made and owned by someone else (GStreamer's `GstCudaContext`), for the CUDA
+/// engine to run in, so that its kernels read and write the pipeline's device memory directly.
+pub struct SharedContext {
+    /// The `CUcontext`, as an address.
+    pub handle: usize,
+    /// What keeps the context alive (a reference to its owner); the engine drops it last.
+    pub keep: Box<dyn std::any::Any + Send>,
+}
+
 /// A frame-interpolation engine.
 pub trait Backend: Send {
     /// Short name for logs ("cpu", "cuda:0 fp16").
@@ -72,6 +95,33 @@ pub trait Backend: Send {
 
     /// Converts one input frame (bytes laid out as `layout` says) into slot `slot`.
     fn load_frame(&mut self, slot: usize, frame: &[u8]) -> Result<(), BackendError>;
+
+    /// Converts one input frame in device memory into slot `slot` (the configured format and
+    /// size, `frame`'s own plane layout), with no copy through the host. Returns once the frame
+    /// may be unmapped. Backends without device memory refuse.
+    fn load_frame_device(
+        &mut self,
+        _slot: usize,
+        _frame: &DeviceFrame,
+    ) -> Result<(), BackendError> {
+        Err(BackendError::Layout(format!(
+            "{} cannot read frames in GPU memory",
+            self.name()
+        )))
+    }
+
+    /// [`Backend::interpolate`] writing into frames in device memory (each in its own plane
+    /// layout). Returns once the frames are written. Backends without device memory refuse.
+    fn interpolate_device(
+        &mut self,
+        _window: [usize; 4],
+        _outputs: &[DeviceFrame],
+    ) -> Result<(), BackendError> {
+        Err(BackendError::Layout(format!(
+            "{} cannot write frames in GPU memory",
+            self.name()
+        )))
+    }
 
     /// Runs the network on slots `window` (frames i-1, i, i+1, i+2) and writes the
     /// `n_outputs()` frames between `window[1]` and `window[2]`, in time order, into `outputs`

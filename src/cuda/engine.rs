@@ -140,6 +140,9 @@ pub struct Engine {
     /// Downloads of the interpolated frames (see [`super::io`]).
     pub(super) down: Arc<CudaStream>,
     pub(super) ctx: Arc<CudaContext>,
+    /// The owner of a shared context ([`super::SharedContext`]), dropped after everything
+    /// that used the context.
+    _keep: Option<Box<dyn std::any::Any + Send>>,
 }
 
 /// Whether `e` is a bare ReLU of buffer `y` in place (a cuDNN epilogue can do it).
@@ -221,30 +224,52 @@ fn not_configured() -> CudaError {
     CudaError::Layout("configure() must be called before interpolating".into())
 }
 
-/// Opens a context on `device_id`, checking each library first so that a missing one is named.
-fn context(device_id: u32) -> Result<Arc<CudaContext>> {
+/// Opens a context on `device_id` (its primary context, or `shared`), checking each library
+/// first so that a missing one is named.
+fn context(device_id: u32, shared: Option<usize>) -> Result<Arc<CudaContext>> {
     // SAFETY: only probes whether the shared library can be opened.
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
         return Err(CudaError::NoDriver);
     }
+    let fail = |e: &cudarc::driver::DriverError| CudaError::Device {
+        id: device_id,
+        cause: super::error::driver_text(e),
+    };
     result::init().map_err(|e| CudaError::Device {
         id: device_id,
         cause: format!("cuInit: {}", super::error::driver_text(&e)),
     })?;
-    let count = CudaContext::device_count().map_err(|e| CudaError::Device {
-        id: device_id,
-        cause: super::error::driver_text(&e),
-    })?;
+    let count = CudaContext::device_count().map_err(|e| fail(&e))?;
     if device_id as i64 >= count as i64 {
         return Err(CudaError::NoSuchDevice {
             id: device_id,
             count,
         });
     }
-    CudaContext::new(device_id as usize).map_err(|e| CudaError::Device {
-        id: device_id,
-        cause: super::error::driver_text(&e),
-    })
+    let Some(handle) = shared.filter(|&h| h != 0) else {
+        return CudaContext::new(device_id as usize).map_err(|e| fail(&e));
+    };
+    let dev = result::device::get(device_id as i32).map_err(|e| fail(&e))?;
+    // SAFETY: `handle` is a live CUcontext kept alive by the SharedContext's owner, which the
+    // engine holds until after its last use of the context (Engine::_keep).
+    let ctx =
+        unsafe { CudaContext::from_raw_context(device_id as usize, dev, handle as sys::CUcontext) }
+            .map_err(|e| fail(&e))?;
+    // cudarc destroys a wrapped context when its last reference goes, but this one belongs to
+    // its owner: one reference is never dropped.
+    std::mem::forget(ctx.clone());
+    let mut on: sys::CUdevice = 0;
+    // SAFETY: from_raw_context made the context current on this thread; `on` is written.
+    unsafe { sys::cuCtxGetDevice(&mut on) }
+        .result()
+        .map_err(|e| fail(&e))?;
+    if on != dev {
+        return Err(CudaError::Device {
+            id: device_id,
+            cause: format!("the shared CUDA context is on device {on}, not {device_id}"),
+        });
+    }
+    Ok(ctx)
 }
 
 impl Engine {
@@ -256,13 +281,25 @@ impl Engine {
         precision: Precision,
         options: EngineOptions,
     ) -> Result<Engine> {
+        Engine::open_in(model, device_id, precision, options, None)
+    }
+
+    /// [`Engine::open`] in a context someone else made (`shared`), or the device's primary one.
+    pub fn open_in(
+        model: &Flavr,
+        device_id: u32,
+        precision: Precision,
+        options: EngineOptions,
+        shared: Option<super::SharedContext>,
+    ) -> Result<Engine> {
         if let Some(f @ Fault::Start) = options.fault {
             return Err(CudaError::Device {
                 id: device_id,
                 cause: format!("fault injected by {f} (the GPU unusable at start)"),
             });
         }
-        let ctx = context(device_id)?;
+        let handle = shared.as_ref().map(|s| s.handle);
+        let ctx = context(device_id, handle)?;
         cudnn::version()?;
         let (major, minor) = ctx.compute_capability().during("cuDeviceGetAttribute")?;
         if major < 7 {
@@ -315,6 +352,7 @@ impl Engine {
             copy,
             down,
             ctx,
+            _keep: shared.map(|s| s.keep),
         })
     }
 
@@ -833,18 +871,7 @@ impl Engine {
         }
         self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
         let b = self.plan()?.io.next_out(&self.stream)?;
-        self.windows += 1;
-        if let Some(f @ Fault::After(n)) = self.opts.fault
-            && self.windows > n
-        {
-            return Err(CudaError::Device {
-                id: self.device_id,
-                cause: format!(
-                    "fault injected by {f} (the GPU lost at window {})",
-                    self.windows
-                ),
-            });
-        }
+        self.next_window()?;
         self.enqueue_network(window)?;
         self.enqueue_outputs(b)?;
         let plan = self.plan.as_mut().ok_or_else(not_configured)?;
@@ -897,6 +924,25 @@ impl Engine {
         }
         self.submit(window)?;
         self.collect(outputs)
+    }
+}
+
+impl Engine {
+    /// Counts a window, failing it where [`EngineOptions::fault`] says the GPU is lost.
+    pub(super) fn next_window(&mut self) -> Result<()> {
+        self.windows += 1;
+        if let Some(f @ Fault::After(n)) = self.opts.fault
+            && self.windows > n
+        {
+            return Err(CudaError::Device {
+                id: self.device_id,
+                cause: format!(
+                    "fault injected by {f} (the GPU lost at window {})",
+                    self.windows
+                ),
+            });
+        }
+        Ok(())
     }
 }
 

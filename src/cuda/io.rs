@@ -73,6 +73,9 @@ pub(super) struct Io {
     win_host: [PinnedBuf; 2],
     win_done: [CudaEvent; 2],
     win_next: usize,
+    /// Frames of device memory of another context, copied in or out (made when first needed,
+    /// grown to the largest frame).
+    dev_stage: Option<DeviceBuf>,
     /// Bytes of a frame, pixels of a (padded) slot, frames out per window.
     size: usize,
     npix: usize,
@@ -174,6 +177,7 @@ impl Io {
             ],
             win_done: [ev()?, ev()?],
             win_next: 0,
+            dev_stage: None,
             size,
             npix,
             n_out,
@@ -187,6 +191,7 @@ impl Io {
             + self.scratch.bytes()
             + self.in_dev.iter().map(|b| b.bytes()).sum::<usize>()
             + self.out_dev.iter().map(|b| b.bytes()).sum::<usize>()
+            + self.dev_stage.as_ref().map_or(0, |b| b.bytes())
     }
 
     /// Pixels of a slot.
@@ -297,6 +302,55 @@ impl Io {
         self.in_done[i].record(copy).during("cuEventRecord")?;
         self.loaded.record(copy).during("cuEventRecord")?;
         Ok(())
+    }
+
+    /// Converts a frame already in device memory (`src`, laid out as `geom` says) into `slot`
+    /// on the copy stream, and waits for it: `src` may be unmapped on return.
+    pub fn load_device(
+        &self,
+        copy: &CudaStream,
+        k: &Kernels,
+        geom: &FrameGeom,
+        slot: usize,
+        src: DevView<'_>,
+    ) -> Result<()> {
+        // The windows queued before that read the slot have read it.
+        copy.wait(&self.slot_read[slot])
+            .during("cuStreamWaitEvent")?;
+        self.fill_slot(copy, k, geom, SlotSource::Frame(src), slot)?;
+        self.loaded.record(copy).during("cuEventRecord")?;
+        copy.synchronize().during("cuStreamSynchronize")?;
+        Ok(())
+    }
+
+    /// Marks the slots of `window` as read by the work queued on `stream` so far (a window
+    /// run outside [`Io::finish_window`]: the device-memory path).
+    pub fn mark_read(&self, stream: &CudaStream, window: [usize; 4]) -> Result<()> {
+        for s in window {
+            self.slot_read[s].record(stream).during("cuEventRecord")?;
+        }
+        Ok(())
+    }
+
+    /// Makes the staging for frames of another context's memory at least `bytes` long.
+    pub fn ensure_stage(&mut self, ctx: &Arc<CudaContext>, bytes: usize) -> Result<()> {
+        if self.dev_stage.as_ref().is_none_or(|b| b.bytes() < bytes) {
+            self.dev_stage = None;
+            self.dev_stage = Some(DeviceBuf::new(
+                ctx,
+                bytes,
+                "device frame staging (cuMemAlloc)",
+            )?);
+        }
+        Ok(())
+    }
+
+    /// The first `bytes` of the staging made by [`Io::ensure_stage`].
+    pub fn stage(&self, bytes: usize) -> Result<DevView<'_>> {
+        let b = self.dev_stage.as_ref().ok_or_else(|| {
+            CudaError::Internal("device frame staging used before it was made".into())
+        })?;
+        b.view(Dtype::U8).sub(0, bytes)
     }
 
     /// Loads a frame given as planar float32 `[3, height, width]` into `slot` and waits for it.

@@ -77,6 +77,22 @@ impl<'a> DevView<'a> {
         Ok(())
     }
 
+    /// `bytes` bytes at `ptr` that this crate did not allocate (a frame in GStreamer's CUDA
+    /// memory), as bytes, borrowed for as long as `owner` (what keeps the memory mapped).
+    ///
+    /// # Safety
+    /// `ptr..ptr + bytes` must be one live device allocation of the current context's device,
+    /// usable by kernels of the engine's context, that stays allocated (mapped) for `'a` and
+    /// until every stream that used the view has been synchronised.
+    pub unsafe fn external<T: ?Sized>(ptr: CUdeviceptr, bytes: usize, _owner: &'a T) -> Self {
+        DevView {
+            ptr,
+            len: bytes,
+            dtype: Dtype::U8,
+            _buf: PhantomData,
+        }
+    }
+
     /// The device address, for the unsafe launch, cuDNN call or copy that uses the view.
     pub fn device_ptr(&self) -> CUdeviceptr {
         self.ptr

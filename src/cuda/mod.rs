@@ -16,6 +16,7 @@
 
 mod arena;
 pub(crate) mod cudnn;
+mod device_io;
 mod diag;
 mod engine;
 mod error;
@@ -33,7 +34,8 @@ pub(crate) mod weights;
 
 use std::sync::Arc;
 
-use crate::backend::{Backend, BackendError, FrameLayout, Precision};
+pub use crate::backend::SharedContext;
+use crate::backend::{Backend, BackendError, DeviceFrame, FrameLayout, Precision};
 use crate::model::Flavr;
 
 pub use cudnn::probe_fp8::{ProbeRow, ProbeShape, network_shapes, probe_fp8};
@@ -52,7 +54,18 @@ pub fn open(
     precision: Precision,
     options: EngineOptions,
 ) -> Result<Box<dyn Backend>, BackendError> {
-    let engine = open_engine(&model, device_id, precision, options)?;
+    open_in(model, device_id, precision, options, None)
+}
+
+/// [`open`] in `shared` (the device's primary context when `None`).
+pub fn open_in(
+    model: Arc<Flavr>,
+    device_id: u32,
+    precision: Precision,
+    options: EngineOptions,
+    shared: Option<SharedContext>,
+) -> Result<Box<dyn Backend>, BackendError> {
+    let engine = guard(|| Engine::open_in(&model, device_id, precision, options, shared))?;
     Ok(Box::new(CudaBackend { engine }))
 }
 
@@ -80,11 +93,13 @@ pub fn open_engine(
     precision: Precision,
     options: EngineOptions,
 ) -> Result<Engine, CudaError> {
-    // A library that loads but lacks a symbol makes cudarc panic; report it as an error.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        Engine::open(model, device_id, precision, options)
-    }))
-    .unwrap_or_else(|p| {
+    guard(|| Engine::open(model, device_id, precision, options))
+}
+
+/// Runs an engine open, turning a panic into an error: a library that loads but lacks a symbol
+/// makes cudarc panic.
+fn guard(open: impl FnOnce() -> Result<Engine, CudaError>) -> Result<Engine, CudaError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)).unwrap_or_else(|p| {
         let msg = p
             .downcast_ref::<String>()
             .cloned()
@@ -144,5 +159,17 @@ impl Backend for CudaBackend {
 
     fn abandon(&mut self) {
         self.engine.abandon();
+    }
+
+    fn load_frame_device(&mut self, slot: usize, frame: &DeviceFrame) -> Result<(), BackendError> {
+        Ok(self.engine.load_frame_device(slot, frame)?)
+    }
+
+    fn interpolate_device(
+        &mut self,
+        window: [usize; 4],
+        outputs: &[DeviceFrame],
+    ) -> Result<(), BackendError> {
+        Ok(self.engine.interpolate_device(window, outputs)?)
     }
 }

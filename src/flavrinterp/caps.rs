@@ -88,11 +88,21 @@ fn scale_rate(v: &glib::Value, factor: u32, up: bool) -> Option<glib::SendValue>
 /// The caps of both pad templates: the formats the backends convert, progressive only (the
 /// network has no notion of fields). Any size: the backends pad to a multiple of 8 and crop
 /// back.
+/// With the CUDA backend built, the formats of [`super::cuda_path::FORMATS`] in CUDA memory
+/// come first: whether they are offered is decided at run time (libgstcuda, the GPU, the
+/// pipeline's context; [`super::cuda_path::memory_variants`]), since GStreamer's registry keeps
+/// the templates across runs.
 pub(super) fn template() -> gst::Caps {
-    gst_video::VideoCapsBuilder::new()
+    let system = gst_video::VideoCapsBuilder::new()
         .format_list(FORMATS.iter().map(|&(v, _)| v))
         .field("interlace-mode", "progressive")
-        .build()
+        .build();
+    if !cfg!(feature = "cuda") {
+        return system;
+    }
+    let mut caps = super::cuda_path::template();
+    caps.merge(system);
+    caps
 }
 
 /// `caps` with every frame rate multiplied (`up`: sink to src) or divided by `factor`;
@@ -153,8 +163,9 @@ pub(super) fn fixate(
     other
 }
 
-/// Why fixed caps cannot be taken, in words; `None` when they can.
-pub(super) fn caps_problem(caps: &gst::CapsRef, factor: u32) -> Option<String> {
+/// Why fixed caps cannot be taken, in words; `None` when they can. `cuda`: CUDA memory can be
+/// used now.
+pub(super) fn caps_problem(caps: &gst::CapsRef, factor: u32, cuda: bool) -> Option<String> {
     let Some(s) = caps.structure(0) else {
         return Some("empty caps".into());
     };
@@ -168,9 +179,16 @@ pub(super) fn caps_problem(caps: &gst::CapsRef, factor: u32) -> Option<String> {
         && !f.is_any()
         && f.iter().any(|f| f != "memory:SystemMemory")
     {
-        return Some(format!(
-            "only video in system memory is accepted, not {f} (download it first)"
-        ));
+        if f.size() == 1 && f.contains(super::cuda_mem::FEATURE) {
+            if let Some(p) = super::cuda_path::cuda_caps_problem(caps, cuda) {
+                return Some(p);
+            }
+        } else {
+            return Some(format!(
+                "only video in system memory (or CUDA memory) is accepted, not {f} (download it \
+                 first)"
+            ));
+        }
     }
     if let Ok(format) = s.get::<&str>("format") {
         let Some(fmt) = pixel_format(VideoFormat::from_string(format)) else {
@@ -308,7 +326,7 @@ mod tests {
     #[test]
     fn caps_problems_are_named() {
         gst::init().unwrap();
-        let p = |s: &str| caps_problem(&gst::Caps::from_str(s).unwrap(), 2);
+        let p = |s: &str| caps_problem(&gst::Caps::from_str(s).unwrap(), 2, false);
         assert_eq!(
             p("video/x-raw,format=I420,width=64,height=48,framerate=30/1"),
             None

@@ -10,12 +10,12 @@ use std::sync::atomic::AtomicBool;
 use gst::subclass::prelude::*;
 
 use super::BackendKind;
-use super::imp::FlavrInterp;
+use super::imp::{CAT, FlavrInterp};
 use super::net::Net;
 use super::props::Settings;
 use super::stream;
 use crate::backend::cpu::CpuBackend;
-use crate::backend::{Backend, BackendError, FrameLayout, SLOTS};
+use crate::backend::{Backend, BackendError, FrameLayout, SLOTS, SharedContext};
 use crate::dispatch::{self, Devices, EngineDown, EngineFault};
 use crate::error::Error;
 use crate::model::Flavr;
@@ -32,18 +32,22 @@ pub(super) struct Opened {
     pub engines: usize,
     /// The one backend pipelines windows ([`Backend::depth`] above 1).
     pub pipelined: bool,
+    /// The engine runs in the pipeline's CUDA context (the `shared` given to [`open`]).
+    pub shared: bool,
 }
 
 /// Opens the backend or the engines `settings` ask for and starts the thread(s) around them.
+/// `shared`: the pipeline's CUDA context, for the one CUDA engine of `devices` empty.
 pub(super) fn open(
     imp: &FlavrInterp,
     settings: &Settings,
     model: Arc<Flavr>,
+    shared: Option<SharedContext>,
 ) -> Result<Opened, Error> {
     let devices = dispatch::parse_devices(&settings.devices).map_err(Error::Devices)?;
     let n = model.spec.n_out;
     if devices == Devices::Single {
-        let backend = open_backend(imp, settings, model)?;
+        let (backend, shared) = open_backend(imp, settings, model, shared)?;
         check_outputs(&*backend, n)?;
         let name = backend.name();
         let pipelined = backend.depth() > 1;
@@ -52,6 +56,7 @@ pub(super) fn open(
             name,
             engines: 1,
             pipelined,
+            shared,
         });
     }
     let faults = match std::env::var(FAULT_ENV) {
@@ -104,6 +109,7 @@ pub(super) fn open(
         name,
         engines: count,
         pipelined: false,
+        shared: false,
     })
 }
 
@@ -126,14 +132,30 @@ fn names(engines: &[BackendEngine]) -> String {
     }
 }
 
-/// The one backend of `devices` empty: `backend` on `device-id`.
+/// The one backend of `devices` empty: `backend` on `device-id`, in `shared` where given and
+/// usable (then true).
 fn open_backend(
     imp: &FlavrInterp,
     settings: &Settings,
     model: Arc<Flavr>,
-) -> Result<Box<dyn Backend>, Error> {
-    let cuda = |model: Arc<Flavr>| open_cuda(settings, model, settings.device_id);
-    match settings.backend {
+    shared: Option<SharedContext>,
+) -> Result<(Box<dyn Backend>, bool), Error> {
+    let id = settings.device_id;
+    if settings.backend != BackendKind::Cpu
+        && let Some(shared) = shared
+    {
+        match open_cuda(settings, model.clone(), id, Some(shared)) {
+            Ok(b) => return Ok((b, true)),
+            Err(e) => gst::warning!(
+                CAT,
+                imp = imp,
+                "cannot run in the pipeline's CUDA context ({e}): the engine opens its own, and \
+                 frames in CUDA memory go through system memory"
+            ),
+        }
+    }
+    let cuda = |model: Arc<Flavr>| open_cuda(settings, model, id, None);
+    let backend = match settings.backend {
         BackendKind::Cpu => open_cpu(model),
         BackendKind::Cuda => cuda(model),
         BackendKind::Auto => match cuda(model.clone()) {
@@ -147,17 +169,23 @@ fn open_backend(
                 open_cpu(model)
             }
         },
-    }
+    }?;
+    Ok((backend, false))
 }
 
 fn open_cpu(model: Arc<Flavr>) -> Result<Box<dyn Backend>, Error> {
     Ok(Box::new(CpuBackend::new(model).map_err(Error::Cpu)?))
 }
 
-fn open_cuda(settings: &Settings, model: Arc<Flavr>, id: u32) -> Result<Box<dyn Backend>, Error> {
+fn open_cuda(
+    settings: &Settings,
+    model: Arc<Flavr>,
+    id: u32,
+    shared: Option<SharedContext>,
+) -> Result<Box<dyn Backend>, Error> {
     crate::cuda::EngineOptions::from_env()
         .map_err(Into::into)
-        .and_then(|opts| crate::cuda::open(model, id, settings.precision.into(), opts))
+        .and_then(|opts| crate::cuda::open_in(model, id, settings.precision.into(), opts, shared))
         .map_err(|source| Error::Cuda { device: id, source })
 }
 
@@ -230,7 +258,7 @@ fn open_many(
     for (i, &id) in ids.iter().enumerate() {
         let opened = injected(i)
             .map_err(|source| Error::Cuda { device: id, source })
-            .and_then(|_| open_cuda(settings, model.clone(), id));
+            .and_then(|_| open_cuda(settings, model.clone(), id, None));
         match opened {
             Ok(b) => out.push(b),
             Err(e) if settings.backend == BackendKind::Auto => {

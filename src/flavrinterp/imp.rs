@@ -28,6 +28,8 @@ use gst_base::subclass::base_transform::GenerateOutputSuccess;
 use gst_base::subclass::prelude::*;
 
 use super::caps;
+use super::cuda_mem;
+use super::cuda_path::{self, CudaState};
 use super::net::{Net, WaitError};
 use super::props::Settings;
 use super::qos::Gate;
@@ -40,7 +42,10 @@ use crate::error::Error;
 use crate::model::Flavr;
 use crate::window::{FrameIn, Plan, Restart, Window};
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+#[path = "imp_cuda.rs"]
+mod cuda;
+
+pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "flavrinterp",
         gst::DebugColorFlags::empty(),
@@ -86,6 +91,8 @@ struct Warned {
     /// The caps last refused (the pad checks a CAPS event several times).
     refused_caps: Option<String>,
     reverse: bool,
+    /// Scene-cut detection was left out for CUDA memory (said once).
+    scene_cuda: bool,
 }
 
 #[derive(Default)]
@@ -103,6 +110,8 @@ pub struct FlavrInterp {
     scene: Mutex<Option<SceneCut>>,
     /// The `qos` property and its state (cheap frames for late windows).
     qos: Arc<Gate>,
+    /// GStreamer's CUDA memory: the pipeline's context and whether the engine runs in it.
+    cuda: Mutex<CudaState>,
 }
 
 fn load_model(settings: &Settings) -> Result<(Flavr, String), Error> {
@@ -293,7 +302,8 @@ impl FlavrInterp {
             }
             return;
         }
-        if let Some(reason) = caps::caps_problem(caps, factor) {
+        let cuda = self.cuda.lock().unwrap().active;
+        if let Some(reason) = caps::caps_problem(caps, factor, cuda) {
             gst::warning!(CAT, imp = self, "refusing {caps}: {reason}");
             let text = caps.to_string();
             let mut warned = self.warned.lock().unwrap();
@@ -462,6 +472,14 @@ impl ElementImpl for FlavrInterp {
         PAD_TEMPLATES.as_ref()
     }
 
+    fn set_context(&self, context: &gst::Context) {
+        // During our own gst_cuda_ensure_element_context the lookup reads the context from
+        // the slot it passed, not from our state: fill that slot first (see cuda_mem::ensure).
+        cuda_mem::fill_ensuring(self.obj().upcast_ref(), context);
+        self.take_cuda_context(context);
+        self.parent_set_context(context)
+    }
+
     fn change_state(
         &self,
         transition: gst::StateChange,
@@ -504,8 +522,17 @@ impl BaseTransformImpl for FlavrInterp {
         let plan = Plan::new(settings.factor, n).map_err(|e| {
             gst::error_msg!(gst::LibraryError::Settings, ("model {}: {}", source, e))
         })?;
-        let opened =
-            super::engines::open(self, &settings, Arc::new(model)).map_err(|e| e.to_error_msg())?;
+        let shared = self.cuda_context(&settings);
+        let opened = super::engines::open(self, &settings, Arc::new(model), shared)
+            .map_err(|e| e.to_error_msg())?;
+        self.cuda.lock().unwrap().active = opened.shared;
+        if opened.shared {
+            gst::info!(
+                CAT,
+                imp = self,
+                "the engine runs in the pipeline's CUDA context"
+            );
+        }
         let backend_name = opened.name;
         // Per engine: N engines have N times the windows in flight (and the latency).
         let max_in_flight = settings.max_in_flight as usize * opened.engines;
@@ -552,6 +579,7 @@ impl BaseTransformImpl for FlavrInterp {
         // The network thread is abandoned, not joined: it ends after its current layer.
         *self.state.lock().unwrap() = None;
         *self.net.lock().unwrap() = None;
+        self.cuda.lock().unwrap().active = false;
         self.running.store(false, Ordering::SeqCst);
         gst::debug!(CAT, imp = self, "stopped");
         Ok(())
@@ -566,6 +594,7 @@ impl BaseTransformImpl for FlavrInterp {
         let (factor, target) = rate_caps::settings(&self.settings.lock().unwrap());
         let up = direction == gst::PadDirection::Sink;
         let out = rate_caps::transform(caps, factor, target, up)?;
+        let out = cuda_path::memory_variants(&out, self.cuda.lock().unwrap().active);
         gst::trace!(
             CAT,
             imp = self,
@@ -598,7 +627,10 @@ impl BaseTransformImpl for FlavrInterp {
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ("{}", e));
             gst::loggable_error!(CAT, "{e}")
         })?;
-        if let Some(reason) = caps::caps_problem(incaps, factor) {
+        let cuda = self.cuda.lock().unwrap().active;
+        if let Some(reason) = caps::caps_problem(incaps, factor, cuda)
+            .or_else(|| cuda_path::cuda_caps_problem(outcaps, cuda))
+        {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
@@ -682,6 +714,14 @@ impl BaseTransformImpl for FlavrInterp {
     }
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Context(_) = query.view_mut() {
+            let ctx = self.cuda.lock().unwrap().ctx.clone();
+            if let Some(ctx) = ctx
+                && cuda_mem::answer_query(self.obj().upcast_ref(), query, &ctx)
+            {
+                return true;
+            }
+        }
         if direction == gst::PadDirection::Src
             && let gst::QueryViewMut::Convert(q) = query.view_mut()
             && super::queries::convert_out(self.obj().src_pad().current_caps(), q)
@@ -742,6 +782,18 @@ impl BaseTransformImpl for FlavrInterp {
         drained && forwarded
     }
 
+    fn decide_allocation(
+        &self,
+        query: &mut gst::query::Allocation,
+    ) -> Result<(), gst::LoggableError> {
+        self.parent_decide_allocation(query)?;
+        let dev = self.device_io(query)?;
+        if let Some(net) = self.net.lock().unwrap().as_ref() {
+            net.set_device_io(dev);
+        }
+        Ok(())
+    }
+
     fn propose_allocation(
         &self,
         decide_query: Option<&gst::query::Allocation>,
@@ -779,9 +831,22 @@ impl BaseTransformImpl for FlavrInterp {
             discont: flags.contains(gst::BufferFlags::DISCONT),
             cut: false,
         };
+        // Before the state's lock (the CUDA state's lock is never taken under it).
+        let in_cuda = self.in_cuda_memory(&buf);
         // Scene cuts: this frame against the previous one, before the window sees it.
         let measure = {
-            let threshold = self.settings.lock().unwrap().scene_threshold;
+            let mut threshold = self.settings.lock().unwrap().scene_threshold;
+            if threshold > 0.0 && in_cuda {
+                // Measuring reads the frame on the host: not done for frames in GPU memory.
+                if !std::mem::replace(&mut self.warned.lock().unwrap().scene_cuda, true) {
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "scene-cut detection is off for input in CUDA memory"
+                    );
+                }
+                threshold = 0.0;
+            }
             let restart = flags.intersects(gst::BufferFlags::DISCONT | gst::BufferFlags::GAP);
             match self.scene.lock().unwrap().as_mut() {
                 Some(scene) => scene.measure(&buf, threshold, restart),
@@ -801,7 +866,12 @@ impl BaseTransformImpl for FlavrInterp {
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ("Buffer before caps"));
             return Err(gst::FlowError::NotNegotiated);
         };
-        if !gap && let Err(e) = stream::check_size(&stream.info, &buf) {
+        // CUDA memory is checked against its own pitched layout where it is read (mapping it
+        // here would copy it to the host).
+        if !gap
+            && !in_cuda
+            && let Err(e) = stream::check_size(&stream.info, &buf)
+        {
             drop(guard);
             return Err(self.fail(&e));
         }

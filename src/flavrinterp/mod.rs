@@ -6,6 +6,8 @@ use gst::prelude::*;
 
 mod caps;
 mod cheap;
+mod cuda_mem;
+mod cuda_path;
 mod engines;
 mod imp;
 mod inflight;

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use super::cuda_path::DeviceIo;
 use super::engines::BackendEngine;
 use super::qos::{Counts, Decision, JobQos};
 use super::stream::{self, Done, Exec};
@@ -35,6 +36,8 @@ struct Job {
     steps: Vec<Step>,
     /// The choice between the network and cheap frames, made as the job starts.
     qos: Option<JobQos>,
+    /// Frames in CUDA memory (one backend only).
+    dev: Option<DeviceIo>,
 }
 
 struct Pipe {
@@ -88,6 +91,8 @@ enum Runner {
 pub(super) struct Net {
     pipe: Arc<(Mutex<Pipe>, Condvar)>,
     runner: Runner,
+    /// How frames in CUDA memory are handled, given to each job from now on.
+    dev: Mutex<Option<DeviceIo>>,
 }
 
 fn new_pipe() -> Arc<(Mutex<Pipe>, Condvar)> {
@@ -126,6 +131,7 @@ impl Net {
                 tx: Mutex::new(tx),
                 backend,
             },
+            dev: Mutex::new(None),
         })
     }
 
@@ -174,6 +180,7 @@ impl Net {
         Ok(Net {
             pipe,
             runner: Runner::Many(d),
+            dev: Mutex::new(None),
         })
     }
 
@@ -186,6 +193,12 @@ impl Net {
                 d.for_each_alive(|e| e.configure(layout))
             }
         }
+    }
+
+    /// How the jobs submitted from now on handle frames in CUDA memory (`None`: system memory
+    /// only). Only the one-backend runner uses it: several engines never get CUDA memory.
+    pub fn set_device_io(&self, dev: Option<DeviceIo>) {
+        *self.dev.lock().unwrap() = dev;
     }
 
     /// Queues the steps of one input frame (or a drain) for the thread.
@@ -231,6 +244,7 @@ impl Net {
             inputs,
             steps,
             qos,
+            dev: self.dev.lock().unwrap().clone(),
         };
         if tx.lock().unwrap().send(job).is_ok() {
             p.pending += 1;
@@ -542,6 +556,9 @@ fn work(
             windows,
             t0,
         };
+        // The memories of this job's frames (a paused job's tail, run below, sees them too; it
+        // only pushes and releases frames, which is right in either memory).
+        exec.dev = job.dev.clone();
         let done = guarded(&backend, id, |b| {
             b.set_cancel(Some(job.cancel.clone()));
             exec.run(

@@ -15,6 +15,8 @@ const DEFAULT_PRECISION: PrecisionKind = PrecisionKind::Fp16;
 const DEFAULT_MAX_IN_FLIGHT: u32 = 1;
 pub(super) const MAX_IN_FLIGHT: u32 = 4;
 const DEFAULT_SCENE_THRESHOLD: f64 = crate::scene::DEFAULT_THRESHOLD;
+/// Off until the zero-copy path is measured on a GPU (issue 17).
+const DEFAULT_CUDA_MEMORY: bool = false;
 
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
@@ -28,6 +30,8 @@ pub(super) struct Settings {
     pub scene_threshold: f64,
     /// Output frame rate; 0/1: the factor decides (or downstream caps, `rate_caps.rs`).
     pub framerate: gst::Fraction,
+    /// Offer `video/x-raw(memory:CUDAMemory)` on both pads where it can be used.
+    pub cuda_memory: bool,
 }
 
 impl Default for Settings {
@@ -42,6 +46,7 @@ impl Default for Settings {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             scene_threshold: DEFAULT_SCENE_THRESHOLD,
             framerate: gst::Fraction::new(0, 1),
+            cuda_memory: DEFAULT_CUDA_MEMORY,
         }
     }
 }
@@ -133,6 +138,16 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .default_value(d.framerate)
             .mutable_ready()
             .build(),
+        glib::ParamSpecBoolean::builder("cuda-memory")
+            .nick("CUDA memory")
+            .blurb(
+                "Offer video/x-raw(memory:CUDAMemory) on both pads when nvcodec's libgstcuda and \
+                 a CUDA engine are available; experimental until measured. Off: system memory \
+                 only. Cannot change while running.",
+            )
+            .default_value(d.cuda_memory)
+            .mutable_ready()
+            .build(),
     ]
 }
 
@@ -173,6 +188,7 @@ impl Settings {
             "precision" => put(&mut self.precision, value, running),
             "max-in-flight" => put(&mut self.max_in_flight, value, running),
             "framerate" => put(&mut self.framerate, value, running),
+            "cuda-memory" => put(&mut self.cuda_memory, value, running),
             _ => unimplemented!("property {name}"),
         }
     }
@@ -188,6 +204,7 @@ impl Settings {
             "max-in-flight" => self.max_in_flight.to_value(),
             "scene-threshold" => self.scene_threshold.to_value(),
             "framerate" => self.framerate.to_value(),
+            "cuda-memory" => self.cuda_memory.to_value(),
             _ => unimplemented!("property {name}"),
         }
     }

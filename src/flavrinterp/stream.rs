@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::cuda_path::{self, DeviceIo};
 use super::inflight::InFlight;
 use super::qos::Counts;
 use crate::backend::Backend;
@@ -133,6 +134,10 @@ pub(super) struct Exec {
     blended: HashSet<Key>,
     inflight: InFlight,
     tail: Option<Tail>,
+    /// Frames in CUDA memory: how they are read and where new ones come from (set per job).
+    pub dev: Option<DeviceIo>,
+    /// Where model outputs that the plan does not keep are written, on the CUDA-memory path.
+    dev_scratch: Vec<u8>,
 }
 
 /// Steps that may run before the tail of the job before (they neither push nor release).
@@ -302,17 +307,41 @@ impl Exec {
             Step::Load { key, slot } => {
                 self.collect_through(backend, size, &key)?;
                 let buf = self.frames.get(&key).ok_or_else(|| missing(&key))?;
-                load_frame(backend, info, buf, slot)?;
+                let on_gpu = match &self.dev {
+                    Some(dev) => cuda_path::load(backend, buf, slot, dev)?,
+                    None => false,
+                };
+                if !on_gpu {
+                    load_frame(backend, info, buf, slot)?;
+                }
             }
             Step::Run { window, outputs } => match cheap {
                 Some(factor) => self.blend_outputs(info, factor, &outputs)?,
                 None => {
-                    let mut made = Vec::new();
-                    let r = self
-                        .inflight
-                        .submit(backend, size, window, outputs, &mut made);
-                    self.frames.extend(made);
-                    r?;
+                    if let Some((dev, pool)) = self.pooled() {
+                        // New frames in CUDA memory: one window at a time, written straight into
+                        // frames of the pool (the double-buffered staging of the system-memory
+                        // path below is for downloads to the host). Windows still in flight from
+                        // before (system memory) are collected first.
+                        self.settle(backend, size)?;
+                        let made = cuda_path::network(
+                            backend,
+                            info,
+                            window,
+                            outputs,
+                            &dev,
+                            &pool,
+                            &mut self.dev_scratch,
+                        )?;
+                        self.frames.extend(made);
+                    } else {
+                        let mut made = Vec::new();
+                        let r = self
+                            .inflight
+                            .submit(backend, size, window, outputs, &mut made);
+                        self.frames.extend(made);
+                        r?;
+                    }
                 }
             },
             Step::Emit {
@@ -335,7 +364,18 @@ impl Exec {
                     counts.frames_new += 1;
                     counts.frames_cheap += u64::from(self.blended.contains(&key));
                 }
-                out.push(retimed(buf, pts, duration));
+                if !original && self.pooled().is_some() {
+                    // A frame of the CUDA pool is retimed in place (a copy sharing its memory
+                    // would keep the pool from taking it back), and the held reference is the
+                    // pushed buffer itself.
+                    drop(buf);
+                    let own = self.frames.remove(&key).ok_or_else(|| missing(&key))?;
+                    let pushed = retimed(own, pts, duration);
+                    self.frames.insert(key, pushed.clone());
+                    out.push(pushed);
+                } else {
+                    out.push(retimed(buf, pts, duration));
+                }
             }
             Step::EmitCopy {
                 key: _,
@@ -368,11 +408,20 @@ impl Exec {
             let (j, k) = (key.tick / factor, key.tick % factor);
             let a = self.original(key.run, j * factor)?;
             let b = self.original(key.run, (j + 1) * factor)?;
-            let buf = super::cheap::blend(info, a, b, k, factor)?;
+            let mut buf = super::cheap::blend(info, a, b, k, factor)?;
+            if let Some((_, pool)) = self.pooled() {
+                buf = cuda_path::into_pool(&pool, info, &buf)?;
+            }
             self.frames.insert(key, buf);
             self.blended.insert(key);
         }
         Ok(())
+    }
+
+    /// The CUDA pool new frames come from, if the output is in CUDA memory.
+    fn pooled(&self) -> Option<(DeviceIo, gst::BufferPool)> {
+        let dev = self.dev.as_ref()?;
+        Some((dev.clone(), dev.pool.clone()?))
     }
 
     /// The original at `tick` of `run`: held, or the last one pushed.
