@@ -76,7 +76,9 @@ pub(crate) fn run_ours(
     let sink = appsink()?;
     let pipeline = chain(&[&src, &interp, &sink])?;
 
-    let expected = 2 * even.len() - 1;
+    // Originals and the frames between them, then the copy of the last original that fills its
+    // slot at EOS: 2n frames.
+    let expected = 2 * even.len();
     let mut rebuilt = Vec::with_capacity(even.len());
     let mut count = 0usize;
     let mut log = BusLog::default();
@@ -122,6 +124,12 @@ pub(crate) fn run_ours(
                     return Err(format!(
                         "output frame {k} is not input frame {} bit for bit",
                         k / 2
+                    ));
+                }
+            } else if k + 1 == expected {
+                if rgb != even[even.len() - 1] {
+                    return Err(format!(
+                        "output frame {k}, after the last input, is not a copy of it"
                     ));
                 }
             } else {
@@ -190,7 +198,7 @@ mod tests {
         assert_eq!(run.rebuilt.len(), 4);
         assert!(run.rebuilt.iter().all(|f| f.len() == w * h * 3));
         assert!(
-            run.summary.contains("5 frames in, 9 out"),
+            run.summary.contains("5 frames in, 10 out"),
             "{}",
             run.summary
         );
