@@ -651,18 +651,29 @@ mod tests {
         PixelFormat::Bgrx,
     ];
 
-    /// A layout with padded rows and a gap before each plane, to catch stride and offset bugs.
+    /// A layout with padded rows and a gap before each plane, to catch stride and offset bugs
+    /// (odd bytes, so that 8-bit code gets no alignment it could lean on).
     fn padded(format: PixelFormat, w: usize, h: usize, yuv: YuvMatrix) -> FrameLayout {
+        padded_by(format, w, h, yuv, [5, 7, 3])
+    }
+
+    /// The layout of `format` with the first plane `pad[0]` bytes in, each row `pad[1]` bytes
+    /// longer than its samples and `pad[2]` bytes between planes.
+    pub(super) fn padded_by(
+        format: PixelFormat,
+        w: usize,
+        h: usize,
+        yuv: YuvMatrix,
+        pad: [usize; 3],
+    ) -> FrameLayout {
         let tight = FrameLayout::packed(format, w, h, yuv);
-        let mut offsets = Vec::new();
-        let mut strides = Vec::new();
-        let mut off = 5;
+        let (mut offsets, mut strides, mut off) = (Vec::new(), Vec::new(), pad[0]);
         for p in 0..format.planes() {
             let (row, rows) = plane_extent(&tight, p);
-            let stride = row + 7;
+            let stride = row + pad[1];
             offsets.push(off);
             strides.push(stride);
-            off += stride * rows + 3;
+            off += stride * rows + pad[2];
         }
         FrameLayout {
             offsets,

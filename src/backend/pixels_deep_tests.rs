@@ -21,23 +21,10 @@ const MATRICES: [YuvMatrix; 4] = [
     },
 ];
 
-/// A layout with padded rows and a gap before each plane, to catch stride and offset bugs.
+/// A layout with padded rows and a gap before each plane, to catch stride and offset bugs (even
+/// bytes: 16-bit samples stay aligned).
 fn padded(format: PixelFormat, w: usize, h: usize, yuv: YuvMatrix) -> FrameLayout {
-    let tight = FrameLayout::packed(format, w, h, yuv);
-    let (mut offsets, mut strides, mut off) = (Vec::new(), Vec::new(), 6);
-    for p in 0..format.planes() {
-        let (row, rows) = plane_extent(&tight, p);
-        let stride = row + 10;
-        offsets.push(off);
-        strides.push(stride);
-        off += stride * rows + 4;
-    }
-    FrameLayout {
-        offsets,
-        strides,
-        size: off,
-        ..tight
-    }
+    super::tests::padded_by(format, w, h, yuv, [6, 10, 4])
 }
 
 /// xorshift64: deterministic noise.
