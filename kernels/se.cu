@@ -2,7 +2,7 @@
 // pool (per-block partial sums over rows, fixed order, so results are deterministic),
 // se_mean (sum of the partials, / rows, + the conv bias that was not yet added to x),
 // se_gate (the CxC matrix-vector product and the sigmoid). The scaling itself is done by
-// `epilogue` in elementwise.cu.
+// `epilogue` in elementwise.cu, or folded into the next conv's weights by `gate_weights`.
 
 #include "common.cuh"
 
@@ -19,13 +19,16 @@
 // (cw / S::V) dividing blockDim.x. Otherwise (vec = 0) each thread sums whole columns. Four
 // rows are loaded before they are added, so that each thread has four loads in flight. The
 // order of every sum is fixed, so results are deterministic. blockDim.x must be THREADS and
-// cw at most 8 THREADS.
+// cw at most 8 THREADS. Each negative value read is multiplied by `neg` first: 1 sums x itself;
+// 5 sums the pre-activation of x = LeakyReLU(0.2)(y), i.e. y (the gate of a conv whose bias
+// and LeakyReLU cuDNN applied in the conv's own epilogue).
 
 // Adds rows r, r + step, ... < r1 of element e (N of them from e on) into acc, skipping the
 // cells outside phase (pa, pb) when gh > 0.
 template <class S, int N>
 __device__ __forceinline__ void pool_walk(const typename S::T *x, i64 r, i64 r1, int step, int cw,
-                                          int e, int gh, int gw, int pa, int pb, float *acc) {
+                                          int e, int gh, int gw, int pa, int pb, float neg,
+                                          float *acc) {
     const int W1 = gw + 1, H1 = gh + 1;
     // (Y, X): the cell of row r in its frame, kept up to date as r steps.
     int Y = 0, X = 0;
@@ -63,14 +66,14 @@ __device__ __forceinline__ void pool_walk(const typename S::T *x, i64 r, i64 r1,
 #pragma unroll
         for (int u = 0; u < 4; u++) {
 #pragma unroll
-            for (int k = 0; k < N; k++) acc[k] += v[u][k];
+            for (int k = 0; k < N; k++) acc[k] += v[u][k] < 0.f ? v[u][k] * neg : v[u][k];
         }
     }
 }
 
 template <class S>
 __device__ void pool_t(const void *x_, i64 rows, int c, int rows_per_block, float *partial,
-                       int vec, int gh, int gw) {
+                       int vec, int gh, int gw, float neg) {
     typedef typename S::T T;
     const T *x = (const T *)x_;
     __shared__ float sm[THREADS * 8];
@@ -88,14 +91,14 @@ __device__ void pool_t(const void *x_, i64 rows, int c, int rows_per_block, floa
         float acc[S::V];
 #pragma unroll
         for (int k = 0; k < S::V; k++) acc[k] = 0.f;
-        pool_walk<S, S::V>(x, r0 + tid / lanes, r1, ny, cw, e, gh, gw, p / 2, p % 2, acc);
+        pool_walk<S, S::V>(x, r0 + tid / lanes, r1, ny, cw, e, gh, gw, p / 2, p % 2, neg, acc);
 #pragma unroll
         for (int k = 0; k < S::V; k++) sm[tid * S::V + k] = acc[k];
     } else {
         for (int e = tid; e < cw; e += blockDim.x) {
             const int p = e / c;
             float acc[1] = {0.f};
-            pool_walk<S, 1>(x, r0, r1, 1, cw, e, gh, gw, p / 2, p % 2, acc);
+            pool_walk<S, 1>(x, r0, r1, 1, cw, e, gh, gw, p / 2, p % 2, neg, acc);
             sm[e] = acc[0];
         }
     }
@@ -110,8 +113,8 @@ __device__ void pool_t(const void *x_, i64 rows, int c, int rows_per_block, floa
 
 INSTANTIATE3(pool,
              (const void *x, i64 rows, int c, int rows_per_block, float *partial, int vec,
-              int gh, int gw),
-             (x, rows, c, rows_per_block, partial, vec, gh, gw))
+              int gh, int gw, float neg),
+             (x, rows, c, rows_per_block, partial, vec, gh, gw, neg))
 
 // mean[ch] = sum_b partial[b * c + ch] * inv_rows + bias[ch] (bias may be null). A block
 // takes 32 channels; its 8 warps sum every 8th partial row, from row w on, and warp 0 adds
@@ -157,3 +160,22 @@ extern "C" __global__ void se_gate(const float *mean, const float *w, const floa
     for (int d = 16; d > 0; d /= 2) s += __shfl_down_sync(0xffffffffu, s, d);
     if (lane == 0) g[o] = 1.f / (1.f + expf(-(s + b[o])));
 }
+
+// The SE gate folded into the next conv: out[i] = w[i] * g[i % c] over n filter elements whose
+// input channel is innermost with period c (a channels-last filter [k, t, r, s, cin] whose
+// input channel j reads gated channel j % c, as the four phases of a transposed conv's output
+// do: cin = 4c). Valid because the gate g > 0 (a sigmoid) and LeakyReLU is positively
+// homogeneous: conv(LeakyReLU(g y)) = conv_w(g LeakyReLU(y)) = conv_{w g}(LeakyReLU(y)).
+// Grid-stride over n in 64-bit.
+template <class S>
+__device__ void gate_weights_t(const void *w_, void *out_, const float *g, i64 n, int c) {
+    typedef typename S::T T;
+    const T *w = (const T *)w_;
+    T *out = (T *)out_;
+    const i64 step = (i64)gridDim.x * blockDim.x;
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step)
+        out[i] = S::st(S::ld(w[i]) * g[i % c]);
+}
+
+INSTANTIATE3(gate_weights, (const void *w, void *out, const float *g, i64 n, int c),
+             (w, out, g, n, c))

@@ -10,6 +10,7 @@ mod cuda_common;
 
 use cuda_common::*;
 use gstflavrinterp::backend::Precision;
+use gstflavrinterp::cuda::{Engine, EngineOptions};
 use gstflavrinterp::model::Flavr;
 
 fn check_golden(model: &Flavr, golden: &str, p: Precision, tol: f32) {
@@ -124,11 +125,11 @@ fn captured_graph_matches_launches() {
 }
 
 fn captured_graph_matches_launches_in(model: &Flavr, p: Precision) {
-    let eager = gstflavrinterp::cuda::EngineOptions {
+    let eager = EngineOptions {
         capture: false,
         ..options()
     };
-    let captured = gstflavrinterp::cuda::EngineOptions {
+    let captured = EngineOptions {
         capture: true,
         ..options()
     };
@@ -136,9 +137,7 @@ fn captured_graph_matches_launches_in(model: &Flavr, p: Precision) {
     if engine(model, p).is_none() {
         return;
     }
-    let open = |o: gstflavrinterp::cuda::EngineOptions| {
-        gstflavrinterp::cuda::open_engine(model, 0, p, o).expect("open")
-    };
+    let open = |o: EngineOptions| gstflavrinterp::cuda::open_engine(model, 0, p, o).expect("open");
     let (mut a, mut b) = (open(eager), open(captured));
     let tol = if p == Precision::Fp32 { 1e-3 } else { 5e-2 };
     let t = read_tensors("golden2x.safetensors");
@@ -198,44 +197,46 @@ fn captured_graph_matches_launches_in(model: &Flavr, p: Precision) {
     }
 }
 
-/// Our outconv kernel (kernels/outconv.cu, `FLAVR_CUDA_OUTCONV`) against cuDNN's convolution of
-/// the same layer, in float16 and bfloat16, on the full-width architecture at sizes whose
-/// output grid is not a multiple of the kernel's 16 x 16 tile (and one smaller than a tile),
-/// over smooth random frames: the two engines differ only in that conv, so their outputs may
-/// differ only by the rounding of its sums.
-#[test]
-fn own_outconv_matches_cudnn() {
+/// Smooth random-looking RGB frames, planar float32 `[3, h, w]` on [0, 1], four of them.
+fn smooth_frames(w: usize, h: usize) -> Vec<Vec<f32>> {
+    (0..4)
+        .map(|t| {
+            (0..3 * w * h)
+                .map(|i| {
+                    let (c, y, x) = (i / (w * h), i / w % h, i % w);
+                    let v = (x as f32 * 0.071 + y as f32 * 0.043 + t as f32 * 0.5).sin() * 0.4
+                        + 0.5
+                        + c as f32 * 0.03;
+                    v.clamp(0.0, 1.0)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Two engines on the full-width architecture in float16 and bfloat16, one with `a`'s options
+/// and one with `b`'s, at sizes whose output grid is not a multiple of 16 (and one smaller than
+/// 16 x 16), over [`smooth_frames`]: their outputs may differ by at most `tol(p)`. `active`
+/// checks, after each configure, that the two engines really run differently. No GPU: None.
+fn engines_agree(
+    what: &str,
+    a: EngineOptions,
+    b: EngineOptions,
+    tol: fn(Precision) -> f32,
+    active: fn(&Engine, &Engine) -> bool,
+) -> Option<()> {
     let spec = gstflavrinterp::model::ModelSpec::released(1);
     let model = gstflavrinterp::model::synth::synthetic_model(&spec, 1).expect("synthetic model");
     for p in [Precision::Fp16, Precision::Bf16] {
-        if engine(&model, p).is_none() {
-            return;
-        }
-        let open = |own: bool| {
-            let o = gstflavrinterp::cuda::EngineOptions {
-                own_outconv: own,
-                ..options()
-            };
-            gstflavrinterp::cuda::open_engine(&model, 0, p, o).expect("open")
+        engine(&model, p)?;
+        let open = |o: &EngineOptions| {
+            gstflavrinterp::cuda::open_engine(&model, 0, p, o.clone()).expect("open")
         };
-        let (mut ours, mut cudnn) = (open(true), open(false));
+        let (mut ea, mut eb) = (open(&a), open(&b));
         for (w, h) in [(130, 66), (24, 16), (333, 190)] {
-            let frames: Vec<Vec<f32>> = (0..4)
-                .map(|t| {
-                    (0..3 * w * h)
-                        .map(|i| {
-                            let (c, y, x) = (i / (w * h), i / w % h, i % w);
-                            let v = (x as f32 * 0.071 + y as f32 * 0.043 + t as f32 * 0.5).sin()
-                                * 0.4
-                                + 0.5
-                                + c as f32 * 0.03;
-                            v.clamp(0.0, 1.0)
-                        })
-                        .collect()
-                })
-                .collect();
+            let frames = smooth_frames(w, h);
             let mut outs = Vec::new();
-            for e in [&mut ours, &mut cudnn] {
+            for e in [&mut ea, &mut eb] {
                 e.configure(&rgb_layout(w, h)).expect("configure");
                 for (s, f) in frames.iter().enumerate() {
                     e.load_frame_f32(s, f).expect("load");
@@ -243,16 +244,54 @@ fn own_outconv_matches_cudnn() {
                 outs.push(e.interpolate_f32([0, 1, 2, 3]).expect("run"));
             }
             assert!(
-                ours.own_outconv_active() && !cudnn.own_outconv_active(),
-                "{w}x{h} {p:?}: the outconv kernel should run in one engine only"
+                active(&ea, &eb),
+                "{w}x{h} {p:?}: {what}: both engines run alike"
             );
-            let d = max_abs(&outs[0], &outs[1]);
-            let tol = if p == Precision::Fp16 { 2e-3 } else { 1.6e-2 };
-            eprintln!("{w}x{h} {p:?}: our outconv against cuDNN's: max abs difference {d:.2e}");
-            assert!(
-                d <= tol,
-                "{w}x{h} {p:?}: our outconv differs from cuDNN's by {d} (> {tol})"
-            );
+            let (d, tol) = (max_abs(&outs[0], &outs[1]), tol(p));
+            eprintln!("{w}x{h} {p:?}: {what}: max abs difference {d:.2e}");
+            assert!(d <= tol, "{w}x{h} {p:?}: {what}: differ by {d} (> {tol})");
         }
     }
+    Some(())
+}
+
+/// Our outconv kernel (kernels/outconv.cu, `FLAVR_CUDA_OUTCONV`) against cuDNN's convolution of
+/// the same layer: the two engines differ only in that conv, so their outputs may differ only
+/// by the rounding of its sums.
+#[test]
+fn own_outconv_matches_cudnn() {
+    let own = |own: bool| EngineOptions {
+        own_outconv: own,
+        ..options()
+    };
+    engines_agree(
+        "our outconv against cuDNN's",
+        own(true),
+        own(false),
+        |p| if p == Precision::Fp16 { 2e-3 } else { 1.6e-2 },
+        |a, b| a.own_outconv_active() && !b.own_outconv_active(),
+    );
+}
+
+/// The last stage's SE gate folded into the fuse's filter (`FLAVR_CUDA_GATEFOLD`) against the
+/// gated epilogue: the same function (a LeakyReLU commutes with a positive gate), rounded in
+/// other places (the gate applied to the fuse's weights rather than to the activations, the
+/// pool over the LeakyReLU's inverse).
+#[test]
+fn gate_fold_matches_the_gated_epilogue() {
+    let fold = |on: bool| EngineOptions {
+        gate_fold: on,
+        ..options()
+    };
+    engines_agree(
+        "the gate folded into the fuse against the gated epilogue",
+        fold(true),
+        fold(false),
+        |p| if p == Precision::Fp16 { 2e-3 } else { 1.6e-2 },
+        |a, b| {
+            let (on, fused) = a.gate_fold_active();
+            eprintln!("gate folded; its bias + LeakyReLU inside the conv: {fused}");
+            on && !b.gate_fold_active().0
+        },
+    );
 }

@@ -101,6 +101,11 @@ fn describe(plan: &Plan) -> Vec<(String, f64, f64)> {
                     n * streams as f64 * esz,
                 )
             }
+            Op::GateWeights { n, .. } => (
+                format!("SE gate of {last} into the next filter"),
+                0.0,
+                2.0 * n as f64 * esz,
+            ),
             Op::Pad { h, w, c, .. } => (
                 format!("pad after {last}"),
                 0.0,

@@ -20,11 +20,12 @@ use super::graph::{Dst, Epi, GraphOpts, OUTCONV_PAD, Op, build_graph, lifetimes}
 use super::io::{DEPTH, Io, check_slot};
 use super::kernels::Kernels;
 use super::launch::{
-    self, Assemble, EpiOut, Epilogue, NetOut, OutConv, PhaseGrid, Pool, ReflectPad, SeFinish,
+    self, Assemble, EpiOut, Epilogue, GateWeights, NetOut, OutConv, PhaseGrid, Pool, ReflectPad,
+    SeFinish,
 };
 use super::memory::{self, DevView, DeviceBuf, Dtype};
 use super::options::{EngineOptions, Fault};
-use super::params::{ACT_RELU, FrameGeom};
+use super::params::{ACT_LRELU, ACT_RELU, FrameGeom};
 use super::weights::{ConvW, NetWeights, Span};
 use crate::backend::{FrameLayout, Precision};
 use crate::model::Flavr;
@@ -146,18 +147,30 @@ pub struct Engine {
 }
 
 /// Whether `e` is a bare ReLU of buffer `y` in place (a cuDNN epilogue can do it).
-fn relu_in_place(e: &Epi, y: usize) -> bool {
-    e.x == y
+/// The slope of an in-place (Leaky)ReLU with nothing else but the bias right after conv output
+/// `y` (0 for ReLU, 0.2 for LeakyReLU), which the conv's graph-API plan can do instead.
+fn act_in_place(e: &Epi, y: usize) -> Option<f64> {
+    let slope = match e.act {
+        ACT_RELU => 0.0,
+        ACT_LRELU => 0.2,
+        _ => return None,
+    };
+    (e.x == y
         && e.out.buf == y
         && e.out.off == 0
         && e.out.stride == e.c
         && !e.gate
         && e.resid.is_none()
-        && e.act == ACT_RELU
         && e.out2.is_none()
         && e.fold.is_none()
         && e.phases.is_none()
-        && e.gc.is_none()
+        && e.gc.is_none())
+    .then_some(slope)
+}
+
+/// Whether convolutions are also timed as cuDNN graph-API plans (float16 and bfloat16).
+fn graph_api_on(opts: &EngineOptions, precision: Precision) -> bool {
+    opts.graph_api && precision != Precision::Fp32
 }
 
 /// The launch of epilogue step `e`, its buffers from `buf`, its bias from the weights `wbuf`
@@ -396,6 +409,8 @@ impl Engine {
         let gopts = GraphOpts {
             convt_cudnn: self.opts.convt_cudnn,
             time_fold: self.opts.time_fold,
+            // Only where the bias + LeakyReLU left can go into the conv's graph-API plan.
+            gate_fold: self.opts.gate_fold && graph_api_on(&self.opts, self.precision),
         };
         let g = build_graph(&self.net, &self.spec, hp, wp, gopts);
         let lts = lifetimes(&g);
@@ -445,7 +460,7 @@ impl Engine {
         let mut choices = Vec::new();
         let mut graphs: Vec<Option<GraphConv>> = (0..g.convs.len()).map(|_| None).collect();
         let mut skip = vec![false; g.ops.len()];
-        let graph_api = self.opts.graph_api && self.precision != Precision::Fp32;
+        let graph_api = graph_api_on(&self.opts, self.precision);
         for (oi, op) in g.ops.iter().enumerate() {
             let Op::Conv { i, x, y, y_off } = *op else {
                 continue;
@@ -482,16 +497,18 @@ impl Engine {
                 };
                 let mut gc =
                     search.graph(&self.stream, &mut self.plans, plain, |ms| ms < legacy)?;
-                // An in-place ReLU right after this conv (the encoder blocks' conv1) fused
-                // into the plan, where the fused plan takes no longer than the conv alone and
-                // the ReLU pass it saves (that pass reads and writes the whole output).
+                // An in-place (Leaky)ReLU right after this conv (the encoder blocks' conv1, the
+                // last decoder stage with its gate folded) fused into the plan, where the fused
+                // plan takes no longer than the conv alone and the pass it saves (that pass
+                // reads and writes the whole output).
                 if let Some(Op::Epi(e)) = g.ops.get(oi + 1)
-                    && relu_in_place(e, y)
+                    && let Some(slope) = act_in_place(e, y)
                     && y_off == 0
+                    && e.bias == step.w.bias
                 {
                     let epi = ConvEpilogue {
                         bias: e.bias.is_some(),
-                        relu_slope: Some(0.0),
+                        relu_slope: Some(slope),
                     };
                     let bias = e
                         .bias
@@ -500,7 +517,11 @@ impl Engine {
                     let relu = epilogue_args(&self.wbuf, e, &buf, None)?;
                     let pass = time_epilogue(&self.stream, &self.k, &relu)?;
                     let alone = gc.as_ref().map_or(legacy, |g| g.choice.ms) + pass;
-                    let fkey = format!("{key} relu {}", epi.bias);
+                    let fkey = if slope == 0.0 {
+                        format!("{key} relu {}", epi.bias)
+                    } else {
+                        format!("{key} relu{slope} {}", epi.bias)
+                    };
                     let req = GraphRequest {
                         key: &fkey,
                         geom: &geom,
@@ -701,6 +722,24 @@ impl Engine {
         self.plan.as_ref().is_some_and(|p| p.own_out.is_some())
     }
 
+    /// Whether the configured plan folds the last stage's SE gate into the fuse's filter
+    /// ([`EngineOptions::gate_fold`]), and whether that stage's bias + LeakyReLU then runs
+    /// inside its conv's graph-API plan (not as a pass of its own).
+    pub fn gate_fold_active(&self) -> (bool, bool) {
+        let Some(p) = self.plan.as_ref() else {
+            return (false, false);
+        };
+        let Some(at) = p
+            .ops
+            .iter()
+            .position(|op| matches!(op, Op::GateWeights { .. }))
+        else {
+            return (false, false);
+        };
+        // The stage's epilogue is two steps before the gate folding (epilogue, gate, fold).
+        (true, at >= 2 && p.skip[at - 2])
+    }
+
     /// Why the network of the configured plan runs launch by launch although capture is on
     /// (None: it replays a captured graph, or has not run yet, or capture is off).
     pub fn capture_failure(&self) -> Option<String> {
@@ -757,6 +796,7 @@ impl Engine {
                     bias: b,
                     gate,
                     phases,
+                    post_lrelu,
                 } => {
                     let (xv, partial) = (plan.buf(x)?, io.partial()?);
                     let nblk = match phases {
@@ -769,6 +809,7 @@ impl Engine {
                                 c,
                                 partial,
                                 phases: None,
+                                post_lrelu,
                             },
                         )?,
                         // The four phases in one pass ([t][h+1][w+1][4][c]).
@@ -781,6 +822,7 @@ impl Engine {
                                 c,
                                 partial,
                                 phases: Some(PhaseGrid { h, w }),
+                                post_lrelu,
                             },
                         )?,
                     };
@@ -796,6 +838,16 @@ impl Engine {
                         gate: io.gate()?,
                     };
                     launch::se_finish(s, k, &finish)?;
+                }
+                Op::GateWeights { w, out, n, c } => {
+                    let gw = GateWeights {
+                        w: self.weights(w)?,
+                        out: self.weights(out)?,
+                        n,
+                        gate: io.gate()?,
+                        c,
+                    };
+                    launch::gate_weights(s, k, &gw)?;
                 }
                 Op::Epi(ref e) => {
                     let gate = if e.gate { Some(io.gate()?) } else { None };

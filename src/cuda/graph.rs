@@ -21,7 +21,8 @@ pub(super) enum Op {
     },
     /// SE gate of x (+ conv bias) into the gate scratch vector. `phases`: x holds the four
     /// sub-pixel phases of a transposed conv's output of `rows` rows, `(t, h, w)` their grid,
-    /// as `[t][h + 1][w + 1][4][c]`.
+    /// as `[t][h + 1][w + 1][4][c]`. `post_lrelu`: x is LeakyReLU(0.2) of the conv's output
+    /// (bias included), and the gate pools the pre-activation (the inverse of x).
     Gate {
         x: usize,
         rows: usize,
@@ -29,6 +30,16 @@ pub(super) enum Op {
         bias: Option<Span>,
         gate: GateW,
         phases: Option<(usize, usize, usize)>,
+        post_lrelu: bool,
+    },
+    /// The gate scratch vector folded into a filter: `out[i] = w[i] * gate[i % c]` over the `n`
+    /// elements of the filter `w` (weights), into `out` (the weights' spare filter the next
+    /// conv reads).
+    GateWeights {
+        w: Span,
+        out: Span,
+        n: usize,
+        c: usize,
     },
     /// out = act((x + bias) * gate + resid), optionally twice.
     Epi(Epi),
@@ -101,6 +112,7 @@ impl Op {
     pub(super) fn reads(&self) -> Vec<usize> {
         match self {
             Op::Conv { x, .. } | Op::Gate { x, .. } | Op::Pad { x, .. } => vec![*x],
+            Op::GateWeights { .. } => Vec::new(),
             Op::Epi(e) => {
                 let mut v = vec![e.x];
                 v.extend(e.resid);
@@ -113,7 +125,7 @@ impl Op {
     pub(super) fn writes(&self) -> Vec<usize> {
         match self {
             Op::Conv { y, .. } | Op::Pad { y, .. } => vec![*y],
-            Op::Gate { .. } => Vec::new(),
+            Op::Gate { .. } | Op::GateWeights { .. } => Vec::new(),
             Op::Epi(e) => {
                 let mut v = vec![e.out.buf];
                 v.extend(e.out2.map(|d| d.buf));
@@ -208,6 +220,7 @@ impl Builder<'_> {
             bias,
             gate,
             phases: None,
+            post_lrelu: false,
         });
     }
 
@@ -290,6 +303,12 @@ pub(super) struct GraphOpts {
     /// The first layer's convs as time-folded 2-D convs (`BlockW::folded`), its activations
     /// `[h, w, t, c]`, where the weights have them.
     pub time_fold: bool,
+    /// The last decoder stage's SE gate folded into feature_fuse's filter (`Op::GateWeights`),
+    /// where that stage runs as four sub-pixel phases: its epilogue is then bias + LeakyReLU
+    /// alone, in place, which the engine may fuse into the conv. The gate g > 0 (a sigmoid) and
+    /// LeakyReLU is positively homogeneous, so LeakyReLU(g y) = g LeakyReLU(y), and the fuse
+    /// of g LeakyReLU(y) is the fuse with its input channels scaled by g, of LeakyReLU(y).
+    pub gate_fold: bool,
 }
 
 /// Plans the forward pass for a padded frame size.
@@ -414,6 +433,9 @@ pub(super) fn build_graph(
     // so).
     let mut phased_out = false;
     let cats = [cat0, cat1, cat2, cat3];
+    let last = net.dec.len() - 1;
+    // Whether the last stage's gate goes into the fuse's filter (`GraphOpts::gate_fold`).
+    let mut gate_folded = false;
     for (d, stage) in net.dec.iter().enumerate() {
         let bias = stage.conv.bias;
         let (raw, raw_dims, phases) = match stage.phases {
@@ -421,13 +443,24 @@ pub(super) fn build_graph(
                 let (y, (t, h, w)) = b.convt_phases(ph, input.0, input.1);
                 let c = ph.shape.cout() / 4;
                 b.g.cmax = b.g.cmax.max(stage.gate.c);
+                gate_folded = d == last && opts.gate_fold;
+                if gate_folded {
+                    // bias + LeakyReLU in place over the four phases (the bias repeated per
+                    // phase, as the phase conv's own), then the gate of the pre-activation.
+                    let dims = [1, 4 * c, t, h + 1, w + 1];
+                    b.epi(Epi {
+                        bias: ph.bias,
+                        ..Epi::new(y, &dims, ACT_LRELU, inplace(y, 4 * c))
+                    });
+                }
                 b.g.ops.push(Op::Gate {
                     x: y,
                     rows: t * 4 * h * w,
                     c,
-                    bias,
+                    bias: if gate_folded { None } else { bias },
                     gate: stage.gate,
                     phases: Some((t, h, w)),
+                    post_lrelu: gate_folded,
                 });
                 (y, [1, c, t, 2 * h, 2 * w], Some((t, h, w)))
             }
@@ -483,12 +516,14 @@ pub(super) fn build_graph(
                 Some((t, h, w)) => ([1, 4 * c, t, h + 1, w + 1], Some(c)),
                 None => (raw_dims, None),
             };
-            b.epi(Epi {
-                bias,
-                gate: true,
-                gc,
-                ..Epi::new(raw, &dims, ACT_LRELU, inplace(raw, dims[1]))
-            });
+            if !gate_folded {
+                b.epi(Epi {
+                    bias,
+                    gate: true,
+                    gc,
+                    ..Epi::new(raw, &dims, ACT_LRELU, inplace(raw, dims[1]))
+                });
+            }
             input = (raw, dims);
             phased_out = phases.is_some();
         }
@@ -497,10 +532,23 @@ pub(super) fn build_graph(
     // On phases [4 t, h/2 + 1, w/2 + 1, 4 phases x c] the fuse is block-diagonal over phases
     // (weights::fuse_phases), its output [h/2 + 1, w/2 + 1, 4 phases x f], which the pad
     // gathers.
-    let fuse = if phased_out {
-        net.fuse_phases
-    } else {
-        net.fuse
+    let fuse = match (phased_out, gate_folded) {
+        (true, true) => {
+            let w = net.fuse_phases;
+            let c = net.dec[last].gate.c;
+            b.g.ops.push(Op::GateWeights {
+                w: w.w,
+                out: net.fuse_gated,
+                n: w.shape.k * w.shape.c * w.shape.taps.iter().product::<usize>(),
+                c,
+            });
+            ConvW {
+                w: net.fuse_gated,
+                ..w
+            }
+        }
+        (true, false) => net.fuse_phases,
+        _ => net.fuse,
     };
     let (f, _) = b.conv(fuse, input.0, input.1);
     let fc = net.fuse.shape.cout();
@@ -595,6 +643,7 @@ mod tests {
             let opts = GraphOpts {
                 convt_cudnn,
                 time_fold: true,
+                gate_fold: true,
             };
             let g = build_graph(&net, &spec, 1080, 1920, opts);
             let lts = lifetimes(&g);
@@ -755,6 +804,17 @@ mod tests {
                         }
                     }
                 }
+                Op::GateWeights { w, out, n, c } => {
+                    assert!(gate_of.is_some(), "{what}: step {i} folds no gate");
+                    assert!(c > 0 && c <= g.cmax && n % c == 0, "{what}: step {i} gate");
+                    assert_eq!(w.bytes, out.bytes, "{what}: step {i} filter sizes");
+                    assert_eq!(n * esz, w.bytes, "{what}: step {i} filter elements");
+                    let next = g.ops[i + 1..].iter().find_map(|op| match *op {
+                        Op::Conv { i, .. } => Some(g.convs[i].w.w),
+                        _ => None,
+                    });
+                    assert_eq!(next, Some(out), "{what}: step {i} the next conv's filter");
+                }
                 Op::Pad {
                     x,
                     y,
@@ -810,10 +870,17 @@ mod tests {
         for (spec, net) in narrow_nets() {
             let esz = elem_bytes(net.precision);
             for (hp, wp) in SIZES {
-                for (convt_cudnn, time_fold) in [(false, false), (true, false), (false, true)] {
+                for (convt_cudnn, time_fold, gate_fold) in [
+                    (false, false, false),
+                    (true, false, false),
+                    (false, true, false),
+                    (false, true, true),
+                    (true, true, true),
+                ] {
                     let opts = GraphOpts {
                         convt_cudnn,
                         time_fold,
+                        gate_fold,
                     };
                     let g = build_graph(&net, &spec, hp, wp, opts);
                     let what = format!(
@@ -901,7 +968,7 @@ mod tests {
                 40,
                 GraphOpts {
                     convt_cudnn: true,
-                    time_fold: false,
+                    ..GraphOpts::default()
                 },
             );
             let count = |g: &Graph| g.convs.iter().filter(|c| c.w.shape.transposed).count();
@@ -918,6 +985,82 @@ mod tests {
             assert!(crate::model::spec::DECODER_TRANSPOSED[4]);
             assert!(pad_phased(&phased));
             assert!(!pad_phased(&cudnn));
+        }
+    }
+
+    /// With `gate_fold`, the last stage (four phases) has an ungated bias + LeakyReLU in place
+    /// right after its conv, then the gate of the pre-activation (no bias: the epilogue added
+    /// it), then the gate folded into the fuse's spare filter, which the fuse reads; the rest
+    /// of the plan is the same. Without it (or through cuDNN's transposed convs) nothing changes.
+    #[test]
+    fn last_gate_folds_into_the_fuse_where_asked() {
+        for (spec, net) in narrow_nets() {
+            let c = spec.decoder[4];
+            let plain = build_graph(&net, &spec, 24, 40, GraphOpts::default());
+            let on = GraphOpts {
+                gate_fold: true,
+                ..GraphOpts::default()
+            };
+            let folded = build_graph(&net, &spec, 24, 40, on);
+            let cudnn = GraphOpts {
+                convt_cudnn: true,
+                ..on
+            };
+            let via_cudnn = build_graph(&net, &spec, 24, 40, cudnn);
+            let n_gw = |g: &Graph| {
+                g.ops
+                    .iter()
+                    .filter(|op| matches!(op, Op::GateWeights { .. }))
+                    .count()
+            };
+            assert_eq!(n_gw(&plain), 0);
+            assert_eq!(n_gw(&via_cudnn), 0);
+            assert_eq!(n_gw(&folded), 1);
+            assert_eq!(folded.ops.len(), plain.ops.len() + 1);
+            assert_eq!(folded.convs.len(), plain.convs.len());
+            // The d4 conv is the third conv from the end (d4, fuse, outconv).
+            let n = folded.convs.len();
+            let at = |g: &Graph, ci: usize| {
+                g.ops
+                    .iter()
+                    .position(|op| matches!(*op, Op::Conv { i, .. } if i == ci))
+                    .expect("conv step")
+            };
+            let d4 = at(&folded, n - 3);
+            let Op::Conv { y, .. } = folded.ops[d4] else {
+                unreachable!()
+            };
+            let ph = net.dec[4].phases.expect("phases");
+            match &folded.ops[d4 + 1..d4 + 4] {
+                [
+                    Op::Epi(e),
+                    Op::Gate {
+                        x,
+                        bias: None,
+                        post_lrelu: true,
+                        c: gc,
+                        ..
+                    },
+                    Op::GateWeights {
+                        w,
+                        out,
+                        n: nw,
+                        c: wc,
+                    },
+                ] => {
+                    assert!(e.x == y && e.out.buf == y && !e.gate && e.gc.is_none());
+                    assert_eq!((e.act, e.c, e.bias), (ACT_LRELU, 4 * c, ph.bias));
+                    assert_eq!((*x, *gc, *wc), (y, c, c));
+                    assert_eq!((*w, *out), (net.fuse_phases.w, net.fuse_gated));
+                    assert_eq!(*nw * elem_bytes(net.precision), w.bytes);
+                }
+                other => panic!("after d4: {other:?}"),
+            }
+            assert_eq!(at(&folded, n - 2), d4 + 4, "the fuse after the folded gate");
+            assert_eq!(folded.convs[n - 2].w.w, net.fuse_gated);
+            assert_eq!(plain.convs[n - 2].w.w, net.fuse_phases.w);
+            // The phase conv's bias is the stage's, repeated per phase.
+            assert_eq!(ph.bias.map(|b| b.bytes), Some(4 * c * 4));
         }
     }
 }

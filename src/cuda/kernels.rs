@@ -129,11 +129,12 @@ pub enum KernelId {
     RefConv,
     MaxDiff,
     OutConv,
+    GateWeights,
 }
 
 impl KernelId {
     /// Every kernel, in the order of their values.
-    pub const ALL: [KernelId; 17] = [
+    pub const ALL: [KernelId; 18] = [
         KernelId::Epilogue,
         KernelId::Epilogue1,
         KernelId::ReflectPad,
@@ -151,6 +152,7 @@ impl KernelId {
         KernelId::RefConv,
         KernelId::MaxDiff,
         KernelId::OutConv,
+        KernelId::GateWeights,
     ];
 
     /// The kernel's name in kernels/*.cu, and whether it is a template instantiated per
@@ -174,6 +176,7 @@ impl KernelId {
             KernelId::RefConv => ("ref_conv", true),
             KernelId::MaxDiff => ("max_diff", true),
             KernelId::OutConv => ("outconv", true),
+            KernelId::GateWeights => ("gate_weights", true),
         }
     }
 

@@ -300,6 +300,8 @@ pub struct Pool<'a> {
     /// float32, at least [`POOL_BLOCKS`] x c.
     pub partial: DevView<'a>,
     pub phases: Option<PhaseGrid>,
+    /// x is LeakyReLU(0.2) of what is to be pooled: sum its inverse (negative values times 5).
+    pub post_lrelu: bool,
 }
 
 /// Launches a pooling pass; returns the number of partial rows written.
@@ -334,15 +336,51 @@ pub fn pool(s: &CudaStream, k: &Kernels, a: &Pool<'_>) -> Result<usize> {
     a.partial.check(Dtype::F32, nblk * c, "pool partial sums")?;
     let (xp, pp) = (a.x.device_ptr(), a.partial.device_ptr());
     let (rows_i, c_i, rpb_i, vec_i) = (rows as i64, c as i32, rpb as i32, vec as i32);
+    let neg: f32 = if a.post_lrelu { 1.0 / 0.2 } else { 1.0 };
     let f = k.get(KernelId::Pool);
-    let b = args!(s, f, &xp, &rows_i, &c_i, &rpb_i, &pp, &vec_i, &g[0], &g[1]);
+    let b = args!(
+        s, f, &xp, &rows_i, &c_i, &rpb_i, &pp, &vec_i, &g[0], &g[1], &neg
+    );
     // SAFETY: `pool_<type>(const void *x, i64 rows, int c, int rows_per_block, float *partial,
-    // int vec, int gh, int gw)`, in that order. Checked above: x holds rows x cw elements of
+    // int vec, int gh, int gw, float neg)`, in that order. Checked above: x holds rows x cw elements of
     // the activation type (cw = c, or 4c for the phases, at most 8 THREADS: the kernel's shared
     // sums), partial nblk x c floats (one row per block launched); the vector path gets an
     // aligned x, c a multiple of the vector and lanes dividing THREADS.
     unsafe { go(b, blocks(nblk)) }?;
     Ok(nblk)
+}
+
+/// The SE gate folded into a conv's filter: `out[i] = w[i] * gate[i % c]` over the `n`
+/// elements of a channels-last filter whose input channel `j` reads gated channel `j % c`.
+#[derive(Clone, Copy, Debug)]
+pub struct GateWeights<'a> {
+    /// The filter as loaded, and the one the conv reads, each `n` elements of the activation
+    /// type.
+    pub w: DevView<'a>,
+    pub out: DevView<'a>,
+    pub n: usize,
+    /// float32 `[c]`, from [`se_finish`].
+    pub gate: DevView<'a>,
+    pub c: usize,
+}
+
+pub fn gate_weights(s: &CudaStream, k: &Kernels, a: &GateWeights<'_>) -> Result<()> {
+    let (n, c) = (a.n, a.c);
+    if c == 0 || !n.is_multiple_of(c) {
+        return Err(bad(format!(
+            "gate of {c} channels over a filter of {n} elements"
+        )));
+    }
+    a.w.check(k.act, n, "filter to gate")?;
+    a.out.check(k.act, n, "gated filter")?;
+    a.gate.check(Dtype::F32, c, "SE gate")?;
+    let (wp, op, gp) = (a.w.device_ptr(), a.out.device_ptr(), a.gate.device_ptr());
+    let (n_i, c_i) = (n as i64, c as i32);
+    let b = args!(s, k.get(KernelId::GateWeights), &wp, &op, &gp, &n_i, &c_i);
+    // SAFETY: `gate_weights_<type>(const void *w, void *out, const float *g, i64 n, int c)`,
+    // in that order. Checked above: w and out hold n elements of the activation type, g holds
+    // c floats and c > 0 (the kernel reads g[i % c]); the grid-stride loop stays below n.
+    unsafe { go(b, grid(n)) }
 }
 
 /// The SE gate from `nblk` partial rows over `rows` rows: mean (+ `bias`) into `mean`, then

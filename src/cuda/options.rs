@@ -17,6 +17,7 @@
 //! | `FLAVR_CUDA_CAPTURE=0` (or `1`) | [`capture`](EngineOptions::capture) | on | the network of a window (everything after the window's upload, up to the outconv) is captured once per configured layout as a CUDA graph and replayed for every window, which saves the gaps between its ~150 launches; off, or where capture fails (logged once), the launches are issued one by one |
 //! | `FLAVR_CUDA_FOLD=0` (or `1`) | [`time_fold`](EngineOptions::time_fold) | on | the first layer's four 3x3x3 convolutions run as 2-D 3x3 convolutions over the four frames stacked in channels (64 x 4 = 256, zero weights across distant frames), which cuDNN runs faster than the 3-D form at 1080p (notes/perf.md v12) |
 //! | `FLAVR_CUDA_OUTCONV=0` (or `1`) | [`own_outconv`](EngineOptions::own_outconv) | on | in float16 and bfloat16, the outconv of a model with one output frame runs on our tensor-core kernel (kernels/outconv.cu) instead of cuDNN, which runs its 16 output channels slowly (notes/perf.md v13) |
+//! | `FLAVR_CUDA_GATEFOLD=0` (or `1`) | [`gate_fold`](EngineOptions::gate_fold) | on | in float16 and bfloat16 with the graph API, the last decoder stage's SE gate is folded into feature_fuse's filter for each window (a LeakyReLU commutes with a positive gate), so that stage's epilogue is bias + LeakyReLU alone, which its conv's graph-API plan runs where that is no slower (notes/perf.md v16) |
 //! | `FLAVR_CUDA_FAULT=start` (or `after:N`) | [`fault`](EngineOptions::fault) | none | fault injection, for tests of the element's error paths: opening the engine fails as if the GPU were unusable (before the device is touched), or every window after the first `N` fails as if the GPU had fallen off the bus |
 //! | `FLAVR_CUDA_PLAN_CACHE=PATH` (or `off`) | [`plan_cache`](EngineOptions::plan_cache) | `$XDG_CACHE_HOME/gst-flavr/cudnn-plans.tsv` (else `~/.cache/...`) from the environment; none in `Default` | where the graph-API tuning results are kept between runs |
 //!
@@ -85,6 +86,9 @@ pub struct EngineOptions {
     pub time_fold: bool,
     /// Run the outconv on our own kernel where it applies (see the module documentation).
     pub own_outconv: bool,
+    /// Fold the last decoder stage's SE gate into feature_fuse's filter (float16 and bfloat16
+    /// with the graph API; see the module documentation).
+    pub gate_fold: bool,
     /// Fail on purpose (tests): at open, or after some windows.
     pub fault: Option<Fault>,
 }
@@ -102,6 +106,7 @@ impl Default for EngineOptions {
             capture: true,
             time_fold: true,
             own_outconv: true,
+            gate_fold: true,
             fault: None,
         }
     }
@@ -152,6 +157,7 @@ impl EngineOptions {
         switch("FLAVR_CUDA_CAPTURE", &mut o.capture)?;
         switch("FLAVR_CUDA_FOLD", &mut o.time_fold)?;
         switch("FLAVR_CUDA_OUTCONV", &mut o.own_outconv)?;
+        switch("FLAVR_CUDA_GATEFOLD", &mut o.gate_fold)?;
         if let Some(v) = var("FLAVR_CUDA_FAULT") {
             o.fault = Some(
                 v.to_str()
@@ -189,7 +195,7 @@ mod tests {
         let o = with(&[]).expect("defaults");
         assert_eq!(o, EngineOptions::default());
         assert!(!o.convt_cudnn && !o.verify && o.arena_reuse && !o.all_algos && o.graph_api);
-        assert!(o.capture && o.time_fold && o.own_outconv);
+        assert!(o.capture && o.time_fold && o.own_outconv && o.gate_fold);
         assert_eq!(o.workspace_cap, 512 << 20);
     }
 
@@ -206,6 +212,7 @@ mod tests {
             ("FLAVR_CUDA_CAPTURE", "0"),
             ("FLAVR_CUDA_FOLD", "0"),
             ("FLAVR_CUDA_OUTCONV", "0"),
+            ("FLAVR_CUDA_GATEFOLD", "0"),
             ("FLAVR_CUDA_FAULT", "after:12"),
         ])
         .expect("options");
@@ -222,6 +229,7 @@ mod tests {
                 capture: false,
                 time_fold: false,
                 own_outconv: false,
+                gate_fold: false,
                 fault: Some(Fault::After(12)),
             }
         );
@@ -265,6 +273,7 @@ mod tests {
             ("FLAVR_CUDA_GRAPH", "yes"),
             ("FLAVR_CUDA_CAPTURE", "on"),
             ("FLAVR_CUDA_FOLD", "2"),
+            ("FLAVR_CUDA_GATEFOLD", "true"),
             ("FLAVR_CUDA_FAULT", "after"),
             ("FLAVR_CUDA_FAULT", "after:x"),
             ("FLAVR_CUDA_FAULT", "now"),

@@ -96,6 +96,9 @@ pub struct NetWeights {
     pub fuse: ConvW,
     /// feature_fuse on the four-phase output of a transposed last stage (see `fuse_phases`).
     pub fuse_phases: ConvW,
+    /// Room for `fuse_phases`' filter with the last stage's SE gate folded in, written for
+    /// each window by the plan's `GateWeights` step (see `GraphOpts::gate_fold`).
+    pub fuse_gated: Span,
     /// outconv per 2x2 output block, `kout` output channels (4 x 3n rounded up); its bias is
     /// the original `[3n]`.
     pub out: ConvW,
@@ -501,10 +504,16 @@ impl NetWeights {
                     transposed: false,
                 };
                 let w = convt_phases(&stage.conv.weight);
+                // The bias repeated per phase, `[4 co]`, for an epilogue fused into the conv.
+                let bias = stage.conv.bias.as_ref().map(|b| {
+                    let mut v = b.data.clone();
+                    v.resize(co, 0.0);
+                    p.f32s(&v.repeat(4))
+                });
                 ConvW {
                     shape,
                     w: p.act(&to_khwc(&w, 4 * co, ci)),
-                    bias: conv.bias,
+                    bias,
                 }
             });
             let gate = p.gate(&stage.gate);
@@ -543,6 +552,7 @@ impl NetWeights {
             w: p.act(&fuse_phases(&model.fuse, c4)),
             bias: None,
         };
+        let fuse_gated = p.act(&vec![0.0; fuse_phases.w.bytes / elem_bytes(precision)]);
         // outconv per 2x2 output block (see `outconv_s2d`).
         let n3 = 3 * spec.n_out;
         let kout = (4 * n3).div_ceil(v) * v;
@@ -572,6 +582,7 @@ impl NetWeights {
             dec,
             fuse,
             fuse_phases,
+            fuse_gated,
             out,
             kout,
             bytes: p.bytes,
