@@ -3,6 +3,7 @@
 //! refusal of odd sizes.
 
 use super::*;
+use crate::backend::test_layout::padded_by;
 use crate::test_rng::xorshift;
 
 const DEEP_YUV: [PixelFormat; 4] = [
@@ -25,7 +26,7 @@ const MATRICES: [YuvMatrix; 4] = [
 /// A layout with padded rows and a gap before each plane, to catch stride and offset bugs (even
 /// bytes: 16-bit samples stay aligned).
 fn padded(format: PixelFormat, w: usize, h: usize, yuv: YuvMatrix) -> FrameLayout {
-    super::tests::padded_by(format, w, h, yuv, [6, 10, 4])
+    padded_by(format, w, h, yuv, [6, 10, 4])
 }
 
 /// Writes the codes `(luma(x, y), u(cx, cy), v(cx, cy))` into a frame of `l`.
