@@ -22,17 +22,9 @@ use gst_video::prelude::*;
 use gstflavrinterp::backend::{DeviceFrame, FrameLayout, PixelFormat, Precision, YuvMatrix};
 
 mod cuda_common;
+mod gst_common;
 use cuda_common::fixture;
-
-/// GStreamer and flavrinterp from this crate, once (tests/gst_common would load
-/// tests/common twice beside cuda_common).
-fn init() {
-    static INIT: std::sync::Once = std::sync::Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstflavrinterp::plugin_register_static().expect("register flavrinterp");
-    });
-}
+use gst_common::{in_cuda_memory, init, wait_for_eos};
 
 const M2X: &str = "flavr2x_w8.safetensors";
 
@@ -195,18 +187,8 @@ fn run(format: &str, cuda: bool, cuda_memory: bool) -> Run {
         }
         frames.push((b.pts().unwrap().nseconds(), tight));
     }
-    let msg = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(120),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("EOS or error");
-    assert!(
-        matches!(msg.view(), gst::MessageView::Eos(_)),
-        "{desc}: {msg:?}"
-    );
+    wait_for_eos(&pipeline.bus().unwrap(), gst::ClockTime::from_seconds(120))
+        .unwrap_or_else(|e| panic!("{desc}: {e}"));
     let f = pipeline.by_name("f").unwrap();
     let caps = |pad: &str| f.static_pad(pad).unwrap().current_caps().unwrap();
     let caps = (caps("sink"), caps("src"));
@@ -217,11 +199,6 @@ fn run(format: &str, cuda: bool, cuda_memory: bool) -> Run {
         caps,
         contexts,
     }
-}
-
-fn in_cuda_memory(caps: &gst::Caps) -> bool {
-    caps.features(0)
-        .is_some_and(|f| f.contains("memory:CUDAMemory"))
 }
 
 #[test]

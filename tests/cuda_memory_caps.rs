@@ -8,7 +8,7 @@
 use gst::prelude::*;
 
 mod gst_common;
-use gst_common::{fixture, init, run_child};
+use gst_common::{fixture, in_cuda_memory, init, run_child, wait_for_eos};
 
 const M2X: &str = "flavr2x_w8.safetensors";
 /// Names the library the element opens instead of libgstcuda-1.0.so.0.
@@ -37,17 +37,8 @@ fn run(backend: &str, cuda_memory: bool) -> (gst::Caps, usize) {
         assert_eq!(b.size(), 64 * 48 * 3 / 2);
         frames += 1;
     }
-    let bus = pipeline.bus().unwrap();
-    let msg = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(60),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("EOS or error");
-    assert!(
-        matches!(msg.view(), gst::MessageView::Eos(_)),
-        "pipeline failed: {msg:?}"
-    );
+    wait_for_eos(&pipeline.bus().unwrap(), gst::ClockTime::from_seconds(60))
+        .unwrap_or_else(|e| panic!("pipeline failed: {e}"));
     let caps = pipeline
         .by_name("f")
         .unwrap()
@@ -57,11 +48,6 @@ fn run(backend: &str, cuda_memory: bool) -> (gst::Caps, usize) {
         .expect("negotiated");
     pipeline.set_state(gst::State::Null).unwrap();
     (caps, frames)
-}
-
-fn in_cuda_memory(caps: &gst::CapsRef) -> bool {
-    caps.features(0)
-        .is_some_and(|f| f.contains("memory:CUDAMemory"))
 }
 
 #[test]

@@ -61,6 +61,36 @@ pub fn launch_with_sink(desc: &str) -> (gst::Pipeline, gst::Element) {
     (pipeline, sink)
 }
 
+/// Waits up to `limit` for a message of type `kind` on `bus` (EOS, ASYNC_DONE, ...): `Err`
+/// with the error's text and details when an error comes first, or saying that none came.
+#[allow(dead_code)]
+pub fn wait_for(
+    bus: &gst::Bus,
+    kind: gst::MessageType,
+    limit: gst::ClockTime,
+) -> Result<(), String> {
+    let msg = bus
+        .timed_pop_filtered(limit, &[kind, gst::MessageType::Error])
+        .ok_or_else(|| format!("no {kind:?} within {limit}"))?;
+    match msg.view() {
+        gst::MessageView::Error(e) => Err(format!("error: {} ({:?})", e.error(), e.debug())),
+        _ => Ok(()),
+    }
+}
+
+/// [`wait_for`] the end of the stream.
+#[allow(dead_code)]
+pub fn wait_for_eos(bus: &gst::Bus, limit: gst::ClockTime) -> Result<(), String> {
+    wait_for(bus, gst::MessageType::Eos, limit)
+}
+
+/// Whether the first structure of `caps` is in GStreamer's CUDA memory.
+#[allow(dead_code)]
+pub fn in_cuda_memory(caps: &gst::CapsRef) -> bool {
+    caps.features(0)
+        .is_some_and(|f| f.contains("memory:CUDAMemory"))
+}
+
 /// Runs the ignored test `name` of this test binary alone, with the environment variable
 /// `var=value`, prints its output, and asserts that it ran and passed.
 #[allow(dead_code)]
