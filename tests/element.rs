@@ -16,7 +16,7 @@ const M2X: &str = "flavr2x_w8.safetensors";
 const M4X: &str = "flavr4x_w16.safetensors";
 
 mod gst_common;
-use gst_common::{fixture, init, reference_window};
+use gst_common::{fixture, init, layout_of_info, reference_window};
 
 fn element(model: &str, factor: u32) -> gst::Element {
     init();
@@ -132,15 +132,7 @@ fn layout_of(info: &gst_video::VideoInfo) -> FrameLayout {
         gst_video::VideoFormat::Bgrx => PixelFormat::Bgrx,
         f => panic!("no layout for {f:?} in this test"),
     };
-    FrameLayout {
-        format,
-        width: info.width() as usize,
-        height: info.height() as usize,
-        offsets: info.offset().to_vec(),
-        strides: info.stride().iter().map(|&s| s as usize).collect(),
-        size: info.size(),
-        yuv: YuvMatrix::BT601,
-    }
+    layout_of_info(info, format, YuvMatrix::BT601)
 }
 
 /// The CPU backend on one window of byte frames: all model outputs.

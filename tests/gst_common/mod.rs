@@ -6,7 +6,7 @@ use std::sync::{Arc, Once};
 use gst::prelude::*;
 
 use gstflavrinterp::backend::cpu::CpuBackend;
-use gstflavrinterp::backend::{Backend, FrameLayout};
+use gstflavrinterp::backend::{Backend, FrameLayout, PixelFormat, YuvMatrix};
 use gstflavrinterp::model::Flavr;
 
 #[path = "../common/mod.rs"]
@@ -47,6 +47,25 @@ pub fn reference_window(model: &str, layout: &FrameLayout, window: [&[u8]; 4]) -
     let mut slices: Vec<&mut [u8]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
     b.interpolate([0, 1, 2, 3], &mut slices).unwrap();
     outs
+}
+
+/// The layout GStreamer gives frames of `info` (its offsets and strides), read as `format`
+/// with `yuv`.
+#[allow(dead_code)]
+pub fn layout_of_info(
+    info: &gst_video::VideoInfo,
+    format: PixelFormat,
+    yuv: YuvMatrix,
+) -> FrameLayout {
+    FrameLayout {
+        format,
+        width: info.width() as usize,
+        height: info.height() as usize,
+        offsets: info.offset().to_vec(),
+        strides: info.stride().iter().map(|&s| s as usize).collect(),
+        size: info.size(),
+        yuv,
+    }
 }
 
 /// Initialises GStreamer and parses the pipeline `desc`; returns it and its element `sink`.
