@@ -24,7 +24,7 @@ use gstflavrinterp::backend::{DeviceFrame, FrameLayout, PixelFormat, Precision, 
 mod cuda_common;
 mod gst_common;
 use cuda_common::fixture;
-use gst_common::{in_cuda_memory, init, wait_for_eos};
+use gst_common::{in_cuda_memory, init, launch_with_sink, wait_for_eos};
 
 const M2X: &str = "flavr2x_w8.safetensors";
 
@@ -142,11 +142,7 @@ fn run(format: &str, cuda: bool, cuda_memory: bool) -> Run {
          video/x-raw,format={format} ! appsink name=sink sync=false",
         fixture(M2X).display()
     );
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
+    let (pipeline, sink) = launch_with_sink(&desc);
     let contexts = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     {
         let contexts = contexts.clone();

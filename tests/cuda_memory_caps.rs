@@ -8,7 +8,7 @@
 use gst::prelude::*;
 
 mod gst_common;
-use gst_common::{fixture, in_cuda_memory, init, run_child, wait_for_eos};
+use gst_common::{fixture, in_cuda_memory, init, launch_with_sink, run_child, wait_for_eos};
 
 const M2X: &str = "flavr2x_w8.safetensors";
 /// Names the library the element opens instead of libgstcuda-1.0.so.0.
@@ -18,18 +18,13 @@ const LIBRARY_ENV: &str = "FLAVR_GSTCUDA_LIBRARY";
 /// memory first, then system) ! appsink` over 6 frames; returns the caps flavrinterp gave and
 /// the frames out.
 fn run(backend: &str, cuda_memory: bool) -> (gst::Caps, usize) {
-    init();
     let desc = format!(
         "videotestsrc num-buffers=6 ! video/x-raw,format=NV12,width=64,height=48,framerate=30/1 \
          ! flavrinterp name=f backend={backend} cuda-memory={cuda_memory} model-location={} \
          ! video/x-raw(memory:CUDAMemory);video/x-raw ! appsink name=sink sync=false",
         fixture(M2X).display()
     );
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
+    let (pipeline, sink) = launch_with_sink(&desc);
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut frames = 0;
     while let Some(s) = sink.emit_by_name::<Option<gst::Sample>>("pull-sample", &[]) {
