@@ -22,9 +22,11 @@ use gst_video::prelude::*;
 use gstflavrinterp::backend::{DeviceFrame, FrameLayout, PixelFormat, Precision, YuvMatrix};
 
 mod cuda_common;
-mod gst_common;
 use cuda_common::fixture;
-use gst_common::{in_cuda_memory, init, launch_with_sink, wait_for_eos};
+// gst_common's fixture-free part: gst_common itself would load tests/common a second time.
+#[path = "gst_common/pipeline.rs"]
+mod gst_pipeline;
+use gst_pipeline::{in_cuda_memory, init, launch_with_sink, wait_for_eos};
 
 const M2X: &str = "flavr2x_w8.safetensors";
 

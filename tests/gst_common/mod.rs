@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Set-up shared by the GStreamer tests (`element.rs`, `pipelines.rs`, ...).
 
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use gst::prelude::*;
 
@@ -12,15 +12,8 @@ use gstflavrinterp::model::Flavr;
 #[path = "../common/mod.rs"]
 mod common;
 pub use common::fixture;
-
-/// Initialises GStreamer once and registers `flavrinterp` from this crate (no plugin path).
-pub fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstflavrinterp::plugin_register_static().expect("register flavrinterp");
-    });
-}
+mod pipeline;
+pub use pipeline::*;
 
 /// Sets `backend=cpu` on `el` (a `flavrinterp`), gives it a bus of its own (for its error
 /// messages) and wraps it in a harness on its `sink` and `src` pads.
@@ -66,48 +59,6 @@ pub fn layout_of_info(
         size: info.size(),
         yuv,
     }
-}
-
-/// Initialises GStreamer and parses the pipeline `desc`; returns it and its element `sink`.
-#[allow(dead_code)]
-pub fn launch_with_sink(desc: &str) -> (gst::Pipeline, gst::Element) {
-    init();
-    let pipeline = gst::parse::launch(desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
-    (pipeline, sink)
-}
-
-/// Waits up to `limit` for a message of type `kind` on `bus` (EOS, ASYNC_DONE, ...): `Err`
-/// with the error's text and details when an error comes first, or saying that none came.
-#[allow(dead_code)]
-pub fn wait_for(
-    bus: &gst::Bus,
-    kind: gst::MessageType,
-    limit: gst::ClockTime,
-) -> Result<(), String> {
-    let msg = bus
-        .timed_pop_filtered(limit, &[kind, gst::MessageType::Error])
-        .ok_or_else(|| format!("no {kind:?} within {limit}"))?;
-    match msg.view() {
-        gst::MessageView::Error(e) => Err(format!("error: {} ({:?})", e.error(), e.debug())),
-        _ => Ok(()),
-    }
-}
-
-/// [`wait_for`] the end of the stream.
-#[allow(dead_code)]
-pub fn wait_for_eos(bus: &gst::Bus, limit: gst::ClockTime) -> Result<(), String> {
-    wait_for(bus, gst::MessageType::Eos, limit)
-}
-
-/// Whether the first structure of `caps` is in GStreamer's CUDA memory.
-#[allow(dead_code)]
-pub fn in_cuda_memory(caps: &gst::CapsRef) -> bool {
-    caps.features(0)
-        .is_some_and(|f| f.contains("memory:CUDAMemory"))
 }
 
 /// Runs the ignored test `name` of this test binary alone, with the environment variable
