@@ -34,26 +34,10 @@ fn required() -> bool {
     std::env::var_os("FLAVR_REQUIRE_GPU").is_some()
 }
 
-/// A caps-style layout of `format` at `w` x `h` (even sizes, rows without padding).
+/// A caps-style layout of `format` at `w` x `h` (even sizes: rows without padding, planes one
+/// after the other, as GStreamer lays them out).
 fn layout(format: PixelFormat, w: usize, h: usize) -> FrameLayout {
-    let (offsets, strides, size) = match format {
-        PixelFormat::Nv12 => (vec![0, w * h], vec![w, w], w * h * 3 / 2),
-        PixelFormat::I420 => (
-            vec![0, w * h, w * h + w * h / 4],
-            vec![w, w / 2, w / 2],
-            w * h * 3 / 2,
-        ),
-        _ => return FrameLayout::packed(format, w, h, YuvMatrix::BT709),
-    };
-    FrameLayout {
-        format,
-        width: w,
-        height: h,
-        offsets,
-        strides,
-        size,
-        yuv: YuvMatrix::BT709,
-    }
+    FrameLayout::packed(format, w, h, YuvMatrix::BT709)
 }
 
 /// Deterministic bytes for frame `t`: smooth in x and y, moving with t.
