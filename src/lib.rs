@@ -23,6 +23,8 @@ pub mod error;
 pub mod flavrinterp;
 pub mod model;
 pub mod scene;
+#[cfg(test)]
+mod test_rng;
 pub mod window;
 
 use gst::glib;

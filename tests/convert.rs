@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 
 mod gst_common;
-use gst_common::{fixture, init};
+use gst_common::{fixture, init, wait_for_eos};
 
 #[path = "../src/bin/flavr-convert/orientation.rs"]
 #[allow(dead_code)]
@@ -109,16 +109,10 @@ impl Clip<'_> {
 
 fn run_to_end(pipeline: &gst::Pipeline) {
     pipeline.set_state(gst::State::Playing).unwrap();
-    let bus = pipeline.bus().unwrap();
-    let msg = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(60),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("the pipeline ends");
+    let end = wait_for_eos(&pipeline.bus().unwrap(), gst::ClockTime::from_seconds(60));
     pipeline.set_state(gst::State::Null).unwrap();
-    if let gst::MessageView::Error(e) = msg.view() {
-        panic!("pipeline error: {} ({:?})", e.error(), e.debug());
+    if let Err(e) = end {
+        panic!("pipeline: {e}");
     }
 }
 

@@ -23,16 +23,10 @@ use gstflavrinterp::backend::{DeviceFrame, FrameLayout, PixelFormat, Precision, 
 
 mod cuda_common;
 use cuda_common::fixture;
-
-/// GStreamer and flavrinterp from this crate, once (tests/gst_common would load
-/// tests/common twice beside cuda_common).
-fn init() {
-    static INIT: std::sync::Once = std::sync::Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstflavrinterp::plugin_register_static().expect("register flavrinterp");
-    });
-}
+// gst_common's fixture-free part: gst_common itself would load tests/common a second time.
+#[path = "gst_common/pipeline.rs"]
+mod gst_pipeline;
+use gst_pipeline::{in_cuda_memory, init, launch_with_sink, wait_for_eos};
 
 const M2X: &str = "flavr2x_w8.safetensors";
 
@@ -40,26 +34,10 @@ fn required() -> bool {
     std::env::var_os("FLAVR_REQUIRE_GPU").is_some()
 }
 
-/// A caps-style layout of `format` at `w` x `h` (even sizes, rows without padding).
+/// A caps-style layout of `format` at `w` x `h` (even sizes: rows without padding, planes one
+/// after the other, as GStreamer lays them out).
 fn layout(format: PixelFormat, w: usize, h: usize) -> FrameLayout {
-    let (offsets, strides, size) = match format {
-        PixelFormat::Nv12 => (vec![0, w * h], vec![w, w], w * h * 3 / 2),
-        PixelFormat::I420 => (
-            vec![0, w * h, w * h + w * h / 4],
-            vec![w, w / 2, w / 2],
-            w * h * 3 / 2,
-        ),
-        _ => return FrameLayout::packed(format, w, h, YuvMatrix::BT709),
-    };
-    FrameLayout {
-        format,
-        width: w,
-        height: h,
-        offsets,
-        strides,
-        size,
-        yuv: YuvMatrix::BT709,
-    }
+    FrameLayout::packed(format, w, h, YuvMatrix::BT709)
 }
 
 /// Deterministic bytes for frame `t`: smooth in x and y, moving with t.
@@ -150,11 +128,7 @@ fn run(format: &str, cuda: bool, cuda_memory: bool) -> Run {
          video/x-raw,format={format} ! appsink name=sink sync=false",
         fixture(M2X).display()
     );
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
+    let (pipeline, sink) = launch_with_sink(&desc);
     let contexts = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     {
         let contexts = contexts.clone();
@@ -195,18 +169,8 @@ fn run(format: &str, cuda: bool, cuda_memory: bool) -> Run {
         }
         frames.push((b.pts().unwrap().nseconds(), tight));
     }
-    let msg = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(120),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("EOS or error");
-    assert!(
-        matches!(msg.view(), gst::MessageView::Eos(_)),
-        "{desc}: {msg:?}"
-    );
+    wait_for_eos(&pipeline.bus().unwrap(), gst::ClockTime::from_seconds(120))
+        .unwrap_or_else(|e| panic!("{desc}: {e}"));
     let f = pipeline.by_name("f").unwrap();
     let caps = |pad: &str| f.static_pad(pad).unwrap().current_caps().unwrap();
     let caps = (caps("sink"), caps("src"));
@@ -217,11 +181,6 @@ fn run(format: &str, cuda: bool, cuda_memory: bool) -> Run {
         caps,
         contexts,
     }
-}
-
-fn in_cuda_memory(caps: &gst::Caps) -> bool {
-    caps.features(0)
-        .is_some_and(|f| f.contains("memory:CUDAMemory"))
 }
 
 #[test]

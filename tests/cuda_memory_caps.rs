@@ -8,7 +8,7 @@
 use gst::prelude::*;
 
 mod gst_common;
-use gst_common::{fixture, init, run_child};
+use gst_common::{fixture, in_cuda_memory, init, launch_with_sink, run_child, wait_for_eos};
 
 const M2X: &str = "flavr2x_w8.safetensors";
 /// Names the library the element opens instead of libgstcuda-1.0.so.0.
@@ -18,18 +18,13 @@ const LIBRARY_ENV: &str = "FLAVR_GSTCUDA_LIBRARY";
 /// memory first, then system) ! appsink` over 6 frames; returns the caps flavrinterp gave and
 /// the frames out.
 fn run(backend: &str, cuda_memory: bool) -> (gst::Caps, usize) {
-    init();
     let desc = format!(
         "videotestsrc num-buffers=6 ! video/x-raw,format=NV12,width=64,height=48,framerate=30/1 \
          ! flavrinterp name=f backend={backend} cuda-memory={cuda_memory} model-location={} \
          ! video/x-raw(memory:CUDAMemory);video/x-raw ! appsink name=sink sync=false",
         fixture(M2X).display()
     );
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
+    let (pipeline, sink) = launch_with_sink(&desc);
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut frames = 0;
     while let Some(s) = sink.emit_by_name::<Option<gst::Sample>>("pull-sample", &[]) {
@@ -37,17 +32,8 @@ fn run(backend: &str, cuda_memory: bool) -> (gst::Caps, usize) {
         assert_eq!(b.size(), 64 * 48 * 3 / 2);
         frames += 1;
     }
-    let bus = pipeline.bus().unwrap();
-    let msg = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(60),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("EOS or error");
-    assert!(
-        matches!(msg.view(), gst::MessageView::Eos(_)),
-        "pipeline failed: {msg:?}"
-    );
+    wait_for_eos(&pipeline.bus().unwrap(), gst::ClockTime::from_seconds(60))
+        .unwrap_or_else(|e| panic!("pipeline failed: {e}"));
     let caps = pipeline
         .by_name("f")
         .unwrap()
@@ -57,11 +43,6 @@ fn run(backend: &str, cuda_memory: bool) -> (gst::Caps, usize) {
         .expect("negotiated");
     pipeline.set_state(gst::State::Null).unwrap();
     (caps, frames)
-}
-
-fn in_cuda_memory(caps: &gst::CapsRef) -> bool {
-    caps.features(0)
-        .is_some_and(|f| f.contains("memory:CUDAMemory"))
 }
 
 #[test]

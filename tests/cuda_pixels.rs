@@ -8,6 +8,7 @@
 
 mod cuda_common;
 
+use cuda_common::test_layout::padded_by;
 use cuda_common::*;
 use gstflavrinterp::backend::pixels::{from_planar_rgb, to_planar_rgb};
 use gstflavrinterp::backend::{FrameLayout, PixelFormat, Precision, YuvMatrix};
@@ -89,7 +90,9 @@ fn deep_formats_in_and_out() {
         (PixelFormat::Rgba64, YuvMatrix::BT709),
     ];
     for (ci, &(format, yuv)) in cases.iter().enumerate() {
-        let l = padded_layout(format, w, h, yuv);
+        // 2 bytes in, 6 bytes of row padding (a 2-byte multiple, as GStreamer's) and 4 bytes
+        // between planes.
+        let l = padded_by(format, w, h, yuv, [2, 6, 4]);
         check_in_and_out(&mut e, &l, 100 + ci);
     }
     // Odd sizes of the subsampled 10-bit formats are refused with a reason, not a crash.
@@ -102,27 +105,6 @@ fn deep_formats_in_and_out() {
         let err = e.configure(&l).expect_err("odd width").to_string();
         eprintln!("{format:?} 37x22: {err}");
         assert!(err.contains("odd size"), "{format:?}: {err}");
-    }
-}
-
-/// `format`'s tight layout with 6 bytes of row padding (a 2-byte multiple, as GStreamer's)
-/// and 4 bytes between planes.
-fn padded_layout(format: PixelFormat, w: usize, h: usize, yuv: YuvMatrix) -> FrameLayout {
-    let tight = FrameLayout::packed(format, w, h, yuv);
-    let (mut offsets, mut strides, mut off) = (Vec::new(), Vec::new(), 2);
-    for p in 0..format.planes() {
-        let end = tight.offsets.get(p + 1).copied().unwrap_or(tight.size);
-        let rows = (end - tight.offsets[p]) / tight.strides[p];
-        let stride = tight.strides[p] + 6;
-        offsets.push(off);
-        strides.push(stride);
-        off += stride * rows + 4;
-    }
-    FrameLayout {
-        offsets,
-        strides,
-        size: off,
-        ..tight
     }
 }
 

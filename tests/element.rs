@@ -7,16 +7,18 @@
 //! called directly on the windows the rules name.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use gst::prelude::*;
-use gstflavrinterp::backend::{FrameLayout, PixelFormat, YuvMatrix};
+use gstflavrinterp::backend::{FrameLayout, PixelFormat, Precision, YuvMatrix};
+use gstflavrinterp::model::Flavr;
 use gstflavrinterp::window::scale;
 
 const M2X: &str = "flavr2x_w8.safetensors";
 const M4X: &str = "flavr4x_w16.safetensors";
 
 mod gst_common;
-use gst_common::{fixture, init, reference_window};
+use gst_common::{fixture, init, layout_of_info, reference_window};
 
 fn element(model: &str, factor: u32) -> gst::Element {
     init();
@@ -132,15 +134,7 @@ fn layout_of(info: &gst_video::VideoInfo) -> FrameLayout {
         gst_video::VideoFormat::Bgrx => PixelFormat::Bgrx,
         f => panic!("no layout for {f:?} in this test"),
     };
-    FrameLayout {
-        format,
-        width: info.width() as usize,
-        height: info.height() as usize,
-        offsets: info.offset().to_vec(),
-        strides: info.stride().iter().map(|&s| s as usize).collect(),
-        size: info.size(),
-        yuv: YuvMatrix::BT601,
-    }
+    layout_of_info(info, format, YuvMatrix::BT601)
 }
 
 /// The CPU backend on one window of byte frames: all model outputs.
@@ -765,22 +759,35 @@ fn start_errors_name_the_cause() {
 #[test]
 fn cuda_backend_fails_clearly_or_works_and_auto_falls_back() {
     init();
+    // Whether CUDA works here: the library's CUDA backend opened as the element opens it (GPU 0,
+    // the default fp16), and closed again.
+    let model = Arc::new(Flavr::load_path(&fixture(M2X)).unwrap());
+    let options = gstflavrinterp::cuda::EngineOptions::from_env().unwrap();
+    let cuda_fails = gstflavrinterp::cuda::open(model, 0, Precision::Fp16, options)
+        .err()
+        .map(|e| e.to_string());
+    // cuda: starts where CUDA works, else fails naming CUDA.
     let el = element(M2X, 2);
     el.set_property_from_str("backend", "cuda");
-    if let Some(e) = start_error(&el) {
-        assert!(e.contains("CUDA"), "{e}");
+    match (start_error(&el), &cuda_fails) {
+        (Some(e), Some(_)) => assert!(e.contains("CUDA"), "{e}"),
+        (None, None) => {}
+        (e, why) => panic!("backend=cuda start error {e:?}, but CUDA opening here gives {why:?}"),
     }
-    // auto: CUDA, else a warning and the CPU backend; either way it starts.
+    // auto: CUDA where it works, else a warning and the CPU backend; either way it starts.
     let el = element(M2X, 2);
     el.set_property_from_str("backend", "auto");
     let pipeline = gst::Pipeline::new();
     pipeline.add(&el).unwrap();
     pipeline.set_state(gst::State::Paused).unwrap();
     let bus = pipeline.bus().unwrap();
-    if let Some(w) = warning_text(&bus) {
-        assert!(w.contains("using the CPU backend"), "{w}");
-    }
+    let fallback = warning_text(&bus).filter(|w| w.contains("using the CPU backend"));
     pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(
+        fallback.is_some(),
+        cuda_fails.is_some(),
+        "fallback warning {fallback:?}, CUDA opening here gives {cuda_fails:?}"
+    );
 }
 
 #[test]

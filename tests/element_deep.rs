@@ -14,7 +14,7 @@ use gstflavrinterp::backend::{FrameLayout, PixelFormat, YuvMatrix};
 use gstflavrinterp::model::Flavr;
 
 mod gst_common;
-use gst_common::{cpu_harness, fixture, init, reference_window};
+use gst_common::{cpu_harness, fixture, init, layout_of_info, reference_window};
 
 const M2X: &str = "flavr2x_w8.safetensors";
 
@@ -40,19 +40,12 @@ fn harness(caps: &str) -> (gst_check::Harness, gst::Bus) {
 
 /// The element's layout of `info` (GStreamer's strides and offsets), BT.2020 limited range.
 fn layout_of(info: &gst_video::VideoInfo, format: PixelFormat) -> FrameLayout {
-    FrameLayout {
-        format,
-        width: info.width() as usize,
-        height: info.height() as usize,
-        offsets: info.offset().to_vec(),
-        strides: info.stride().iter().map(|&s| s as usize).collect(),
-        size: info.size(),
-        yuv: if format == PixelFormat::Rgba64 {
-            YuvMatrix::BT601
-        } else {
-            YuvMatrix::BT2020
-        },
-    }
+    let yuv = if format == PixelFormat::Rgba64 {
+        YuvMatrix::BT601
+    } else {
+        YuvMatrix::BT2020
+    };
+    layout_of_info(info, format, yuv)
 }
 
 /// Frame `t` as planar float RGB: smooth moving luma, chroma constant over each 2x2 block

@@ -10,7 +10,7 @@ use gst::prelude::*;
 use gstflavrinterp::window::scale;
 
 mod gst_common;
-use gst_common::{fixture, init, launch_with_sink};
+use gst_common::{fixture, init, launch_with_sink, wait_for};
 
 fn model() -> String {
     fixture("flavr2x_w8.safetensors")
@@ -150,16 +150,7 @@ fn flushing_seek_leaves_no_stale_frame() {
     });
     let bus = pipeline.bus().unwrap();
     let wait = |t: gst::MessageType| {
-        bus.timed_pop_filtered(
-            gst::ClockTime::from_seconds(20),
-            &[t, gst::MessageType::Error],
-        )
-        .map(|m| {
-            if let gst::MessageView::Error(e) = m.view() {
-                panic!("pipeline error: {e:?}");
-            }
-        })
-        .expect("timed out")
+        wait_for(&bus, t, gst::ClockTime::from_seconds(20)).unwrap_or_else(|e| panic!("{e}"))
     };
     pipeline.set_state(gst::State::Paused).unwrap();
     wait(gst::MessageType::AsyncDone);

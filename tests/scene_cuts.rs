@@ -12,7 +12,10 @@ use gstflavrinterp::backend::{FrameLayout, PixelFormat, YuvMatrix};
 use gstflavrinterp::scene::{DEFAULT_THRESHOLD, Detector, Reduced};
 
 mod gst_common;
+#[path = "../src/test_rng.rs"]
+mod test_rng;
 use gst_common::{cpu_harness, fixture, init, launch_with_sink, reference_window};
+use test_rng::unit;
 
 const M2X: &str = "flavr2x_w8.safetensors";
 const M4X: &str = "flavr4x_w16.safetensors";
@@ -29,13 +32,7 @@ fn pts30(i: u64) -> u64 {
 
 /// Shot `seed` moved right by `shift` pixels: smooth random waves and blobs per channel.
 fn picture(seed: u64, shift: f32) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut rnd = || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 11) as f32 / (1u64 << 53) as f32
-    };
+    let mut rnd = unit(seed);
     let params: Vec<[f32; 6]> = (0..6)
         .map(|_| {
             [

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 
 mod gst_common;
-use gst_common::{fixture, init};
+use gst_common::{fixture, init, wait_for_eos};
 
 /// Bytes the resident set may grow after the warm-up. A leak of one frame's buffer (4.6 kB at
 /// 64x48 I420) per window is 13.8 MB over the default 3,000 frames, three times this; the
@@ -136,16 +136,13 @@ fn soak_cpu_small_frames() {
     // Generous: 40 ms per input frame (the run is 30-60 frames/s here, as the machine's load
     // goes), and at least 10 minutes.
     let limit = Duration::from_secs((n / 25).max(600));
-    let bus = p.bus().unwrap();
-    let msg = bus.timed_pop_filtered(
+    let end = wait_for_eos(
+        &p.bus().unwrap(),
         gst::ClockTime::from_nseconds(limit.as_nanos() as u64),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
     );
     p.set_state(gst::State::Null).unwrap();
-    match msg.as_ref().map(|m| m.view()) {
-        Some(gst::MessageView::Eos(_)) => {}
-        Some(gst::MessageView::Error(e)) => panic!("error: {} ({:?})", e.error(), e.debug()),
-        _ => panic!("no EOS within {limit:?}"),
+    if let Err(e) = end {
+        panic!("{e}");
     }
     let s = seen.lock().unwrap();
     let secs = t0.elapsed().as_secs_f64();

@@ -15,6 +15,8 @@
 
 pub mod cpu;
 pub mod pixels;
+#[cfg(test)]
+mod test_layout;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

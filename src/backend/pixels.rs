@@ -642,6 +642,7 @@ impl FrameLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::test_layout::padded_by;
 
     const PACKED: [PixelFormat; 5] = [
         PixelFormat::Rgb,
@@ -655,32 +656,6 @@ mod tests {
     /// (odd bytes, so that 8-bit code gets no alignment it could lean on).
     fn padded(format: PixelFormat, w: usize, h: usize, yuv: YuvMatrix) -> FrameLayout {
         padded_by(format, w, h, yuv, [5, 7, 3])
-    }
-
-    /// The layout of `format` with the first plane `pad[0]` bytes in, each row `pad[1]` bytes
-    /// longer than its samples and `pad[2]` bytes between planes.
-    pub(super) fn padded_by(
-        format: PixelFormat,
-        w: usize,
-        h: usize,
-        yuv: YuvMatrix,
-        pad: [usize; 3],
-    ) -> FrameLayout {
-        let tight = FrameLayout::packed(format, w, h, yuv);
-        let (mut offsets, mut strides, mut off) = (Vec::new(), Vec::new(), pad[0]);
-        for p in 0..format.planes() {
-            let (row, rows) = plane_extent(&tight, p);
-            let stride = row + pad[1];
-            offsets.push(off);
-            strides.push(stride);
-            off += stride * rows + pad[2];
-        }
-        FrameLayout {
-            offsets,
-            strides,
-            size: off,
-            ..tight
-        }
     }
 
     fn noise(n: usize, seed: u64) -> Vec<u8> {

@@ -3,6 +3,8 @@
 //! refusal of odd sizes.
 
 use super::*;
+use crate::backend::test_layout::padded_by;
+use crate::test_rng::xorshift;
 
 const DEEP_YUV: [PixelFormat; 4] = [
     PixelFormat::P010,
@@ -24,18 +26,7 @@ const MATRICES: [YuvMatrix; 4] = [
 /// A layout with padded rows and a gap before each plane, to catch stride and offset bugs (even
 /// bytes: 16-bit samples stay aligned).
 fn padded(format: PixelFormat, w: usize, h: usize, yuv: YuvMatrix) -> FrameLayout {
-    super::tests::padded_by(format, w, h, yuv, [6, 10, 4])
-}
-
-/// xorshift64: deterministic noise.
-fn rng(seed: u64) -> impl FnMut() -> u64 {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    }
+    padded_by(format, w, h, yuv, [6, 10, 4])
 }
 
 /// Writes the codes `(luma(x, y), u(cx, cy), v(cx, cy))` into a frame of `l`.
@@ -170,7 +161,7 @@ fn rgba64_round_trip_is_exact_for_every_value() {
     let (w, h) = (256, 256);
     let l = padded(PixelFormat::Rgba64, w, h, YuvMatrix::BT709);
     check_layout(&l).unwrap();
-    let mut next = rng(3);
+    let mut next = xorshift(3);
     let mut src: Vec<u8> = (0..l.size).map(|_| next() as u8).collect();
     // R takes every 16-bit value once.
     for y in 0..h {
@@ -237,7 +228,7 @@ fn error_against_a_float_reference() {
         for (mi, yuv) in MATRICES.into_iter().enumerate() {
             let l = padded(format, w, h, yuv);
             let ((ylo, yhi), (clo, chi)) = legal(yuv);
-            let mut next = rng(11 + mi as u64);
+            let mut next = xorshift(11 + mi as u64);
             let mut pick = |lo: u16, hi: u16| lo + (next() % u64::from(hi - lo + 1)) as u16;
             let lum: Vec<u16> = (0..w * h).map(|_| pick(ylo, yhi)).collect();
             let chr: Vec<(u16, u16)> = (0..w * h)

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use args::Flags;
+use args::{Flags, positive};
 use gstflavrinterp::backend::cpu::{CpuModel, Step};
 use gstflavrinterp::model::checkpoint::{self, safetensors};
 use gstflavrinterp::model::spec::SIZE_MULTIPLE;
@@ -76,12 +76,7 @@ impl Options {
         let mut it = Flags::new(args);
         while let Some(a) = it.next() {
             let mut value = || it.value(a);
-            let number = |v: String| -> Result<usize, String> {
-                v.parse::<usize>()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| format!("{a}: `{v}` is not a positive number"))
-            };
+            let number = |v: String| positive(a, v);
             match a.as_str() {
                 "--model" => o.model = Some(value()?.into()),
                 "--input" => o.input = Some(value()?.into()),

@@ -3,6 +3,7 @@
 //! brightness, fade, or cut to another shot.
 
 use super::*;
+use crate::test_rng::unit;
 
 const W: usize = 160;
 const H: usize = 96;
@@ -10,13 +11,7 @@ const H: usize = 96;
 /// A picture of shot `seed`: a few random waves and blobs, moved right by `shift` pixels; luma
 /// in [0, 1] before `gain` and `offset` (in levels) are applied.
 fn picture(seed: u64, shift: f32, gain: f32, offset: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut rnd = || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 11) as f32 / (1u64 << 53) as f32
-    };
+    let mut rnd = unit(seed);
     let waves: Vec<[f32; 4]> = (0..4)
         .map(|_| {
             [

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Shared by every test file: where the fixtures are. `gst_common` and `cuda_common` re-export
-//! it; other test files include it with `mod common;`.
+//! it; other test files include it with `mod common;`, flavr-eval's unit tests with `#[path]`.
 #![allow(dead_code)]
 
 use std::path::PathBuf;

@@ -10,6 +10,8 @@ use gstflavrinterp::model::{Flavr, Tensor, checkpoint};
 #[path = "../common/mod.rs"]
 mod common;
 pub use common::fixture;
+#[path = "../../src/backend/test_layout.rs"]
+pub mod test_layout;
 
 pub fn load_model(name: &str) -> Flavr {
     let p = fixture(name);

@@ -1,26 +1,19 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Set-up shared by the GStreamer tests (`element.rs`, `pipelines.rs`, ...).
 
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use gst::prelude::*;
 
 use gstflavrinterp::backend::cpu::CpuBackend;
-use gstflavrinterp::backend::{Backend, FrameLayout};
+use gstflavrinterp::backend::{Backend, FrameLayout, PixelFormat, YuvMatrix};
 use gstflavrinterp::model::Flavr;
 
 #[path = "../common/mod.rs"]
 mod common;
 pub use common::fixture;
-
-/// Initialises GStreamer once and registers `flavrinterp` from this crate (no plugin path).
-pub fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstflavrinterp::plugin_register_static().expect("register flavrinterp");
-    });
-}
+mod pipeline;
+pub use pipeline::*;
 
 /// Sets `backend=cpu` on `el` (a `flavrinterp`), gives it a bus of its own (for its error
 /// messages) and wraps it in a harness on its `sink` and `src` pads.
@@ -49,16 +42,23 @@ pub fn reference_window(model: &str, layout: &FrameLayout, window: [&[u8]; 4]) -
     outs
 }
 
-/// Initialises GStreamer and parses the pipeline `desc`; returns it and its element `sink`.
+/// The layout GStreamer gives frames of `info` (its offsets and strides), read as `format`
+/// with `yuv`.
 #[allow(dead_code)]
-pub fn launch_with_sink(desc: &str) -> (gst::Pipeline, gst::Element) {
-    init();
-    let pipeline = gst::parse::launch(desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
-    (pipeline, sink)
+pub fn layout_of_info(
+    info: &gst_video::VideoInfo,
+    format: PixelFormat,
+    yuv: YuvMatrix,
+) -> FrameLayout {
+    FrameLayout {
+        format,
+        width: info.width() as usize,
+        height: info.height() as usize,
+        offsets: info.offset().to_vec(),
+        strides: info.stride().iter().map(|&s| s as usize).collect(),
+        size: info.size(),
+        yuv,
+    }
 }
 
 /// Runs the ignored test `name` of this test binary alone, with the environment variable

@@ -3,12 +3,8 @@
 # cudaupload ! flavrinterp ! cudadownload test again with caps and context debug output, and the
 # zero-copy pipeline's own stats line (call 3's log of it did not come back).
 set -u
-D=.gpu-cm
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-source $D/gst/env.sh
-export FLAVR_REQUIRE_GPU=1 FLAVR_FIXTURES=$PWD/$D/fixtures FLAVR_CUDA_PLAN_CACHE=/tmp/plans.tsv
-export GST_PLUGIN_PATH=$PWD/$D/plugin
+# shellcheck source=cudamem_env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cudamem_env.sh"
 GST_DEBUG=flavrinterp:6,cudaupload:5,cudadownload:5,cudacontext:5,GST_CONTEXT:5 $D/cuda_memory --test-threads=1 --nocapture cudaupload 2>&1 | sed 's/\x1b\[[0-9;]*m//g' > "$OUT/upload_debug.log"
 grep -E "test result|panicked" "$OUT/upload_debug.log"
 grep -iE "context|caps|transform_caps|memory:CUDA" "$OUT/upload_debug.log" | grep -iE "flavrinterp|cudaupload|context" | cut -c1-300 | head -60

@@ -13,14 +13,8 @@
 #   (off by default); nvdec_cm_off is the zero-copy pipeline with it off (system memory);
 # - one untimed zero-copy run with context debug: one CUDA context in the pipeline.
 set -u
-D=.gpu-cm
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-# shellcheck source=env.sh
-source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-# shellcheck disable=SC1091
-source $D/gst/env.sh
-export FLAVR_REQUIRE_GPU=1 FLAVR_FIXTURES=$PWD/$D/fixtures FLAVR_CUDA_PLAN_CACHE=/tmp/plans.tsv
-export GST_PLUGIN_PATH=$PWD/$D/plugin
+# shellcheck source=cudamem_env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cudamem_env.sh"
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,pcie.link.gen.current,pcie.link.width.current --format=csv,noheader
 t0=$(date +%s)
 step() { echo "=== $1 ($(( $(date +%s) - t0 )) s)"; }

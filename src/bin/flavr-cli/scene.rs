@@ -22,7 +22,7 @@ use gst_video::prelude::*;
 use gstflavrinterp::backend::PixelFormat;
 use gstflavrinterp::scene::{DEFAULT_THRESHOLD, Detector, Reduced};
 
-use crate::args::Flags;
+use crate::args::{Flags, positive};
 
 pub(crate) const USAGE: &str = "
   flavr-cli scene detect --input FRAMES.rgb --width W --height H [--threshold T]
@@ -58,12 +58,7 @@ impl Options {
         let mut it = Flags::new(args);
         while let Some(a) = it.next() {
             let v = it.value(a);
-            let number = |v: String| -> Result<usize, String> {
-                v.parse::<usize>()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| format!("{a}: `{v}` is not a positive number"))
-            };
+            let number = |v: String| positive(a, v);
             match a.as_str() {
                 "--input" => input = Some(PathBuf::from(v?)),
                 "--width" => width = Some(number(v?)?),

@@ -90,9 +90,14 @@ fn main() -> ExitCode {
 #[path = "../shared/test_init.rs"]
 mod test_init;
 
+#[cfg(test)]
+#[path = "../../../tests/common/mod.rs"]
+mod test_fixtures;
+
 /// What the modules' tests share.
 #[cfg(test)]
 pub(crate) mod test_support {
+    pub(crate) use super::test_fixtures::fixture;
     pub(crate) use super::test_init::init;
 
     /// A smooth pattern and a noisy copy (LCG noise in -8..=8), as tools/eval's Python

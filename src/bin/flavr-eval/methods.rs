@@ -163,10 +163,8 @@ pub(crate) fn run_ours(
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-    use crate::test_support::{init, synth};
+    use crate::test_support::{fixture, init, synth};
 
     #[test]
     fn blend_rounds_half_up() {
@@ -174,12 +172,6 @@ mod tests {
             blend(&[1, 0, 254, 7], &[2, 255, 255, 7]),
             vec![2, 128, 255, 7]
         );
-    }
-
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name)
     }
 
     #[test]

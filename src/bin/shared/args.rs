@@ -21,6 +21,15 @@ impl<'a> Flags<'a> {
     }
 }
 
+/// `v`, the value of `flag`, as a positive whole number; an error naming both otherwise.
+#[allow(dead_code)] // flavr-cli's commands; the other binaries read their numbers their own way.
+pub(crate) fn positive(flag: &str, v: String) -> Result<usize, String> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{flag}: `{v}` is not a positive number"))
+}
+
 impl<'a> Iterator for Flags<'a> {
     type Item = &'a String;
 

@@ -115,30 +115,49 @@ impl Desc {
         Ok(self)
     }
 
-    fn get_i64(&self, name: A) -> Result<i64> {
-        let (mut v, mut n) = (0i64, 0i64);
-        // SAFETY: room for one int64_t.
+    /// Reads up to `out.len()` values of attribute `name` into `out` (none: a count query);
+    /// returns how many values the attribute holds. `call` names the call in errors.
+    ///
+    /// # Safety
+    /// `V` must be the C type that `ty` names, as for [`Desc::set_raw`].
+    unsafe fn get_raw<V>(&self, name: A, ty: T, out: &mut [V], call: &'static str) -> Result<i64> {
+        let mut n = 0i64;
+        let ptr = if out.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            out.as_mut_ptr() as *mut c_void
+        };
+        // SAFETY: `ptr` is null for a count query, else room for out.len() values of the type
+        // `ty` names (the caller's contract).
         cudnn_check(
             unsafe {
-                sys::cudnnBackendGetAttribute(
-                    self.0,
-                    name,
-                    T::CUDNN_TYPE_INT64,
-                    1,
-                    &mut n,
-                    &mut v as *mut i64 as *mut c_void,
-                )
+                sys::cudnnBackendGetAttribute(self.0, name, ty, out.len() as i64, &mut n, ptr)
             },
-            "cudnnBackendGetAttribute",
+            call,
         )?;
-        Ok(v)
+        Ok(n)
+    }
+
+    fn get_i64(&self, name: A) -> Result<i64> {
+        let mut v = [0i64];
+        // SAFETY: int64_t values of an INT64 attribute.
+        unsafe {
+            self.get_raw(
+                name,
+                T::CUDNN_TYPE_INT64,
+                &mut v,
+                "cudnnBackendGetAttribute",
+            )
+        }?;
+        Ok(v[0])
     }
 }
 
-/// Unique ids of the tensors in a convolution graph.
-const UID_X: i64 = 1;
-const UID_W: i64 = 2;
-const UID_Y: i64 = 3;
+/// Unique ids of the tensors in a convolution graph (x, w and y shared with the float8 probe's
+/// graphs).
+pub(super) const UID_X: i64 = 1;
+pub(super) const UID_W: i64 = 2;
+pub(super) const UID_Y: i64 = 3;
 const UID_B: i64 = 4;
 const UID_CONV: i64 = 10;
 const UID_BIASED: i64 = 11;
@@ -241,42 +260,8 @@ fn op_graph(dnn: &Dnn, g: &ConvGeom, epi: ConvEpilogue) -> Result<OpGraph> {
         None
     };
     let conv_out = virt.as_ref().unwrap_or(&y);
-    let cd = Desc::new(D::CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR)?;
-    cd.set_dtype(A::CUDNN_ATTR_CONVOLUTION_COMP_TYPE, f32t)?;
-    // SAFETY: one cudnnConvolutionMode_t for a CONVOLUTION_MODE attribute.
-    unsafe {
-        cd.set_raw(
-            A::CUDNN_ATTR_CONVOLUTION_CONV_MODE,
-            T::CUDNN_TYPE_CONVOLUTION_MODE,
-            &[sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION],
-        )
-    }?;
-    cd.set_i64(A::CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, &[3])?;
-    cd.set_i64(A::CUDNN_ATTR_CONVOLUTION_DILATIONS, &[1, 1, 1])?;
-    cd.set_i64(
-        A::CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES,
-        &g.stride.map(|v| v as i64),
-    )?;
-    cd.set_i64(
-        A::CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS,
-        &g.pad.map(|v| v as i64),
-    )?;
-    cd.set_i64(
-        A::CUDNN_ATTR_CONVOLUTION_POST_PADDINGS,
-        &g.pad.map(|v| v as i64),
-    )?;
-    let cd = cd.finalize()?;
-    let conv = Desc::new(D::CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR)?;
-    conv.set_descs(A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, &[&x])?;
-    conv.set_descs(A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, &[&w])?;
-    conv.set_descs(A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, &[conv_out])?;
-    conv.set_descs(
-        A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC,
-        &[&cd],
-    )?;
-    conv.set_f32(A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, 1.0)?;
-    conv.set_f32(A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, 0.0)?;
-    let conv = conv.finalize()?;
+    let cd = conv_desc(g.pad, g.stride)?;
+    let conv = conv_forward_op(&x, &w, conv_out, &cd)?;
     let mut ops = vec![conv];
     let mut parts = vec![x, w, cd];
     if let Some(mut cur) = virt {
@@ -305,16 +290,64 @@ fn op_graph(dnn: &Dnn, g: &ConvGeom, epi: ConvEpilogue) -> Result<OpGraph> {
         parts.push(cur);
     }
     parts.push(y);
-    let graph = Desc::new(D::CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR)?;
-    graph.set_handle(A::CUDNN_ATTR_OPERATIONGRAPH_HANDLE, dnn)?;
-    let refs: Vec<&Desc> = ops.iter().collect();
-    graph.set_descs(A::CUDNN_ATTR_OPERATIONGRAPH_OPS, &refs)?;
-    let graph = graph.finalize()?;
-    parts.extend(ops);
-    Ok(OpGraph {
-        graph,
-        _parts: parts,
-    })
+    OpGraph::new(dnn, ops, parts)
+}
+
+/// A 3-D cross-correlation (float32 compute, dilation 1) with `pad` before and after and
+/// `stride`.
+pub(super) fn conv_desc(pad: [usize; 3], stride: [usize; 3]) -> Result<Desc> {
+    let cd = Desc::new(D::CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR)?;
+    cd.set_dtype(
+        A::CUDNN_ATTR_CONVOLUTION_COMP_TYPE,
+        sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
+    )?;
+    // SAFETY: one cudnnConvolutionMode_t for a CONVOLUTION_MODE attribute.
+    unsafe {
+        cd.set_raw(
+            A::CUDNN_ATTR_CONVOLUTION_CONV_MODE,
+            T::CUDNN_TYPE_CONVOLUTION_MODE,
+            &[sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION],
+        )
+    }?;
+    let pad = pad.map(|v| v as i64);
+    cd.set_i64(A::CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, &[3])?;
+    cd.set_i64(A::CUDNN_ATTR_CONVOLUTION_DILATIONS, &[1, 1, 1])?;
+    cd.set_i64(
+        A::CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES,
+        &stride.map(|v| v as i64),
+    )?;
+    cd.set_i64(A::CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, &pad)?;
+    cd.set_i64(A::CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, &pad)?;
+    cd.finalize()
+}
+
+/// The operation `y = conv(x, w)` (alpha 1, beta 0) for the convolution `cd`.
+pub(super) fn conv_forward_op(x: &Desc, w: &Desc, y: &Desc, cd: &Desc) -> Result<Desc> {
+    let conv = Desc::new(D::CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR)?;
+    conv.set_descs(A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, &[x])?;
+    conv.set_descs(A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, &[w])?;
+    conv.set_descs(A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, &[y])?;
+    conv.set_descs(A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, &[cd])?;
+    conv.set_f32(A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, 1.0)?;
+    conv.set_f32(A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, 0.0)?;
+    conv.finalize()
+}
+
+impl OpGraph {
+    /// The operation graph of `ops` on `dnn`'s handle; the ops and `parts` (the tensors and
+    /// descriptors they refer to) stay alive with it.
+    pub(super) fn new(dnn: &Dnn, ops: Vec<Desc>, mut parts: Vec<Desc>) -> Result<OpGraph> {
+        let graph = Desc::new(D::CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR)?;
+        graph.set_handle(A::CUDNN_ATTR_OPERATIONGRAPH_HANDLE, dnn)?;
+        let refs: Vec<&Desc> = ops.iter().collect();
+        graph.set_descs(A::CUDNN_ATTR_OPERATIONGRAPH_OPS, &refs)?;
+        let graph = graph.finalize()?;
+        parts.extend(ops);
+        Ok(OpGraph {
+            graph,
+            _parts: parts,
+        })
+    }
 }
 
 /// Engine configurations heuristics mode A offers for `graph`, best ranked first.
@@ -330,40 +363,20 @@ pub(super) fn engine_configs(graph: &OpGraph) -> Result<Vec<Desc>> {
         )
     }?;
     let heur = heur.finalize()?;
-    let mut count = 0i64;
+    const RESULTS: &str = "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)";
+    let (results, ty) = (
+        A::CUDNN_ATTR_ENGINEHEUR_RESULTS,
+        T::CUDNN_TYPE_BACKEND_DESCRIPTOR,
+    );
+    let none: &mut [sys::cudnnBackendDescriptor_t] = &mut [];
     // SAFETY: a count query (no output array).
-    cudnn_check(
-        unsafe {
-            sys::cudnnBackendGetAttribute(
-                heur.0,
-                A::CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                T::CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                0,
-                &mut count,
-                std::ptr::null_mut(),
-            )
-        },
-        "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)",
-    )?;
+    let count = unsafe { heur.get_raw(results, ty, none, RESULTS) }?;
     let cfgs = (0..count.max(0))
         .map(|_| Desc::new(D::CUDNN_BACKEND_ENGINECFG_DESCRIPTOR))
         .collect::<Result<Vec<_>>>()?;
     let mut raw: Vec<sys::cudnnBackendDescriptor_t> = cfgs.iter().map(|d| d.0).collect();
-    let mut got = 0i64;
     // SAFETY: `count` engine-config descriptors created above receive the results.
-    cudnn_check(
-        unsafe {
-            sys::cudnnBackendGetAttribute(
-                heur.0,
-                A::CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                T::CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                count,
-                &mut got,
-                raw.as_mut_ptr() as *mut c_void,
-            )
-        },
-        "cudnnBackendGetAttribute(ENGINEHEUR_RESULTS)",
-    )?;
+    let got = unsafe { heur.get_raw(results, ty, &mut raw, RESULTS) }?;
     let mut cfgs = cfgs;
     cfgs.truncate(got.clamp(0, count) as usize);
     Ok(cfgs)
@@ -373,39 +386,27 @@ pub(super) fn engine_configs(graph: &OpGraph) -> Result<Vec<Desc>> {
 /// it (see the module documentation).
 pub(super) fn engine_info(cfg: &Desc) -> Result<(i64, bool)> {
     let engine = Desc::new(D::CUDNN_BACKEND_ENGINE_DESCRIPTOR)?;
-    let mut n = 0i64;
-    let mut raw = engine.0;
+    let mut raw = [engine.0];
     // SAFETY: one engine descriptor receives the configuration's engine.
-    cudnn_check(
-        unsafe {
-            sys::cudnnBackendGetAttribute(
-                cfg.0,
-                A::CUDNN_ATTR_ENGINECFG_ENGINE,
-                T::CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                1,
-                &mut n,
-                &mut raw as *mut sys::cudnnBackendDescriptor_t as *mut c_void,
-            )
-        },
-        "cudnnBackendGetAttribute(ENGINECFG_ENGINE)",
-    )?;
+    unsafe {
+        cfg.get_raw(
+            A::CUDNN_ATTR_ENGINECFG_ENGINE,
+            T::CUDNN_TYPE_BACKEND_DESCRIPTOR,
+            &mut raw,
+            "cudnnBackendGetAttribute(ENGINECFG_ENGINE)",
+        )
+    }?;
     let index = engine.get_i64(A::CUDNN_ATTR_ENGINE_GLOBAL_INDEX)?;
     let mut notes = [sys::cudnnBackendNumericalNote_t::CUDNN_NUMERICAL_NOTE_TENSOR_CORE; 16];
-    let mut count = 0i64;
-    // SAFETY: room for 16 notes.
-    cudnn_check(
-        unsafe {
-            sys::cudnnBackendGetAttribute(
-                engine.0,
-                A::CUDNN_ATTR_ENGINE_NUMERICAL_NOTE,
-                T::CUDNN_TYPE_NUMERICAL_NOTE,
-                notes.len() as i64,
-                &mut count,
-                notes.as_mut_ptr() as *mut c_void,
-            )
-        },
-        "cudnnBackendGetAttribute(ENGINE_NUMERICAL_NOTE)",
-    )?;
+    // SAFETY: cudnnBackendNumericalNote_t values of a NUMERICAL_NOTE attribute.
+    let count = unsafe {
+        engine.get_raw(
+            A::CUDNN_ATTR_ENGINE_NUMERICAL_NOTE,
+            T::CUDNN_TYPE_NUMERICAL_NOTE,
+            &mut notes,
+            "cudnnBackendGetAttribute(ENGINE_NUMERICAL_NOTE)",
+        )
+    }?;
     use sys::cudnnBackendNumericalNote_t as N;
     let ok = notes[..count.clamp(0, 16) as usize].iter().all(|n| {
         !matches!(

@@ -23,15 +23,12 @@ use half::f16;
 
 use super::Dnn;
 use super::backend::{
-    Desc, OpGraph, engine_configs, engine_info, ndhwc, plan, pointwise, pointwise_op, tensor,
-    variant_pack_of,
+    Desc, OpGraph, UID_W, UID_X, UID_Y, conv_desc, conv_forward_op, engine_configs, engine_info,
+    ndhwc, plan, pointwise, pointwise_op, tensor, variant_pack_of,
 };
 use crate::cuda::error::{DriverContext, Result, cudnn_check};
 use crate::cuda::memory::{self, DeviceBuf, Dtype};
 
-use sys::cudnnBackendAttributeName_t as A;
-use sys::cudnnBackendAttributeType_t as T;
-use sys::cudnnBackendDescriptorType_t as D;
 use sys::cudnnDataType_t as Dt;
 
 /// One convolution to probe: `[n, c, d, h, w]` input, `k` output channels, a cubic kernel of
@@ -62,9 +59,6 @@ pub struct ProbeRow {
     pub note: String,
 }
 
-const UID_X: i64 = 1;
-const UID_W: i64 = 2;
-const UID_Y: i64 = 3;
 const UID_S: i64 = 5;
 const UID_B: i64 = 6;
 const UID_ACC: i64 = 10;
@@ -87,26 +81,6 @@ impl Variant {
             Variant::Fp8ScaleFp8 => "fp8*s->fp8",
         }
     }
-}
-
-fn conv_desc(pad: usize) -> Result<Desc> {
-    let cd = Desc::new(D::CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR)?;
-    cd.set_dtype(A::CUDNN_ATTR_CONVOLUTION_COMP_TYPE, Dt::CUDNN_DATA_FLOAT)?;
-    // SAFETY: one cudnnConvolutionMode_t for a CONVOLUTION_MODE attribute.
-    unsafe {
-        cd.set_raw(
-            A::CUDNN_ATTR_CONVOLUTION_CONV_MODE,
-            T::CUDNN_TYPE_CONVOLUTION_MODE,
-            &[sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION],
-        )
-    }?;
-    let p = pad as i64;
-    cd.set_i64(A::CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, &[3])?;
-    cd.set_i64(A::CUDNN_ATTR_CONVOLUTION_DILATIONS, &[1, 1, 1])?;
-    cd.set_i64(A::CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, &[1, 1, 1])?;
-    cd.set_i64(A::CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, &[p, p, p])?;
-    cd.set_i64(A::CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, &[p, p, p])?;
-    cd.finalize()
 }
 
 fn graph(dnn: &Dnn, s: &ProbeShape, v: Variant) -> Result<OpGraph> {
@@ -134,21 +108,9 @@ fn graph(dnn: &Dnn, s: &ProbeShape, v: Variant) -> Result<OpGraph> {
     } else {
         Some(tensor(UID_ACC, f32t, y_dims, ndhwc(y_dims), true)?)
     };
-    let cd = conv_desc(t / 2)?;
-    let conv = Desc::new(D::CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR)?;
-    conv.set_descs(A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, &[&x])?;
-    conv.set_descs(A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, &[&wt])?;
-    conv.set_descs(
-        A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y,
-        &[acc.as_ref().unwrap_or(&y)],
-    )?;
-    conv.set_descs(
-        A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC,
-        &[&cd],
-    )?;
-    conv.set_f32(A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, 1.0)?;
-    conv.set_f32(A::CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, 0.0)?;
-    let mut ops = vec![conv.finalize()?];
+    let cd = conv_desc([t / 2; 3], [1; 3])?;
+    let conv = conv_forward_op(&x, &wt, acc.as_ref().unwrap_or(&y), &cd)?;
+    let mut ops = vec![conv];
     let mut parts = vec![x, wt, cd];
     if let Some(acc) = acc {
         let k = s.k;
@@ -169,16 +131,7 @@ fn graph(dnn: &Dnn, s: &ProbeShape, v: Variant) -> Result<OpGraph> {
         parts.extend([acc, mul]);
     }
     parts.push(y);
-    let g = Desc::new(D::CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR)?;
-    g.set_handle(A::CUDNN_ATTR_OPERATIONGRAPH_HANDLE, dnn)?;
-    let refs: Vec<&Desc> = ops.iter().collect();
-    g.set_descs(A::CUDNN_ATTR_OPERATIONGRAPH_OPS, &refs)?;
-    let g = g.finalize()?;
-    parts.extend(ops);
-    Ok(OpGraph {
-        graph: g,
-        _parts: parts,
-    })
+    OpGraph::new(dnn, ops, parts)
 }
 
 /// e4m3 (bias 7, no infinities; 0x7f/0xff are NaN) to f32.

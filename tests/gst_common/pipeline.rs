@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! GStreamer set-up and bus waits that need no fixtures. `gst_common` re-exports them; a test
+//! that loads `cuda_common` (which includes tests/common as `gst_common` does) includes this
+//! file alone with `#[path = "gst_common/pipeline.rs"]`, so that no file is loaded twice.
+#![allow(dead_code)]
+
+use std::sync::Once;
+
+use gst::prelude::*;
+
+/// Initialises GStreamer once and registers `flavrinterp` from this crate (no plugin path).
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gstflavrinterp::plugin_register_static().expect("register flavrinterp");
+    });
+}
+
+/// Initialises GStreamer and parses the pipeline `desc`; returns it and its element `sink`.
+pub fn launch_with_sink(desc: &str) -> (gst::Pipeline, gst::Element) {
+    init();
+    let pipeline = gst::parse::launch(desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let sink = pipeline.by_name("sink").unwrap();
+    (pipeline, sink)
+}
+
+/// Waits up to `limit` for a message of type `kind` on `bus` (EOS, ASYNC_DONE, ...): `Err`
+/// with the error's text and details when an error comes first, or saying that none came.
+pub fn wait_for(
+    bus: &gst::Bus,
+    kind: gst::MessageType,
+    limit: gst::ClockTime,
+) -> Result<(), String> {
+    let msg = bus
+        .timed_pop_filtered(limit, &[kind, gst::MessageType::Error])
+        .ok_or_else(|| format!("no {kind:?} within {limit}"))?;
+    match msg.view() {
+        gst::MessageView::Error(e) => Err(format!("error: {} ({:?})", e.error(), e.debug())),
+        _ => Ok(()),
+    }
+}
+
+/// [`wait_for`] the end of the stream.
+pub fn wait_for_eos(bus: &gst::Bus, limit: gst::ClockTime) -> Result<(), String> {
+    wait_for(bus, gst::MessageType::Eos, limit)
+}
+
+/// Whether the first structure of `caps` is in GStreamer's CUDA memory.
+pub fn in_cuda_memory(caps: &gst::CapsRef) -> bool {
+    caps.features(0)
+        .is_some_and(|f| f.contains("memory:CUDAMemory"))
+}
