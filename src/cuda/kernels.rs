@@ -18,7 +18,7 @@ const HEADERS: [(&str, &str); 2] = [
 ];
 
 /// The kernel files, compiled as one NVRTC program in this order.
-const UNITS: [(&str, &str); 5] = [
+const UNITS: [(&str, &str); 6] = [
     (
         "elementwise.cu",
         include_str!("../../kernels/elementwise.cu"),
@@ -27,6 +27,7 @@ const UNITS: [(&str, &str); 5] = [
     ("pixels.cu", include_str!("../../kernels/pixels.cu")),
     ("check.cu", include_str!("../../kernels/check.cu")),
     ("outconv.cu", include_str!("../../kernels/outconv.cu")),
+    ("scene.cu", include_str!("../../kernels/scene.cu")),
 ];
 
 /// The whole program's text: the kernel files, each header expanded in place at its first
@@ -129,11 +130,12 @@ pub enum KernelId {
     RefConv,
     MaxDiff,
     OutConv,
+    SceneSums,
 }
 
 impl KernelId {
     /// Every kernel, in the order of their values.
-    pub const ALL: [KernelId; 17] = [
+    pub const ALL: [KernelId; 18] = [
         KernelId::Epilogue,
         KernelId::Epilogue1,
         KernelId::ReflectPad,
@@ -151,6 +153,7 @@ impl KernelId {
         KernelId::RefConv,
         KernelId::MaxDiff,
         KernelId::OutConv,
+        KernelId::SceneSums,
     ];
 
     /// The kernel's name in kernels/*.cu, and whether it is a template instantiated per
@@ -174,6 +177,7 @@ impl KernelId {
             KernelId::RefConv => ("ref_conv", true),
             KernelId::MaxDiff => ("max_diff", true),
             KernelId::OutConv => ("outconv", true),
+            KernelId::SceneSums => ("scene_sums", false),
         }
     }
 
