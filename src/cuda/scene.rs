@@ -166,6 +166,30 @@ impl SceneReducer {
     }
 }
 
+impl SceneReducer {
+    /// Test entry point: `bytes` copied into a device allocation of this context at byte
+    /// `off` (a frame in device memory whose first plane starts there), then
+    /// [`SceneReducer::device_sums`] on it.
+    pub fn device_sums_at(&mut self, plane: &Plane, bytes: &[u8], off: usize) -> Result<Vec<u64>> {
+        self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
+        let size = off + bytes.len();
+        let buf = DeviceBuf::new(&self.ctx, size, "test frame (cuMemAlloc)")?;
+        let mut host = vec![0u8; off];
+        host.extend_from_slice(bytes);
+        // SAFETY: synchronised below, before `host` goes away.
+        unsafe { memory::copy_to_device(buf.view(Dtype::U8), &host, &self.stream) }?;
+        self.stream.synchronize().during("cuStreamSynchronize")?;
+        let frame = DeviceFrame {
+            context: self.ctx.cu_ctx() as usize,
+            ptr: buf.view(Dtype::U8).device_ptr(),
+            size,
+            offsets: vec![off],
+            strides: vec![plane.stride],
+        };
+        self.device_sums(plane, &frame)
+    }
+}
+
 impl SceneSums for SceneReducer {
     fn name(&self) -> String {
         format!("cuda:{}", self.device_id)
