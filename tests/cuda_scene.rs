@@ -14,7 +14,8 @@
 //!
 //! Without a GPU each GPU test prints "skipped: no usable CUDA GPU (...)" and passes (the CPU
 //! backend's refusal is checked everywhere); `FLAVR_REQUIRE_GPU=1` (the GPU machine) makes a
-//! missing GPU a failure.
+//! missing GPU a failure. The CUDA-memory test also needs nvcodec's cudaupload (the GStreamer
+//! bundle of tools/device/stage_cudamem.sh) and says "skipped: no cudaupload" without it.
 
 use std::sync::Arc;
 
@@ -44,10 +45,6 @@ const FORMATS: [PixelFormat; 12] = [
     PixelFormat::Y444P10,
     PixelFormat::Rgba64,
 ];
-
-fn required() -> bool {
-    std::env::var_os("FLAVR_REQUIRE_GPU").is_some()
-}
 
 /// Random bytes (xorshift), the same for the same seed.
 fn noise(seed: u64, n: usize) -> Vec<u8> {
@@ -288,10 +285,8 @@ fn cuda_memory_input_is_measured_on_the_gpu() {
         return;
     }
     if gst::ElementFactory::find("cudaupload").is_none() {
-        assert!(
-            !required(),
-            "FLAVR_REQUIRE_GPU is set but nvcodec's cudaupload is missing"
-        );
+        // Not an error with FLAVR_REQUIRE_GPU: tools/device/stage.sh's GStreamer bundle has no
+        // nvcodec (stage_cudamem.sh's has).
         eprintln!("skipped: no cudaupload (gst-plugins-bad's nvcodec with a GPU)");
         return;
     }
