@@ -183,3 +183,106 @@ pub(super) fn message(
         .build();
     gst::message::Element::builder(s).src(src).build()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::backend::{BackendError, DeviceFrame};
+
+    const W: usize = 48;
+    const H: usize = 32;
+
+    /// Box sums of a stand-in device: the CPU's, or all zero (`zero`), counting the calls and
+    /// failing from call `fail_at` on.
+    struct Fake {
+        calls: Arc<Mutex<usize>>,
+        fail_at: usize,
+        zero: bool,
+    }
+
+    impl SceneSums for Fake {
+        fn name(&self) -> String {
+            "fake".into()
+        }
+
+        fn host(&mut self, plane: &Plane, bytes: &[u8]) -> Result<Vec<u64>, BackendError> {
+            let mut n = self.calls.lock().unwrap();
+            *n += 1;
+            if *n >= self.fail_at {
+                return Err(BackendError::Failed("fake failure".into()));
+            }
+            let sums = plane.box_sums(bytes).unwrap();
+            Ok(if self.zero { vec![0; sums.len()] } else { sums })
+        }
+
+        fn device(&mut self, _: &Plane, _: &DeviceFrame) -> Result<Vec<u64>, BackendError> {
+            Err(BackendError::Failed("no device".into()))
+        }
+    }
+
+    /// RGB frames: a ramp twice, then blocks twice (a cut before frame 2).
+    fn frames() -> Vec<gst::Buffer> {
+        let ramp = |x: usize, _: usize| (x * 255 / (W - 1)) as u8;
+        let blocks = |x: usize, y: usize| {
+            if (x / 8 + y / 8).is_multiple_of(2) {
+                20
+            } else {
+                220
+            }
+        };
+        let pic = |f: &dyn Fn(usize, usize) -> u8| {
+            let v: Vec<u8> = (0..W * H).flat_map(|i| [f(i % W, i / W); 3]).collect();
+            gst::Buffer::from_mut_slice(v)
+        };
+        vec![pic(&ramp), pic(&ramp), pic(&blocks), pic(&blocks)]
+    }
+
+    fn measures(sums: Option<Box<dyn SceneSums>>) -> (Vec<Option<Measure>>, bool) {
+        gst::init().unwrap();
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, W as u32, H as u32)
+            .build()
+            .unwrap();
+        let mut s = SceneCut::new(&info, PixelFormat::Rgb, sums);
+        let m = frames()
+            .iter()
+            .map(|b| s.measure(b, 0.3, false, false).unwrap())
+            .collect();
+        (m, s.reads_device())
+    }
+
+    #[test]
+    fn host_frames_are_reduced_by_the_backend_until_it_fails() {
+        let (cpu, device) = measures(None);
+        assert!(!device);
+        let cuts: Vec<bool> = cpu.iter().map(|m| m.is_some_and(|m| m.cut)).collect();
+        assert_eq!(cuts, [false, false, true, false], "{cpu:?}");
+        // The backend's sums are used: all zero, no picture, no cut.
+        let calls = Arc::new(Mutex::new(0));
+        let zero = Fake {
+            calls: calls.clone(),
+            fail_at: usize::MAX,
+            zero: true,
+        };
+        let (m, device) = measures(Some(Box::new(zero)));
+        assert!(device);
+        assert_eq!(*calls.lock().unwrap(), 4);
+        assert!(
+            m.iter().flatten().all(|m| !m.cut && m.score == 0.0),
+            "{m:?}"
+        );
+        // The same sums as the CPU's: the same measures; after the failure at the third frame
+        // the CPU reduces it and the next one, with the same result.
+        let calls = Arc::new(Mutex::new(0));
+        let failing = Fake {
+            calls: calls.clone(),
+            fail_at: 3,
+            zero: false,
+        };
+        let (m, device) = measures(Some(Box::new(failing)));
+        assert!(!device, "the failed backend is given up");
+        assert_eq!(*calls.lock().unwrap(), 3);
+        assert_eq!(m, cpu);
+    }
+}
