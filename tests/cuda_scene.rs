@@ -9,8 +9,10 @@
 //!   CUDA-memory frame); saturated 16-bit RGB at 4096x2160, whose box sums pass 2^32;
 //! - short planes and a stride that disagrees with the device frame are errors;
 //! - through the element: `backend=cuda` posts the same cut messages, scores included, as
-//!   `backend=cpu`; and with `cudaupload ! flavrinterp cuda-memory=true` (input in CUDA
-//!   memory, reduced on the GPU) a pattern switch is found as in system memory.
+//!   `backend=cpu` (one cut at a videotestsrc pattern switch, checked on the CPU on any
+//!   machine), and its log says the GPU reduced; with `cudaupload ! flavrinterp
+//!   cuda-memory=true` (input in CUDA memory, reduced on the GPU, not measured at all before)
+//!   the same cut as in system memory.
 //!
 //! Without a GPU each GPU test prints "skipped: no usable CUDA GPU (...)" and passes (the CPU
 //! backend's refusal is checked everywhere); `FLAVR_REQUIRE_GPU=1` (the GPU machine) makes a
@@ -190,6 +192,31 @@ fn init() {
     });
 }
 
+/// The element's log lines about where scene-cut detection runs (its DEBUG level on).
+fn scene_logs() -> Arc<std::sync::Mutex<Vec<String>>> {
+    static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<String>>>> =
+        std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let l = logs.clone();
+        gst::log::set_threshold_for_name("flavrinterp", gst::DebugLevel::Debug);
+        // Not printed unless asked for with GST_DEBUG.
+        if std::env::var_os("GST_DEBUG").is_none() {
+            gst::log::remove_default_log_function();
+        }
+        gst::log::add_log_function(move |cat, _, _, _, _, _, msg| {
+            if cat.name() == "flavrinterp"
+                && let Some(m) = msg.get()
+                && m.contains("scene-cut detection")
+            {
+                l.lock().unwrap().push(m.to_string());
+            }
+        });
+        logs
+    })
+    .clone()
+}
+
 fn pts30(i: u64) -> u64 {
     i * 1_000_000_000 / 30
 }
@@ -261,19 +288,38 @@ fn desc(backend: &str, format: &str, up: &str, down: &str, cuda_memory: bool) ->
 #[test]
 fn element_on_the_gpu_cuts_where_the_cpu_does() {
     init();
+    let logs = scene_logs();
+    let mut runs = Vec::new();
+    for format in ["RGB", "I420", "NV12", "BGRx"] {
+        let (n, cpu, _) = cuts(&desc("cpu", format, "", "", false), 8);
+        assert_eq!(n, 32, "{format}");
+        assert_eq!(cpu.len(), 1, "{format}: {cpu:?}");
+        assert_eq!((cpu[0].0, cpu[0].1), (8, pts30(8)), "{format}");
+        runs.push((format, cpu));
+    }
+    let said = logs.lock().unwrap().clone();
+    assert!(
+        said.iter().any(|m| m.contains("does not reduce frames")),
+        "the CPU backend reduces on the CPU: {said:?}"
+    );
     let model = cuda_common::load_model(M2X);
     if cuda_common::engine(&model, Precision::Fp16).is_none() {
         return;
     }
-    for format in ["RGB", "I420", "NV12", "BGRx"] {
-        let (n_cpu, cpu, _) = cuts(&desc("cpu", format, "", "", false), 8);
-        let (n_gpu, gpu, in_cuda) = cuts(&desc("cuda", format, "", "", false), 8);
+    for (format, cpu) in runs {
+        logs.lock().unwrap().clear();
+        let (n, gpu, in_cuda) = cuts(&desc("cuda", format, "", "", false), 8);
         assert!(!in_cuda);
-        assert_eq!((n_cpu, n_gpu), (32, 32), "{format}");
-        assert_eq!(cpu.len(), 1, "{format}: {cpu:?}");
-        assert_eq!((cpu[0].0, cpu[0].1), (8, pts30(8)), "{format}");
+        assert_eq!(n, 32, "{format}");
         // The same sums, so the same score to the last bit.
         assert_eq!(gpu, cpu, "{format}");
+        let said = logs.lock().unwrap().clone();
+        assert!(
+            said.iter()
+                .any(|m| m.contains("scene-cut detection on cuda:")),
+            "{format}: not reduced on the GPU: {said:?}"
+        );
+        assert!(!said.iter().any(|m| m.contains("failed")), "{said:?}");
     }
 }
 
@@ -290,11 +336,20 @@ fn cuda_memory_input_is_measured_on_the_gpu() {
         eprintln!("skipped: no cudaupload (gst-plugins-bad's nvcodec with a GPU)");
         return;
     }
+    let logs = scene_logs();
     for format in ["NV12", "RGBA"] {
         let (_, system, _) = cuts(&desc("cuda", format, "", "", false), 8);
         let d = desc("cuda", format, "cudaupload !", "cudadownload !", true);
+        logs.lock().unwrap().clear();
         let (n, cuda, in_cuda) = cuts(&d, 8);
         assert!(in_cuda, "{format}: input not in CUDA memory");
+        let said = logs.lock().unwrap().clone();
+        assert!(
+            !said
+                .iter()
+                .any(|m| m.contains("is off") || m.contains("failed")),
+            "{format}: {said:?}"
+        );
         assert_eq!(n, 32, "{format}");
         // cudaupload's pitched frames, the same pixels: the same cut and score.
         assert_eq!(cuda, system, "{format}");
