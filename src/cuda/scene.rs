@@ -56,6 +56,30 @@ impl Engine {
     }
 }
 
+/// The calling thread's current CUDA context, made current again on drop: the reducer runs on
+/// the element's streaming thread, where nvcodec's elements may run too, and leaves it as it
+/// found it.
+struct KeepCurrent(sys::CUcontext);
+
+impl KeepCurrent {
+    fn save() -> Result<KeepCurrent> {
+        let mut c: sys::CUcontext = std::ptr::null_mut();
+        // SAFETY: the driver writes the current context (or null) into `c`.
+        unsafe { sys::cuCtxGetCurrent(&mut c) }
+            .result()
+            .during("cuCtxGetCurrent")?;
+        Ok(KeepCurrent(c))
+    }
+}
+
+impl Drop for KeepCurrent {
+    fn drop(&mut self) {
+        // SAFETY: a context that was current on this thread (or null, none), still alive: the
+        // caller's; an error leaves ours current, which nothing relies on.
+        let _ = unsafe { sys::cuCtxSetCurrent(self.0) };
+    }
+}
+
 impl SceneReducer {
     /// A staging buffer of at least `bytes`.
     fn stage(&mut self, bytes: usize) -> Result<DevView<'_>> {
@@ -97,6 +121,7 @@ impl SceneReducer {
         let span = plane
             .span()
             .ok_or_else(|| CudaError::Layout("plane size overflows".into()))?;
+        let _current = KeepCurrent::save()?;
         self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
         let stream = self.stream.clone();
         let stage = self.stage(span)?;
@@ -129,6 +154,7 @@ impl SceneReducer {
                 plane.stride
             )));
         }
+        let _current = KeepCurrent::save()?;
         self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
         let result = match reach(&self.ctx, self.device_id, frame)? {
             Reach::Direct => {
