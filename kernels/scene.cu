@@ -22,10 +22,12 @@ extern "C" __global__ void scene_sums(const u8 *src, const SceneParams p,
     const int bx = blockIdx.x, by = blockIdx.y;
     const int x0 = p.xe[bx], bw = p.xe[bx + 1] - x0;
     const int y0 = p.ye[by], bh = p.ye[by + 1] - y0;
-    const i64 n = (i64)bw * bh;
+    // At most ceil(16384 / 64) x ceil(16384 / 36) pixels (sides up to MAX_SIDE, checked on
+    // the host), so 32-bit indices (and divisions) suffice.
+    const int n = bw * bh;
     unsigned long long acc = 0;
-    for (i64 i = threadIdx.x; i < n; i += blockDim.x) {
-        const int y = y0 + (int)(i / bw), x = x0 + (int)(i % bw);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const int y = y0 + i / bw, x = x0 + i % bw;
         const u8 *px = src + p.off + (i64)y * p.stride + (i64)x * p.bpp;
         if (p.packed) {
             acc += 77ull * scene_sample(px + p.r, p.sample_bytes) +
