@@ -8,6 +8,7 @@
 //!   host bytes (uploaded) and from device memory (the plane at an offset, as in a pitched
 //!   CUDA-memory frame); saturated 16-bit RGB at 4096x2160, whose box sums pass 2^32;
 //! - short planes and a stride that disagrees with the device frame are errors;
+//! - the time per 1080p frame of each path is printed (`time_per_1080p_frame`, `--nocapture`);
 //! - through the element: `backend=cuda` posts the same cut messages, scores included, as
 //!   `backend=cpu` (one cut at a videotestsrc pattern switch, checked on the CPU on any
 //!   machine), and its log says the GPU reduced; with `cudaupload ! flavrinterp
@@ -85,8 +86,8 @@ fn check(r: &mut SceneReducer, p: &Plane, bytes: &[u8], off: usize, what: &str) 
         .host_sums(p, bytes)
         .unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(host == cpu, "{what}: sums from host bytes differ");
-    let dev = r
-        .device_sums_at(p, bytes, off)
+    let (dev, _) = r
+        .device_sums_at(p, bytes, off, 1)
         .unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(dev == cpu, "{what}: sums from device memory differ");
     assert_eq!(
@@ -128,6 +129,40 @@ fn saturated_deep_rgb_sums_pass_32_bits() {
     assert_eq!(cpu[0], 64 * 60 * 256 * 65535);
     assert!(cpu[0] > u64::from(u32::MAX));
     check(&mut r, &p, &bytes, 0, "saturated RGBA64 4096x2160");
+}
+
+/// Prints the time per 1920x1080 frame of the sums from host bytes (upload included), from
+/// device memory, and on the CPU, for NV12 (its Y plane) and BGRx (`--nocapture`); checks only
+/// that they agree.
+#[test]
+fn time_per_1080p_frame() {
+    let Some(mut r) = reducer() else {
+        return;
+    };
+    for f in [PixelFormat::Nv12, PixelFormat::Bgrx] {
+        let p = plane(f, 1920, 1080, 0);
+        let bytes = noise(77, p.span().unwrap());
+        let cpu = p.box_sums(&bytes).unwrap();
+        let n = 20;
+        let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3 / n as f64;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            assert!(p.box_sums(&bytes).unwrap() == cpu);
+        }
+        let t_cpu = ms(t);
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            assert!(r.host_sums(&p, &bytes).unwrap() == cpu);
+        }
+        let t_host = ms(t);
+        let (dev, secs) = r.device_sums_at(&p, &bytes, 0, n).unwrap();
+        assert!(dev == cpu);
+        eprintln!(
+            "{f:?} 1920x1080: CPU {t_cpu:.2} ms, GPU from the host {t_host:.2} ms, GPU from \
+             device memory {:.3} ms per frame",
+            secs * 1e3
+        );
+    }
 }
 
 #[test]

@@ -195,8 +195,15 @@ impl SceneReducer {
 impl SceneReducer {
     /// Test entry point: `bytes` copied into a device allocation of this context at byte
     /// `off` (a frame in device memory whose first plane starts there), then
-    /// [`SceneReducer::device_sums`] on it.
-    pub fn device_sums_at(&mut self, plane: &Plane, bytes: &[u8], off: usize) -> Result<Vec<u64>> {
+    /// [`SceneReducer::device_sums`] on it `repeat` times (at least once): the last sums, and
+    /// the mean seconds per call (the upload not counted).
+    pub fn device_sums_at(
+        &mut self,
+        plane: &Plane,
+        bytes: &[u8],
+        off: usize,
+        repeat: usize,
+    ) -> Result<(Vec<u64>, f64)> {
         self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
         let size = off + bytes.len();
         let buf = DeviceBuf::new(&self.ctx, size, "test frame (cuMemAlloc)")?;
@@ -212,7 +219,13 @@ impl SceneReducer {
             offsets: vec![off],
             strides: vec![plane.stride],
         };
-        self.device_sums(plane, &frame)
+        let n = repeat.max(1);
+        let t = std::time::Instant::now();
+        let mut sums = Vec::new();
+        for _ in 0..n {
+            sums = self.device_sums(plane, &frame)?;
+        }
+        Ok((sums, t.elapsed().as_secs_f64() / n as f64))
     }
 }
 
