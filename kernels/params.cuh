@@ -37,6 +37,10 @@
 // Channels of the network input: 4 frames x 2x2 pixels x 3 colours.
 #define NET_IN_CHANNELS 48
 
+// The grid of scene-cut detection (src/scene.rs GRID): at most this many boxes across, down.
+#define SCENE_GRID_W 64
+#define SCENE_GRID_H 36
+
 // EpiParams::fold_keep bits.
 #define FOLD_RESID 1
 #define FOLD_OUT 2
@@ -82,8 +86,19 @@ struct FrameParams {
     YuvCoeffs yuv;
 };
 
+// The first plane of a frame, reduced to box sums (kernels/scene.cu).
+struct SceneParams {
+    long long off;  // byte offset of the plane
+    // Bytes per row and per pixel, bytes per sample (1 or 2), packed RGB (1: R, G, B at byte
+    // offsets r, g, b of a pixel; 0: one luma sample), boxes across and down.
+    int stride, bpp, sample_bytes, packed, r, g, b, gw, gh;
+    int xe[65];  // box edges across (SCENE_GRID_W + 1 of them, gw + 1 used)
+    int ye[37];  // and down (SCENE_GRID_H + 1, gh + 1 used)
+};
+
 static_assert(sizeof(EpiParams) == 112, "EpiParams differs from src/cuda/params.rs");
 static_assert(sizeof(YuvCoeffs) == 64, "YuvCoeffs differs from src/backend/pixels.rs");
 static_assert(sizeof(FrameParams) == 120, "FrameParams differs from src/cuda/params.rs");
+static_assert(sizeof(SceneParams) == 456, "SceneParams differs from src/cuda/params.rs");
 
 #endif

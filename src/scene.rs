@@ -57,6 +57,118 @@ pub enum SceneError {
     },
     #[error("cannot measure a frame of {width}x{height} pixels")]
     Empty { width: usize, height: usize },
+    #[error("{got} box sums for a grid of {want} boxes")]
+    Sums { got: usize, want: usize },
+}
+
+/// Box `b` of `boxes` along a side of `len` pixels covers pixels `edges[b]..edges[b + 1]`:
+/// pixel `x` is in box `x * boxes / len` (rounded down), so `edges[b] = ceil(b * len / boxes)`.
+/// The one definition of the grid: the CPU sums, the box sizes of [`Reduced::from_box_sums`]
+/// and the CUDA kernel's parameters (src/cuda) all come from it.
+pub fn box_edges(len: usize, boxes: usize) -> Vec<usize> {
+    (0..=boxes)
+        .map(|b| (b * len).div_ceil(boxes.max(1)))
+        .collect()
+}
+
+/// The first plane of a frame, as the reduction reads it: luma for the Y'CbCr formats (the Y
+/// plane), `(77 R + 150 G + 29 B) / 256` for the packed RGB formats. `stride`: bytes per row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plane {
+    pub format: PixelFormat,
+    pub width: usize,
+    pub height: usize,
+    pub stride: usize,
+}
+
+impl Plane {
+    /// Boxes across and down: at most [`GRID`], at most one per pixel.
+    pub fn grid(&self) -> (usize, usize) {
+        (self.width.min(GRID.0), self.height.min(GRID.1))
+    }
+
+    /// [`box_edges`] across and down.
+    pub fn edges(&self) -> (Vec<usize>, Vec<usize>) {
+        let (gw, gh) = self.grid();
+        (box_edges(self.width, gw), box_edges(self.height, gh))
+    }
+
+    /// Bytes per pixel of the plane.
+    pub fn pixel_bytes(&self) -> usize {
+        let sb = self.format.sample_bytes();
+        self.format.packed().map_or(sb, |(bpp, _)| bpp)
+    }
+
+    /// Bytes the plane spans: every row's stride but the last one's pixels.
+    pub fn span(&self) -> Option<usize> {
+        (self.height.checked_sub(1)?)
+            .checked_mul(self.stride)?
+            .checked_add(self.width.checked_mul(self.pixel_bytes())?)
+    }
+
+    /// An error unless the plane has pixels and `len` bytes hold it.
+    pub fn check(&self, len: usize) -> Result<(), SceneError> {
+        let (width, height, stride) = (self.width, self.height, self.stride);
+        if width == 0 || height == 0 {
+            return Err(SceneError::Empty { width, height });
+        }
+        let row = width.checked_mul(self.pixel_bytes());
+        match (row, self.span()) {
+            (Some(row), Some(need)) if stride >= row && len >= need => Ok(()),
+            _ => Err(SceneError::Short {
+                len,
+                width,
+                height,
+                stride,
+            }),
+        }
+    }
+
+    /// Sample value per 8-bit level: 10-bit codes 4 (P010 holds them 6 bits up: 256), 16-bit
+    /// RGB 257. A box's mean is its sum over `level` times its pixels (times 256 for RGB).
+    fn level(&self) -> u64 {
+        match (self.format.bits(), self.format.code_shift()) {
+            (8, _) => 1,
+            (10, 0) => 4,
+            (10, _) => 256,
+            _ => 257,
+        }
+    }
+
+    /// The exact integer sum of each box, row by row: the samples of the first plane, or
+    /// `77 R + 150 G + 29 B` per pixel for packed RGB. A GPU computing the same sums
+    /// (src/cuda) gives the same [`Reduced`] through [`Reduced::from_box_sums`].
+    pub fn box_sums(&self, plane: &[u8]) -> Result<Vec<u64>, SceneError> {
+        self.check(plane.len())?;
+        let sb = self.format.sample_bytes();
+        let bpp = self.pixel_bytes();
+        let sample = |px: &[u8], i: usize| {
+            if sb == 2 {
+                u64::from(u16::from_le_bytes([px[i], px[i + 1]]))
+            } else {
+                u64::from(px[i])
+            }
+        };
+        let (gw, gh) = self.grid();
+        let (xe, ye) = self.edges();
+        let mut sums = vec![0u64; gw * gh];
+        for by in 0..gh {
+            let sums = &mut sums[by * gw..(by + 1) * gw];
+            for y in ye[by]..ye[by + 1] {
+                let row = &plane[y * self.stride..y * self.stride + self.width * bpp];
+                for (bx, sum) in sums.iter_mut().enumerate() {
+                    let pixels = row[xe[bx] * bpp..xe[bx + 1] * bpp].chunks_exact(bpp);
+                    *sum += match self.format.packed() {
+                        None => pixels.map(|px| sample(px, 0)).sum::<u64>(),
+                        Some((_, [r, g, b])) => pixels
+                            .map(|px| 77 * sample(px, r) + 150 * sample(px, g) + 29 * sample(px, b))
+                            .sum(),
+                    };
+                }
+            }
+        }
+        Ok(sums)
+    }
 }
 
 /// A frame's luma, averaged over the grid and normalised.
@@ -71,10 +183,9 @@ pub struct Reduced {
 }
 
 impl Reduced {
-    /// Reduces the first plane of a frame: luma for the Y'CbCr formats (the Y plane), `(77 R +
-    /// 150 G + 29 B) / 256` for the packed RGB formats. `stride`: bytes per row of that plane.
-    /// 10- and 16-bit samples are scaled to 8-bit levels (not rounded), so the thresholds in
-    /// luma levels mean the same at every depth.
+    /// Reduces the first plane of a frame ([`Plane`]) on the CPU: [`Plane::box_sums`], then
+    /// [`Reduced::from_box_sums`]. 10- and 16-bit samples are scaled to 8-bit levels (not
+    /// rounded), so the thresholds in luma levels mean the same at every depth.
     pub fn from_plane(
         format: PixelFormat,
         plane: &[u8],
@@ -82,67 +193,44 @@ impl Reduced {
         width: usize,
         height: usize,
     ) -> Result<Reduced, SceneError> {
+        let p = Plane {
+            format,
+            width,
+            height,
+            stride,
+        };
+        Reduced::from_box_sums(&p, &p.box_sums(plane)?)
+    }
+
+    /// The reduced frame of `plane` from its box sums ([`Plane::box_sums`], or the same sums
+    /// computed elsewhere): each box's mean in 8-bit luma levels, then normalised.
+    pub fn from_box_sums(plane: &Plane, sums: &[u64]) -> Result<Reduced, SceneError> {
+        let (width, height) = (plane.width, plane.height);
         if width == 0 || height == 0 {
             return Err(SceneError::Empty { width, height });
         }
-        let sb = format.sample_bytes();
-        let bpp = format.packed().map_or(sb, |(bpp, _)| bpp);
-        // Sample value per 8-bit level: 10-bit codes 4 (P010 holds them 6 bits up: 256),
-        // 16-bit RGB 257.
-        let level = match (format.bits(), format.code_shift()) {
-            (8, _) => 1,
-            (10, 0) => 4,
-            (10, _) => 256,
-            _ => 257,
-        };
-        let sample = |px: &[u8], i: usize| {
-            if sb == 2 {
-                u64::from(u16::from_le_bytes([px[i], px[i + 1]]))
-            } else {
-                u64::from(px[i])
-            }
-        };
-        let need = (height - 1)
-            .checked_mul(stride)
-            .and_then(|n| n.checked_add(width * bpp));
-        if stride < width * bpp || need.is_none_or(|n| plane.len() < n) {
-            return Err(SceneError::Short {
-                len: plane.len(),
-                width,
-                height,
-                stride,
+        let (gw, gh) = plane.grid();
+        if sums.len() != gw * gh {
+            return Err(SceneError::Sums {
+                got: sums.len(),
+                want: gw * gh,
             });
         }
-        let (gw, gh) = (width.min(GRID.0), height.min(GRID.1));
-        let mut sums = vec![0u64; gw * gh];
-        let mut counts = vec![0u64; gw * gh];
-        // Box of each column, computed once.
-        let col_box: Vec<usize> = (0..width).map(|x| x * gw / width).collect();
-        for y in 0..height {
-            let gy = y * gh / height;
-            let row = &plane[y * stride..y * stride + width * bpp];
-            let sums = &mut sums[gy * gw..(gy + 1) * gw];
-            let counts = &mut counts[gy * gw..(gy + 1) * gw];
-            match format.packed() {
-                None => {
-                    for (x, px) in row.chunks_exact(sb).enumerate() {
-                        sums[col_box[x]] += sample(px, 0);
-                        counts[col_box[x]] += level;
-                    }
-                }
-                Some((bpp, [r, g, b])) => {
-                    for (x, px) in row.chunks_exact(bpp).enumerate() {
-                        let l = 77 * sample(px, r) + 150 * sample(px, g) + 29 * sample(px, b);
-                        sums[col_box[x]] += l;
-                        counts[col_box[x]] += 256 * level;
-                    }
-                }
-            }
-        }
+        let (xe, ye) = plane.edges();
+        let weight = plane.level()
+            * if plane.format.packed().is_some() {
+                256
+            } else {
+                1
+            };
         let means: Vec<f32> = sums
             .iter()
-            .zip(&counts)
-            .map(|(&s, &c)| (s as f64 / c.max(1) as f64) as f32)
+            .enumerate()
+            .map(|(i, &s)| {
+                let (bx, by) = (i % gw, i / gw);
+                let pixels = ((xe[bx + 1] - xe[bx]) * (ye[by + 1] - ye[by])) as u64;
+                (s as f64 / (pixels * weight).max(1) as f64) as f32
+            })
             .collect();
         Ok(Reduced::from_means(&means))
     }

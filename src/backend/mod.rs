@@ -77,6 +77,29 @@ pub struct SharedContext {
     pub keep: Box<dyn std::any::Any + Send>,
 }
 
+/// The box sums of scene-cut detection ([`crate::scene::Plane::box_sums`]) computed where a
+/// backend keeps its frames (the CUDA backend: on the GPU), exactly equal to the CPU's. Made by
+/// [`Backend::scene_sums`] and independent of it afterwards: the element calls it from the
+/// streaming thread, in order with the frames, while the backend runs windows on its own
+/// thread. Each call returns once the sums are on the host.
+pub trait SceneSums: Send {
+    /// Where the sums are computed, for logs ("cuda:0").
+    fn name(&self) -> String;
+
+    /// The sums of `plane` in host memory: `bytes` starts at the plane's first row and holds
+    /// at least its [`crate::scene::Plane::span`].
+    fn host(&mut self, plane: &crate::scene::Plane, bytes: &[u8])
+    -> Result<Vec<u64>, BackendError>;
+
+    /// The sums of the first plane of `frame` in device memory, `plane` its format and size
+    /// with the frame's own first stride. Returns once `frame` may be unmapped.
+    fn device(
+        &mut self,
+        plane: &crate::scene::Plane,
+        frame: &DeviceFrame,
+    ) -> Result<Vec<u64>, BackendError>;
+}
+
 /// A frame-interpolation engine.
 pub trait Backend: Send {
     /// Short name for logs ("cpu", "cuda:0 fp16").
@@ -163,6 +186,15 @@ pub trait Backend: Send {
     /// Forgets the windows submitted and not collected (a flush or a stop): their frames never
     /// come out.
     fn abandon(&mut self) {}
+
+    /// A [`SceneSums`] on this backend's device, so that scene-cut detection reduces frames
+    /// there. Backends without one refuse (the default), and the element reduces on the CPU.
+    fn scene_sums(&self) -> Result<Box<dyn SceneSums>, BackendError> {
+        Err(BackendError::Layout(format!(
+            "{} does not reduce frames for scene-cut detection (the CPU does)",
+            self.name()
+        )))
+    }
 }
 
 fn not_pipelined(name: &str) -> BackendError {

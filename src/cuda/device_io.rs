@@ -11,7 +11,7 @@
 //! - on another GPU: refused with an error; the element copies through the host instead and
 //!   never hands such an address to a kernel.
 
-use cudarc::driver::sys;
+use cudarc::driver::{CudaContext, sys};
 
 use super::engine::Engine;
 use super::error::{CudaError, DriverContext, Result};
@@ -23,7 +23,7 @@ use crate::backend::{DeviceFrame, FrameLayout};
 
 /// How the engine reaches a frame's device memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reach {
+pub(super) enum Reach {
     /// Allocated in the engine's context: kernels use it as it is.
     Direct,
     /// Allocated in this other context on the engine's GPU: copied.
@@ -59,29 +59,33 @@ fn attribute<T: Default>(ptr: u64, attr: sys::CUpointer_attribute) -> Result<T> 
     Ok(v)
 }
 
+/// How an engine in `ctx` on GPU `device_id` reaches `f`: an error for memory of another GPU
+/// or an address the driver does not know.
+pub(super) fn reach(ctx: &CudaContext, device_id: u32, f: &DeviceFrame) -> Result<Reach> {
+    if f.ptr == 0 || f.size == 0 {
+        return Err(CudaError::Layout("empty device frame".into()));
+    }
+    let ordinal: i32 = attribute(
+        f.ptr,
+        sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+    )?;
+    if ordinal != device_id as i32 {
+        return Err(CudaError::Layout(format!(
+            "the frame is in memory of GPU {ordinal}, the engine runs on GPU {device_id}"
+        )));
+    }
+    let c: sys::CUcontext = attribute_ctx(f.ptr)?;
+    Ok(if c == ctx.cu_ctx() {
+        Reach::Direct
+    } else {
+        Reach::Peer(c)
+    })
+}
+
 impl Engine {
-    /// How this engine reaches `f`: an error for memory of another GPU or an address the driver
-    /// does not know.
+    /// How this engine reaches `f` ([`reach`]).
     fn reach(&self, f: &DeviceFrame) -> Result<Reach> {
-        if f.ptr == 0 || f.size == 0 {
-            return Err(CudaError::Layout("empty device frame".into()));
-        }
-        let ordinal: i32 = attribute(
-            f.ptr,
-            sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
-        )?;
-        if ordinal != self.device_id as i32 {
-            return Err(CudaError::Layout(format!(
-                "the frame is in memory of GPU {ordinal}, the engine runs on GPU {}",
-                self.device_id
-            )));
-        }
-        let ctx: sys::CUcontext = attribute_ctx(f.ptr)?;
-        Ok(if ctx == self.ctx.cu_ctx() {
-            Reach::Direct
-        } else {
-            Reach::Peer(ctx)
-        })
+        reach(&self.ctx, self.device_id, f)
     }
 
     /// Converts a frame in device memory (the configured format and size, `frame`'s own plane

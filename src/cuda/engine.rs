@@ -124,7 +124,8 @@ impl Plan {
 pub struct Engine {
     pub(super) plan: Option<Plan>,
     pub(super) dnn: Dnn,
-    pub(super) k: Kernels,
+    /// Shared with the scene-cut reducers ([`super::scene`]).
+    pub(super) k: Arc<Kernels>,
     pub(super) wbuf: DeviceBuf,
     pub(super) net: NetWeights,
     pub(super) spec: crate::model::ModelSpec,
@@ -143,8 +144,11 @@ pub struct Engine {
     pub(super) ctx: Arc<CudaContext>,
     /// The owner of a shared context ([`super::SharedContext`]), dropped after everything
     /// that used the context.
-    _keep: Option<Box<dyn std::any::Any + Send>>,
+    pub(super) keep: Option<Keep>,
 }
+
+/// The owner of a shared context, held by the engine and by its scene-cut reducers.
+pub(super) type Keep = Arc<std::sync::Mutex<Box<dyn std::any::Any + Send>>>;
 
 /// Whether `e` is a bare ReLU of buffer `y` in place (a cuDNN epilogue can do it).
 /// The slope of an in-place (Leaky)ReLU with nothing else but the bias right after conv output
@@ -264,7 +268,7 @@ fn context(device_id: u32, shared: Option<usize>) -> Result<Arc<CudaContext>> {
     };
     let dev = result::device::get(device_id as i32).map_err(|e| fail(&e))?;
     // SAFETY: `handle` is a live CUcontext kept alive by the SharedContext's owner, which the
-    // engine holds until after its last use of the context (Engine::_keep).
+    // engine holds until after its last use of the context (Engine::keep).
     let ctx =
         unsafe { CudaContext::from_raw_context(device_id as usize, dev, handle as sys::CUcontext) }
             .map_err(|e| fail(&e))?;
@@ -335,7 +339,7 @@ impl Engine {
         let stream = ctx.new_stream().during("cuStreamCreate")?;
         let copy = ctx.new_stream().during("cuStreamCreate")?;
         let down = ctx.new_stream().during("cuStreamCreate")?;
-        let k = Kernels::load(&ctx, precision)?;
+        let k = Arc::new(Kernels::load(&ctx, precision)?);
         let dnn = Dnn::new(&stream)?;
         let mut net = NetWeights::pack(model, precision);
         let wbuf = DeviceBuf::new(&ctx, net.bytes.len(), "weights (cuMemAlloc)")?;
@@ -365,7 +369,7 @@ impl Engine {
             copy,
             down,
             ctx,
-            _keep: shared.map(|s| s.keep),
+            keep: shared.map(|s| Arc::new(std::sync::Mutex::new(s.keep))),
         })
     }
 

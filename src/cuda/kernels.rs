@@ -18,7 +18,7 @@ const HEADERS: [(&str, &str); 2] = [
 ];
 
 /// The kernel files, compiled as one NVRTC program in this order.
-const UNITS: [(&str, &str); 5] = [
+const UNITS: [(&str, &str); 6] = [
     (
         "elementwise.cu",
         include_str!("../../kernels/elementwise.cu"),
@@ -27,6 +27,7 @@ const UNITS: [(&str, &str); 5] = [
     ("pixels.cu", include_str!("../../kernels/pixels.cu")),
     ("check.cu", include_str!("../../kernels/check.cu")),
     ("outconv.cu", include_str!("../../kernels/outconv.cu")),
+    ("scene.cu", include_str!("../../kernels/scene.cu")),
 ];
 
 /// The whole program's text: the kernel files, each header expanded in place at its first
@@ -130,11 +131,12 @@ pub enum KernelId {
     MaxDiff,
     OutConv,
     GateWeights,
+    SceneSums,
 }
 
 impl KernelId {
     /// Every kernel, in the order of their values.
-    pub const ALL: [KernelId; 18] = [
+    pub const ALL: [KernelId; 19] = [
         KernelId::Epilogue,
         KernelId::Epilogue1,
         KernelId::ReflectPad,
@@ -153,6 +155,7 @@ impl KernelId {
         KernelId::MaxDiff,
         KernelId::OutConv,
         KernelId::GateWeights,
+        KernelId::SceneSums,
     ];
 
     /// The kernel's name in kernels/*.cu, and whether it is a template instantiated per
@@ -177,6 +180,7 @@ impl KernelId {
             KernelId::MaxDiff => ("max_diff", true),
             KernelId::OutConv => ("outconv", true),
             KernelId::GateWeights => ("gate_weights", true),
+            KernelId::SceneSums => ("scene_sums", false),
         }
     }
 

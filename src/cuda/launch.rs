@@ -12,7 +12,7 @@ use super::kernels::{KernelId, Kernels};
 use super::memory::{DevView, Dtype};
 use super::params::{
     EpiParams, Fold, FrameGeom, FrameParams, NET_IN_CHANNELS, SLOT_CHANNELS, SLOT_SUM_RECORD,
-    THREADS, VECTOR_BYTES,
+    SceneParams, THREADS, VECTOR_BYTES,
 };
 use super::weights::ConvShape;
 
@@ -21,6 +21,8 @@ use super::weights::ConvShape;
 unsafe impl DeviceRepr for EpiParams {}
 // SAFETY: as for EpiParams.
 unsafe impl DeviceRepr for FrameParams {}
+// SAFETY: as for EpiParams.
+unsafe impl DeviceRepr for SceneParams {}
 
 /// Most blocks of a grid-stride kernel.
 const MAX_BLOCKS: usize = 8192;
@@ -470,6 +472,36 @@ pub fn to_slot(
     // bytes hold the layout's size, inside which FrameGeom::new checked every plane, or the
     // planar frame 3 x w x h floats.
     unsafe { go(b, grid(pw * ph)) }
+}
+
+/// The box sums of scene-cut detection (kernels/scene.cu) of the plane `p` describes in
+/// `src` (bytes; `p` was checked against `size` of them) into `sums` (one `u64` per box).
+pub fn scene_sums(
+    s: &CudaStream,
+    k: &Kernels,
+    src: DevView<'_>,
+    size: usize,
+    p: &SceneParams,
+    sums: DevView<'_>,
+) -> Result<()> {
+    src.check(Dtype::U8, size, "frame bytes")?;
+    let (gw, gh) = p.grid();
+    if gw == 0 || gh == 0 {
+        return Err(bad(format!("scene grid {gw}x{gh} is empty")));
+    }
+    sums.check(Dtype::U64, gw * gh, "scene box sums")?;
+    let (sp, up) = (src.device_ptr(), sums.device_ptr());
+    let b = args!(s, k.get(KernelId::SceneSums), &sp, p, &up);
+    let cfg = LaunchConfig {
+        grid_dim: (gw as u32, gh as u32, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: `scene_sums(const u8 *src, SceneParams p, unsigned long long *sums)`, in that
+    // order (SceneParams mirrored from the header), THREADS threads per block (its shared
+    // memory) and one block per box. SceneParams::new checked that every pixel of the plane
+    // lies inside `size` bytes, which `src` holds; `sums` holds gw x gh u64s (checked above).
+    unsafe { go(b, cfg) }
 }
 
 /// Sums of a slot's channels (over its `npix` padded pixels) into `sums` (3 doubles), through

@@ -9,6 +9,7 @@
 //! - cudnn/: the convolution library's handle, descriptors and algorithm search.
 //! - kernels.rs / launch.rs: our kernels, compiled at open, and their checked launches;
 //!   params.rs: the Rust side of `kernels/params.cuh`.
+//! - scene.rs: scene-cut detection's box sums on the GPU ([`SceneReducer`]).
 //! - memory.rs: device buffers, typed device views, pinned buffers.
 //! - weights.rs: host-side rearrangement of the weights for the GPU.
 //! - [`options`]: the engine's tuning and diagnosis switches ([`EngineOptions`]).
@@ -27,6 +28,7 @@ pub(crate) mod launch;
 pub(crate) mod memory;
 pub mod options;
 mod params;
+mod scene;
 /// The synthetic weights moved to [`crate::model::synth`] (the CPU uses them too); the
 /// benchmark and the engine's tests still name them here.
 pub use crate::model::synth;
@@ -35,7 +37,7 @@ pub(crate) mod weights;
 use std::sync::Arc;
 
 pub use crate::backend::SharedContext;
-use crate::backend::{Backend, BackendError, DeviceFrame, FrameLayout, Precision};
+use crate::backend::{Backend, BackendError, DeviceFrame, FrameLayout, Precision, SceneSums};
 use crate::model::Flavr;
 
 pub use cudnn::probe_fp8::{ProbeRow, ProbeShape, network_shapes, probe_fp8};
@@ -44,6 +46,7 @@ pub use diag::StepTime;
 pub use engine::{Engine, MemoryReport};
 pub use error::CudaError;
 pub use options::{DEFAULT_WORKSPACE_CAP, EngineOptions, Fault};
+pub use scene::SceneReducer;
 
 /// Opens the CUDA backend on GPU `device_id`: creates the context and stream, compiles the
 /// kernels and uploads the weights. Fails with a message naming the cause (no driver, no GPU
@@ -171,5 +174,9 @@ impl Backend for CudaBackend {
         outputs: &[DeviceFrame],
     ) -> Result<(), BackendError> {
         Ok(self.engine.interpolate_device(window, outputs)?)
+    }
+
+    fn scene_sums(&self) -> Result<Box<dyn SceneSums>, BackendError> {
+        Ok(Box::new(self.engine.scene_reducer()?))
     }
 }

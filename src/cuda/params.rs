@@ -12,6 +12,7 @@ use super::error::{CudaError, Result};
 use crate::backend::pixels::YuvCoeffs;
 use crate::backend::{FrameLayout, PixelFormat, Precision};
 use crate::model::spec::SIZE_MULTIPLE;
+use crate::scene::Plane;
 
 /// Element type of device memory, as the kernels and cuDNN read it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +20,7 @@ pub enum Dtype {
     U8,
     I32,
     U32,
+    U64,
     F32,
     F64,
     F16,
@@ -32,7 +34,7 @@ impl Dtype {
             Dtype::U8 => 1,
             Dtype::F16 | Dtype::Bf16 => 2,
             Dtype::I32 | Dtype::U32 | Dtype::F32 => 4,
-            Dtype::F64 => 8,
+            Dtype::U64 | Dtype::F64 => 8,
         }
     }
 
@@ -182,10 +184,84 @@ pub struct FrameParams {
     pub yuv: YuvCoeffs,
 }
 
+/// Boxes across and down of the scene-cut grid, at most ([`crate::scene::GRID`]).
+pub const SCENE_GRID_W: usize = crate::scene::GRID.0;
+pub const SCENE_GRID_H: usize = crate::scene::GRID.1;
+
+/// Mirrors `SceneParams` in kernels/params.cuh: the first plane of a frame to reduce to box
+/// sums (kernels/scene.cu). Made by [`SceneParams::new`], checked.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SceneParams {
+    pub off: i64,
+    pub stride: i32,
+    pub bpp: i32,
+    pub sample_bytes: i32,
+    pub packed: i32,
+    pub r: i32,
+    pub g: i32,
+    pub b: i32,
+    pub gw: i32,
+    pub gh: i32,
+    pub xe: [i32; SCENE_GRID_W + 1],
+    pub ye: [i32; SCENE_GRID_H + 1],
+}
+
 // The same sizes as the header's static_asserts.
 const _: () = assert!(size_of::<EpiParams>() == 112);
 const _: () = assert!(size_of::<YuvCoeffs>() == 64);
 const _: () = assert!(size_of::<FrameParams>() == 120);
+const _: () = assert!(size_of::<SceneParams>() == 456);
+
+impl SceneParams {
+    /// The parameters of `plane` at byte `off` of a buffer of `size` bytes, checked: every
+    /// byte the kernel reads lies inside the buffer. The box edges are the CPU's
+    /// ([`crate::scene::box_edges`]).
+    pub fn new(plane: &Plane, off: usize, size: usize) -> Result<SceneParams> {
+        let (w, h) = (plane.width, plane.height);
+        plane
+            .check(size.saturating_sub(off))
+            .map_err(|e| CudaError::Layout(e.to_string()))?;
+        if w > MAX_SIDE || h > MAX_SIDE || plane.stride > i32::MAX as usize || off > size {
+            return Err(CudaError::Layout(format!(
+                "frame {w}x{h} (stride {}) too large (at most {MAX_SIDE} per side)",
+                plane.stride
+            )));
+        }
+        let (gw, gh) = plane.grid();
+        let (xe, ye) = plane.edges();
+        let mut p = SceneParams {
+            off: off as i64,
+            stride: plane.stride as i32,
+            bpp: plane.pixel_bytes() as i32,
+            sample_bytes: plane.format.sample_bytes() as i32,
+            packed: 0,
+            r: 0,
+            g: 0,
+            b: 0,
+            gw: gw as i32,
+            gh: gh as i32,
+            xe: [0; SCENE_GRID_W + 1],
+            ye: [0; SCENE_GRID_H + 1],
+        };
+        if let Some((_, [r, g, b])) = plane.format.packed() {
+            (p.packed, p.r, p.g, p.b) = (1, r as i32, g as i32, b as i32);
+        }
+        // At most GRID boxes, so the edges fit; each at most MAX_SIDE.
+        for (d, &e) in p.xe.iter_mut().zip(&xe) {
+            *d = e as i32;
+        }
+        for (d, &e) in p.ye.iter_mut().zip(&ye) {
+            *d = e as i32;
+        }
+        Ok(p)
+    }
+
+    /// Boxes across and down.
+    pub fn grid(&self) -> (usize, usize) {
+        (self.gw as usize, self.gh as usize)
+    }
+}
 
 /// Largest frame side the kernels' 32-bit pixel indices allow.
 pub const MAX_SIDE: usize = 16384;
@@ -427,17 +503,24 @@ mod tests {
             size_of::<FrameParams>(),
             rust_fields!(FrameParams; off, stride, format, width, height, pw, ph, yuv),
         );
+        check(
+            "SceneParams",
+            size_of::<SceneParams>(),
+            rust_fields!(SceneParams; off, stride, bpp, sample_bytes, packed, r, g, b, gw, gh,
+                xe, ye),
+        );
         // The header asserts the same sizes.
         for (name, size) in [
             ("EpiParams", size_of::<EpiParams>()),
             ("YuvCoeffs", size_of::<YuvCoeffs>()),
             ("FrameParams", size_of::<FrameParams>()),
+            ("SceneParams", size_of::<SceneParams>()),
         ] {
             let line = format!("static_assert(sizeof({name}) == {size},");
             assert!(HEADER.contains(&line), "params.cuh lacks `{line}`");
         }
         let d = defines();
-        let want: [(&str, i64); 23] = [
+        let want: [(&str, i64); 25] = [
             ("ACT_RELU", ACT_RELU as i64),
             ("ACT_LRELU", ACT_LRELU as i64),
             ("FOLD_RESID", FOLD_RESID as i64),
@@ -461,6 +544,8 @@ mod tests {
             ("SLOT_CHANNELS", SLOT_CHANNELS as i64),
             ("SLOT_SUM_RECORD", SLOT_SUM_RECORD as i64),
             ("NET_IN_CHANNELS", NET_IN_CHANNELS as i64),
+            ("SCENE_GRID_W", SCENE_GRID_W as i64),
+            ("SCENE_GRID_H", SCENE_GRID_H as i64),
         ];
         for (name, value) in want {
             assert_eq!(d.get(name), Some(&value), "params.cuh {name}");
@@ -469,6 +554,62 @@ mod tests {
             d.len(),
             want.len(),
             "params.cuh defines more than the mirror: {d:?}"
+        );
+    }
+
+    #[test]
+    fn scene_params_carry_the_cpu_grid() {
+        let plane = Plane {
+            format: PixelFormat::Bgrx,
+            width: 101,
+            height: 57,
+            stride: 420,
+        };
+        let span = 56 * 420 + 101 * 4;
+        let p = SceneParams::new(&plane, 16, 16 + span).expect("fits");
+        let (xe, ye) = plane.edges();
+        assert_eq!(p.grid(), (64, 36));
+        assert_eq!(
+            p.xe[..65].iter().map(|&e| e as usize).collect::<Vec<_>>(),
+            xe
+        );
+        assert_eq!(
+            p.ye[..37].iter().map(|&e| e as usize).collect::<Vec<_>>(),
+            ye
+        );
+        assert_eq!((p.off, p.stride, p.bpp, p.sample_bytes), (16, 420, 4, 1));
+        assert_eq!((p.packed, p.r, p.g, p.b), (1, 2, 1, 0));
+        // One byte short, a stride shorter than a row, a frame too large: refused.
+        assert!(SceneParams::new(&plane, 16, 15 + span).is_err());
+        assert!(
+            SceneParams::new(
+                &Plane {
+                    stride: 400,
+                    ..plane
+                },
+                0,
+                1 << 20
+            )
+            .is_err()
+        );
+        let big = Plane {
+            format: PixelFormat::I420,
+            width: MAX_SIDE + 1,
+            height: 2,
+            stride: MAX_SIDE + 1,
+        };
+        assert!(SceneParams::new(&big, 0, 1 << 20).is_err());
+        let tiny = Plane {
+            format: PixelFormat::P010,
+            width: 3,
+            height: 2,
+            stride: 6,
+        };
+        let p = SceneParams::new(&tiny, 0, 12).expect("fits");
+        assert_eq!((p.grid(), p.packed, p.sample_bytes), ((3, 2), 0, 2));
+        assert_eq!(
+            (&p.xe[..4], &p.ye[..3]),
+            (&[0, 1, 2, 3][..], &[0, 1, 2][..])
         );
     }
 

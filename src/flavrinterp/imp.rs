@@ -91,7 +91,7 @@ struct Warned {
     /// The caps last refused (the pad checks a CAPS event several times).
     refused_caps: Option<String>,
     reverse: bool,
-    /// Scene-cut detection was left out for CUDA memory (said once).
+    /// Scene-cut detection was left out for CUDA memory, no GPU reducing it (said once).
     scene_cuda: bool,
 }
 
@@ -579,6 +579,8 @@ impl BaseTransformImpl for FlavrInterp {
         // The network thread is abandoned, not joined: it ends after its current layer.
         *self.state.lock().unwrap() = None;
         *self.net.lock().unwrap() = None;
+        // Its GPU reducer holds the engine's CUDA context.
+        *self.scene.lock().unwrap() = None;
         self.cuda.lock().unwrap().active = false;
         self.running.store(false, Ordering::SeqCst);
         gst::debug!(CAT, imp = self, "stopped");
@@ -669,7 +671,13 @@ impl BaseTransformImpl for FlavrInterp {
             let _ = self.fail(&e);
             return Err(gst::loggable_error!(CAT, "{e}"));
         }
-        *self.scene.lock().unwrap() = Some(SceneCut::new(&info, layout.format));
+        // Box sums on the backend's GPU where it has them, else on the CPU.
+        let sums = net
+            .scene_sums()
+            .inspect(|s| gst::debug!(CAT, imp = self, "scene-cut detection on {}", s.name()))
+            .inspect_err(|e| gst::debug!(CAT, imp = self, "scene-cut detection: {e}"))
+            .ok();
+        *self.scene.lock().unwrap() = Some(SceneCut::new(&info, layout.format, sums));
         self.qos.new_stream();
         let fd = caps::frame_duration(info.fps());
         let mut guard = self.state.lock().unwrap();
@@ -836,20 +844,21 @@ impl BaseTransformImpl for FlavrInterp {
         // Scene cuts: this frame against the previous one, before the window sees it.
         let measure = {
             let mut threshold = self.settings.lock().unwrap().scene_threshold;
-            if threshold > 0.0 && in_cuda {
-                // Measuring reads the frame on the host: not done for frames in GPU memory.
+            let mut scene = self.scene.lock().unwrap();
+            if threshold > 0.0 && in_cuda && !scene.as_ref().is_some_and(SceneCut::reads_device) {
+                // Without the GPU, measuring would copy every frame to the host: not done.
                 if !std::mem::replace(&mut self.warned.lock().unwrap().scene_cuda, true) {
                     gst::info!(
                         CAT,
                         imp = self,
-                        "scene-cut detection is off for input in CUDA memory"
+                        "scene-cut detection is off for input in CUDA memory (no GPU reduction)"
                     );
                 }
                 threshold = 0.0;
             }
             let restart = flags.intersects(gst::BufferFlags::DISCONT | gst::BufferFlags::GAP);
-            match self.scene.lock().unwrap().as_mut() {
-                Some(scene) => scene.measure(&buf, threshold, restart),
+            match scene.as_mut() {
+                Some(scene) => scene.measure(&buf, threshold, restart, in_cuda),
                 None => Ok(None),
             }
         };

@@ -195,6 +195,18 @@ impl Net {
         }
     }
 
+    /// Box sums for scene-cut detection on the one backend's device
+    /// ([`Backend::scene_sums`]); an error with several engines or a backend without them
+    /// (the CPU reduces then).
+    pub fn scene_sums(&self) -> Result<Box<dyn crate::backend::SceneSums>, BackendError> {
+        match &self.runner {
+            Runner::One { backend, .. } => backend.lock().unwrap().scene_sums(),
+            Runner::Many(_) => Err(BackendError::Layout(
+                "several engines: scene-cut detection reduces frames on the CPU".into(),
+            )),
+        }
+    }
+
     /// How the jobs submitted from now on handle frames in CUDA memory (`None`: system memory
     /// only). Only the one-backend runner uses it: several engines never get CUDA memory.
     pub fn set_device_io(&self, dev: Option<DeviceIo>) {

@@ -243,3 +243,157 @@ fn cuts_next_to_black() {
     );
     assert!(m.iter().all(|m| !m.cut), "{m:?}");
 }
+
+/// Every format the reduction reads.
+const FORMATS: [PixelFormat; 12] = [
+    PixelFormat::Rgb,
+    PixelFormat::Rgba,
+    PixelFormat::Bgra,
+    PixelFormat::Rgbx,
+    PixelFormat::Bgrx,
+    PixelFormat::I420,
+    PixelFormat::Nv12,
+    PixelFormat::P010,
+    PixelFormat::I420P10,
+    PixelFormat::I422P10,
+    PixelFormat::Y444P10,
+    PixelFormat::Rgba64,
+];
+
+/// The reduction as it was before the box sums were split out (each column's box computed as
+/// `x * gw / width`, sums and weights accumulated per pixel), kept to check the split.
+fn former_reduction(f: PixelFormat, plane: &[u8], stride: usize, w: usize, h: usize) -> Reduced {
+    let sb = f.sample_bytes();
+    let bpp = f.packed().map_or(sb, |(bpp, _)| bpp);
+    let level = match (f.bits(), f.code_shift()) {
+        (8, _) => 1,
+        (10, 0) => 4,
+        (10, _) => 256,
+        _ => 257,
+    };
+    let sample = |px: &[u8], i: usize| {
+        if sb == 2 {
+            u64::from(u16::from_le_bytes([px[i], px[i + 1]]))
+        } else {
+            u64::from(px[i])
+        }
+    };
+    let (gw, gh) = (w.min(GRID.0), h.min(GRID.1));
+    let mut sums = vec![0u64; gw * gh];
+    let mut counts = vec![0u64; gw * gh];
+    for y in 0..h {
+        let gy = y * gh / h;
+        for x in 0..w {
+            let px = &plane[y * stride + x * bpp..];
+            let i = gy * gw + x * gw / w;
+            match f.packed() {
+                None => {
+                    sums[i] += sample(px, 0);
+                    counts[i] += level;
+                }
+                Some((_, [r, g, b])) => {
+                    sums[i] += 77 * sample(px, r) + 150 * sample(px, g) + 29 * sample(px, b);
+                    counts[i] += 256 * level;
+                }
+            }
+        }
+    }
+    let means: Vec<f32> = sums
+        .iter()
+        .zip(&counts)
+        .map(|(&s, &c)| (s as f64 / c.max(1) as f64) as f32)
+        .collect();
+    Reduced::from_means(&means)
+}
+
+/// Random bytes (xorshift), the same for the same seed.
+fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn box_edges_hold_the_pixels_of_each_box() {
+    for len in 1..300 {
+        for boxes in 1..=len.min(70) {
+            let e = box_edges(len, boxes);
+            assert_eq!((e[0], e[boxes]), (0, len), "{len} {boxes}");
+            for b in 0..boxes {
+                assert!(e[b] < e[b + 1], "box {b} of {boxes} over {len} is empty");
+                for x in e[b]..e[b + 1] {
+                    assert_eq!(x * boxes / len, b, "pixel {x} of {len}, {boxes} boxes");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn box_sums_reduce_exactly_as_before() {
+    for (i, &f) in FORMATS.iter().enumerate() {
+        for (w, h, pad) in [
+            (101, 57, 0),
+            (101, 57, 13),
+            (7, 5, 3),
+            (160, 96, 0),
+            (301, 203, 6),
+        ] {
+            let p = Plane {
+                format: f,
+                width: w,
+                height: h,
+                stride: w * f.packed().map_or(f.sample_bytes(), |(bpp, _)| bpp) + pad,
+            };
+            let bytes = noise((i * 1000 + w) as u64, p.stride * h);
+            let sums = p.box_sums(&bytes).unwrap();
+            assert_eq!(sums.len(), p.grid().0 * p.grid().1);
+            let r = Reduced::from_box_sums(&p, &sums).unwrap();
+            assert_eq!(
+                r,
+                former_reduction(f, &bytes, p.stride, w, h),
+                "{f:?} {w}x{h}+{pad}"
+            );
+            assert_eq!(Reduced::from_plane(f, &bytes, p.stride, w, h).unwrap(), r);
+            // Sums of a picture (not noise) too.
+            if f == PixelFormat::I420 && (w, h) == (160, 96) {
+                let pic: Vec<u8> = picture(3, 0.0, 1.0, 0.0).iter().map(|v| *v as u8).collect();
+                let r = Reduced::from_box_sums(&p, &p.box_sums(&pic).unwrap()).unwrap();
+                assert_eq!(r, former_reduction(f, &pic, w, w, h));
+            }
+        }
+    }
+}
+
+#[test]
+fn box_sums_of_another_grid_are_refused() {
+    let p = Plane {
+        format: PixelFormat::I420,
+        width: 101,
+        height: 57,
+        stride: 101,
+    };
+    let e = Reduced::from_box_sums(&p, &[0; 64 * 35]);
+    assert!(
+        matches!(
+            e,
+            Err(SceneError::Sums {
+                got: 2240,
+                want: 2304
+            })
+        ),
+        "{e:?}"
+    );
+    let empty = Plane { width: 0, ..p };
+    let e = Reduced::from_box_sums(&empty, &[]);
+    assert!(matches!(e, Err(SceneError::Empty { .. })), "{e:?}");
+    // One byte short of the last pixel is refused by the sums as by the reduction.
+    let e = p.box_sums(&vec![0; 101 * 57 - 1]);
+    assert!(matches!(e, Err(SceneError::Short { .. })), "{e:?}");
+}

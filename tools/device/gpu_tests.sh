@@ -18,3 +18,6 @@ step tests
 $D/cuda_pixels --nocapture 2>&1 | tee "$OUT/pixels.log" | grep -E "differ|test |result|panicked"
 $D/cuda_cpu_parity --nocapture 2>&1 | tee "$OUT/cpu_parity.log" | grep -E "error|differ|test |result|panicked"
 $D/cuda_errors --nocapture 2>&1 | tee "$OUT/errors.log" | grep -E "test |result|panicked"
+# Scene-cut sums on the GPU; its element tests need the GStreamer bundle (the CUDA-memory one
+# skips without nvcodec's cudaupload, which stage_cudamem.sh's bundle has).
+( source $D/gst/env.sh && $D/cuda_scene --nocapture --test-threads=1 2>&1 | tee "$OUT/scene.log" | grep -E "differ|test |result|panicked|skipped" )

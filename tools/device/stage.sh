@@ -10,8 +10,8 @@ cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target}
 DEST=${DEST:-/work/main/.gpu-cuda}
 cargo build --release --bin bench
-# The GPU tests (cuda_overlap: windows in flight), and tests/faults.rs (its GPU fault-injection tests run the element there).
-tests=$(cargo test --release ${FEATURES:-} --no-run --test cuda_parity --test cuda_pixels --test cuda_cpu_parity --test cuda_errors --test cuda_dispatch --test cuda_overlap --test faults 2>&1 | sed -n 's/.*Executable tests\/\([a-z_]*\)\.rs (\(.*\))/\1 \2/p')
+# The GPU tests (cuda_overlap: windows in flight; cuda_scene: scene-cut sums on the GPU), and tests/faults.rs (its GPU fault-injection tests run the element there).
+tests=$(cargo test --release ${FEATURES:-} --no-run --test cuda_parity --test cuda_pixels --test cuda_cpu_parity --test cuda_errors --test cuda_dispatch --test cuda_overlap --test cuda_scene --test faults 2>&1 | sed -n 's/.*Executable tests\/\([a-z_]*\)\.rs (\(.*\))/\1 \2/p')
 mkdir -p "$DEST/tools" "$DEST/fixtures"
 cp "$CARGO_TARGET_DIR/release/bench" "$DEST/bench"
 while read -r name path; do cp "$path" "$DEST/$name"; done <<<"$tests"
