@@ -1,7 +1,8 @@
 //! The FLAVR network on one GPU: weights uploaded once at open; at configure, the whole
 //! forward pass planned as a list of steps over arena buffers (allocated once, reused by
-//! liveness; see [`super::graph`]), cuDNN algorithms chosen per convolution shape; per window,
-//! a fixed sequence of launches on one stream, no allocation.
+//! liveness; see [`super::graph`]), cuDNN algorithms chosen per convolution shape (the plan is
+//! made in [`super::configure`]); per window, a fixed sequence of launches on one stream, no
+//! allocation.
 //!
 //! The network input is made per window from the frame slots (one per loaded frame, converted
 //! once; see [`super::io`]). Test and diagnostic entry points are in [`super::diag`].
@@ -10,13 +11,9 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, CudaGraph, CudaStream, result, sys};
 
-use super::arena::{self, align_up};
-use super::cudnn::{
-    self, AlgoCache, ConvBufs, ConvChoice, ConvEpilogue, ConvGeom, Dnn, GraphConv, GraphRequest,
-    PlanCache, Search,
-};
+use super::cudnn::{self, AlgoCache, ConvBufs, ConvChoice, Dnn, GraphConv, PlanCache};
 use super::error::{CudaError, DriverContext, Result};
-use super::graph::{Dst, Epi, GraphOpts, OUTCONV_PAD, Op, build_graph, lifetimes};
+use super::graph::{Dst, Epi, OUTCONV_PAD, Op};
 use super::io::{DEPTH, Io, check_slot};
 use super::kernels::Kernels;
 use super::launch::{
@@ -25,7 +22,7 @@ use super::launch::{
 };
 use super::memory::{self, DevView, DeviceBuf, Dtype};
 use super::options::{EngineOptions, Fault};
-use super::params::{ACT_LRELU, ACT_RELU, FrameGeom};
+use super::params::FrameGeom;
 use super::weights::{ConvW, NetWeights, Span};
 use crate::backend::{FrameLayout, Precision};
 use crate::model::Flavr;
@@ -55,38 +52,38 @@ pub(super) struct Plan {
     /// The network of a window (after its upload, up to the outconv) as a captured CUDA graph
     /// ([`EngineOptions::capture`]), made at the first window. First: dropped before the
     /// buffers its launches use.
-    captured: Option<Captured>,
+    pub(super) captured: Option<Captured>,
     /// Why capture was not used for this plan, once it was tried and failed.
-    capture_failed: Option<String>,
+    pub(super) capture_failed: Option<String>,
     pub layout: FrameLayout,
     pub geom: FrameGeom,
     pub hp: usize,
     pub wp: usize,
     pub ops: Vec<Op>,
     /// Ops fused into the graph-API plan of the conv before them (not run on their own).
-    skip: Vec<bool>,
+    pub(super) skip: Vec<bool>,
     pub convs: Vec<cudnn::Conv>,
     /// Graph-API plans that replace `convs[i]` where they were faster (see cudnn::backend).
-    graphs: Vec<Option<GraphConv>>,
+    pub(super) graphs: Vec<Option<GraphConv>>,
     pub conv_w: Vec<ConvW>,
     /// Input and output dims of each conv (for the `verify` option and the outconv kernel).
     pub conv_dims: Vec<([usize; 5], [usize; 5])>,
     /// The conv that runs on our outconv kernel instead of cuDNN
     /// ([`EngineOptions::own_outconv`], where [`launch::outconv_applies`]).
-    own_out: Option<usize>,
+    pub(super) own_out: Option<usize>,
     /// Each graph buffer's bytes in the arena.
-    bufs: Vec<Span>,
+    pub(super) bufs: Vec<Span>,
     /// The graph buffers of the network input and the outconv output.
-    xin: usize,
-    y: usize,
-    ws: Option<DeviceBuf>,
+    pub(super) xin: usize,
+    pub(super) y: usize,
+    pub(super) ws: Option<DeviceBuf>,
     pub io: Io,
     pub mem: MemoryReport,
     pub choices: Vec<ConvChoice>,
     /// The activation type.
-    act: Dtype,
+    pub(super) act: Dtype,
     /// Last: freed after everything that points into it.
-    arena: DeviceBuf,
+    pub(super) arena: DeviceBuf,
 }
 
 impl Plan {
@@ -131,10 +128,10 @@ pub struct Engine {
     pub(super) spec: crate::model::ModelSpec,
     pub(super) precision: Precision,
     pub(super) device_id: u32,
-    found: AlgoCache,
+    pub(super) found: AlgoCache,
     /// Graph-API choices per shape, kept between runs (cudnn::PlanCache).
-    plans: PlanCache,
-    opts: EngineOptions,
+    pub(super) plans: PlanCache,
+    pub(super) opts: EngineOptions,
     /// Windows interpolated since open (for [`EngineOptions::fault`]).
     windows: u64,
     pub(super) stream: Arc<CudaStream>,
@@ -150,36 +147,9 @@ pub struct Engine {
 /// The owner of a shared context, held by the engine and by its scene-cut reducers.
 pub(super) type Keep = Arc<std::sync::Mutex<Box<dyn std::any::Any + Send>>>;
 
-/// Whether `e` is a bare ReLU of buffer `y` in place (a cuDNN epilogue can do it).
-/// The slope of an in-place (Leaky)ReLU with nothing else but the bias right after conv output
-/// `y` (0 for ReLU, 0.2 for LeakyReLU), which the conv's graph-API plan can do instead.
-fn act_in_place(e: &Epi, y: usize) -> Option<f64> {
-    let slope = match e.act {
-        ACT_RELU => 0.0,
-        ACT_LRELU => 0.2,
-        _ => return None,
-    };
-    (e.x == y
-        && e.out.buf == y
-        && e.out.off == 0
-        && e.out.stride == e.c
-        && !e.gate
-        && e.resid.is_none()
-        && e.out2.is_none()
-        && e.fold.is_none()
-        && e.phases.is_none()
-        && e.gc.is_none())
-    .then_some(slope)
-}
-
-/// Whether convolutions are also timed as cuDNN graph-API plans (float16 and bfloat16).
-fn graph_api_on(opts: &EngineOptions, precision: Precision) -> bool {
-    opts.graph_api && precision != Precision::Fp32
-}
-
 /// The launch of epilogue step `e`, its buffers from `buf`, its bias from the weights `wbuf`
 /// and the gate vector `gate` (for a gated step).
-fn epilogue_args<'a>(
+pub(super) fn epilogue_args<'a>(
     wbuf: &'a DeviceBuf,
     e: &Epi,
     buf: &dyn Fn(usize) -> Result<DevView<'a>>,
@@ -211,26 +181,8 @@ fn epilogue_args<'a>(
     })
 }
 
-/// Milliseconds of the epilogue `epi` on its own on `stream` (the mean of three runs after
-/// one; it changes its output's contents).
-fn time_epilogue(stream: &CudaStream, k: &Kernels, epi: &Epilogue<'_>) -> Result<f32> {
-    let ctx = stream.context();
-    let ev = || {
-        ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
-            .during("cuEventCreate")
-    };
-    let (start, end) = (ev()?, ev()?);
-    launch::epilogue(stream, k, epi)?;
-    start.record(stream).during("cuEventRecord")?;
-    for _ in 0..3 {
-        launch::epilogue(stream, k, epi)?;
-    }
-    end.record(stream).during("cuEventRecord")?;
-    Ok(start.elapsed_ms(&end).during("cuEventElapsedTime")? / 3.0)
-}
-
 /// A captured CUDA graph of the engine's network.
-struct Captured(CudaGraph);
+pub(super) struct Captured(CudaGraph);
 
 // SAFETY: a graph and its executable are driver handles that any thread may launch with the
 // context current (the engine binds it before every call); the engine is used by one thread
@@ -398,222 +350,6 @@ impl Engine {
     /// Float32 weights (biases, SE gates).
     fn weights_f32(&self, s: Span) -> Result<DevView<'_>> {
         self.wbuf.slice(s.off, s.bytes, Dtype::F32)
-    }
-
-    /// Plans buffers and algorithms for frames of `layout`.
-    pub fn configure(&mut self, layout: &FrameLayout) -> Result<()> {
-        let geom = FrameGeom::new(layout)?;
-        self.ctx.bind_to_thread().during("cuCtxSetCurrent")?;
-        self.stream.synchronize().during("cuStreamSynchronize")?;
-        self.copy.synchronize().during("cuStreamSynchronize")?;
-        self.down.synchronize().during("cuStreamSynchronize")?;
-        // Release the old plan (and the windows in flight) before allocating the new one.
-        self.plan = None;
-        let (wp, hp) = geom.padded();
-        let gopts = GraphOpts {
-            convt_cudnn: self.opts.convt_cudnn,
-            time_fold: self.opts.time_fold,
-            // Only where the bias + LeakyReLU left can go into the conv's graph-API plan.
-            gate_fold: self.opts.gate_fold && graph_api_on(&self.opts, self.precision),
-        };
-        let g = build_graph(&self.net, &self.spec, hp, wp, gopts);
-        let lts = lifetimes(&g);
-        let mut arena_plan = arena::plan_arena(&lts);
-        if !self.opts.arena_reuse {
-            // Diagnosis: every buffer its own bytes.
-            let mut at = 0;
-            for (o, l) in arena_plan.offsets.iter_mut().zip(&lts) {
-                *o = at;
-                at += align_up(l.bytes);
-            }
-            arena_plan.size = at;
-        }
-        let arena = DeviceBuf::new(&self.ctx, arena_plan.size, "activation arena (cuMemAlloc)")?;
-        // Defined, finite contents for the algorithm search (0x3C3C: about 1.06 in f16).
-        memory::memset(arena.view(Dtype::U8), 0x3c, &self.stream)?;
-        let act = self.k.act;
-        let bufs: Vec<Span> = arena_plan
-            .offsets
-            .iter()
-            .zip(&g.bufs)
-            .map(|(&off, &bytes)| Span { off, bytes })
-            .collect();
-        let buf = |i: usize| arena.slice(bufs[i].off, bufs[i].bytes, act);
-        let mut convs = Vec::with_capacity(g.convs.len());
-        for c in &g.convs {
-            let s = c.w.shape;
-            convs.push(cudnn::Conv::new(
-                self.precision,
-                s.transposed,
-                c.x_dims,
-                s.filter_dims(),
-                c.y_dims,
-                s.pad,
-                s.stride,
-            )?);
-        }
-        // Algorithm search, once per distinct shape (cached across configures).
-        let mut search = Search::new(
-            &self.ctx,
-            &self.dnn,
-            self.precision,
-            &mut self.found,
-            self.opts.workspace_cap,
-            self.opts.all_algos,
-        );
-        let mut choices = Vec::new();
-        let mut graphs: Vec<Option<GraphConv>> = (0..g.convs.len()).map(|_| None).collect();
-        let mut skip = vec![false; g.ops.len()];
-        let graph_api = graph_api_on(&self.opts, self.precision);
-        for (oi, op) in g.ops.iter().enumerate() {
-            let Op::Conv { i, x, y, y_off } = *op else {
-                continue;
-            };
-            let step = &g.convs[i];
-            let key = cudnn::shape_key(self.precision, step.x_dims, step.y_dims, &step.w.shape);
-            let w = self.wbuf.slice(step.w.w.off, step.w.w.bytes, act)?;
-            let (xv, yv) = (buf(x)?, buf(y)?.from(y_off)?);
-            let mut choice = search.choose(key.clone(), &mut convs[i], xv, w, yv)?;
-            let s = step.w.shape;
-            if graph_api && !s.transposed {
-                let geom = ConvGeom {
-                    dt: cudnn::data_type(self.precision),
-                    dtype: act,
-                    x_dims: step.x_dims,
-                    w_dims: s.filter_dims(),
-                    y_dims: step.y_dims,
-                    pad: s.pad,
-                    stride: s.stride,
-                };
-                let bufs = ConvBufs {
-                    x: xv,
-                    w,
-                    y: yv,
-                    bias: None,
-                    ws: None,
-                };
-                let legacy = choice.chosen.ms;
-                let plain = GraphRequest {
-                    key: &key,
-                    geom: &geom,
-                    epi: ConvEpilogue::default(),
-                    bufs,
-                };
-                let mut gc =
-                    search.graph(&self.stream, &mut self.plans, plain, |ms| ms < legacy)?;
-                // An in-place (Leaky)ReLU right after this conv (the encoder blocks' conv1, the
-                // last decoder stage with its gate folded) fused into the plan, where the fused
-                // plan takes no longer than the conv alone and the pass it saves (that pass
-                // reads and writes the whole output).
-                if let Some(Op::Epi(e)) = g.ops.get(oi + 1)
-                    && let Some(slope) = act_in_place(e, y)
-                    && y_off == 0
-                    && e.bias == step.w.bias
-                {
-                    let epi = ConvEpilogue {
-                        bias: e.bias.is_some(),
-                        relu_slope: Some(slope),
-                    };
-                    let bias = e
-                        .bias
-                        .map(|b| self.wbuf.slice(b.off, b.bytes, Dtype::F32))
-                        .transpose()?;
-                    let relu = epilogue_args(&self.wbuf, e, &buf, None)?;
-                    let pass = time_epilogue(&self.stream, &self.k, &relu)?;
-                    let alone = gc.as_ref().map_or(legacy, |g| g.choice.ms) + pass;
-                    let fkey = if slope == 0.0 {
-                        format!("{key} relu {}", epi.bias)
-                    } else {
-                        format!("{key} relu{slope} {}", epi.bias)
-                    };
-                    let req = GraphRequest {
-                        key: &fkey,
-                        geom: &geom,
-                        epi,
-                        bufs: ConvBufs { bias, ..bufs },
-                    };
-                    let fused =
-                        search.graph(&self.stream, &mut self.plans, req, |ms| ms <= alone)?;
-                    if fused.is_some() {
-                        skip[oi + 1] = true;
-                        gc = fused;
-                    }
-                }
-                choice.graph = gc.as_ref().map(|g| g.choice);
-                graphs[i] = gc;
-            }
-            choices.push(choice);
-        }
-        drop(search);
-        self.plans.save();
-        let ws_bytes = choices
-            .iter()
-            .map(|c| c.graph.map_or(c.chosen.workspace, |g| g.workspace))
-            .max()
-            .unwrap_or(0);
-        let ws = if ws_bytes > 0 {
-            Some(DeviceBuf::new(
-                &self.ctx,
-                ws_bytes,
-                "cuDNN workspace (cuMemAlloc)",
-            )?)
-        } else {
-            None
-        };
-        let io = Io::new(
-            &self.ctx,
-            &self.copy,
-            layout.size,
-            hp * wp,
-            g.cmax,
-            self.spec.n_out,
-        )?;
-        let mem = MemoryReport {
-            weights: self.wbuf.bytes(),
-            arena: arena.bytes(),
-            workspace: ws.as_ref().map_or(0, |b| b.bytes()),
-            io: io.device_bytes(),
-            unshared: g.bufs.iter().map(|&b| align_up(b)).sum(),
-        };
-        // The outconv (the conv that writes the network's result) on our kernel where it applies.
-        let own_out = g
-            .ops
-            .iter()
-            .find_map(|op| match *op {
-                Op::Conv { i, y, .. } if y == g.y => Some(i),
-                _ => None,
-            })
-            .filter(|&i| {
-                let c = &g.convs[i];
-                self.opts.own_outconv
-                    && c.w.shape.taps == [1, 4, 4]
-                    && launch::outconv_applies(act, c.y_dims[1], c.x_dims[1])
-            });
-        self.plan = Some(Plan {
-            captured: None,
-            capture_failed: None,
-            layout: layout.clone(),
-            geom,
-            hp,
-            wp,
-            conv_w: g.convs.iter().map(|c| c.w).collect(),
-            conv_dims: g.convs.iter().map(|c| (c.x_dims, c.y_dims)).collect(),
-            own_out,
-            xin: g.xin,
-            y: g.y,
-            ops: g.ops,
-            skip,
-            convs,
-            graphs,
-            bufs,
-            ws,
-            io,
-            mem,
-            choices,
-            act,
-            arena,
-        });
-        Ok(())
     }
 
     pub(super) fn plan(&self) -> Result<&Plan> {

@@ -1,7 +1,9 @@
 //! The CUDA engine: FLAVR on cuDNN and our NVRTC-compiled kernels (`kernels/*.cu`).
 //! Only this module touches cudarc.
 //!
-//! - [`Engine`] (engine.rs): the network on one GPU (open, configure, the run).
+//! - [`Engine`] (engine.rs): the network on one GPU (open, the run).
+//! - configure.rs: [`Engine::configure`], the plan for a frame size (graph, arena, algorithm
+//!   search and graph-API fusions, frame I/O, the outconv on our kernel).
 //! - graph.rs: the forward pass as data (steps over buffers) and the buffers' lifetimes.
 //! - arena.rs: the liveness-based arena planner.
 //! - io.rs: frame slots, transfer buffers, frames in and out.
@@ -16,6 +18,7 @@
 //! - [`synth`]: [`crate::model::synth`], the synthetic weights, under its former path.
 
 mod arena;
+mod configure;
 pub(crate) mod cudnn;
 mod device_io;
 mod diag;
