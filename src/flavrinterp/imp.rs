@@ -30,20 +30,23 @@ use gst_base::subclass::prelude::*;
 use super::caps;
 use super::cuda_mem;
 use super::cuda_path::{self, CudaState};
-use super::net::{Net, WaitError};
+use super::net::Net;
 use super::props::Settings;
 use super::qos::Gate;
 use super::rate_caps;
 use super::scene_cut::{self, SceneCut};
-use super::stats::Stats;
 use super::stream::{self, Stream};
 use crate::backend;
 use crate::error::Error;
 use crate::model::Flavr;
 use crate::window::{FrameIn, Plan, Restart, Window};
 
+#[path = "imp_bookkeeping.rs"]
+mod bookkeeping;
 #[path = "imp_cuda.rs"]
 mod cuda;
+#[path = "imp_output.rs"]
+mod output;
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -125,230 +128,6 @@ fn load_model(settings: &Settings) -> Result<(Flavr, String), Error> {
         source,
     })?;
     Ok((m, path.clone()))
-}
-
-impl FlavrInterp {
-    /// Posts an error for an element error and returns the flow error to give back.
-    fn fail(&self, e: &Error) -> gst::FlowError {
-        gst::error!(CAT, imp = self, "{e}");
-        self.obj().post_error_message(e.to_error_msg());
-        gst::FlowError::Error
-    }
-
-    /// Waits until at most `max` windows are in flight and queues the frames made so far.
-    fn collect(&self, net: &Net, max: usize) -> Result<gst::FlowSuccess, gst::FlowError> {
-        match net.wait(max) {
-            Ok(bufs) => {
-                if let Some(state) = self.state.lock().unwrap().as_mut() {
-                    state.queue.extend(bufs);
-                }
-                Ok(gst::FlowSuccess::Ok)
-            }
-            Err(WaitError::Flushing) => Err(gst::FlowError::Flushing),
-            Err(WaitError::Failed(e)) => Err(self.fail(&e)),
-        }
-    }
-
-    /// Numbers a frame on its way downstream.
-    fn stamp(&self, mut buf: gst::Buffer) -> gst::Buffer {
-        if let Some(state) = self.state.lock().unwrap().as_mut() {
-            let b = buf.make_mut();
-            b.set_offset(state.frames_out);
-            b.set_offset_end(state.frames_out + 1);
-            state.frames_out += 1;
-        }
-        buf
-    }
-
-    /// Ends the current run: makes every frame still missing, waits for the windows in flight
-    /// and pushes everything queued. A push that fails for another reason than flushing or EOS
-    /// is posted as an error. `until`: where the next data starts, when known (a GAP event);
-    /// the copies that fill the last original's slot stop there.
-    fn drain(&self, why: &str, until: Option<u64>) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (net, info, steps, queued) = {
-            let mut guard = self.state.lock().unwrap();
-            let Some(state) = guard.as_mut() else {
-                return Ok(gst::FlowSuccess::Ok);
-            };
-            let queued: Vec<gst::Buffer> = state.queue.drain(..).collect();
-            let Some(stream) = state.stream.as_mut() else {
-                return Ok(gst::FlowSuccess::Ok);
-            };
-            if !stream.window.is_empty() {
-                gst::debug!(CAT, imp = self, "draining ({why})");
-            }
-            let steps = match stream.window.drain_before(until) {
-                Ok(s) => s,
-                Err(e) => {
-                    drop(guard);
-                    return Err(self.fail(&e.into()));
-                }
-            };
-            let ticks = stream.window.plan().factor();
-            (
-                state.net.clone(),
-                stream.info.clone(),
-                (steps, ticks),
-                queued,
-            )
-        };
-        let (steps, ticks) = steps;
-        if !steps.is_empty() {
-            let qos = self.job_qos(ticks, &steps);
-            net.submit(&info, Vec::new(), steps, Some(qos));
-        }
-        let made = match net.wait(0) {
-            Ok(b) => b,
-            Err(WaitError::Flushing) => return Err(gst::FlowError::Flushing),
-            Err(WaitError::Failed(e)) => return Err(self.fail(&e)),
-        };
-        let srcpad = self.obj().src_pad().clone();
-        for buf in queued.into_iter().chain(made) {
-            let buf = self.stamp(buf);
-            if let Err(e) = srcpad.push(buf) {
-                if !matches!(e, gst::FlowError::Flushing | gst::FlowError::Eos) {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Failed,
-                        ("Could not push the frames drained at {}: {:?}", why, e),
-                        ["downstream returned {:?}; the rest of the run is lost", e]
-                    );
-                }
-                return Err(e);
-            }
-        }
-        Ok(gst::FlowSuccess::Ok)
-    }
-
-    /// [`Self::drain`] for an event: false when frames were lost for another reason than a
-    /// flush (the error is on the bus then).
-    fn drain_for_event(&self, why: &str, until: Option<u64>) -> bool {
-        match self.drain(why, until) {
-            Ok(_) => true,
-            Err(e @ (gst::FlowError::Flushing | gst::FlowError::Eos)) => {
-                gst::debug!(CAT, imp = self, "drain ({why}): {e:?}");
-                true
-            }
-            Err(e) => {
-                gst::warning!(CAT, imp = self, "drain ({why}) failed: {e:?}");
-                false
-            }
-        }
-    }
-
-    fn flush_stop(&self) {
-        let mut guard = self.state.lock().unwrap();
-        if let Some(state) = guard.as_mut() {
-            if let Some(stream) = state.stream.as_mut() {
-                stream.window.flush();
-            }
-            state.queue.clear();
-            state.net.flush_stop();
-        }
-        drop(guard);
-        if let Some(scene) = self.scene.lock().unwrap().as_mut() {
-            scene.reset();
-        }
-        self.shared.lock().unwrap().last_pts = None;
-        self.qos.flush();
-    }
-
-    fn post_stats(&self) {
-        let (summary, msg) = {
-            let guard = self.state.lock().unwrap();
-            let Some(state) = guard.as_ref() else {
-                return;
-            };
-            Stats {
-                frames_in: state.frames_in,
-                frames_out: state.frames_out,
-                backend: &state.backend_name,
-                factor: state.plan.factor() as u32,
-                compute_seconds: state.net.busy().as_secs_f64(),
-                wall_seconds: state.first_input.map_or(0.0, |t| t.elapsed().as_secs_f64()),
-                counts: self.qos.counts(),
-                qos: self.qos.enabled(),
-            }
-            .message(&*self.obj())
-        };
-        gst::info!(CAT, imp = self, "{summary}");
-        let _ = self.obj().post_message(msg);
-    }
-
-    /// Latency the element adds: the input frames the window waits for and the windows in
-    /// flight.
-    fn added_latency(&self) -> gst::ClockTime {
-        let shared = *self.shared.lock().unwrap();
-        let ns = shared
-            .frame_duration
-            .unwrap_or(0)
-            .saturating_mul(shared.latency_frames);
-        gst::ClockTime::from_nseconds(ns)
-    }
-
-    /// Called for every CAPS event before the pad checks it: a reason in words when the caps
-    /// will be refused. A warning, not an error: upstream may still renegotiate; if it does not,
-    /// its not-negotiated error follows this message. Posted once per refused caps.
-    fn check_pushed_caps(&self, caps: &gst::CapsRef) {
-        let (factor, target) = rate_caps::settings(&self.settings.lock().unwrap());
-        if let Some(e) = rate_caps::problem(caps, target) {
-            // An error (the property asks for it), posted once per caps like the warnings.
-            let text = caps.to_string();
-            let mut warned = self.warned.lock().unwrap();
-            if warned.refused_caps.as_deref() != Some(text.as_str()) {
-                warned.refused_caps = Some(text);
-                drop(warned);
-                gst::element_imp_error!(self, gst::CoreError::Negotiation, ("{}", e));
-            }
-            return;
-        }
-        let cuda = self.cuda.lock().unwrap().active;
-        if let Some(reason) = caps::caps_problem(caps, factor, cuda) {
-            gst::warning!(CAT, imp = self, "refusing {caps}: {reason}");
-            let text = caps.to_string();
-            let mut warned = self.warned.lock().unwrap();
-            if warned.refused_caps.as_deref() == Some(text.as_str()) {
-                return;
-            }
-            warned.refused_caps = Some(text);
-            drop(warned);
-            gst::element_imp_warning!(
-                self,
-                gst::CoreError::Negotiation,
-                ("Cannot take these caps: {}", reason),
-                ["caps: {}", caps]
-            );
-        }
-    }
-
-    fn refuse(&self, what: &str) {
-        gst::element_imp_warning!(
-            self,
-            gst::CoreError::StateChange,
-            (
-                "Not changing {} while the element is running: set it in the NULL or READY state",
-                what
-            )
-        );
-    }
-
-    /// A new segment: reverse playback passes frames through, with a warning once.
-    fn segment(&self, segment: &gst::Segment) {
-        let reverse = segment.rate() < 0.0;
-        if let Some(state) = self.state.lock().unwrap().as_mut() {
-            state.reverse = reverse;
-        }
-        if reverse && !std::mem::replace(&mut self.warned.lock().unwrap().reverse, true) {
-            gst::element_imp_warning!(
-                self,
-                gst::StreamError::NotImplemented,
-                (
-                    "Reverse playback (rate {}): frames pass through without interpolation",
-                    segment.rate()
-                )
-            );
-        }
-    }
 }
 
 #[glib::object_subclass]
@@ -955,30 +734,6 @@ impl BaseTransformImpl for FlavrInterp {
         match buf {
             Some(buf) => Ok(GenerateOutputSuccess::Buffer(self.stamp(buf))),
             None => Ok(GenerateOutputSuccess::NoOutput),
-        }
-    }
-}
-
-impl FlavrInterp {
-    /// What a job of `steps` carries for the choice between the network and cheap frames.
-    /// `ticks`: the window's factor, the keys' ticks per input frame (8 with a `framerate`,
-    /// whatever the `factor` property says), which blends read the originals by.
-    fn job_qos(&self, ticks: u64, steps: &[crate::window::Step]) -> super::qos::JobQos {
-        self.qos.job(self.obj().upcast_ref(), ticks, steps)
-    }
-
-    /// Keeps the last timestamp, and the last interval as the frame duration when the caps
-    /// have no fixed rate (for the latency).
-    fn note_pts(&self, pts: Option<u64>) {
-        if let Some(pts) = pts {
-            let mut shared = self.shared.lock().unwrap();
-            if !shared.caps_frame_duration
-                && let Some(last) = shared.last_pts
-                && pts > last
-            {
-                shared.frame_duration = Some(pts - last);
-            }
-            shared.last_pts = Some(pts);
         }
     }
 }
