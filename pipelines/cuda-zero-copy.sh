@@ -14,14 +14,16 @@ FLAVR_BACKEND=${FLAVR_BACKEND:-cuda}
 . "$here/common.sh"
 in=${1:?usage: cuda-zero-copy.sh IN.mp4 [OUT.mp4]}
 out=${2:-}
-cuda='video/x-raw(memory:CUDAMemory)'
+# No capsfilter around flavrinterp: its caps offer CUDA memory once its engine is open in the
+# pipeline's context, after gst-launch links the elements (a CUDA capsfilter would not link).
+# With cuda-memory=true and nvcodec's neighbours, CUDA memory is negotiated on both pads.
 if [ -z "$out" ]; then
     # shellcheck disable=SC2046 # the element words are meant to split
-    launch filesrc location="$in" ! qtdemux ! h264parse ! nvh264dec ! "$cuda" ! \
-        $(flavr_element) cuda-memory=true ! "$cuda" ! cudadownload ! fakesink sync=false
+    launch filesrc location="$in" ! qtdemux ! h264parse ! nvh264dec ! \
+        $(flavr_element) cuda-memory=true ! cudadownload ! fakesink sync=false
 else
     # shellcheck disable=SC2046
-    launch filesrc location="$in" ! qtdemux ! h264parse ! nvh264dec ! "$cuda" ! \
-        $(flavr_element) cuda-memory=true ! "$cuda" ! cudadownload ! videoconvert ! \
+    launch filesrc location="$in" ! qtdemux ! h264parse ! nvh264dec ! \
+        $(flavr_element) cuda-memory=true ! cudadownload ! videoconvert ! \
         x264enc speed-preset=veryfast ! mp4mux ! filesink location="$out"
 fi
