@@ -116,10 +116,16 @@ struct Run {
 
 /// `cuda`: cudaupload and cudadownload around flavrinterp; `cuda_memory`: its property.
 fn run(format: &str, cuda: bool, cuda_memory: bool) -> Run {
-    let (up, down) = if cuda {
-        ("cudaupload !", "cudadownload !")
-    } else {
-        ("", "")
+    // cudaupload passes system memory through when downstream takes it: with the property on,
+    // a caps filter asks it for CUDA memory (it links before the element starts, negotiates
+    // after).
+    let (up, down) = match (cuda, cuda_memory) {
+        (true, true) => (
+            "cudaupload ! video/x-raw(memory:CUDAMemory) !",
+            "cudadownload !",
+        ),
+        (true, false) => ("cudaupload !", "cudadownload !"),
+        _ => ("", ""),
     };
     let desc = format!(
         "videotestsrc num-buffers=10 pattern=ball ! \

@@ -137,6 +137,37 @@ fn caps_query_drops_cuda_memory_when_unusable() {
     );
 }
 
+/// Before the element starts, with `cuda-memory` on, the CUDA backend asked and libgstcuda
+/// usable (it and the NVIDIA driver present), its caps offer CUDA memory, so that a CUDA-memory caps filter next to it links (as
+/// in `nvh264dec ! video/x-raw(memory:CUDAMemory) ! flavrinterp`); negotiation, after start,
+/// gives the real answer. With the property off they do not.
+#[test]
+fn cuda_memory_is_offered_before_start_where_it_may_be_used() {
+    init();
+    // libgstcuda is usable where it and the CUDA driver library open (the element loads the
+    // driver through it).
+    for lib in ["libgstcuda-1.0.so.0", "libcuda.so.1"] {
+        // SAFETY: only probes whether the library opens.
+        if unsafe { libloading::Library::new(lib) }.is_err() {
+            eprintln!("skipped: no {lib} on this machine");
+            return;
+        }
+    }
+    let filter = gst::Caps::builder("video/x-raw")
+        .features(["memory:CUDAMemory"])
+        .field("format", "NV12")
+        .build();
+    for on in [true, false] {
+        let el = gst::ElementFactory::make("flavrinterp")
+            .property_from_str("backend", "cuda")
+            .property("cuda-memory", on)
+            .build()
+            .unwrap();
+        let caps = el.static_pad("sink").unwrap().query_caps(Some(&filter));
+        assert_eq!(!caps.is_empty(), on, "cuda-memory={on}: {caps}");
+    }
+}
+
 /// Without libgstcuda (a library name that does not exist) the plugin loads, `backend=auto`
 /// runs, and system memory is negotiated.
 #[test]

@@ -374,7 +374,9 @@ fn cuda_memory_input_is_measured_on_the_gpu() {
     let logs = scene_logs();
     for format in ["NV12", "RGBA"] {
         let (_, system, _) = cuts(&desc("cuda", format, "", "", false), 8);
-        let d = desc("cuda", format, "cudaupload !", "cudadownload !", true);
+        // A caps filter: cudaupload would pass system memory through (flavrinterp takes it).
+        let up = "cudaupload ! video/x-raw(memory:CUDAMemory) !";
+        let d = desc("cuda", format, up, "cudadownload !", true);
         logs.lock().unwrap().clear();
         let (n, cuda, in_cuda) = cuts(&d, 8);
         assert!(in_cuda, "{format}: input not in CUDA memory");

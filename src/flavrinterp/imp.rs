@@ -375,7 +375,7 @@ impl BaseTransformImpl for FlavrInterp {
         let (factor, target) = rate_caps::settings(&self.settings.lock().unwrap());
         let up = direction == gst::PadDirection::Sink;
         let out = rate_caps::transform(caps, factor, target, up)?;
-        let out = cuda_path::memory_variants(&out, self.cuda.lock().unwrap().active);
+        let out = cuda_path::memory_variants(&out, self.offers_cuda_memory());
         gst::trace!(
             CAT,
             imp = self,

@@ -21,6 +21,25 @@ impl FlavrInterp {
         self.cuda.lock().unwrap().active && cuda_mem::is_cuda(buf)
     }
 
+    /// Whether the caps offer CUDA memory now: while the element runs, where its engine runs in
+    /// the pipeline's CUDA context; before it starts (links, caps filters, templates), wherever
+    /// it could (`cuda-memory` on, libgstcuda loaded, the CUDA backend asked or `auto`, one
+    /// engine), so that a link through a CUDA-memory caps filter is not refused before the
+    /// engine exists. Negotiation happens after start, with the real answer.
+    pub(super) fn offers_cuda_memory(&self) -> bool {
+        if self.cuda.lock().unwrap().active {
+            return true;
+        }
+        if self.running.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
+        let s = self.settings.lock().unwrap();
+        s.cuda_memory
+            && s.backend != super::super::BackendKind::Cpu
+            && s.devices.is_empty()
+            && cuda_mem::available()
+    }
+
     /// A `GstContext` given to the element: kept if it is a CUDA context on `device-id` and no
     /// engine runs in another one.
     pub(super) fn take_cuda_context(&self, context: &gst::Context) {
