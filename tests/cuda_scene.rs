@@ -30,24 +30,15 @@ use gstflavrinterp::scene::{Plane, Reduced};
 
 mod cuda_common;
 use cuda_common::fixture;
+// gst_common's fixture-free part: gst_common itself would load tests/common a second time.
+#[path = "gst_common/pipeline.rs"]
+mod gst_pipeline;
+use gst_pipeline::{cut_to_ball_at, init, launch_with_sink};
 
 const M2X: &str = "flavr2x_w8.safetensors";
 
 /// Every format the reduction reads.
-const FORMATS: [PixelFormat; 12] = [
-    PixelFormat::Rgb,
-    PixelFormat::Rgba,
-    PixelFormat::Bgra,
-    PixelFormat::Rgbx,
-    PixelFormat::Bgrx,
-    PixelFormat::I420,
-    PixelFormat::Nv12,
-    PixelFormat::P010,
-    PixelFormat::I420P10,
-    PixelFormat::I422P10,
-    PixelFormat::Y444P10,
-    PixelFormat::Rgba64,
-];
+const FORMATS: [PixelFormat; 12] = PixelFormat::ALL;
 
 /// Random bytes (xorshift), the same for the same seed.
 fn noise(seed: u64, n: usize) -> Vec<u8> {
@@ -218,15 +209,6 @@ fn backends_offer_gpu_sums_or_refuse() {
     assert_eq!(s.host(&p, &bytes).unwrap(), p.box_sums(&bytes).unwrap());
 }
 
-/// GStreamer and flavrinterp from this crate, once.
-fn init() {
-    static INIT: std::sync::Once = std::sync::Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstflavrinterp::plugin_register_static().expect("register flavrinterp");
-    });
-}
-
 /// The element's log lines about where scene-cut detection runs (its DEBUG level on).
 fn scene_logs() -> Arc<std::sync::Mutex<Vec<String>>> {
     static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<String>>>> =
@@ -260,23 +242,8 @@ fn pts30(i: u64) -> u64 {
 /// flavrinterp `f`, appsink `sink`) to EOS: output count, (frame, timestamp, score) of each
 /// scene-cut message, and whether flavrinterp's input was in CUDA memory.
 fn cuts(desc: &str, switch_at: u64) -> (usize, Vec<(u64, u64, f64)>, bool) {
-    let pipeline = gst::parse::launch(desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline.by_name("sink").unwrap();
-    let src = pipeline.by_name("v").unwrap();
-    let s2 = src.clone();
-    src.static_pad("src")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(gst::PadProbeData::Buffer(b)) = &info.data
-                && b.offset() + 1 == switch_at
-            {
-                s2.set_property_from_str("pattern", "ball");
-            }
-            gst::PadProbeReturn::Ok
-        });
+    let (pipeline, sink) = launch_with_sink(desc);
+    cut_to_ball_at(&pipeline, switch_at);
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut count = 0;
     while sink

@@ -14,7 +14,7 @@ use gstflavrinterp::scene::{DEFAULT_THRESHOLD, Detector, Reduced};
 mod gst_common;
 #[path = "../src/test_rng.rs"]
 mod test_rng;
-use gst_common::{cpu_harness, fixture, init, launch_with_sink, reference_window};
+use gst_common::{cpu_harness, cut_to_ball_at, fixture, init, launch_with_sink, reference_window};
 use test_rng::unit;
 
 const M2X: &str = "flavr2x_w8.safetensors";
@@ -310,19 +310,7 @@ fn out_of_range_thresholds_are_refused_with_a_warning() {
 fn pipeline_cuts(desc: &str, switch_at: Option<u64>) -> (usize, Vec<u64>) {
     let (pipeline, sink) = launch_with_sink(desc);
     if let Some(at) = switch_at {
-        // A hard cut: videotestsrc switches pattern after buffer `at - 1`.
-        let src = pipeline.by_name("v").unwrap();
-        let s2 = src.clone();
-        src.static_pad("src")
-            .unwrap()
-            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-                if let Some(gst::PadProbeData::Buffer(b)) = &info.data
-                    && b.offset() + 1 == at
-                {
-                    s2.set_property_from_str("pattern", "ball");
-                }
-                gst::PadProbeReturn::Ok
-            });
+        cut_to_ball_at(&pipeline, at);
     }
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut count = 0;

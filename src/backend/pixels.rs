@@ -43,6 +43,24 @@ pub enum PixelFormat {
     Rgba64,
 }
 
+impl PixelFormat {
+    /// Every format, in declaration order.
+    pub const ALL: [PixelFormat; 12] = [
+        PixelFormat::Rgb,
+        PixelFormat::Rgba,
+        PixelFormat::Bgra,
+        PixelFormat::Rgbx,
+        PixelFormat::Bgrx,
+        PixelFormat::I420,
+        PixelFormat::Nv12,
+        PixelFormat::P010,
+        PixelFormat::I420P10,
+        PixelFormat::I422P10,
+        PixelFormat::Y444P10,
+        PixelFormat::Rgba64,
+    ];
+}
+
 /// Y'CbCr to R'G'B' matrix and range, for the Y'CbCr formats.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct YuvMatrix {

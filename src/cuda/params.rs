@@ -615,20 +615,7 @@ mod tests {
 
     #[test]
     fn format_codes_are_distinct() {
-        let all = [
-            PixelFormat::Rgb,
-            PixelFormat::Rgba,
-            PixelFormat::Bgra,
-            PixelFormat::Rgbx,
-            PixelFormat::Bgrx,
-            PixelFormat::I420,
-            PixelFormat::Nv12,
-            PixelFormat::P010,
-            PixelFormat::I420P10,
-            PixelFormat::I422P10,
-            PixelFormat::Y444P10,
-            PixelFormat::Rgba64,
-        ];
+        let all = PixelFormat::ALL;
         let codes: Vec<i32> = all.iter().map(|&f| format_code(f)).collect();
         assert_eq!(codes, (0..12).collect::<Vec<_>>());
     }

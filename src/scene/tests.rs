@@ -245,20 +245,7 @@ fn cuts_next_to_black() {
 }
 
 /// Every format the reduction reads.
-const FORMATS: [PixelFormat; 12] = [
-    PixelFormat::Rgb,
-    PixelFormat::Rgba,
-    PixelFormat::Bgra,
-    PixelFormat::Rgbx,
-    PixelFormat::Bgrx,
-    PixelFormat::I420,
-    PixelFormat::Nv12,
-    PixelFormat::P010,
-    PixelFormat::I420P10,
-    PixelFormat::I422P10,
-    PixelFormat::Y444P10,
-    PixelFormat::Rgba64,
-];
+const FORMATS: [PixelFormat; 12] = PixelFormat::ALL;
 
 /// The reduction as it was before the box sums were split out (each column's box computed as
 /// `x * gw / width`, sums and weights accumulated per pixel), kept to check the split.

@@ -28,6 +28,23 @@ pub fn launch_with_sink(desc: &str) -> (gst::Pipeline, gst::Element) {
     (pipeline, sink)
 }
 
+/// A hard cut: the videotestsrc named `v` in `pipeline` switches to pattern `ball` after its
+/// buffer `at - 1`.
+pub fn cut_to_ball_at(pipeline: &gst::Pipeline, at: u64) {
+    let src = pipeline.by_name("v").unwrap();
+    let s2 = src.clone();
+    src.static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(b)) = &info.data
+                && b.offset() + 1 == at
+            {
+                s2.set_property_from_str("pattern", "ball");
+            }
+            gst::PadProbeReturn::Ok
+        });
+}
+
 /// Waits up to `limit` for a message of type `kind` on `bus` (EOS, ASYNC_DONE, ...): `Err`
 /// with the error's text and details when an error comes first, or saying that none came.
 pub fn wait_for(
