@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # The environment of the CUDA-memory device calls (issue 17), sourced by session10_cudamem.sh
-# (and the records session10_call3.sh, session10_call4.sh), run from the repository root on the
+# (and the record session10_call4.sh), run from the repository root on the
 # GPU machine with carry .gpu-cm (made here by stage_cudamem.sh): D, the staged folder; OUT,
 # where the logs go; the GPU machine's places (env.sh); the bundle's GStreamer; the fixtures,
 # the plan cache and the plugin of the staged folder; a GPU required by the tests.
