@@ -33,25 +33,15 @@ use cuda_common::fixture;
 // gst_common's fixture-free part: gst_common itself would load tests/common a second time.
 #[path = "gst_common/pipeline.rs"]
 mod gst_pipeline;
-use gst_pipeline::{cut_to_ball_at, init, launch_with_sink};
+use gst_pipeline::{cut_to_ball_at, in_cuda_memory, init, launch_with_sink, scene_cuts};
+#[path = "../src/test_rng.rs"]
+mod test_rng;
+use test_rng::bytes as noise;
 
 const M2X: &str = "flavr2x_w8.safetensors";
 
 /// Every format the reduction reads.
 const FORMATS: [PixelFormat; 12] = PixelFormat::ALL;
-
-/// Random bytes (xorshift), the same for the same seed.
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 24) as u8
-        })
-        .collect()
-}
 
 fn plane(format: PixelFormat, width: usize, height: usize, pad: usize) -> Plane {
     let bpp = format.packed().map_or(format.sample_bytes(), |(b, _)| b);
@@ -254,25 +244,8 @@ fn cuts(desc: &str, switch_at: u64) -> (usize, Vec<(u64, u64, f64)>, bool) {
     }
     let f = pipeline.by_name("f").unwrap();
     let caps = f.static_pad("sink").unwrap().current_caps().unwrap();
-    let in_cuda = caps
-        .features(0)
-        .is_some_and(|f| f.contains("memory:CUDAMemory"));
-    let bus = pipeline.bus().unwrap();
-    let mut out = Vec::new();
-    while let Some(m) = bus.pop_filtered(&[gst::MessageType::Element, gst::MessageType::Error]) {
-        if let gst::MessageView::Error(e) = m.view() {
-            panic!("{desc}: {e:?}");
-        }
-        let s = m.structure().unwrap();
-        if s.name() == "flavrinterp-scene-cut" {
-            let ts = s.get::<Option<gst::ClockTime>>("timestamp").unwrap();
-            out.push((
-                s.get::<u64>("frame").unwrap(),
-                ts.unwrap().nseconds(),
-                s.get::<f64>("score").unwrap(),
-            ));
-        }
-    }
+    let in_cuda = in_cuda_memory(&caps);
+    let out = scene_cuts(&pipeline.bus().unwrap(), desc);
     pipeline.set_state(gst::State::Null).unwrap();
     (count, out, in_cuda)
 }

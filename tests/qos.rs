@@ -53,6 +53,17 @@ fn messages(bus: &gst::Bus, name: &str) -> (Vec<gst::Structure>, Vec<gst::Messag
 /// With downstream saying every frame is late, all new frames are blends, every original is
 /// pushed unchanged, and the counts are reported; at factor 2 and, with the 2x model applied
 /// twice, at factor 4.
+/// Downstream's QoS: everything before running time 1000 s shows late.
+fn everything_late(h: &mut gst_check::Harness) {
+    assert!(
+        h.push_upstream_event(
+            gst::event::Qos::builder(gst::QOSType::Underflow, 2.0, 1_000_000_000_000)
+                .timestamp(gst::ClockTime::ZERO)
+                .build()
+        )
+    );
+}
+
 #[test]
 fn late_windows_are_blends_and_originals_pass() {
     late_windows("");
@@ -89,14 +100,7 @@ fn late_windows(devices: &str) {
             "video/x-raw,format=RGB,width={W},height={H},framerate=30/1"
         ));
         h.play();
-        // Downstream: everything before running time 1000 s shows late.
-        assert!(
-            h.push_upstream_event(
-                gst::event::Qos::builder(gst::QOSType::Underflow, 2.0, 1_000_000_000_000)
-                    .timestamp(gst::ClockTime::ZERO)
-                    .build()
-            )
-        );
+        everything_late(&mut h);
         let n = 6u64;
         let d = 1_000_000_000 / 30;
         for i in 0..n {
@@ -174,13 +178,7 @@ fn late_windows_at_an_output_rate_are_blends() {
             "video/x-raw,format=RGB,width={W},height={H},framerate=25/1"
         ));
         h.play();
-        assert!(
-            h.push_upstream_event(
-                gst::event::Qos::builder(gst::QOSType::Underflow, 2.0, 1_000_000_000_000)
-                    .timestamp(gst::ClockTime::ZERO)
-                    .build()
-            )
-        );
+        everything_late(&mut h);
         let n = 5u64;
         for i in 0..n {
             let mut b = gst::Buffer::from_mut_slice(frame(i));

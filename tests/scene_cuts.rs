@@ -14,7 +14,9 @@ use gstflavrinterp::scene::{DEFAULT_THRESHOLD, Detector, Reduced};
 mod gst_common;
 #[path = "../src/test_rng.rs"]
 mod test_rng;
-use gst_common::{cpu_harness, cut_to_ball_at, fixture, init, launch_with_sink, reference_window};
+use gst_common::{
+    cpu_harness, cut_to_ball_at, fixture, init, launch_with_sink, reference_window, scene_cuts,
+};
 use test_rng::unit;
 
 const M2X: &str = "flavr2x_w8.safetensors";
@@ -320,18 +322,10 @@ fn pipeline_cuts(desc: &str, switch_at: Option<u64>) -> (usize, Vec<u64>) {
     {
         count += 1;
     }
-    let bus = pipeline.bus().unwrap();
-    let mut cuts = Vec::new();
-    while let Some(m) = bus.pop_filtered(&[gst::MessageType::Element, gst::MessageType::Error]) {
-        if let gst::MessageView::Error(e) = m.view() {
-            panic!("pipeline error: {e:?}");
-        }
-        let s = m.structure().unwrap();
-        if s.name() == "flavrinterp-scene-cut" {
-            let ts = s.get::<Option<gst::ClockTime>>("timestamp").unwrap();
-            cuts.push(ts.unwrap().nseconds());
-        }
-    }
+    let cuts = scene_cuts(&pipeline.bus().unwrap(), "pipeline error")
+        .into_iter()
+        .map(|(_, ts, _)| ts)
+        .collect();
     pipeline.set_state(gst::State::Null).unwrap();
     (count, cuts)
 }

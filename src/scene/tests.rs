@@ -3,7 +3,7 @@
 //! brightness, fade, or cut to another shot.
 
 use super::*;
-use crate::test_rng::unit;
+use crate::test_rng::{bytes as noise, unit};
 
 const W: usize = 160;
 const H: usize = 96;
@@ -291,19 +291,6 @@ fn former_reduction(f: PixelFormat, plane: &[u8], stride: usize, w: usize, h: us
         .map(|(&s, &c)| (s as f64 / c.max(1) as f64) as f32)
         .collect();
     Reduced::from_means(&means)
-}
-
-/// Random bytes (xorshift), the same for the same seed.
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 24) as u8
-        })
-        .collect()
 }
 
 #[test]

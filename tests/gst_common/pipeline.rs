@@ -45,6 +45,27 @@ pub fn cut_to_ball_at(pipeline: &gst::Pipeline, at: u64) {
         });
 }
 
+/// The `flavrinterp-scene-cut` element messages left on `bus`, in order, as (frame,
+/// timestamp in ns, score); panics on an error message (`what` names the run).
+pub fn scene_cuts(bus: &gst::Bus, what: &str) -> Vec<(u64, u64, f64)> {
+    let mut out = Vec::new();
+    while let Some(m) = bus.pop_filtered(&[gst::MessageType::Element, gst::MessageType::Error]) {
+        if let gst::MessageView::Error(e) = m.view() {
+            panic!("{what}: {e:?}");
+        }
+        let s = m.structure().unwrap();
+        if s.name() == "flavrinterp-scene-cut" {
+            let ts = s.get::<Option<gst::ClockTime>>("timestamp").unwrap();
+            out.push((
+                s.get::<u64>("frame").unwrap(),
+                ts.unwrap().nseconds(),
+                s.get::<f64>("score").unwrap(),
+            ));
+        }
+    }
+    out
+}
+
 /// Waits up to `limit` for a message of type `kind` on `bus` (EOS, ASYNC_DONE, ...): `Err`
 /// with the error's text and details when an error comes first, or saying that none came.
 pub fn wait_for(
